@@ -1,0 +1,1 @@
+"""The `meqg` command line (typer); thin commands over meqg_mlx."""

@@ -1,0 +1,203 @@
+"""Ingest: sources -> dedup -> ids -> embed -> atomic batched writes -> domains -> compaction, index."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import StoreConfig
+from ..encoder.base import Embedder
+from ..errors import InputError
+from .domains import compute_domains
+from .kmeans import assign
+from .sources import ConceptRecord
+from .store import ConceptStore, NewConcept, normalize_text
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildSummary:
+    added: int = 0
+    duplicates: int = 0
+    relations: int = 0
+    dangling_relations: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+    total_concepts: int = 0
+    domains: int = 0
+    seconds: float = 0.0
+    source_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+    domain_seconds: float = 0.0
+    index_seconds: float = 0.0
+    index: str = ""
+
+
+def source_records(spec: str, config: StoreConfig, progress: Progress | None = None,
+                   text_column: str = "text") -> Iterator[ConceptRecord]:
+    """Records for a --source value: stdlib[:MOD,...], pydoc, wordnet[:DIR], or a file/directory path."""
+    from .sources.files import file_records
+    from .sources.prose import pydoc_topics
+    from .sources.stdlib import stdlib_code
+    from .sources.wordnet import find_wordnet, wordnet_records
+
+    if spec == "stdlib":
+        yield from stdlib_code(None, True, config.doctest_timeout_s, config.doctest_memory_mb, progress)
+        yield from pydoc_topics()
+    elif spec.startswith("stdlib:"):
+        modules = [m for m in spec.partition(":")[2].split(",") if m]
+        yield from stdlib_code(modules, True, config.doctest_timeout_s, config.doctest_memory_mb, progress)
+    elif spec == "pydoc":
+        yield from pydoc_topics()
+    elif spec == "wordnet" or spec.startswith("wordnet:"):
+        yield from wordnet_records(spec.partition(":")[2] or None)
+    elif Path(spec).is_dir() and find_wordnet(spec):
+        yield from wordnet_records(spec)
+    elif Path(spec).exists():
+        yield from file_records(spec, text_column)
+    else:
+        raise InputError(f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR], or an existing file/directory")
+
+
+class _Plan:
+    """Which records are new, which key maps to which id, before anything is written."""
+
+    def __init__(self, store: ConceptStore):
+        existing = store.columns(["concept_id", "key", "text"])
+        ids = existing["concept_id"].to_pylist()
+        self.key_to_id: dict[str, int] = {k: i for k, i in zip(existing["key"].to_pylist(), ids) if k}
+        self.text_to_id: dict[str, int] = {normalize_text(t): i for t, i in zip(existing["text"].to_pylist(), ids)}
+        self.new: list[ConceptRecord] = []
+        self._queued_keys: set[str] = set()
+        self._queued_text: dict[str, str] = {}
+        self._alias: dict[str, str] = {}
+
+    def offer(self, record: ConceptRecord, summary: BuildSummary) -> bool:
+        """Queue a record unless it duplicates a stored or queued concept; returns whether it was queued."""
+        if record.key in self.key_to_id or record.key in self._queued_keys:
+            summary.duplicates += 1
+            return False
+        norm = normalize_text(record.text)
+        if norm in self.text_to_id:
+            self.key_to_id[record.key] = self.text_to_id[norm]
+            summary.duplicates += 1
+            return False
+        if norm in self._queued_text:
+            self._alias[record.key] = self._queued_text[norm]
+            summary.duplicates += 1
+            return False
+        self._queued_text[norm] = record.key
+        self._queued_keys.add(record.key)
+        self.new.append(record)
+        return True
+
+    def assign_ids(self, first: int) -> None:
+        for offset, record in enumerate(self.new):
+            self.key_to_id[record.key] = first + offset
+        for alias, key in self._alias.items():
+            self.key_to_id[alias] = self.key_to_id[key]
+
+
+def build_store(store_path: str | Path, sources: list[str], embedder: Embedder,
+                config: StoreConfig | None = None, limit: int | None = None,
+                progress: Progress | None = None, text_column: str = "text") -> BuildSummary:
+    """Add every new concept from `sources` to the store at `store_path` (created when missing)."""
+    config = config or StoreConfig()
+    if not sources:
+        raise InputError("no --source given")
+    if limit is not None and limit <= 0:
+        raise InputError(f"--limit must be positive, got {limit}")
+    started = time.perf_counter()
+    summary = BuildSummary()
+    store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config)
+    plan = _Plan(store)
+    for spec in sources:
+        taken = 0
+        records = source_records(spec, config, progress, text_column)
+        for record in records:
+            if limit is not None and taken >= limit:
+                records.close()
+                break
+            taken += plan.offer(record, summary)
+        summary.per_source[spec] = taken
+    summary.source_seconds = time.perf_counter() - started
+
+    if plan.new:
+        plan.assign_ids(store.reserve_ids(len(plan.new)))
+        _write(store, plan, embedder, config, summary, progress)
+    _refresh_domains(store, config, summary, progress)
+    started_index = time.perf_counter()
+    if progress:
+        progress("compacting and indexing", 0, 1)
+    store.optimize()
+    store.build_index()
+    if progress:
+        progress("compacting and indexing", 1, 1)
+    summary.index_seconds = time.perf_counter() - started_index
+    summary.index = store.index_kind()
+    summary.total_concepts = store.count()
+    summary.domains = len(store.domains())
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write(store: ConceptStore, plan: _Plan, embedder: Embedder, config: StoreConfig,
+           summary: BuildSummary, progress: Progress | None) -> None:
+    centroids = store.domain_centroids()
+    total = len(plan.new)
+    for start in range(0, total, config.commit_rows):
+        chunk = plan.new[start:start + config.commit_rows]
+        t0 = time.perf_counter()
+        vectors = embedder.encode([r.text for r in chunk])
+        t1 = time.perf_counter()
+        labels, scores = (assign(vectors, centroids)[0], vectors @ centroids.T) if centroids is not None else (None, None)
+        rows = []
+        for i, record in enumerate(chunk):
+            relations = [(plan.key_to_id[t], ty, w) for t, ty, w in record.relations if t in plan.key_to_id]
+            summary.relations += len(relations)
+            summary.dangling_relations += len(record.relations) - len(relations)
+            rows.append(NewConcept(
+                concept_id=plan.key_to_id[record.key], text=record.text, vector=vectors[i], kind=record.kind,
+                key=record.key, source=record.source, validation=record.validation, relations=relations,
+                domain=int(labels[i]) if labels is not None else -1,
+                domain_scores=scores[i].tolist() if scores is not None else []))
+        store.add(rows)
+        summary.embed_seconds += t1 - t0
+        summary.write_seconds += time.perf_counter() - t1
+        summary.added += len(chunk)
+        if progress:
+            progress("embedding and writing", summary.added, total)
+
+
+def _refresh_domains(store: ConceptStore, config: StoreConfig, summary: BuildSummary,
+                     progress: Progress | None) -> None:
+    """First build: k-means domains for all concepts. Later builds: new rows were assigned on write."""
+    started = time.perf_counter()
+    if store.count() == 0:
+        return
+    if not store.has_domains():
+        if progress:
+            progress("learning domains (k-means)", 0, 1)
+        table = store.columns(["concept_id", "text"])
+        ids, vectors = store.all_vectors()
+        order = np.argsort(ids)
+        texts_by_id = dict(zip(table["concept_id"].to_pylist(), table["text"].to_pylist()))
+        ids, vectors = ids[order], vectors[order]
+        rows, labels, scores = compute_domains(ids, vectors, [texts_by_id[i] for i in ids.tolist()],
+                                               config.n_domains)
+        store.set_concept_domains(ids, labels, scores)
+        store.write_domains(rows)
+        if progress:
+            progress("learning domains (k-means)", 1, 1)
+    elif summary.added:
+        counts = np.bincount(np.asarray(store.columns(["domain"])["domain"].to_pylist()), minlength=1)
+        rows = store.domains()
+        for row in rows:
+            row["count"] = int(counts[row["domain"]]) if row["domain"] < len(counts) else 0
+        store.write_domains(rows)
+    summary.domain_seconds = time.perf_counter() - started

@@ -1,0 +1,361 @@
+"""ConceptStore: the LanceDB tables that hold concepts, their relations and domains.
+
+Every `add` is one Lance commit, so a crash loses at most the batch in flight and
+never corrupts the table. Concept ids are reserved in the store's metadata file
+before rows are written, so an id is never handed out twice, even after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from ..config import StoreConfig
+from ..encoder.base import check_vectors
+from ..errors import InputError, StoreError
+from .index import ExactIndex, PartitionedIndex, merge_hits
+from .schema import (CONCEPTS_TABLE, DOMAINS_TABLE, KINDS, RELATION_TYPE, VALIDATIONS, concepts_schema,
+                     domains_schema, vectors_column, vectors_from_column)
+
+META_FILE = "meqg_store.json"
+STORE_FORMAT = "meqg-concept-store"
+SCHEMA_VERSION = 1
+
+
+def normalize_text(text: str) -> str:
+    """Dedup key: case-folded, whitespace collapsed."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+@dataclass
+class NewConcept:
+    """A row to add; `vector` must be a unit float32 row of the store's dim."""
+
+    concept_id: int
+    text: str
+    vector: np.ndarray
+    kind: str = "text"
+    key: str | None = None
+    source: str = ""
+    validation: str = "none"
+    relations: list[tuple[int, str, float]] = field(default_factory=list)
+    domain: int = -1
+    domain_scores: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Hit:
+    concept_id: int
+    score: float
+    text: str
+    kind: str
+    domain: int
+    key: str | None
+    relations: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: dict, score: float) -> "Hit":
+        return cls(row["concept_id"], score, row["text"], row["kind"], row["domain"], row["key"],
+                   row["relations"] or [])
+
+
+class ConceptStore:
+    """A directory holding `meqg_store.json` and a LanceDB database under `lance/`."""
+
+    def __init__(self, path: Path, meta: dict, db, table, config: StoreConfig):
+        self.path = path
+        self.meta = meta
+        self.db = db
+        self.table = table
+        self.config = config
+        self._index = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def origin_model(self) -> str:
+        return str(self.meta["origin_model"])
+
+    @classmethod
+    def create(cls, path: str | Path, dim: int, origin_model: str,
+               config: StoreConfig | None = None) -> "ConceptStore":
+        path = Path(path)
+        if (path / META_FILE).exists():
+            raise StoreError(f"a concept store already exists at {path}")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(f"{path} exists and is not an empty directory")
+        path.mkdir(parents=True, exist_ok=True)
+        db = lancedb.connect(str(path / "lance"))
+        table = db.create_table(CONCEPTS_TABLE, schema=concepts_schema(dim))
+        meta = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "dim": dim,
+                "origin_model": origin_model, "next_id": 0,
+                "created_at": datetime.now(timezone.utc).isoformat()}
+        _write_json_atomic(path / META_FILE, meta)
+        return cls(path, meta, db, table, config or StoreConfig())
+
+    @classmethod
+    def open(cls, path: str | Path, config: StoreConfig | None = None) -> "ConceptStore":
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"no concept store at {path} (build one with `meqg data build --store {path}`)")
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise StoreError(f"{path} is not a meqg concept store (no {META_FILE})")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != STORE_FORMAT or int(meta["dim"]) <= 0:
+                raise ValueError("unexpected format")
+            int(meta["next_id"]), str(meta["origin_model"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"corrupt store metadata {meta_path}: {exc}") from exc
+        try:
+            db = lancedb.connect(str(path / "lance"))
+            table = db.open_table(CONCEPTS_TABLE)
+            vector_type = table.schema.field("vector").type
+            table.count_rows()
+        except Exception as exc:  # noqa: BLE001  (lance raises many types for damaged data)
+            raise StoreError(f"corrupt store {path}: concepts table unreadable ({_first_line(exc)})") from exc
+        if getattr(vector_type, "list_size", None) != int(meta["dim"]):
+            raise StoreError(f"corrupt store {path}: vector column does not have dim {meta['dim']}")
+        return cls(path, meta, db, table, config or StoreConfig())
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, dim: int, origin_model: str,
+                       config: StoreConfig | None = None) -> "ConceptStore":
+        path = Path(path)
+        if (path / META_FILE).exists():
+            store = cls.open(path, config)
+            store.check_model(origin_model, dim)
+            return store
+        return cls.create(path, dim, origin_model, config)
+
+    def check_model(self, origin_model: str, dim: int) -> None:
+        """Refuse to mix models or dims in one vector column."""
+        if dim != self.dim:
+            raise StoreError(f"store {self.path} holds {self.dim}-d vectors; got {dim}-d from {origin_model}")
+        if origin_model != self.origin_model:
+            raise StoreError(f"store {self.path} holds vectors from {self.origin_model}; refusing {origin_model}")
+
+    # ----- writing ---------------------------------------------------------------------------
+    def reserve_ids(self, count: int) -> int:
+        """Durably reserve `count` fresh concept ids; returns the first."""
+        first = max(int(self.meta["next_id"]), self._max_id() + 1)
+        self.meta["next_id"] = first + count
+        _write_json_atomic(self.path / META_FILE, self.meta)
+        return first
+
+    def add(self, concepts: list[NewConcept]) -> int:
+        """Append rows in one atomic commit; returns the new table version."""
+        if not concepts:
+            return self.table.version
+        for c in concepts:
+            if np.size(c.vector) != self.dim:
+                raise InputError(f"vector of concept {c.concept_id} has dimension {np.size(c.vector)}, "
+                                 f"the store expects {self.dim}")
+        vectors = check_vectors(np.stack([np.asarray(c.vector, np.float32).reshape(-1) for c in concepts]),
+                                self.dim)
+        for c in concepts:
+            if not c.text or not c.text.strip():
+                raise StoreError(f"concept {c.concept_id} has empty text")
+            if c.kind not in KINDS:
+                raise StoreError(f"concept {c.concept_id} has unknown kind {c.kind!r}")
+            if c.validation not in VALIDATIONS:
+                raise StoreError(f"concept {c.concept_id} has unknown validation {c.validation!r}")
+            if c.concept_id >= int(self.meta["next_id"]) or c.concept_id < 0:
+                raise StoreError(f"concept id {c.concept_id} was not reserved")
+        now = datetime.now(timezone.utc)
+        n = len(concepts)
+        data = pa.table({
+            "concept_id": pa.array([c.concept_id for c in concepts], pa.int64()),
+            "key": pa.array([c.key for c in concepts], pa.string()),
+            "text": pa.array([c.text for c in concepts], pa.string()),
+            "kind": pa.array([c.kind for c in concepts], pa.string()),
+            "vector": vectors_column(vectors, self.dim),
+            "origin_model": pa.array([self.origin_model] * n, pa.string()),
+            "dim": pa.array([self.dim] * n, pa.int32()),
+            "domain": pa.array([c.domain for c in concepts], pa.int32()),
+            "domain_scores": pa.array([list(c.domain_scores) for c in concepts], pa.list_(pa.float32())),
+            "relations": pa.array([[{"target_id": t, "type": ty, "weight": w} for t, ty, w in c.relations]
+                                   for c in concepts], pa.list_(RELATION_TYPE)),
+            "source": pa.array([c.source for c in concepts], pa.string()),
+            "validation": pa.array([c.validation for c in concepts], pa.string()),
+            "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        }, schema=concepts_schema(self.dim))
+        self.table.add(data)
+        self._index = None
+        return self.table.version
+
+    def optimize(self) -> None:
+        """Compact small fragments left by batched appends."""
+        self.table.optimize()
+
+    # ----- reading ---------------------------------------------------------------------------
+    def count(self) -> int:
+        return self.table.count_rows()
+
+    def _max_id(self) -> int:
+        if self.count() == 0:
+            return -1
+        ids = self.table.search().select(["concept_id"]).limit(None).to_arrow()["concept_id"]
+        return int(pa.compute.max(ids).as_py())
+
+    def columns(self, names: list[str], where: str | None = None) -> pa.Table:
+        query = self.table.search().select(names).limit(None)
+        if where:
+            query = query.where(where)
+        return query.to_arrow()
+
+    def get(self, ids: list[int]) -> list[dict]:
+        """Rows (without vectors) for the given ids, in the order asked; unknown ids are skipped."""
+        if not ids:
+            return []
+        wanted = ",".join(str(int(i)) for i in ids)
+        names = [f.name for f in self.table.schema if f.name != "vector"]
+        rows = {r["concept_id"]: r for r in self.columns(names, f"concept_id IN ({wanted})").to_pylist()}
+        return [rows[i] for i in ids if i in rows]
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        wanted = ",".join(str(int(i)) for i in ids)
+        table = self.columns(["concept_id", "vector"], f"concept_id IN ({wanted})")
+        order = {cid: i for i, cid in enumerate(table["concept_id"].to_pylist())}
+        matrix = vectors_from_column(table["vector"], self.dim)
+        return matrix[[order[i] for i in ids if i in order]]
+
+    def all_vectors(self, where: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        table = self.columns(["concept_id", "vector"], where)
+        return table["concept_id"].to_numpy().astype(np.int64), vectors_from_column(table["vector"], self.dim)
+
+    def neighbors(self, concept_id: int, relation_type: str | None = None) -> list[tuple[str, float, dict]]:
+        """Outgoing relations of a concept as (type, weight, target row); dangling targets are skipped."""
+        rows = self.get([concept_id])
+        if not rows:
+            raise StoreError(f"no concept with id {concept_id} in {self.path}")
+        relations = [r for r in rows[0]["relations"] or [] if relation_type in (None, r["type"])]
+        targets = {row["concept_id"]: row for row in self.get([r["target_id"] for r in relations])}
+        return [(r["type"], r["weight"], targets[r["target_id"]]) for r in relations if r["target_id"] in targets]
+
+    # ----- search ----------------------------------------------------------------------------
+    def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        query = check_vectors(vector, self.dim, "query vector")[0]
+        ids, scores = self._search_ids(query, k)
+        rows = {r["concept_id"]: r for r in self.get(ids.tolist())}
+        return [Hit.from_row(rows[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist()) if i in rows]
+
+    def _search_ids(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            self._index = self._load_index()
+        return self._index(query, k)
+
+    def _load_index(self):
+        partitioned = PartitionedIndex.load(self.path)
+        if partitioned is None:
+            exact = ExactIndex(*self.all_vectors())
+            return exact.search
+        delta = ExactIndex(*self.all_vectors(f"concept_id > {partitioned.max_id}"))
+        return lambda q, k: merge_hits(partitioned.search(q, k), delta.search(q, k), k=k)
+
+    def build_index(self, force: bool = False) -> bool:
+        """(Re)build the partitioned index when the store is large enough; returns whether it did."""
+        n = self.count()
+        if n < self.config.exact_search_max_rows and not force:
+            PartitionedIndex.remove(self.path)
+            self._index = None
+            return False
+        ids, vectors = self.all_vectors()
+        index = PartitionedIndex.build(ids, vectors, nprobe=self.config.ann_nprobes)
+        index.save(self.path, self.table.version)
+        self._index = None
+        return True
+
+    def index_kind(self) -> str:
+        index = PartitionedIndex.load(self.path)
+        if index is None:
+            return "exact (in-memory matrix)"
+        return f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe}, {len(index.ids)} rows indexed"
+
+    # ----- domains ---------------------------------------------------------------------------
+    def has_domains(self) -> bool:
+        return DOMAINS_TABLE in _table_names(self.db)
+
+    def domains(self) -> list[dict]:
+        if not self.has_domains():
+            return []
+        rows = self.db.open_table(DOMAINS_TABLE).to_arrow().to_pylist()
+        return sorted(rows, key=lambda r: r["domain"])
+
+    def domain_centroids(self) -> np.ndarray | None:
+        rows = self.domains()
+        if not rows:
+            return None
+        return np.asarray([r["centroid"] for r in rows], dtype=np.float32)
+
+    def write_domains(self, domains: list[dict]) -> None:
+        """Replace the domains table in one commit."""
+        table = pa.Table.from_pylist(domains, schema=domains_schema(self.dim))
+        self.db.create_table(DOMAINS_TABLE, table, mode="overwrite")
+
+    def set_concept_domains(self, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
+        """Update each concept's domain and domain_scores in one merge commit."""
+        update = pa.table({
+            "concept_id": pa.array(ids, pa.int64()),
+            "domain": pa.array(labels, pa.int32()),
+            "domain_scores": pa.array(list(scores.astype(np.float32)), pa.list_(pa.float32())),
+        })
+        self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
+
+    # ----- summary ---------------------------------------------------------------------------
+    def stats(self) -> dict:
+        info = self.columns(["kind", "source", "validation", "relations", "domain"])
+        def counts(name):
+            values, freq = np.unique(np.asarray(info[name].to_pylist(), dtype=object).astype(str),
+                                     return_counts=True) if info.num_rows else ([], [])
+            return {str(v): int(c) for v, c in zip(values, freq)}
+        relations = pa.compute.list_value_length(info["relations"]).to_numpy(zero_copy_only=False)
+        table_stats = self.table.stats()
+        return {
+            "path": str(self.path),
+            "concepts": info.num_rows,
+            "relations": int(np.nansum(relations)) if len(relations) else 0,
+            "dim": self.dim,
+            "origin_model": self.origin_model,
+            "table_version": self.table.version,
+            "fragments": table_stats["fragment_stats"]["num_fragments"],
+            "bytes": table_stats["total_bytes"],
+            "kinds": counts("kind"),
+            "sources": counts("source"),
+            "validation": counts("validation"),
+            "domains": [{"domain": d["domain"], "label": d["label"], "count": d["count"]} for d in self.domains()],
+            "index": self.index_kind(),
+        }
+
+
+def _table_names(db) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return list(db.table_names())
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

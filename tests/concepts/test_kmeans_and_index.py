@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from meqg_mlx.concepts.index import ExactIndex, PartitionedIndex, merge_hits, top_k
+from meqg_mlx.concepts.kmeans import assign, spherical_kmeans
+
+
+def clustered(n, d=32, clusters=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, d)).astype(np.float32)
+    labels = rng.integers(0, clusters, n)
+    x = centers[labels] + 0.2 * rng.standard_normal((n, d)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_top_k_is_sorted_and_exact():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2], dtype=np.float32)
+    assert top_k(scores, 3).tolist() == [1, 3, 2]
+    assert top_k(scores, 10).tolist() == [1, 3, 2, 4, 0]
+
+
+def test_kmeans_recovers_well_separated_clusters():
+    x, labels = clustered(2000, clusters=8)
+    centroids = spherical_kmeans(x, 8, seed=1, restarts=3)
+    assert np.allclose(np.linalg.norm(centroids, axis=1), 1, atol=1e-5)
+    found, _ = assign(x, centroids)
+    # each true cluster maps to one found cluster (purity)
+    purity = sum(np.bincount(found[labels == c]).max() for c in range(8)) / len(x)
+    assert purity > 0.95
+
+
+def test_kmeans_rejects_bad_k():
+    x, _ = clustered(10)
+    with pytest.raises(ValueError):
+        spherical_kmeans(x, 11)
+
+
+def test_partitioned_index_matches_exact_search():
+    x, _ = clustered(5000, d=48, clusters=50)
+    ids = np.arange(100, 5100)
+    exact = ExactIndex(ids, x)
+    index = PartitionedIndex.build(ids, x, nprobe=12)
+    queries, _ = clustered(50, d=48, clusters=50, seed=3)
+    recall = np.mean([len(set(exact.search(q, 10)[0]) & set(index.search(q, 10)[0])) / 10 for q in queries])
+    assert recall >= 0.98
+    all_probes = index.search(queries[0], 10, nprobe=len(index.centroids))
+    assert all_probes[0].tolist() == exact.search(queries[0], 10)[0].tolist()
+
+
+def test_partitioned_index_save_load_round_trip(tmp_path):
+    x, _ = clustered(800)
+    ids = np.arange(800)
+    index = PartitionedIndex.build(ids, x, nprobe=4)
+    index.save(tmp_path, table_version=3)
+    loaded = PartitionedIndex.load(tmp_path)
+    assert loaded is not None and loaded.max_id == 799 and loaded.nprobe == 4
+    assert loaded.search(x[5], 3)[0].tolist() == index.search(x[5], 3)[0].tolist()
+    (tmp_path / "index" / "meta.json").write_text("{broken")
+    assert PartitionedIndex.load(tmp_path) is None
+
+
+def test_merge_hits_keeps_the_best():
+    ids, scores = merge_hits((np.array([1, 2]), np.array([0.9, 0.1])), (np.array([3]), np.array([0.5])), k=2)
+    assert ids.tolist() == [1, 3]

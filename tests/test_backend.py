@@ -1,0 +1,29 @@
+import platform
+from pathlib import Path
+
+import pytest
+
+from meqg_mlx import backend
+
+
+def test_doctor_reports_backend_blas_and_a_measured_matmul():
+    report = backend.doctor_report()
+    assert report["mlx_default_device"]
+    assert report["versions"]["mlx"] != "not installed"
+    assert report["matmul_1024_gflops"] > 0
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or backend.system_openblas() is None,
+                    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)")
+def test_system_openblas_is_used_and_fast_on_linux():
+    assert backend.blas_description().startswith("system OpenBLAS")
+    assert any("openblas" in lib for lib in backend.loaded_blas_libraries())
+    # the bundled reference BLAS runs ~3 GFLOP/s; OpenBLAS on 2 cores > 50
+    assert backend.matmul_gflops() > 20
+
+
+def test_missing_override_path_means_no_openblas(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEQG_OPENBLAS", str(tmp_path / "missing.so"))
+    assert backend.system_openblas() is None
+    monkeypatch.setenv("MEQG_OPENBLAS", str(Path(__file__)))
+    assert backend.system_openblas() == str(Path(__file__))

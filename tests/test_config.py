@@ -1,0 +1,51 @@
+import pytest
+
+from meqg_mlx.config import MeqgConfig, load_config, save_config
+from meqg_mlx.errors import ConfigError
+
+
+def test_defaults_are_the_seed_values():
+    config = MeqgConfig()
+    assert (config.gate.alpha, config.gate.trust_radius, config.gate.l_mod) == (0.1, 0.02, 5.0)
+    assert config.objective.lambda_mod == 0.5
+    assert (config.objective.lambda_kv, config.objective.lambda_flop) == (1e-9, 5e-13)
+    assert (config.objective.lambda_lat, config.objective.lambda_sparse) == (1e-3, 0.05)
+
+
+def test_yaml_round_trip(tmp_path):
+    config = MeqgConfig()
+    config.gate.alpha = 0.2
+    config.vmm.n_experts = 4
+    path = tmp_path / "c.yaml"
+    save_config(config, path)
+    assert load_config(path) == config
+
+
+def test_partial_file_keeps_defaults_and_int_is_accepted_for_float(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("gate:\n  trust_radius: 1\n")
+    config = load_config(path)
+    assert config.gate.trust_radius == 1.0 and isinstance(config.gate.trust_radius, float)
+    assert config.gate.alpha == 0.1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gate:\n  alpah: 0.1\n", "unknown config key 'gate.alpah'"),
+    ("gatee:\n  alpha: 0.1\n", "unknown config key 'gatee'"),
+    ("gate:\n  alpha: fast\n", "config key 'gate.alpha' expects float, got str"),
+    ("vmm:\n  n_experts: 2.5\n", "config key 'vmm.n_experts' expects int, got float"),
+    ("vmm:\n  n_experts: true\n", "config key 'vmm.n_experts' expects int, got bool"),
+    ("gate: 3\n", "'gate.' must be a mapping"),
+    ("gate:\n  alpha: .nan\n", "config key 'gate.alpha' must be finite"),
+    ("gate: [\n", "is not valid YAML"),
+])
+def test_bad_config_names_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
