@@ -39,7 +39,8 @@ def stats(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> No
 
 
 @app.command()
-def search(text: str = typer.Argument(..., help="Query text."), store: Optional[Path] = StoreOption,
+def search(text: Optional[str] = typer.Argument(None, help="Query text."), store: Optional[Path] = StoreOption,
+           vector: Optional[Path] = typer.Option(None, help="Search by a vector file (.npy or JSON) instead."),
            k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of hits."),
            raw: bool = typer.Option(False, "--raw", help="Plain nearest concept vectors, no grouping by subject."),
            as_json: bool = JsonOption) -> None:
@@ -47,11 +48,21 @@ def search(text: str = typer.Argument(..., help="Query text."), store: Optional[
     example answers with the function it documents (shown with `via`)."""
     from meqg_mlx.concepts.search import SubjectHit, search_subjects
     from meqg_mlx.encoder import default_embedder
+    from meqg_mlx.encoder.base import check_vectors, load_vector_file
+    from meqg_mlx.errors import InputError
 
+    if (text is None) == (vector is None):
+        raise InputError("give either a query TEXT or --vector FILE")
     concepts = _open(store)
-    embedder = default_embedder()
-    concepts.check_model(embedder.name, embedder.dim)
-    vector = embedder.encode([text])[0]
+    if vector is not None:
+        query = check_vectors(load_vector_file(vector), concepts.dim, f"vector file {vector}")
+        if len(query) != 1:
+            raise InputError(f"vector file {vector} holds {len(query)} vectors; search takes one")
+        text, vector = f"<vector from {vector}>", query[0]
+    else:
+        embedder = default_embedder()
+        concepts.check_model(embedder.name, embedder.dim)
+        vector = embedder.encode([text])[0]
     if raw:
         results = [SubjectHit(hit, hit.score, None) for hit in concepts.search_vector(vector, k)]
     else:

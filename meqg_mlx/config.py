@@ -66,9 +66,8 @@ class StoreConfig:
     embed_batch_size: int = 64
     max_tokens: int = 128
     n_domains: int = 16
-    exact_search_max_rows: int = 250_000
-    ann_nprobes: int = 40
-    ann_refine_factor: int = 20
+    exact_search_max_rows: int = 50_000
+    ann_target_recall: float = 0.99
     doctest_timeout_s: float = 20.0
     doctest_memory_mb: int = 1024
 

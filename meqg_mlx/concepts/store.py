@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import lancedb
+from lancedb.index import BTree
 import numpy as np
 import pyarrow as pa
 
@@ -198,8 +199,10 @@ class ConceptStore:
         return self.table.version
 
     def optimize(self) -> None:
-        """Compact small fragments left by batched appends."""
+        """Compact small fragments left by batched appends; keep a B-tree on concept_id for lookups."""
         self.table.optimize()
+        if not any(index.columns == ["concept_id"] for index in self.table.list_indices()):
+            self.table.create_index("concept_id", config=BTree())
 
     # ----- reading ---------------------------------------------------------------------------
     def count(self) -> int:
@@ -267,14 +270,20 @@ class ConceptStore:
         return lambda q, k: merge_hits(partitioned.search(q, k), delta.search(q, k), k=k)
 
     def build_index(self, force: bool = False) -> bool:
-        """(Re)build the partitioned index when the store is large enough; returns whether it did."""
+        """(Re)build the partitioned index when the store is large enough; returns whether it did.
+
+        An index that already covers >= 90% of the rows is kept: the rest is searched exactly.
+        """
         n = self.count()
         if n < self.config.exact_search_max_rows and not force:
             PartitionedIndex.remove(self.path)
             self._index = None
             return False
+        existing = PartitionedIndex.load(self.path)
+        if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
+            return False
         ids, vectors = self.all_vectors()
-        index = PartitionedIndex.build(ids, vectors, nprobe=self.config.ann_nprobes)
+        index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
         index.save(self.path, self.table.version)
         self._index = None
         return True
@@ -283,7 +292,8 @@ class ConceptStore:
         index = PartitionedIndex.load(self.path)
         if index is None:
             return "exact (in-memory matrix)"
-        return f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe}, {len(index.ids)} rows indexed"
+        return (f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe} "
+                f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed")
 
     # ----- domains ---------------------------------------------------------------------------
     def has_domains(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -30,19 +32,22 @@ def check_texts(texts: list[str]) -> None:
 
 def check_vectors(vectors: object, dim: int, what: str = "vectors") -> np.ndarray:
     """Validate user vectors: 2-D, width `dim`, finite, non-zero; returns unit float32 rows."""
-    array = np.asarray(vectors, dtype=np.float32)
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: not a numeric array ({exc})") from exc
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
-        raise InputError(f"{what} must be 2-D (n, {dim}), got shape {array.shape}")
+        raise InputError(f"{what}: expected shape (n, {dim}), got {array.shape}")
     if array.shape[1] != dim:
-        raise InputError(f"{what} have dimension {array.shape[1]}, the store expects {dim}")
+        raise InputError(f"{what}: dimension {array.shape[1]}, the store expects {dim}")
     if not np.isfinite(array).all():
         bad = int(np.argwhere(~np.isfinite(array))[0][0])
-        raise InputError(f"{what} row {bad} contains NaN or Inf")
+        raise InputError(f"{what}: row {bad} contains NaN or Inf")
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     if (norms == 0).any():
-        raise InputError(f"{what} row {int(np.argmin(norms))} is all zeros")
+        raise InputError(f"{what}: row {int(np.argmin(norms))} is all zeros")
     return array / norms
 
 
@@ -51,3 +56,20 @@ def default_embedder(max_tokens: int = 128) -> Embedder:
     from .sentence_transformers import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder.bundled_minilm(max_tokens=max_tokens)
+
+
+def load_vector_file(path: str | Path) -> np.ndarray:
+    """Vectors from .npy, or JSON (a list of rows, one row, or `meqg encode`'s {"vectors": ...})."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"vector file not found: {path}")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path} is not a readable .npy file ({exc})") from exc
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc})") from exc
+    return data["vectors"] if isinstance(data, dict) and "vectors" in data else data

@@ -63,6 +63,21 @@ def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
                         str(config)), "unknown config key 'store.comit_rows'")
 
 
+def test_search_by_vector_file_and_bad_vectors(tmp_path, small_store_path):
+    encoded = meqg("encode", "insert an item into a sorted list")
+    (tmp_path / "v.json").write_text(encoded.stdout)
+    found = meqg("store", "search", "--vector", str(tmp_path / "v.json"), "--store", str(small_store_path), "--json")
+    assert found.returncode == 0, found.stderr
+    assert any(h["key"].startswith("py:bisect.insort") for h in json.loads(found.stdout))
+    for content, message in [("[1.0, 2.0, 3.0]", "dimension 3, the store expects 384"),
+                             (json.dumps([float("nan")] + [0.1] * 383).replace("NaN", "NaN"), "contains NaN or Inf"),
+                             ("{not json", "is not valid JSON"), ('["a", "b"]', "not a numeric array")]:
+        (tmp_path / "bad.json").write_text(content)
+        one_line_error(meqg("store", "search", "--vector", str(tmp_path / "bad.json"), "--store",
+                            str(small_store_path)), message)
+    one_line_error(meqg("store", "search", "--store", str(small_store_path)), "give either a query TEXT")
+
+
 def test_data_build_from_user_files(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
