@@ -67,7 +67,7 @@ class StoreConfig:
     max_tokens: int = 128
     n_domains: int = 16
     exact_search_max_rows: int = 50_000
-    ann_target_recall: float = 0.99
+    ann_target_recall: float = 0.98
     doctest_timeout_s: float = 20.0
     doctest_memory_mb: int = 1024
 

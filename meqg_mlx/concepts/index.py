@@ -1,16 +1,16 @@
 """Vector search over the concept store's `vector` column.
 
-Measured on this project's 2-core box (bench/store.py): LanceDB's flat scan is
-~30x slower than a numpy matrix product, and its IVF_PQ/IVF_RQ indexes lose
-recall (0.86-0.98 at 100k) and barely beat numpy because each query pays ~5 ms of
-planning. So meqg searches in memory:
+Measured on this project's 2-core box (bench/store.py, 100k x 384): LanceDB's
+flat scan took ~400 ms a query against numpy's 12 ms; its IVF_PQ (94 s to build)
+reached recall@10 0.93-0.98 only with refine_factor, at 7-14 ms, and IVF_RQ
+0.86, because each LanceDB query pays ~5 ms of planning. So meqg searches in memory:
 
 * `ExactIndex`: the whole matrix, one GEMV per query. Exact; used for small stores.
 * `PartitionedIndex`: IVF-flat. Spherical k-means partitions (2*sqrt(n)), vectors
   stored contiguously per partition in an .npy that is memory-mapped, `nprobe`
   partitions scored exactly in float32. `nprobe` is calibrated when the index is
   built: the smallest value whose recall@10 against brute force reaches the
-  target (0.99) on sampled stored vectors. Rows appended after the index was
+  target (store.ann_target_recall, 0.98) on sampled stored vectors. Rows appended after the index was
   built are searched exactly and merged, so the index never hides data.
 """
 
@@ -64,7 +64,7 @@ class PartitionedIndex:
     vectors: np.ndarray
     max_id: int
     nprobe: int
-    target_recall: float = 0.99
+    target_recall: float = 0.98
 
     def search(self, query: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         probes = top_k(self.centroids @ query, nprobe or self.nprobe)
@@ -79,7 +79,7 @@ class PartitionedIndex:
         return max(1, int(2 * math.sqrt(n)))
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, target_recall: float = 0.99,
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, target_recall: float = 0.98,
               partitions: int | None = None, seed: int = 0) -> "PartitionedIndex":
         """Partition, then calibrate `nprobe` to reach `target_recall`@10 on sampled stored vectors."""
         nlist = min(partitions or cls.default_partitions(len(ids)), len(ids))

@@ -97,7 +97,8 @@ def test_kill_9_during_build_keeps_every_committed_batch(tmp_path, small_store, 
     proc.wait()
     store = ConceptStore.open(path)
     survived = store.count()
-    assert survived >= count and survived % 32 == 0
+    # whole batches only (the last one may be short if the kill came after it)
+    assert survived >= count and (survived % 32 == 0 or survived == small_store.count())
     ids, vectors = store.all_vectors()
     assert np.isfinite(vectors).all() and len(set(ids.tolist())) == survived
     # building again completes the store: same concepts as an uninterrupted build
