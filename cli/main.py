@@ -53,15 +53,19 @@ def data_build(
     text_column: str = typer.Option("text", help="Text column of .jsonl/.parquet sources."),
 ) -> None:
     """Embed concepts from sources into a LanceDB store; appends only concepts not already stored."""
+    from meqg_mlx.paths import default_store
+
+    build(store or default_store(), source, limit, config, text_column)
+
+
+def build(store: Path, source: list[str], limit: Optional[int], config: Optional[Path], text_column: str) -> None:
     from meqg_mlx.concepts import build_store
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import default_embedder
-    from meqg_mlx.paths import default_store
 
     from .progress import progress_bar
 
     settings = load_config(config).store
-    store = store or default_store()
     with progress_bar() as update:
         update("loading encoder", 0, 1)
         embedder = default_embedder(settings.max_tokens)
@@ -91,19 +95,22 @@ def encode(texts: list[str] = typer.Argument(..., help="Texts to embed.")) -> No
 def demo(store: Optional[Path] = StoreOption) -> None:
     """The main job on the embedded default: build the stdlib store if missing, then search it."""
     from meqg_mlx.concepts import ConceptStore
+    from meqg_mlx.concepts.search import search_subjects
+    from meqg_mlx.encoder import default_embedder
     from meqg_mlx.paths import default_store
 
     store = store or default_store()
     if not (store / "meqg_store.json").exists():
         console.print(f"[bold]meqg demo[/]: building the default concept store from this Python's stdlib at {store}")
-        data_build(store=store, source=["stdlib"], limit=None, config=None, text_column="text")
+        build(store, ["stdlib"], None, None, "text")
     concepts = ConceptStore.open(store)
+    embedder = default_embedder()
     stats = concepts.stats()
     out.print(f"\n[bold]{stats['concepts']}[/] concepts, {stats['relations']} relations, "
                   f"{len(stats['domains'])} domains ({stats['origin_model']}, {stats['dim']}-d)")
     for query in ("sort a list in place", "read a file line by line", "parse JSON from a string",
-                  "the nearest integer to a float"):
-        store_commands.search(query, store=store, k=3, as_json=False)
+                  "join directory and file names into one path"):
+        store_commands.print_results(query, search_subjects(concepts, embedder.encode([query])[0], 3))
     out.print("\nnext: [bold]meqg store stats[/], [bold]meqg store search \"...\"[/], "
                   "[bold]meqg store show ID[/], [bold]meqg data build --source wordnet[/]")
 

@@ -70,7 +70,12 @@ def search(text: Optional[str] = typer.Argument(None, help="Query text."), store
     if as_json:
         print(json.dumps([{**_plain(r.subject), "score": r.score, "via": _plain(r.via) if r.via else None}
                           for r in results], indent=2))
-        return
+    else:
+        print_results(text, results)
+
+
+def print_results(text: str, results) -> None:
+    """One line per hit: id, score, domain, first line of text; a `via` line for grouped hits."""
     print(f"\n{text!r}")
     for result in results:
         hit = result.subject

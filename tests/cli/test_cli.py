@@ -87,3 +87,11 @@ def test_data_build_from_user_files(tmp_path):
     assert "+3 concepts" in result.stdout
     again = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", str(docs))
     assert "+0 concepts" in again.stdout
+
+
+def test_demo_on_an_existing_store(small_store_path):
+    result = meqg("demo", "--store", str(small_store_path))
+    assert result.returncode == 0, result.stderr
+    assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
+    assert "json.loads" in result.stdout or "json.decoder" in result.stdout
+    assert "next:" in result.stdout
