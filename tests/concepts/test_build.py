@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from meqg_mlx.concepts import ConceptStore, build_store
-from meqg_mlx.config import StoreConfig
 from meqg_mlx.errors import InputError
 
 from ..conftest import SMALL_SOURCES

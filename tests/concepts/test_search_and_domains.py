@@ -1,0 +1,45 @@
+import numpy as np
+
+from meqg_mlx.concepts import ConceptStore, NewConcept
+from meqg_mlx.concepts.domains import compute_domains, label_domains
+from meqg_mlx.concepts.search import search_subjects
+
+
+def test_sentence_hits_answer_with_the_function_they_describe(tmp_path):
+    store = ConceptStore.create(tmp_path / "s", dim=3, origin_model="m")
+    first = store.reserve_ids(3)
+    function, sentence, other = first, first + 1, first + 2
+    store.add([NewConcept(function, "list.sort()", np.array([1.0, 0.0, 0.0]), kind="code"),
+               NewConcept(sentence, "The sort is in place.", np.array([0.0, 1.0, 0.0]),
+                          relations=[(function, "describes", 0.5)]),
+               NewConcept(other, "something else", np.array([0.6, 0.0, 0.8]))])
+    results = search_subjects(store, np.array([0.0, 1.0, 0.1]), k=2)
+    assert results[0].subject.concept_id == function and results[0].via.concept_id == sentence
+    assert results[0].score == results[0].via.score
+    assert results[1].subject.concept_id == other and results[1].via is None
+
+
+def test_search_subjects_on_real_stdlib_concepts(small_store, embedder):
+    query = embedder.encode(["Serialize obj to a JSON formatted str"])[0]
+    keys = [r.subject.key for r in search_subjects(small_store, query, 3)]
+    assert "py:json.dumps" in keys
+
+
+def test_domain_labels_name_what_is_distinctive():
+    texts = ["sort the list", "list sorting order", "json decode string", "decode json text"]
+    names = label_domains(texts, np.array([0, 0, 1, 1]), 2, words=2)
+    assert set(names[0].split()) <= {"sort", "list", "sorting", "order"}
+    assert set(names[1].split()) <= {"json", "decode", "string", "text"}
+
+
+def test_compute_domains_rows_are_consistent():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(1000, 1200)
+    rows, labels, scores = compute_domains(ids, x, [f"text {i}" for i in range(200)], k=5)
+    assert len(rows) == 5 and sum(r["count"] for r in rows) == 200
+    assert scores.shape == (200, 5) and (labels == scores.argmax(axis=1)).all()
+    for row in rows:
+        assert set(row["representative_ids"]) <= set(ids[labels == row["domain"]].tolist())
+        assert 0 <= row["variance"] <= 2
