@@ -20,3 +20,13 @@ def test_library_does_not_import_cli_or_tui(tmp_path):
             "for m in pkgutil.walk_packages(meqg_mlx.__path__, 'meqg_mlx.'): importlib.import_module(m.name)\n"
             "print(sorted(n for n in sys.modules if n.split('.')[0] in ('meqg_cli', 'meqg_tui', 'typer', 'textual')))")
     assert run(code, tmp_path) == "[]"
+
+
+def test_every_library_package_is_listed_in_pyproject():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "meqg_mlx").rglob("__init__.py")}
+    assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"

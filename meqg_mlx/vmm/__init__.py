@@ -1,0 +1,1 @@
+"""Vector Mamba MoE: SSD mixer, experts, router, RVQ codes, planner head."""
