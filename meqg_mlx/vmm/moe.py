@@ -1,0 +1,72 @@
+"""Mixture-of-experts feed-forward: top-k routing with a domain prior and a load-balancing loss.
+
+Router logits = learned projection + beta * prior, where the prior is the cosine of
+each token's concept vector to the expert's domain centroid (computed once per
+sequence by the model). Dispatch uses `mx.gather_mm`, as mlx-lm's SwitchGLU does,
+so only the k chosen experts run for each token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+@dataclass
+class RouterStats:
+    balance_loss: mx.array   # Switch-Transformer loss E * sum_e f_e * P_e; 1.0 when perfectly balanced
+    load: mx.array           # (E,) tokens routed to each expert (top-k slots)
+    entropy: mx.array        # mean entropy of the router distribution, nats
+
+
+class ExpertsGLU(nn.Module):
+    """E independent SwiGLU experts evaluated only for the (token, expert) pairs chosen."""
+
+    def __init__(self, d_model: int, d_ff: int, n_experts: int):
+        super().__init__()
+        scale_in, scale_out = d_model**-0.5, d_ff**-0.5
+        self.gate = mx.random.uniform(-scale_in, scale_in, (n_experts, d_ff, d_model))
+        self.up = mx.random.uniform(-scale_in, scale_in, (n_experts, d_ff, d_model))
+        self.down = mx.random.uniform(-scale_out, scale_out, (n_experts, d_model, d_ff))
+
+    def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
+        """x (N, d), indices (N, k) -> (N, k, d): expert indices[n, j] applied to x[n]."""
+        x = mx.expand_dims(x, (-2, -3))
+        gate = mx.gather_mm(x, self.gate.swapaxes(-1, -2), rhs_indices=indices)
+        up = mx.gather_mm(x, self.up.swapaxes(-1, -2), rhs_indices=indices)
+        out = mx.gather_mm(nn.silu(gate) * up, self.down.swapaxes(-1, -2), rhs_indices=indices)
+        return out.squeeze(-2)
+
+
+class MoEFeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int, beta: float = 1.0):
+        super().__init__()
+        if not 1 <= top_k <= n_experts:
+            raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
+        self.top_k = top_k
+        self.beta = beta
+        self.router = nn.Linear(d_model, n_experts, bias=False)
+        self.experts = ExpertsGLU(d_model, d_ff, n_experts)
+
+    def route(self, x: mx.array, prior: mx.array | None = None) -> tuple[mx.array, mx.array, mx.array]:
+        """x (N, d) -> router probabilities (N, E), chosen experts (N, k), their gates (N, k)."""
+        logits = self.router(x)
+        if prior is not None:
+            logits = logits + self.beta * prior
+        indices = mx.stop_gradient(mx.argpartition(-logits, self.top_k - 1, axis=-1)[:, :self.top_k])
+        gates = mx.softmax(mx.take_along_axis(logits, indices, axis=-1), axis=-1)
+        return mx.softmax(logits, axis=-1), indices, gates
+
+    def __call__(self, x: mx.array, prior: mx.array | None = None) -> tuple[mx.array, RouterStats]:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        probs, indices, gates = self.route(flat, None if prior is None else prior.reshape(flat.shape[0], -1))
+        y = (self.experts(flat, indices) * gates[..., None]).sum(axis=1)
+        n_experts = probs.shape[-1]
+        load = mx.stop_gradient((mx.expand_dims(indices, -1) == mx.arange(n_experts)).sum(axis=(0, 1)))
+        fraction = load / (flat.shape[0] * self.top_k)
+        balance = n_experts * (fraction * probs.mean(axis=0)).sum()
+        entropy = -(probs * mx.log(probs + 1e-12)).sum(axis=-1).mean()
+        return y.reshape(shape), RouterStats(balance, load, entropy)
