@@ -1,0 +1,1 @@
+"""Diamond: objective, views, modal ledger, gate, budget, episodes, tools."""

@@ -1,0 +1,111 @@
+"""The modal ledger: how much a distribution over code tuples loses when a view
+factorizes it.
+
+    S_mod(q, A) = KL(q || Pi_A q) = sum_b H(q_b) - H(q)  >= 0
+
+Exact by enumerating the joint (differentiable: a table of log-probabilities in,
+an mx scalar out); Monte-Carlo for autoregressive models whose joint is too big:
+H(q) from exact log q of samples, each block marginal q_b(z_b) by likelihood
+weighting (levels outside the block are sampled given the fixed block values,
+those inside contribute their conditional probability), which is unbiased for q_b.
+Phi = S_mod at the finest view / (sum_k H(q_k) - max_k H(q_k)), in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import mlx.core as mx
+
+from .view import View
+
+
+class AutoregressiveCodes(Protocol):
+    """q(z) = prod_k q(z_k | z_<k) over `levels` levels of `codes` codes each."""
+
+    levels: int
+    codes: int
+
+    def conditional_logprobs(self, prefix: mx.array) -> mx.array:
+        """prefix (N, k) ints -> (N, codes) log q(z_k | prefix)."""
+        ...
+
+
+def _entropy(logp: mx.array, axes: tuple[int, ...] | None = None) -> mx.array:
+    p = mx.exp(logp)
+    return -mx.sum(mx.where(p > 0, p * logp, 0.0), axis=axes)
+
+
+def marginal_logprobs(log_joint: mx.array, block: tuple[int, ...]) -> mx.array:
+    """Log of q's marginal over the levels in `block` (a table of log-probabilities)."""
+    others = tuple(k for k in range(log_joint.ndim) if k not in block)
+    return mx.logsumexp(log_joint, axis=others) if others else log_joint
+
+
+def s_mod_exact(log_joint: mx.array, view: View) -> mx.array:
+    """KL(q || Pi_A q) for a joint given as a (C,)*K table of log-probabilities."""
+    if view.levels != log_joint.ndim:
+        raise ValueError(f"view covers {view.levels} levels, the joint has {log_joint.ndim}")
+    block_entropy = sum(_entropy(marginal_logprobs(log_joint, block)) for block in view.blocks)
+    return mx.maximum(block_entropy - _entropy(log_joint), 0.0)
+
+
+def phi_exact(log_joint: mx.array) -> mx.array:
+    levels = log_joint.ndim
+    marginals = mx.stack([_entropy(marginal_logprobs(log_joint, (k,))) for k in range(levels)])
+    scale = marginals.sum() - marginals.max()
+    s_mod = s_mod_exact(log_joint, View.finest(levels))
+    return mx.where(scale > 1e-9, mx.minimum(s_mod / mx.maximum(scale, 1e-9), 1.0), 0.0)
+
+
+def sample_codes(q: AutoregressiveCodes, n: int, key: mx.array) -> tuple[mx.array, mx.array]:
+    """Ancestral samples (n, K) and their exact log q (n,)."""
+    prefix = mx.zeros((n, 0), dtype=mx.int32)
+    logq = mx.zeros((n,))
+    for k, subkey in enumerate(mx.random.split(key, q.levels)):
+        logits = q.conditional_logprobs(prefix)
+        z = mx.random.categorical(logits, key=subkey).astype(mx.int32)
+        logq = logq + mx.take_along_axis(logits, z[:, None], axis=-1)[:, 0]
+        prefix = mx.concatenate([prefix, z[:, None]], axis=1)
+    return prefix, logq
+
+
+def block_logprob_mc(q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...], inner: int,
+                     key: mx.array) -> mx.array:
+    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (n, K)."""
+    n = z.shape[0]
+    fixed = mx.repeat(z, inner, axis=0)
+    prefix = mx.zeros((n * inner, 0), dtype=mx.int32)
+    logw = mx.zeros((n * inner,))
+    for k, subkey in enumerate(mx.random.split(key, q.levels)):
+        logits = q.conditional_logprobs(prefix)
+        if k in block:
+            choice = fixed[:, k]
+            logw = logw + mx.take_along_axis(logits, choice[:, None], axis=-1)[:, 0]
+        else:
+            choice = mx.random.categorical(logits, key=subkey).astype(mx.int32)
+        prefix = mx.concatenate([prefix, choice[:, None]], axis=1)
+    return mx.logsumexp(logw.reshape(n, inner), axis=1) - mx.log(float(inner))
+
+
+@dataclass
+class LedgerEstimate:
+    s_mod: float
+    stderr: float
+
+
+def s_mod_mc(q: AutoregressiveCodes, view: View, samples: int = 512, inner: int = 64,
+             key: mx.array | None = None) -> LedgerEstimate:
+    """Monte-Carlo S_mod = E_q[log q(z) - sum_b log q_b(z_b)] with its standard error."""
+    key = mx.random.key(0) if key is None else key
+    outer_key, *block_keys = mx.random.split(key, 1 + view.size)
+    z, logq = sample_codes(q, samples, outer_key)
+    terms = logq - sum(block_logprob_mc(q, z, block, inner, k) for block, k in zip(view.blocks, block_keys))
+    mean = float(terms.mean())
+    stderr = float(mx.sqrt(mx.var(terms) / samples))
+    return LedgerEstimate(max(mean, 0.0), stderr)
+
+
+def collapse_pressure(s_mod: float, view: View) -> float:
+    return s_mod / view.size

@@ -1,0 +1,114 @@
+import itertools
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from meqg_mlx.diamond.ledger import (block_logprob_mc, collapse_pressure, marginal_logprobs, phi_exact,
+                                     s_mod_exact, s_mod_mc)
+from meqg_mlx.diamond.view import View
+
+
+class TableCodes:
+    """An autoregressive view of an explicit joint table, for checking MC against exact."""
+
+    def __init__(self, log_joint: mx.array):
+        self.log_joint = log_joint
+        self.levels, self.codes = log_joint.ndim, log_joint.shape[0]
+
+    def conditional_logprobs(self, prefix):
+        k = prefix.shape[1]
+        marginal = marginal_logprobs(self.log_joint, tuple(range(k + 1)))     # (C,)*(k+1)
+        rows = marginal[tuple(prefix[:, i] for i in range(k))] if k else mx.broadcast_to(marginal, (prefix.shape[0], self.codes))
+        return rows - mx.logsumexp(rows, axis=-1, keepdims=True)
+
+
+def random_joint(shape, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.gamma(0.5, size=shape)
+    return mx.array(np.log(p / p.sum()).astype(np.float32))
+
+
+def all_views(levels):
+    def partitions(items):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for part in partitions(rest):
+            yield [(first,)] + part
+            for i in range(len(part)):
+                yield part[:i] + [(first,) + part[i]] + part[i + 1:]
+    return [View(tuple(p)) for p in partitions(list(range(levels)))]
+
+
+def test_view_validation_and_widening():
+    view = View.finest(3)
+    assert view.size == 3 and view.widened().size == 2 and View.coarsest(3).widened() is None
+    with pytest.raises(ValueError):
+        View(((0,), (2,)))
+    with pytest.raises(ValueError):
+        view.merge(1, 1)
+
+
+def test_independent_joint_has_zero_s_mod_under_every_view():
+    rng = np.random.default_rng(0)
+    marginals = [rng.dirichlet(np.ones(4)) for _ in range(3)]
+    joint = np.einsum("i,j,k->ijk", *marginals)
+    log_joint = mx.array(np.log(joint).astype(np.float32))
+    for view in all_views(3):
+        assert float(s_mod_exact(log_joint, view)) == pytest.approx(0.0, abs=1e-5)
+    assert float(phi_exact(log_joint)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_perfectly_coupled_levels_give_log_c_and_phi_one():
+    c = 5
+    joint = np.eye(c) / c
+    with np.errstate(divide="ignore"):
+        log_joint = mx.array(np.log(joint).astype(np.float32))
+    assert float(s_mod_exact(log_joint, View.finest(2))) == pytest.approx(math.log(c), rel=1e-5)
+    assert float(s_mod_exact(log_joint, View.coarsest(2))) == pytest.approx(0.0, abs=1e-6)
+    assert float(phi_exact(log_joint)) == pytest.approx(1.0, abs=1e-5)
+    assert collapse_pressure(math.log(c), View.finest(2)) == pytest.approx(math.log(c) / 2)
+
+
+def test_widening_never_increases_s_mod():
+    log_joint = random_joint((3, 3, 3, 2), seed=1)
+    views = all_views(4)
+    values = {v: float(s_mod_exact(log_joint, v)) for v in views}
+    for view in views:
+        for i, j in itertools.combinations(range(view.size), 2):
+            assert values[view.merge(i, j)] <= values[view] + 1e-5
+    assert 0 <= float(phi_exact(log_joint)) <= 1
+
+
+def test_monte_carlo_agrees_with_exact():
+    log_joint = random_joint((4, 4, 4), seed=2)
+    q = TableCodes(log_joint)
+    for view in (View.finest(3), View(((0, 2), (1,)))):
+        exact = float(s_mod_exact(log_joint, view))
+        estimate = s_mod_mc(q, view, samples=4000, inner=256, key=mx.random.key(3))
+        assert abs(estimate.s_mod - exact) < 4 * estimate.stderr + 0.02, (exact, estimate)
+
+
+def test_likelihood_weighting_recovers_a_middle_marginal():
+    log_joint = random_joint((3, 3, 3), seed=4)
+    q = TableCodes(log_joint)
+    z = mx.array([[0, 1, 2], [2, 2, 0]], dtype=mx.int32)
+    estimate = block_logprob_mc(q, z, (1,), inner=20000, key=mx.random.key(5))
+    exact = marginal_logprobs(log_joint, (1,))[z[:, 1]]
+    assert np.allclose(np.array(estimate), np.array(exact), atol=0.05)
+
+
+def test_exact_s_mod_is_differentiable():
+    theta = mx.array(np.random.default_rng(6).standard_normal((3, 3)).astype(np.float32))
+
+    def s_mod(t):
+        return s_mod_exact(t - mx.logsumexp(t), View.finest(2))
+
+    grad = mx.grad(s_mod)(theta)
+    eps, i, j = 1e-2, 1, 2
+    bumped = theta + mx.array(np.eye(3)[i][:, None] * np.eye(3)[j][None, :] * eps, dtype=mx.float32)
+    numeric = (float(s_mod(bumped)) - float(s_mod(theta))) / eps
+    assert float(grad[i, j]) == pytest.approx(numeric, rel=0.05, abs=1e-3)
