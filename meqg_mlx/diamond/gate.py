@@ -1,0 +1,128 @@
+"""The Null-Stability Gate: an optimizer step is kept only if it is locally stable.
+
+On the same batch, a candidate step s is accepted iff
+  finite:     every parameter of theta + s is finite;
+  Armijo:     Delta(theta + s) <= Delta(theta) + alpha * grad(Delta) . s;
+  trust:      for every parameter array, ||s_p|| <= r * (||theta_p|| + eps), r adaptive;
+  KL-smooth:  |S_mod(theta + s) - S_mod(theta)| <= L_mod * ||s||.
+On failure it backtracks (s <- backtrack_factor * s, up to max_backtracks times),
+then tries the next wider view, then rejects. A rejected step restores the
+parameters and the optimizer state to the very arrays they held before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
+
+from ..config import GateConfig
+from .view import View
+
+TRUST_EPS = 1e-3
+LossFn = Callable[[nn.Module, View], tuple[mx.array, mx.array]]   # model, view -> (Delta, S_mod)
+
+
+@dataclass
+class GateDecision:
+    accepted: bool
+    armijo: bool
+    trust: bool
+    kl_smooth: bool
+    finite: bool
+    retries: int
+    view_size: int
+    collapse_pressure: float
+    trust_radius: float
+    step_norm: float
+    delta: float
+    delta_new: float
+    s_mod: float
+    s_mod_new: float
+
+    @property
+    def failed(self) -> str | None:
+        for name in ("finite", "trust", "armijo", "kl_smooth"):
+            if not getattr(self, name):
+                return name
+        return None
+
+
+def _copy_tree(tree):
+    """New containers, same (immutable) arrays: restoring them is bit-exact."""
+    return tree_map(lambda x: x, tree)
+
+
+class NullStabilityGate:
+    def __init__(self, config: GateConfig | None = None):
+        self.config = config or GateConfig()
+        self.trust_radius = self.config.trust_radius
+
+    def step(self, model: nn.Module, optimizer, loss_fn: LossFn, view: View) -> GateDecision:
+        """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
+        cfg = self.config
+        params = _copy_tree(model.parameters())
+        opt_state = _copy_tree(optimizer.state)
+        (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
+        mx.eval(delta, s_mod, grads)
+        optimizer.update(model, grads)
+        proposed = model.trainable_parameters()
+        before = dict(tree_flatten(params))
+        step = {k: v - before[k] for k, v in tree_flatten(proposed)}
+        flat_grads = dict(tree_flatten(grads))
+        slope = float(sum((flat_grads[k] * s).sum() for k, s in step.items()))
+        candidate = self._evaluate(model, params, step, 1.0, loss_fn, view, float(delta), float(s_mod), slope)
+        retries = 0
+        scale = 1.0
+        while not candidate.accepted and retries < cfg.max_backtracks:
+            retries += 1
+            scale *= cfg.backtrack_factor
+            candidate = self._evaluate(model, params, step, scale, loss_fn, view, float(delta), float(s_mod),
+                                       slope)
+        wider = view.widened()
+        if not candidate.accepted and wider is not None and candidate.finite:
+            retries += 1
+            model.update(params)
+            delta_w, s_mod_w = loss_fn(model, wider)
+            candidate = self._evaluate(model, params, step, scale, loss_fn, wider, float(delta_w), float(s_mod_w),
+                                       slope)
+        candidate.retries = retries
+        if candidate.accepted:
+            if retries == 0:  # the full step fit: let the next one be larger
+                self.trust_radius = min(self.trust_radius * 1.1, 10 * cfg.trust_radius)
+        else:
+            model.update(params)
+            optimizer.state = opt_state
+            self.trust_radius = max(self.trust_radius * 0.7, 0.1 * cfg.trust_radius)
+        candidate.trust_radius = self.trust_radius
+        return candidate
+
+    def _evaluate(self, model, params, step, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
+        cfg = self.config
+        flat = dict(tree_flatten(params))
+        candidate = {k: flat[k] + scale * s for k, s in step.items()}
+        model.update(_unflatten_like(params, candidate))
+        norms = {k: float(mx.linalg.norm((scale * s).reshape(-1))) for k, s in step.items()}
+        step_norm = math.sqrt(sum(n * n for n in norms.values()))
+        finite = all(bool(mx.isfinite(v).all()) for v in candidate.values()) and math.isfinite(step_norm)
+        trust = finite and all(norms[k] <= self.trust_radius * (float(mx.linalg.norm(flat[k].reshape(-1)))
+                                                               + TRUST_EPS) for k in step)
+        delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
+        finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new)
+        armijo = finite and delta_new <= delta + cfg.alpha * scale * slope
+        kl_smooth = finite and abs(s_mod_new - s_mod) <= cfg.l_mod * step_norm
+        accepted = finite and trust and armijo and kl_smooth
+        return GateDecision(accepted, armijo, trust, kl_smooth, finite, 0, view.size, s_mod_new / view.size
+                            if finite else math.nan, self.trust_radius, step_norm, delta, delta_new, s_mod,
+                            s_mod_new)
+
+
+def _unflatten_like(params, flat: dict):
+    """Replace the leaves of `params` named in `flat` (dotted keys), keep the rest."""
+    merged = dict(tree_flatten(params))
+    merged.update(flat)
+    return tree_unflatten(list(merged.items()))
