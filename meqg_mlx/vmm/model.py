@@ -1,0 +1,152 @@
+"""The Vector Mamba MoE: concept vectors in, next concept vector and planner codes out.
+
+in_proj -> L x [RMSNorm -> SSD mixer, RMSNorm -> MoE FFN] -> RMSNorm ->
+  next-concept head (unit vector) and planner head q(z | h) over the RVQ codes of
+  the next concept, autoregressive over levels so it can express their coupling.
+Expert routing gets a prior: the cosine of the input concept to each expert's
+domain centroid (taken from the concept store's domains).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .moe import MoEFeedForward, RouterStats
+from .rvq import ResidualVQ, RVQArgs
+from .ssd import SSDArgs, SSDMixer
+
+
+@dataclass
+class ModelArgs:
+    concept_dim: int = 384
+    d_model: int = 256
+    n_layers: int = 4
+    d_state: int = 64
+    expand: int = 2
+    head_dim: int = 64
+    chunk_size: int = 64
+    n_experts: int = 8
+    top_k: int = 2
+    d_ff: int = 512
+    router_beta: float = 1.0
+    rvq_levels: int = 4
+    rvq_codes: int = 256
+
+
+@dataclass
+class VMMOutput:
+    next_vector: mx.array                  # (B, T, concept_dim), unit rows
+    hidden: mx.array                       # (B, T, d_model), input to the heads
+    router: list[RouterStats] = field(default_factory=list)
+
+
+class Block(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.mixer_norm = nn.RMSNorm(args.d_model)
+        self.mixer = SSDMixer(SSDArgs(args.d_model, args.d_state, args.expand, args.head_dim,
+                                      chunk_size=args.chunk_size))
+        self.ffn_norm = nn.RMSNorm(args.d_model)
+        self.ffn = MoEFeedForward(args.d_model, args.d_ff, args.n_experts, args.top_k, args.router_beta)
+
+    def __call__(self, h: mx.array, prior: mx.array | None) -> tuple[mx.array, RouterStats]:
+        h = h + self.mixer(self.mixer_norm(h))
+        out, stats = self.ffn(self.ffn_norm(h), prior)
+        return h + out, stats
+
+
+class PlannerHead(nn.Module):
+    """q(z_1..z_K | h) = prod_k q(z_k | h, z_<k): level k sees h plus embeddings of the codes before it."""
+
+    def __init__(self, d_model: int, levels: int, codes: int):
+        super().__init__()
+        self.levels, self.codes = levels, codes
+        self.code_embeddings = [nn.Embedding(codes, d_model) for _ in range(levels - 1)]
+        self.hidden = [nn.Linear(d_model, d_model) for _ in range(levels)]
+        self.out = [nn.Linear(d_model, codes) for _ in range(levels)]
+
+    def level_logits(self, h: mx.array, prefix: mx.array, level: int) -> mx.array:
+        """h (..., d), prefix (..., >= level) codes -> (..., C) logits of `level`."""
+        x = h
+        for j in range(level):
+            x = x + self.code_embeddings[j](prefix[..., j])
+        return self.out[level](nn.gelu(self.hidden[level](x)))
+
+    def __call__(self, h: mx.array, codes: mx.array) -> mx.array:
+        """Teacher-forced logits (..., K, C) for the true codes (..., K)."""
+        return mx.stack([self.level_logits(h, codes, k) for k in range(self.levels)], axis=-2)
+
+    def distribution(self, h_row: mx.array) -> "PlannerDistribution":
+        return PlannerDistribution(self, h_row)
+
+
+class PlannerDistribution:
+    """The planner at one position, as the ledger's `AutoregressiveCodes`."""
+
+    def __init__(self, head: PlannerHead, h_row: mx.array):
+        self.head, self.h = head, h_row
+        self.levels, self.codes = head.levels, head.codes
+
+    def conditional_logprobs(self, prefix: mx.array) -> mx.array:
+        h = mx.broadcast_to(self.h, (prefix.shape[0], self.h.shape[-1]))
+        logits = self.head.level_logits(h, prefix, prefix.shape[1])
+        return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+    def log_joint(self) -> mx.array:
+        """The whole (C,)*K table of log q (only for small C**K: tests and the exact ledger)."""
+        grid = mx.array([[int(i) for i in _digits(n, self.codes, self.levels)]
+                         for n in range(self.codes ** self.levels)], dtype=mx.int32)
+        h = mx.broadcast_to(self.h, (grid.shape[0], self.h.shape[-1]))
+        logits = self.head(h, grid)
+        logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        picked = mx.take_along_axis(logp, grid[..., None], axis=-1)[..., 0].sum(-1)
+        return picked.reshape((self.codes,) * self.levels)
+
+
+def _digits(n: int, base: int, width: int) -> list[int]:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, base)
+        out.append(r)
+    return out[::-1]
+
+
+class VMM(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.in_proj = nn.Linear(args.concept_dim, args.d_model)
+        self.blocks = [Block(args) for _ in range(args.n_layers)]
+        self.norm = nn.RMSNorm(args.d_model)
+        self.next_head = nn.Linear(args.d_model, args.concept_dim)
+        self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
+        self.rvq = ResidualVQ(RVQArgs(args.concept_dim, args.rvq_levels, args.rvq_codes))
+        self.expert_centroids = mx.zeros((args.n_experts, args.concept_dim))
+        self.freeze(keys=["expert_centroids"], strict=False)
+
+    def set_expert_centroids(self, centroids: mx.array) -> None:
+        """(n_experts, concept_dim) unit rows: the domain each expert is nudged towards."""
+        if centroids.shape != self.expert_centroids.shape:
+            raise ValueError(f"expert centroids must be {self.expert_centroids.shape}, got {centroids.shape}")
+        self.expert_centroids = centroids
+
+    def __call__(self, concepts: mx.array) -> VMMOutput:
+        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept."""
+        prior = concepts @ self.expert_centroids.T
+        h = self.in_proj(concepts)
+        stats = []
+        for block in self.blocks:
+            h, block_stats = block(h, prior)
+            stats.append(block_stats)
+        h = self.norm(h)
+        out = self.next_head(h)
+        out = out / mx.maximum(mx.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+        return VMMOutput(out, h, stats)
+
+    def parameter_count(self, trainable_only: bool = True) -> int:
+        tree = self.trainable_parameters() if trainable_only else self.parameters()
+        return sum(v.size for _, v in tree_flatten(tree))

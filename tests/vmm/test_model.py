@@ -1,0 +1,86 @@
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from meqg_mlx.diamond.ledger import s_mod_exact
+from meqg_mlx.diamond.view import View
+from meqg_mlx.vmm.model import VMM, ModelArgs
+
+TINY = ModelArgs(concept_dim=16, d_model=32, n_layers=2, d_state=8, expand=2, head_dim=16, chunk_size=4,
+                 n_experts=4, top_k=2, d_ff=32, rvq_levels=2, rvq_codes=3)
+
+
+def unit(shape, seed=0):
+    x = mx.random.normal(shape, key=mx.random.key(seed))
+    return x / mx.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_shapes_unit_outputs_and_parameter_count():
+    mx.random.seed(0)
+    model = VMM(TINY)
+    out = model(unit((2, 9, 16)))
+    assert out.next_vector.shape == (2, 9, 16) and out.hidden.shape == (2, 9, 32)
+    assert np.allclose(np.linalg.norm(np.array(out.next_vector), axis=-1), 1, atol=1e-5)
+    assert len(out.router) == 2 and int(out.router[0].load.sum()) == 2 * 9 * 2
+    from mlx.utils import tree_flatten
+
+    names = [k for k, _ in tree_flatten(model.trainable_parameters())]
+    assert not any(k.startswith("rvq.") or k == "expert_centroids" for k in names)
+    assert model.parameter_count() == sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+    assert model.parameter_count(trainable_only=False) > model.parameter_count()
+
+
+def test_model_is_causal():
+    mx.random.seed(1)
+    model = VMM(TINY)
+    x = unit((1, 10, 16), seed=1)
+    changed = mx.concatenate([x[:, :6], unit((1, 4, 16), seed=2)], axis=1)
+    assert float(mx.abs(model(x).next_vector[:, :6] - model(changed).next_vector[:, :6]).max()) < 1e-5
+
+
+def test_planner_teacher_forcing_matches_its_distribution_and_feeds_the_ledger():
+    mx.random.seed(2)
+    model = VMM(TINY)
+    h = model(unit((1, 3, 16))).hidden[0, -1]
+    dist = model.planner.distribution(h)
+    log_joint = dist.log_joint()
+    assert log_joint.shape == (3, 3)
+    assert float(mx.logsumexp(log_joint.reshape(-1))) == pytest.approx(0.0, abs=1e-5)
+    codes = mx.array([[2, 1]], dtype=mx.int32)
+    logits = model.planner(h[None], codes)[0]
+    logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    assert float(logp[0, 2] + logp[1, 1]) == pytest.approx(float(log_joint[2, 1]), abs=1e-5)
+    prefix = mx.array([[2]], dtype=mx.int32)
+    assert np.allclose(np.array(dist.conditional_logprobs(prefix)[0]), np.array(logp[1]), atol=1e-5)
+    assert float(s_mod_exact(log_joint, View.finest(2))) >= 0
+
+
+def test_expert_centroids_steer_routing():
+    mx.random.seed(3)
+    model = VMM(ModelArgs(**{**TINY.__dict__, "router_beta": 100.0, "top_k": 1}))
+    x = unit((1, 8, 16), seed=4)
+    centroids = mx.zeros((4, 16))
+    centroids = mx.concatenate([centroids[:3], x[0, :1]], axis=0)  # expert 3 owns the first concept's domain
+    model.set_expert_centroids(centroids)
+    assert int(model(x).router[0].load[3]) >= 1
+    with pytest.raises(ValueError, match="expert centroids"):
+        model.set_expert_centroids(mx.zeros((2, 16)))
+
+
+def test_gradients_reach_every_trainable_parameter():
+    mx.random.seed(5)
+    model = VMM(TINY)
+    x = unit((2, 6, 16), seed=6)
+    codes = mx.zeros((2, 6, 2), dtype=mx.int32)
+
+    def loss(m):
+        out = m(x)
+        logits = m.planner(out.hidden, codes)
+        return (out.next_vector * x).sum() + logits.mean() + sum(s.balance_loss for s in out.router)
+
+    _, grads = nn.value_and_grad(model, loss)(model)
+    from mlx.utils import tree_flatten
+
+    missing = [k for k, g in tree_flatten(grads) if not float(mx.abs(g).sum()) > 0]
+    assert not missing, missing
