@@ -1,0 +1,100 @@
+"""Delta = S_geo + S_ent + lambda_mod * S_mod (seed 000), each term reported.
+
+S_ent is the learning signal: a next-concept loss that cannot win by predicting the
+mean (squared distance plus InfoNCE against in-batch and store negatives, after
+Meta's LCM finding that MSE alone regresses to the average continuation), the
+planner's NLL of the true next codes, and the MoE balance loss. S_geo prices
+compute: analytic FLOPs and recurrent-state bytes of the model, tool latency, and
+expert density; it is constant in the weights, so it shifts Delta for the gate
+and the ledger of a run without steering gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..config import ObjectiveConfig
+from ..vmm.model import ModelArgs
+
+BYTES_PER_FLOAT = 4
+CONV_KERNEL = 4  # SSDArgs.conv_kernel, which ModelArgs does not change
+
+
+def next_concept_losses(predicted: mx.array, target: mx.array, negatives: mx.array | None = None,
+                        temperature: float = 0.05) -> tuple[mx.array, mx.array]:
+    """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional."""
+    distance = ((predicted - target) ** 2).sum(-1).mean()
+    candidates = target if negatives is None else mx.concatenate([target, negatives], axis=0)
+    logits = predicted @ candidates.T / temperature
+    contrastive = nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="mean")
+    return distance, contrastive
+
+
+def planner_nll(logits: mx.array, codes: mx.array) -> mx.array:
+    """Mean over positions of -log q(z) = sum over levels of the per-level NLL."""
+    per_level = nn.losses.cross_entropy(logits, codes, reduction="none")
+    return per_level.sum(-1).mean()
+
+
+def flops_per_token(args: ModelArgs) -> float:
+    """Forward multiply-adds x2 of one token through the VMM (analytic)."""
+    d, di = args.d_model, args.expand * args.d_model
+    heads = di // args.head_dim
+    conv_dim = di + 2 * args.d_state
+    mixer = 2 * d * (di + conv_dim + heads) + 2 * CONV_KERNEL * conv_dim
+    scan = 2 * args.chunk_size * heads * (args.d_state + args.head_dim) + 4 * heads * args.head_dim * args.d_state
+    mixer += scan + 2 * di * d
+    moe = 2 * d * args.n_experts + args.top_k * 6 * d * args.d_ff
+    heads_out = 2 * args.concept_dim * d * 2 + args.rvq_levels * (2 * d * d + 2 * d * args.rvq_codes)
+    return float(args.n_layers * (mixer + moe) + heads_out)
+
+
+def state_bytes(args: ModelArgs, batch: int = 1) -> float:
+    """Recurrent state carried between tokens: SSM states and conv windows of every layer."""
+    di = args.expand * args.d_model
+    ssm = (di // args.head_dim) * args.head_dim * args.d_state
+    conv = (CONV_KERNEL - 1) * (di + 2 * args.d_state)
+    return float(batch * args.n_layers * (ssm + conv) * BYTES_PER_FLOAT)
+
+
+@dataclass
+class ObjectiveTerms:
+    delta: mx.array
+    s_geo: float
+    s_ent: mx.array
+    s_mod: mx.array
+    distance: mx.array
+    contrastive: mx.array
+    planner: mx.array
+    balance: mx.array
+
+    def report(self) -> dict[str, float]:
+        return {"Delta": float(self.delta), "S_geo": self.s_geo, "S_ent": float(self.s_ent),
+                "S_mod": float(self.s_mod), "distance": float(self.distance),
+                "contrastive": float(self.contrastive), "planner_nll": float(self.planner),
+                "balance": float(self.balance)}
+
+
+class Objective:
+    def __init__(self, config: ObjectiveConfig, args: ModelArgs, balance_weight: float = 0.01,
+                 contrastive_weight: float = 1.0):
+        self.config, self.args = config, args
+        self.balance_weight, self.contrastive_weight = balance_weight, contrastive_weight
+
+    def s_geo(self, tokens: int, tool_latency_ms: float = 0.0) -> float:
+        c, a = self.config, self.args
+        sparsity = 1.0 - a.top_k / a.n_experts
+        return (c.lambda_flop * flops_per_token(a) * tokens + c.lambda_kv * state_bytes(a)
+                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity))
+
+    def __call__(self, predicted, target, negatives, planner_logits, codes, balance, s_mod,
+                 tool_latency_ms: float = 0.0) -> ObjectiveTerms:
+        distance, contrastive = next_concept_losses(predicted, target, negatives)
+        planner = planner_nll(planner_logits, codes)
+        s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance
+        s_geo = self.s_geo(predicted.shape[0], tool_latency_ms)
+        delta = s_geo + s_ent + self.config.lambda_mod * s_mod
+        return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance)

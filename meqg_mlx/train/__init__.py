@@ -1,0 +1,1 @@
+"""Gated training of the VMM: sequences, metrics, Phi/kappa/regime, checkpoints, telemetry."""

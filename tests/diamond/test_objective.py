@@ -1,0 +1,44 @@
+import mlx.core as mx
+import pytest
+
+from meqg_mlx.config import ObjectiveConfig
+from meqg_mlx.diamond.objective import Objective, flops_per_token, next_concept_losses, planner_nll, state_bytes
+from meqg_mlx.vmm.model import ModelArgs
+
+
+def unit(x):
+    return x / mx.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_mean_prediction_loses_the_contrastive_term_but_not_l2():
+    """LCM's failure mode: predicting the average is good for l2 and bad for InfoNCE."""
+    mx.random.seed(0)
+    targets = unit(mx.random.normal((16, 8)))
+    mean = unit(mx.broadcast_to(targets.mean(0), targets.shape))
+    noisy_truth = unit(targets + 0.8 * mx.random.normal(targets.shape))
+    l2_mean, nce_mean = next_concept_losses(mean, targets)
+    l2_truth, nce_truth = next_concept_losses(noisy_truth, targets)
+    assert float(nce_truth) < float(nce_mean)
+    assert float(l2_mean) < float(l2_truth) + 0.5
+    perfect = next_concept_losses(targets, targets, negatives=unit(mx.random.normal((32, 8))))
+    assert float(perfect[0]) == pytest.approx(0.0, abs=1e-6) and float(perfect[1]) < 0.5
+
+
+def test_planner_nll_sums_levels():
+    logits = mx.zeros((3, 2, 4))
+    assert float(planner_nll(logits, mx.zeros((3, 2), dtype=mx.int32))) == pytest.approx(2 * 1.3862944, rel=1e-5)
+
+
+def test_delta_is_the_sum_of_its_terms_and_geo_grows_with_model_size():
+    args = ModelArgs(concept_dim=8, d_model=16, n_layers=1, d_state=4, head_dim=8, chunk_size=4, n_experts=4,
+                     top_k=1, d_ff=16, rvq_levels=2, rvq_codes=4)
+    objective = Objective(ObjectiveConfig(), args)
+    mx.random.seed(1)
+    x = unit(mx.random.normal((5, 8)))
+    terms = objective(x, x, None, mx.zeros((5, 2, 4)), mx.zeros((5, 2), dtype=mx.int32), mx.array(1.0),
+                      mx.array(0.2))
+    report = terms.report()
+    assert report["Delta"] == pytest.approx(report["S_geo"] + report["S_ent"] + 0.5 * report["S_mod"], rel=1e-6)
+    bigger = ModelArgs(**{**args.__dict__, "n_layers": 4})
+    assert flops_per_token(bigger) > flops_per_token(args) and state_bytes(bigger) == 4 * state_bytes(args)
+    assert Objective(ObjectiveConfig(), bigger).s_geo(5) > objective.s_geo(5)
