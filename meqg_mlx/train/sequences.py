@@ -1,0 +1,73 @@
+"""Concept sequences from the store, split into train and validation by document.
+
+A document is a chain of concepts linked by `next` (prose sentences, doctest
+examples) or the members of one module in id order (code). Splitting by document
+keeps any sentence of a validation document out of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..concepts.store import ConceptStore
+from ..errors import StoreError
+
+
+@dataclass
+class Document:
+    name: str
+    ids: np.ndarray
+
+
+def _document_name(key: str | None) -> str | None:
+    """`pydoc:for#3` -> `pydoc:for`; `py:json.dumps` -> `py:json`; `py-example:x#2` -> `py-example:x`."""
+    if not key:
+        return None
+    if "#" in key:
+        return key.rsplit("#", 1)[0]
+    if key.startswith("py:") and "." in key:
+        return key.split(".", 1)[0]
+    return key
+
+
+def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
+    """Documents of at least `min_length` concepts, each in reading order (by concept id)."""
+    table = store.columns(["concept_id", "key"])
+    groups: dict[str, list[int]] = {}
+    for cid, key in zip(table["concept_id"].to_pylist(), table["key"].to_pylist()):
+        name = _document_name(key)
+        if name is not None:
+            groups.setdefault(name, []).append(cid)
+    docs = [Document(name, np.sort(np.array(ids, dtype=np.int64))) for name, ids in sorted(groups.items())
+            if len(ids) >= min_length]
+    if not docs:
+        raise StoreError(f"store {store.path} has no documents of {min_length}+ concepts to train on")
+    return docs
+
+
+def split_documents(docs: list[Document], validation_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
+    """Deterministic split by a hash of the document name (stable as the store grows)."""
+    def bucket(doc: Document) -> float:
+        return int(hashlib.sha1(doc.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    train = [d for d in docs if bucket(d) >= validation_fraction]
+    validation = [d for d in docs if bucket(d) < validation_fraction]
+    if not train or not validation:
+        raise StoreError(f"{len(docs)} documents are too few to split into train and validation")
+    return train, validation
+
+
+def windows(docs: list[Document], length: int, rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` windows of `length + 1` consecutive concept ids (inputs and next-concept targets)."""
+    usable = [d for d in docs if len(d.ids) >= 2]
+    weights = np.array([len(d.ids) for d in usable], dtype=np.float64)
+    out = np.full((count, length + 1), -1, dtype=np.int64)
+    for row, index in enumerate(rng.choice(len(usable), count, p=weights / weights.sum())):
+        ids = usable[index].ids
+        start = int(rng.integers(0, max(1, len(ids) - length)))
+        piece = ids[start:start + length + 1]
+        out[row, :len(piece)] = piece
+    return out

@@ -1,0 +1,24 @@
+import numpy as np
+
+from meqg_mlx.train.sequences import _document_name, documents, split_documents, windows
+
+
+def test_document_names():
+    assert _document_name("pydoc:for#3") == "pydoc:for"
+    assert _document_name("py:json.dumps") == "py:json"
+    assert _document_name("py-example:statistics.mean#2") == "py-example:statistics.mean"
+    assert _document_name(None) is None
+
+
+def test_documents_split_without_overlap_and_windows_follow_reading_order(small_store):
+    docs = documents(small_store)
+    assert len(docs) > 10 and all(len(d.ids) >= 3 for d in docs)
+    train, validation = split_documents(docs, 0.2)
+    train_ids = set(np.concatenate([d.ids for d in train]).tolist())
+    assert not train_ids & set(np.concatenate([d.ids for d in validation]).tolist())
+    assert split_documents(docs, 0.2)[1] == validation  # deterministic
+    batch = windows(train, 8, np.random.default_rng(0), 16)
+    assert batch.shape == (16, 9)
+    for row in batch:
+        valid = row[row >= 0]
+        assert (np.diff(valid) > 0).all() and set(valid.tolist()) <= train_ids
