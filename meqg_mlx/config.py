@@ -73,11 +73,36 @@ class StoreConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Gated training of the VMM on concept sequences from a store."""
+
+    steps: int = 300
+    batch_size: int = 16
+    seq_len: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    gate: bool = True
+    store_negatives: int = 256
+    temperature: float = 0.05
+    ledger_positions: int = 2
+    ledger_samples: int = 32
+    ledger_inner: int = 8
+    rvq_fit_steps: int = 40
+    eval_every: int = 50
+    validation_windows: int = 64
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass
 class MeqgConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     vmm: VMMConfig = field(default_factory=VMMConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 T = typing.TypeVar("T")

@@ -3,10 +3,12 @@
 On the same batch, a candidate step s is accepted iff
   finite:     every parameter of theta + s is finite;
   Armijo:     Delta(theta + s) <= Delta(theta) + alpha * grad(Delta) . s;
-  trust:      for every parameter array, ||s_p|| <= r * (||theta_p|| + eps), r adaptive;
+  trust:      for every parameter array, ||s_p|| <= r * max(||theta_p||, 0.1 * sqrt(size_p)), r adaptive;
   KL-smooth:  |S_mod(theta + s) - S_mod(theta)| <= L_mod * ||s||.
-On failure it backtracks (s <- backtrack_factor * s, up to max_backtracks times),
-then tries the next wider view, then rejects. A rejected step restores the
+A step longer than the trust region is first scaled onto its boundary; on failure
+it backtracks (s <- backtrack_factor * s, up to max_backtracks times), then tries
+the next wider view, then rejects. The radius grows when a projected step passes
+at once, shrinks after backtracking, and halves on rejection. A rejected step restores the
 parameters and the optimizer state to the very arrays they held before.
 """
 
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
+import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from ..config import GateConfig
 from .view import View
 
-TRUST_EPS = 1e-3
+TRUST_FLOOR_RMS = 0.1  # an array counts as having RMS >= 0.1, so zero-initialised biases can move
 LossFn = Callable[[nn.Module, View], tuple[mx.array, mx.array]]   # model, view -> (Delta, S_mod)
 
 
@@ -62,23 +65,25 @@ class NullStabilityGate:
         self.config = config or GateConfig()
         self.trust_radius = self.config.trust_radius
 
-    def step(self, model: nn.Module, optimizer, loss_fn: LossFn, view: View) -> GateDecision:
+    def step(self, model: nn.Module, optimizer, loss_fn: LossFn, view: View,
+             grad_clip: float | None = None) -> GateDecision:
         """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
         cfg = self.config
         params = _copy_tree(model.parameters())
         opt_state = _copy_tree(optimizer.state)
         (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
         mx.eval(delta, s_mod, grads)
-        optimizer.update(model, grads)
+        optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
         proposed = model.trainable_parameters()
         before = dict(tree_flatten(params))
         step = {k: v - before[k] for k, v in tree_flatten(proposed)}
         flat_grads = dict(tree_flatten(grads))
         slope = float(sum((flat_grads[k] * s).sum() for k, s in step.items()))
-        candidate = self._evaluate(model, params, step, 1.0, loss_fn, view, float(delta), float(s_mod), slope)
+        scale = self._trust_scale(before, step)
+        projected = scale < 1.0
+        candidate = self._evaluate(model, params, step, scale, loss_fn, view, float(delta), float(s_mod), slope)
         retries = 0
-        scale = 1.0
-        while not candidate.accepted and retries < cfg.max_backtracks:
+        while not candidate.accepted and candidate.finite and retries < cfg.max_backtracks:
             retries += 1
             scale *= cfg.backtrack_factor
             candidate = self._evaluate(model, params, step, scale, loss_fn, view, float(delta), float(s_mod),
@@ -91,15 +96,31 @@ class NullStabilityGate:
             candidate = self._evaluate(model, params, step, scale, loss_fn, wider, float(delta_w), float(s_mod_w),
                                        slope)
         candidate.retries = retries
-        if candidate.accepted:
-            if retries == 0:  # the full step fit: let the next one be larger
-                self.trust_radius = min(self.trust_radius * 1.1, 10 * cfg.trust_radius)
-        else:
+        if not candidate.accepted:
             model.update(params)
             optimizer.state = opt_state
+            self.trust_radius = max(self.trust_radius * 0.5, 0.1 * cfg.trust_radius)
+        elif retries:
             self.trust_radius = max(self.trust_radius * 0.7, 0.1 * cfg.trust_radius)
+        elif projected:  # the region was binding and the projected step passed: widen the region
+            self.trust_radius = min(self.trust_radius * 1.2, 10 * cfg.trust_radius)
         candidate.trust_radius = self.trust_radius
         return candidate
+
+    def _allowed(self, value: mx.array) -> float:
+        return self.trust_radius * max(float(mx.linalg.norm(value.reshape(-1))),
+                                       TRUST_FLOOR_RMS * math.sqrt(value.size))
+
+    def _trust_scale(self, before: dict, step: dict) -> float:
+        """The largest scale <= 1 that puts every array's step inside the trust region (0 if not finite)."""
+        scale = 1.0
+        for k, s in step.items():
+            norm = float(mx.linalg.norm(s.reshape(-1)))
+            if not math.isfinite(norm):
+                return 1.0  # evaluated as is, so the candidate is reported non-finite and rejected
+            if norm > 0:
+                scale = min(scale, self._allowed(before[k]) / norm)
+        return scale
 
     def _evaluate(self, model, params, step, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
         cfg = self.config
@@ -109,8 +130,7 @@ class NullStabilityGate:
         norms = {k: float(mx.linalg.norm((scale * s).reshape(-1))) for k, s in step.items()}
         step_norm = math.sqrt(sum(n * n for n in norms.values()))
         finite = all(bool(mx.isfinite(v).all()) for v in candidate.values()) and math.isfinite(step_norm)
-        trust = finite and all(norms[k] <= self.trust_radius * (float(mx.linalg.norm(flat[k].reshape(-1)))
-                                                               + TRUST_EPS) for k in step)
+        trust = finite and all(norms[k] <= self._allowed(flat[k]) * (1 + 1e-5) for k in step)
         delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
         finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new)
         armijo = finite and delta_new <= delta + cfg.alpha * scale * slope

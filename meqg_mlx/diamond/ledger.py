@@ -65,7 +65,7 @@ def sample_codes(q: AutoregressiveCodes, n: int, key: mx.array) -> tuple[mx.arra
     logq = mx.zeros((n,))
     for k, subkey in enumerate(mx.random.split(key, q.levels)):
         logits = q.conditional_logprobs(prefix)
-        z = mx.random.categorical(logits, key=subkey).astype(mx.int32)
+        z = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
         logq = logq + mx.take_along_axis(logits, z[:, None], axis=-1)[:, 0]
         prefix = mx.concatenate([prefix, z[:, None]], axis=1)
     return prefix, logq
@@ -84,7 +84,7 @@ def block_logprob_mc(q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...]
             choice = fixed[:, k]
             logw = logw + mx.take_along_axis(logits, choice[:, None], axis=-1)[:, 0]
         else:
-            choice = mx.random.categorical(logits, key=subkey).astype(mx.int32)
+            choice = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
         prefix = mx.concatenate([prefix, choice[:, None]], axis=1)
     return mx.logsumexp(logw.reshape(n, inner), axis=1) - mx.log(float(inner))
 

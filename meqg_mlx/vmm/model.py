@@ -1,7 +1,8 @@
 """The Vector Mamba MoE: concept vectors in, next concept vector and planner codes out.
 
 in_proj -> L x [RMSNorm -> SSD mixer, RMSNorm -> MoE FFN] -> RMSNorm ->
-  next-concept head (unit vector) and planner head q(z | h) over the RVQ codes of
+  next-concept head (the input concept plus a learned correction, renormalized; it
+  starts as the "repeat the last concept" baseline) and planner head q(z | h) over the RVQ codes of
   the next concept, autoregressive over levels so it can express their coupling.
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
@@ -123,6 +124,8 @@ class VMM(nn.Module):
         self.blocks = [Block(args) for _ in range(args.n_layers)]
         self.norm = nn.RMSNorm(args.d_model)
         self.next_head = nn.Linear(args.d_model, args.concept_dim)
+        self.next_head.weight = mx.zeros_like(self.next_head.weight)  # start as "repeat the last concept"
+        self.next_head.bias = mx.zeros_like(self.next_head.bias)
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(RVQArgs(args.concept_dim, args.rvq_levels, args.rvq_codes))
         self.expert_centroids = mx.zeros((args.n_experts, args.concept_dim))
@@ -143,8 +146,8 @@ class VMM(nn.Module):
             h, block_stats = block(h, prior)
             stats.append(block_stats)
         h = self.norm(h)
-        out = self.next_head(h)
-        out = out / mx.maximum(mx.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+        out = concepts + self.next_head(h)
+        out = out * mx.rsqrt((out**2).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
         return VMMOutput(out, h, stats)
 
     def parameter_count(self, trainable_only: bool = True) -> int:

@@ -16,6 +16,12 @@ def unit(shape, seed=0):
     return x / mx.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def test_untrained_model_repeats_the_last_concept():
+    mx.random.seed(8)
+    x = unit((1, 5, 16), seed=9)
+    assert float(mx.abs(VMM(TINY)(x).next_vector - x).max()) < 1e-5
+
+
 def test_shapes_unit_outputs_and_parameter_count():
     mx.random.seed(0)
     model = VMM(TINY)
@@ -34,9 +40,11 @@ def test_shapes_unit_outputs_and_parameter_count():
 def test_model_is_causal():
     mx.random.seed(1)
     model = VMM(TINY)
+    model.next_head.weight = 0.1 * mx.random.normal(model.next_head.weight.shape)  # not the zero init
     x = unit((1, 10, 16), seed=1)
     changed = mx.concatenate([x[:, :6], unit((1, 4, 16), seed=2)], axis=1)
     assert float(mx.abs(model(x).next_vector[:, :6] - model(changed).next_vector[:, :6]).max()) < 1e-5
+    assert float(mx.abs(model(x).next_vector[:, 6:] - model(changed).next_vector[:, 6:]).max()) > 1e-3
 
 
 def test_planner_teacher_forcing_matches_its_distribution_and_feeds_the_ledger():
@@ -72,12 +80,13 @@ def test_gradients_reach_every_trainable_parameter():
     mx.random.seed(5)
     model = VMM(TINY)
     x = unit((2, 6, 16), seed=6)
+    y = unit((2, 6, 16), seed=7)
     codes = mx.zeros((2, 6, 2), dtype=mx.int32)
 
     def loss(m):
         out = m(x)
         logits = m.planner(out.hidden, codes)
-        return (out.next_vector * x).sum() + logits.mean() + sum(s.balance_loss for s in out.router)
+        return (out.next_vector * y).sum() + logits.mean() + sum(s.balance_loss for s in out.router)
 
     _, grads = nn.value_and_grad(model, loss)(model)
     from mlx.utils import tree_flatten
