@@ -80,7 +80,11 @@ class Trainer:
         for step in range(steps):
             rows = self.rng.choice(len(self.vectors), min(4096, len(self.vectors)), replace=False)
             self.model.rvq.update(data[mx.array(rows)], seed=step)
-        codes, _ = self.model.rvq.encode(data)
+        self.refresh_codes()
+
+    def refresh_codes(self) -> None:
+        """RVQ codes of every store concept (plus a padding row), the planner's targets."""
+        codes, _ = self.model.rvq.encode(mx.array(self.vectors))
         self.codes = mx.concatenate([codes, mx.zeros((1, self.args.rvq_levels), dtype=codes.dtype)])
 
     def _set_experts(self) -> None:

@@ -1,0 +1,64 @@
+"""Checkpoints that resume exactly: weights (incl. RVQ codebooks), optimizer state,
+config, RNG state and trainer counters, written to a temp dir and renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten, tree_unflatten
+
+from ..config import save_config
+from ..errors import MeqgError
+
+FORMAT = 1
+
+
+def save_checkpoint(run_dir: str | Path, trainer) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"step-{trainer.state.step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=root))
+    trainer.model.save_weights(str(tmp / "model.safetensors"))
+    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(trainer.optimizer.state)))
+    save_config(trainer.config, tmp / "config.yaml")
+    state = {"format": FORMAT, "step": trainer.state.step, "accepted": trainer.state.accepted,
+             "rng": trainer.rng.bit_generator.state, "next_code_id": trainer.model.rvq.next_code_id,
+             "trust_radius": trainer.gate.trust_radius if trainer.gate else None, "store": str(trainer.store.path)}
+    (tmp / "state.json").write_text(json.dumps(state))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    latest = root / "latest.tmp"
+    latest.write_text(target.name)
+    os.replace(latest, root / "latest")
+    return target
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def load_checkpoint(path: str | Path, trainer) -> None:
+    """Restore `trainer` (built with the same config and store) to the checkpoint's exact state."""
+    path = Path(path)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        if state.get("format") != FORMAT:
+            raise ValueError(f"format {state.get('format')}")
+        trainer.model.load_weights(str(path / "model.safetensors"), strict=True)
+        optimizer_state = mx.load(str(path / "optimizer.safetensors"))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise MeqgError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    trainer.optimizer.state = tree_unflatten(list(optimizer_state.items()))
+    trainer.rng.bit_generator.state = state["rng"]
+    trainer.model.rvq.next_code_id = state["next_code_id"]
+    if trainer.gate and state["trust_radius"] is not None:
+        trainer.gate.trust_radius = state["trust_radius"]
+    trainer.state.step, trainer.state.accepted = state["step"], state["accepted"]
+    trainer.refresh_codes()

@@ -1,0 +1,32 @@
+import pytest
+
+from meqg_mlx.errors import MeqgError
+from meqg_mlx.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from meqg_mlx.train.trainer import Trainer
+
+from .test_trainer import small_config
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses(small_store, tmp_path):
+    config = small_config(steps=6)
+    straight = Trainer(small_store, config)
+    expected = [straight.step().terms["Delta"] for _ in range(6)]
+
+    first = Trainer(small_store, config)
+    done = [first.step().terms["Delta"] for _ in range(3)]
+    save_checkpoint(tmp_path / "run", first)
+    resumed = Trainer(small_store, config)
+    load_checkpoint(latest_checkpoint(tmp_path / "run"), resumed)
+    assert resumed.state.step == 3
+    rest = [resumed.step().terms["Delta"] for _ in range(3)]
+    assert done + rest == expected
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(small_store, tmp_path):
+    trainer = Trainer(small_store, small_config(steps=2))
+    trainer.step()
+    path = save_checkpoint(tmp_path / "run", trainer)
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MeqgError, match="corrupt checkpoint"):
+        load_checkpoint(path, Trainer(small_store, small_config(steps=2)))
