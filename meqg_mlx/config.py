@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .vmm.model import ModelArgs
 
 
 @dataclass
@@ -39,23 +40,6 @@ class ObjectiveConfig:
     lambda_lat: float = 1e-3
     lambda_sparse: float = 0.05
     lambda_kappa: float = 0.0
-
-
-@dataclass
-class VMMConfig:
-    """Vector Mamba MoE shape (seed 002), small enough for a laptop CPU."""
-
-    d_model: int = 256
-    n_layers: int = 4
-    d_state: int = 64
-    expand: int = 2
-    head_dim: int = 64
-    chunk_size: int = 64
-    n_experts: int = 8
-    top_k: int = 2
-    router_beta: float = 1.0
-    rvq_levels: int = 4
-    rvq_codes: int = 256
 
 
 @dataclass
@@ -100,7 +84,7 @@ class TrainConfig:
 class MeqgConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    vmm: VMMConfig = field(default_factory=VMMConfig)
+    vmm: ModelArgs = field(default_factory=ModelArgs)  # the model file's own ModelArgs
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -8,6 +8,7 @@ after evaluations); the step goes through the Null-Stability Gate unless disable
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from ..diamond.gate import GateDecision, NullStabilityGate
 from ..diamond.ledger import block_logprob_mc, sample_codes
 from ..diamond.objective import Objective
 from ..diamond.view import View
-from ..vmm.model import VMM, ModelArgs
+from ..vmm.model import VMM
 from .metrics import nearest_neighbour_baseline, next_concept_metrics
 from .sequences import documents, split_documents, windows
 
@@ -58,9 +59,7 @@ class Trainer:
         self.row_of = np.full(int(self.ids.max()) + 2, -1, dtype=np.int64)
         self.row_of[self.ids] = np.arange(len(self.ids))
         self.matrix = mx.array(np.concatenate([self.vectors, np.zeros((1, store.dim), np.float32)]))
-        v = config.vmm
-        self.args = ModelArgs(store.dim, v.d_model, v.n_layers, v.d_state, v.expand, v.head_dim, v.chunk_size,
-                              v.n_experts, v.top_k, 2 * v.d_model, v.router_beta, v.rvq_levels, v.rvq_codes)
+        self.args = dataclasses.replace(config.vmm, concept_dim=store.dim)
         self.model = VMM(self.args)
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()

@@ -23,6 +23,8 @@ from .ssd import SSDArgs, SSDMixer
 
 @dataclass
 class ModelArgs:
+    """The VMM's shape; also the `vmm` section of meqg's config (concept_dim comes from the store)."""
+
     concept_dim: int = 384
     d_model: int = 256
     n_layers: int = 4

@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from meqg_mlx.config import MeqgConfig, TrainConfig, VMMConfig
+from meqg_mlx.config import MeqgConfig, TrainConfig
+from meqg_mlx.vmm.model import ModelArgs
 from meqg_mlx.train.trainer import Trainer
 
 
 def small_config(**train):
     config = MeqgConfig()
-    config.vmm = VMMConfig(d_model=64, n_layers=2, d_state=16, expand=2, head_dim=32, chunk_size=16, n_experts=4,
-                           top_k=2, rvq_levels=2, rvq_codes=16)
+    config.vmm = ModelArgs(d_model=64, n_layers=2, d_state=16, expand=2, head_dim=32, chunk_size=16, n_experts=4,
+                           d_ff=128, top_k=2, rvq_levels=2, rvq_codes=16)
     config.train = TrainConfig(**{"steps": 120, "batch_size": 8, "seq_len": 16, "learning_rate": 3e-3,
                                   "store_negatives": 128, "rvq_fit_steps": 10, "validation_windows": 32,
                                   "validation_fraction": 0.2, **train})
