@@ -23,20 +23,33 @@ BYTES_PER_FLOAT = 4
 CONV_KERNEL = 4  # SSDArgs.conv_kernel, which ModelArgs does not change
 
 
+def _row_weights(rows: int, mask: mx.array | None) -> mx.array:
+    """Per-row weights summing to 1 over the rows `mask` keeps (all rows when None)."""
+    mask = mx.ones((rows,)) if mask is None else mask.astype(mx.float32)
+    return mask / mx.maximum(mask.sum(), 1.0)
+
+
 def next_concept_losses(predicted: mx.array, target: mx.array, negatives: mx.array | None = None,
-                        temperature: float = 0.05) -> tuple[mx.array, mx.array]:
-    """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional."""
-    distance = ((predicted - target) ** 2).sum(-1).mean()
+                        temperature: float = 0.05, mask: mx.array | None = None) -> tuple[mx.array, mx.array]:
+    """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional.
+
+    `mask` (N,) drops padded rows from both averages and from the InfoNCE candidates.
+    """
+    weight = _row_weights(predicted.shape[0], mask)
+    distance = (((predicted - target) ** 2).sum(-1) * weight).sum()
     candidates = target if negatives is None else mx.concatenate([target, negatives], axis=0)
     logits = predicted @ candidates.T / temperature
-    contrastive = nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="mean")
-    return distance, contrastive
+    if mask is not None:
+        keep = mx.concatenate([mask, mx.ones((candidates.shape[0] - target.shape[0],))])
+        logits = logits + mx.log(keep + 1e-9)[None]
+    per_row = nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="none")
+    return distance, (per_row * weight).sum()
 
 
-def planner_nll(logits: mx.array, codes: mx.array) -> mx.array:
-    """Mean over positions of -log q(z) = sum over levels of the per-level NLL."""
-    per_level = nn.losses.cross_entropy(logits, codes, reduction="none")
-    return per_level.sum(-1).mean()
+def planner_nll(logits: mx.array, codes: mx.array, mask: mx.array | None = None) -> mx.array:
+    """Mean over (kept) positions of -log q(z) = sum over levels of the per-level NLL."""
+    per_position = nn.losses.cross_entropy(logits, codes, reduction="none").sum(-1)
+    return (per_position * _row_weights(per_position.shape[0], mask)).sum()
 
 
 def flops_per_token(args: ModelArgs) -> float:
@@ -80,9 +93,10 @@ class ObjectiveTerms:
 
 class Objective:
     def __init__(self, config: ObjectiveConfig, args: ModelArgs, balance_weight: float = 0.01,
-                 contrastive_weight: float = 1.0):
+                 contrastive_weight: float = 1.0, temperature: float = 0.05):
         self.config, self.args = config, args
         self.balance_weight, self.contrastive_weight = balance_weight, contrastive_weight
+        self.temperature = temperature
 
     def s_geo(self, tokens: int, tool_latency_ms: float = 0.0) -> float:
         c, a = self.config, self.args
@@ -91,10 +105,12 @@ class Objective:
                 + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity))
 
     def __call__(self, predicted, target, negatives, planner_logits, codes, balance, s_mod,
-                 tool_latency_ms: float = 0.0) -> ObjectiveTerms:
-        distance, contrastive = next_concept_losses(predicted, target, negatives)
-        planner = planner_nll(planner_logits, codes)
+                 tool_latency_ms: float = 0.0, mask: mx.array | None = None) -> ObjectiveTerms:
+        """Rows are positions (N, ...); `mask` (N,) drops padding. `s_mod` may carry a surrogate gradient."""
+        distance, contrastive = next_concept_losses(predicted, target, negatives, self.temperature, mask)
+        planner = planner_nll(planner_logits, codes, mask)
         s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance
-        s_geo = self.s_geo(predicted.shape[0], tool_latency_ms)
+        tokens = predicted.shape[0] if mask is None else int(mask.sum().item())
+        s_geo = self.s_geo(tokens, tool_latency_ms)
         delta = s_geo + s_ent + self.config.lambda_mod * s_mod
         return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance)

@@ -69,7 +69,7 @@ class Trainer:
                                         [tc.warmup_steps])
         self.optimizer = optim.AdamW(learning_rate=schedule, weight_decay=tc.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
-        self.objective = Objective(config.objective, self.args)
+        self.objective = Objective(config.objective, self.args, temperature=tc.temperature)
         self.gate = NullStabilityGate(config.gate) if tc.gate else None
         self.view = View.finest(self.args.rvq_levels)
         self.state = TrainState()
@@ -106,25 +106,17 @@ class Trainer:
         def loss(model: VMM, view: View):
             out = model(self.matrix[inputs])
             flat_mask = mask.reshape(-1)
-            predicted = out.next_vector.reshape(-1, self.args.concept_dim)
-            target = self.matrix[targets].reshape(-1, self.args.concept_dim)
-            weight = flat_mask / mx.maximum(flat_mask.sum(), 1.0)
-            distance = (((predicted - target) ** 2).sum(-1) * weight).sum()
-            candidates = mx.concatenate([target, self.matrix[negatives]])
-            logits = predicted @ candidates.T / tc.temperature
-            logits = logits + mx.log(mx.concatenate([flat_mask, mx.ones(negatives.shape)]) + 1e-9)[None]
-            nce = (nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="none") * weight).sum()
-            codes = self.codes[targets]
-            planner_logits = model.planner(out.hidden, codes)
-            nll = (nn.losses.cross_entropy(planner_logits, codes, reduction="none").sum(-1).reshape(-1) * weight).sum()
-            balance = sum(s.balance_loss for s in out.router) / len(out.router)
+            codes = self.codes[targets].reshape(-1, self.args.rvq_levels)
+            planner_logits = model.planner(out.hidden, self.codes[targets])
             s_mod_value, surrogate = self._ledger(model, out.hidden, mask, view, key)
-            s_ent = distance + nce + nll + 0.01 * balance
-            s_geo = self.objective.s_geo(int(flat_mask.sum().item()))
-            lam = self.config.objective.lambda_mod
-            delta = s_geo + s_ent + lam * (s_mod_value + surrogate - mx.stop_gradient(surrogate))
-            self._last_terms = (distance, nce, nll, balance, s_ent, s_geo)
-            return delta, s_mod_value
+            terms = self.objective(
+                out.next_vector.reshape(-1, self.args.concept_dim),
+                self.matrix[targets].reshape(-1, self.args.concept_dim), self.matrix[negatives],
+                planner_logits.reshape(-1, *planner_logits.shape[-2:]), codes,
+                sum(s.balance_loss for s in out.router) / len(out.router),
+                s_mod_value + surrogate - mx.stop_gradient(surrogate), mask=flat_mask)
+            self._last = (terms, out.router)
+            return terms.delta, s_mod_value
 
         return loss
 
@@ -163,18 +155,14 @@ class Trainer:
             self.state.accepted += decision.accepted
         else:
             decision = None
-            (delta, _), grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
+            _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
             self.optimizer.update(self.model, optim.clip_grad_norm(grads, tc.grad_clip)[0])
             self.state.accepted += 1
-        delta, s_mod = loss(self.model, self.view)
-        distance, nce, nll, balance, s_ent, s_geo = self._last_terms
-        out = self.model(self.matrix[inputs])
-        load = np.sum([np.array(s.load) for s in out.router], axis=0).astype(int).tolist()
-        terms = {"Delta": float(delta), "S_geo": float(s_geo), "S_ent": float(s_ent), "S_mod": float(s_mod),
-                 "distance": float(distance), "contrastive": float(nce), "planner_nll": float(nll),
-                 "balance": float(balance)}
+        loss(self.model, self.view)  # the terms and expert load of the weights this step ends with
+        terms, router = self._last
+        load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
         self.state.step += 1
-        report = StepReport(self.state.step, terms, decision, lr, load, time.perf_counter() - started)
+        report = StepReport(self.state.step, terms.report(), decision, lr, load, time.perf_counter() - started)
         self.state.history.append(report)
         return report
 
