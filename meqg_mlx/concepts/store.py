@@ -227,13 +227,17 @@ class ConceptStore:
         Rows are taken by offset (id -> offset map built once per table version):
         7 ms instead of 17 ms for a B-tree `IN` query at 118k rows.
         """
-        positions = self._row_positions()
-        offsets = sorted({int(positions[i]) for i in ids if 0 <= i < len(positions) and positions[i] >= 0})
+        offsets = self._offsets(ids)
         if not offsets:
             return []
         names = [f.name for f in self.table.schema if f.name != "vector"]
         rows = {r["concept_id"]: r for r in self.table.take_offsets(offsets).select(names).to_arrow().to_pylist()}
         return [rows[i] for i in ids if i in rows]
+
+    def _offsets(self, ids: list[int]) -> list[int]:
+        """Sorted distinct row offsets of the ids that exist (unknown ids dropped)."""
+        positions = self._row_positions()
+        return sorted({int(positions[i]) for i in ids if 0 <= i < len(positions) and positions[i] >= 0})
 
     def _row_positions(self) -> np.ndarray:
         """positions[concept_id] = row offset in the current table version, -1 where absent."""
@@ -247,11 +251,10 @@ class ConceptStore:
 
     def vectors(self, ids: list[int]) -> np.ndarray:
         """Stored vectors for the given ids, in the order asked; unknown ids are skipped."""
-        positions = self._row_positions()
-        offsets = [int(positions[i]) for i in ids if 0 <= i < len(positions) and positions[i] >= 0]
+        offsets = self._offsets(ids)
         if not offsets:
             return np.zeros((0, self.dim), dtype=np.float32)
-        table = self.table.take_offsets(sorted(set(offsets))).select(["concept_id", "vector"]).to_arrow()
+        table = self.table.take_offsets(offsets).select(["concept_id", "vector"]).to_arrow()
         order = {cid: i for i, cid in enumerate(table["concept_id"].to_pylist())}
         matrix = vectors_from_column(table["vector"], self.dim)
         return matrix[[order[i] for i in ids if i in order]]
