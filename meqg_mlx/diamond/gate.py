@@ -79,21 +79,23 @@ class NullStabilityGate:
         step = {k: v - before[k] for k, v in tree_flatten(proposed)}
         flat_grads = dict(tree_flatten(grads))
         slope = float(sum((flat_grads[k] * s).sum() for k, s in step.items()))
-        scale = self._trust_scale(before, step)
+        sizes = {k: float(mx.linalg.norm(s.reshape(-1))) for k, s in step.items()}
+        allowed = {k: self._allowed(before[k]) for k in step}
+        scale = _trust_scale(sizes, allowed)
         projected = scale < 1.0
-        candidate = self._evaluate(model, params, step, scale, loss_fn, view, float(delta), float(s_mod), slope)
+        proposal = (params, before, step, sizes, allowed)
+        candidate = self._evaluate(model, proposal, scale, loss_fn, view, float(delta), float(s_mod), slope)
         retries = 0
         while not candidate.accepted and candidate.finite and retries < cfg.max_backtracks:
             retries += 1
             scale *= cfg.backtrack_factor
-            candidate = self._evaluate(model, params, step, scale, loss_fn, view, float(delta), float(s_mod),
-                                       slope)
+            candidate = self._evaluate(model, proposal, scale, loss_fn, view, float(delta), float(s_mod), slope)
         wider = view.widened()
         if not candidate.accepted and wider is not None and candidate.finite:
             retries += 1
             model.update(params)
             delta_w, s_mod_w = loss_fn(model, wider)
-            candidate = self._evaluate(model, params, step, scale, loss_fn, wider, float(delta_w), float(s_mod_w),
+            candidate = self._evaluate(model, proposal, scale, loss_fn, wider, float(delta_w), float(s_mod_w),
                                        slope)
         candidate.retries = retries
         if not candidate.accepted:
@@ -111,26 +113,15 @@ class NullStabilityGate:
         return self.trust_radius * max(float(mx.linalg.norm(value.reshape(-1))),
                                        TRUST_FLOOR_RMS * math.sqrt(value.size))
 
-    def _trust_scale(self, before: dict, step: dict) -> float:
-        """The largest scale <= 1 that puts every array's step inside the trust region (0 if not finite)."""
-        scale = 1.0
-        for k, s in step.items():
-            norm = float(mx.linalg.norm(s.reshape(-1)))
-            if not math.isfinite(norm):
-                return 1.0  # evaluated as is, so the candidate is reported non-finite and rejected
-            if norm > 0:
-                scale = min(scale, self._allowed(before[k]) / norm)
-        return scale
-
-    def _evaluate(self, model, params, step, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
+    def _evaluate(self, model, proposal, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
+        """Put theta + scale * s into the model and check every criterion on it."""
         cfg = self.config
-        flat = dict(tree_flatten(params))
-        candidate = {k: flat[k] + scale * s for k, s in step.items()}
+        params, before, step, sizes, allowed = proposal
+        candidate = {k: before[k] + scale * s for k, s in step.items()}
         model.update(_unflatten_like(params, candidate))
-        norms = {k: float(mx.linalg.norm((scale * s).reshape(-1))) for k, s in step.items()}
-        step_norm = math.sqrt(sum(n * n for n in norms.values()))
+        step_norm = scale * math.sqrt(sum(n * n for n in sizes.values()))
         finite = all(bool(mx.isfinite(v).all()) for v in candidate.values()) and math.isfinite(step_norm)
-        trust = finite and all(norms[k] <= self._allowed(flat[k]) * (1 + 1e-5) for k in step)
+        trust = finite and all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in step)
         delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
         finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new)
         armijo = finite and delta_new <= delta + cfg.alpha * scale * slope
@@ -139,6 +130,16 @@ class NullStabilityGate:
         return GateDecision(accepted, armijo, trust, kl_smooth, finite, 0, view.size, s_mod_new / view.size
                             if finite else math.nan, self.trust_radius, step_norm, delta, delta_new, s_mod,
                             s_mod_new)
+
+
+def _trust_scale(sizes: dict, allowed: dict) -> float:
+    """The largest scale <= 1 that puts every array's step inside the trust region.
+
+    A non-finite step keeps scale 1, so its candidate is reported non-finite and rejected.
+    """
+    if not all(math.isfinite(n) for n in sizes.values()):
+        return 1.0
+    return min([1.0] + [allowed[k] / n for k, n in sizes.items() if n > 0])
 
 
 def _unflatten_like(params, flat: dict):
