@@ -77,7 +77,25 @@ class TrainConfig:
     eval_every: int = 50
     validation_windows: int = 64
     validation_fraction: float = 0.1
+    checkpoint_every: int = 100
+    phi_every: int = 5
+    kappa_every: int = 50
+    kappa_iterations: int = 4
     seed: int = 0
+
+
+@dataclass
+class RegimeConfig:
+    """Phi regimes (seed 004) and the recovery policy for breakdown, counted in Phi measurements."""
+
+    phi_geometric: float = 0.45
+    phi_breakdown: float = 0.80
+    cooldown_factor: float = 0.5
+    min_lr_scale: float = 0.0625
+    revert_after: int = 3
+    perturb_after: int = 6
+    perturb_scale: float = 0.01
+    restore_after: int = 10
 
 
 @dataclass
@@ -87,6 +105,7 @@ class MeqgConfig:
     vmm: ModelArgs = field(default_factory=ModelArgs)  # the model file's own ModelArgs
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    regime: RegimeConfig = field(default_factory=RegimeConfig)
 
 
 T = typing.TypeVar("T")

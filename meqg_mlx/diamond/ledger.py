@@ -107,5 +107,17 @@ def s_mod_mc(q: AutoregressiveCodes, view: View, samples: int = 512, inner: int 
     return LedgerEstimate(max(mean, 0.0), stderr)
 
 
+def phi_mc(q: AutoregressiveCodes, samples: int = 256, inner: int = 32, key: mx.array | None = None) -> float:
+    """Phi by Monte Carlo: H(q) from exact log q of samples, each H(q_k) by likelihood weighting."""
+    key = mx.random.key(0) if key is None else key
+    outer_key, *level_keys = mx.random.split(key, 1 + q.levels)
+    z, logq = sample_codes(q, samples, outer_key)
+    marginals = [-float(block_logprob_mc(q, z, (k,), inner, lk).mean()) for k, lk in zip(range(q.levels), level_keys)]
+    scale = sum(marginals) - max(marginals)
+    if scale <= 1e-9:
+        return 0.0
+    return min(max((sum(marginals) + float(logq.mean())) / scale, 0.0), 1.0)
+
+
 def collapse_pressure(s_mod: float, view: View) -> float:
     return s_mod / view.size

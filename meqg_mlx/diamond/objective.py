@@ -4,8 +4,9 @@ S_ent is the learning signal: a next-concept loss that cannot win by predicting 
 mean (squared distance plus InfoNCE against in-batch and store negatives, after
 Meta's LCM finding that MSE alone regresses to the average continuation), the
 planner's NLL of the true next codes, and the MoE balance loss. S_geo prices
-compute: analytic FLOPs and recurrent-state bytes of the model, tool latency, and
-expert density; it is constant in the weights, so it shifts Delta for the gate
+compute: analytic FLOPs and recurrent-state bytes of the model, tool latency,
+expert density and (with lambda_kappa) the last measured curvature kappa-hat; it is
+constant in the weights, so it shifts Delta for the gate
 and the ledger of a run without steering gradients.
 """
 
@@ -30,10 +31,13 @@ def _row_weights(rows: int, mask: mx.array | None) -> mx.array:
 
 
 def next_concept_losses(predicted: mx.array, target: mx.array, negatives: mx.array | None = None,
-                        temperature: float = 0.05, mask: mx.array | None = None) -> tuple[mx.array, mx.array]:
+                        temperature: float = 0.05, mask: mx.array | None = None,
+                        excluded: mx.array | None = None) -> tuple[mx.array, mx.array]:
     """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional.
 
-    `mask` (N,) drops padded rows from both averages and from the InfoNCE candidates.
+    `mask` (N,) drops padded rows from both averages and from the InfoNCE candidates;
+    `excluded` (N, N + M) bool drops candidates that are no negatives for a row (the
+    row's own input concept, which never comes next; copies of its target).
     """
     weight = _row_weights(predicted.shape[0], mask)
     distance = (((predicted - target) ** 2).sum(-1) * weight).sum()
@@ -42,6 +46,8 @@ def next_concept_losses(predicted: mx.array, target: mx.array, negatives: mx.arr
     if mask is not None:
         keep = mx.concatenate([mask, mx.ones((candidates.shape[0] - target.shape[0],))])
         logits = logits + mx.log(keep + 1e-9)[None]
+    if excluded is not None:
+        logits = mx.where(excluded, -1e9, logits)
     per_row = nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="none")
     return distance, (per_row * weight).sum()
 
@@ -98,19 +104,23 @@ class Objective:
         self.balance_weight, self.contrastive_weight = balance_weight, contrastive_weight
         self.temperature = temperature
 
-    def s_geo(self, tokens: int, tool_latency_ms: float = 0.0) -> float:
+    def s_geo(self, tokens: int, tool_latency_ms: float = 0.0, kappa: float = 0.0) -> float:
         c, a = self.config, self.args
         sparsity = 1.0 - a.top_k / a.n_experts
         return (c.lambda_flop * flops_per_token(a) * tokens + c.lambda_kv * state_bytes(a)
-                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity))
+                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity) + c.lambda_kappa * kappa)
 
     def __call__(self, predicted, target, negatives, planner_logits, codes, balance, s_mod,
-                 tool_latency_ms: float = 0.0, mask: mx.array | None = None) -> ObjectiveTerms:
-        """Rows are positions (N, ...); `mask` (N,) drops padding. `s_mod` may carry a surrogate gradient."""
-        distance, contrastive = next_concept_losses(predicted, target, negatives, self.temperature, mask)
+                 tool_latency_ms: float = 0.0, mask: mx.array | None = None,
+                 excluded: mx.array | None = None, kappa: float = 0.0) -> ObjectiveTerms:
+        """Rows are positions (N, ...); `mask` (N,) drops padding; `excluded` see next_concept_losses.
+
+        `s_mod` may carry a surrogate gradient.
+        """
+        distance, contrastive = next_concept_losses(predicted, target, negatives, self.temperature, mask, excluded)
         planner = planner_nll(planner_logits, codes, mask)
         s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance
         tokens = predicted.shape[0] if mask is None else int(mask.sum().item())
-        s_geo = self.s_geo(tokens, tool_latency_ms)
+        s_geo = self.s_geo(tokens, tool_latency_ms, kappa)
         delta = s_geo + s_ent + self.config.lambda_mod * s_mod
         return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance)

@@ -28,7 +28,8 @@ def save_checkpoint(run_dir: str | Path, trainer) -> Path:
     save_config(trainer.config, tmp / "config.yaml")
     state = {"format": FORMAT, "step": trainer.state.step, "accepted": trainer.state.accepted,
              "rng": trainer.rng.bit_generator.state, "next_code_id": trainer.model.rvq.next_code_id,
-             "trust_radius": trainer.gate.trust_radius if trainer.gate else None, "store": str(trainer.store.path)}
+             "trust_radius": trainer.gate.trust_radius if trainer.gate else None, "store": str(trainer.store.path),
+             "recovery": trainer.recovery.state(), "kappa": trainer.kappa, "stable": trainer.recovery.regime != "breakdown"}
     (tmp / "state.json").write_text(json.dumps(state))
     if target.exists():
         shutil.rmtree(target)
@@ -44,8 +45,23 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
 
 
-def load_checkpoint(path: str | Path, trainer) -> None:
-    """Restore `trainer` (built with the same config and store) to the checkpoint's exact state."""
+def last_stable_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint written outside the breakdown regime."""
+    for path in sorted((Path(run_dir) / "checkpoints").glob("step-*"), reverse=True):
+        try:
+            if json.loads((path / "state.json").read_text()).get("stable"):
+                return path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> None:
+    """Restore `trainer` (built with the same config and store) to the checkpoint's exact state.
+
+    `weights_only` (a recovery revert) restores weights and optimizer state but keeps
+    the step count, data RNG and recovery policy moving forward.
+    """
     path = Path(path)
     try:
         state = json.loads((path / "state.json").read_text())
@@ -56,7 +72,11 @@ def load_checkpoint(path: str | Path, trainer) -> None:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise MeqgError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     trainer.optimizer.state = tree_unflatten(list(optimizer_state.items()))
+    if weights_only:
+        return
     trainer.rng.bit_generator.state = state["rng"]
+    trainer.recovery.load_state(state["recovery"])
+    trainer.kappa = state["kappa"]
     trainer.model.rvq.next_code_id = state["next_code_id"]
     if trainer.gate and state["trust_radius"] is not None:
         trainer.gate.trust_radius = state["trust_radius"]

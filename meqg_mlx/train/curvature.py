@@ -1,5 +1,6 @@
 """kappa-hat: the top eigenvalue of the Hessian of Delta, by power iteration on
-Hessian-vector products (forward-over-reverse: jvp of the gradient)."""
+Hessian-vector products (reverse-over-reverse: the gradient of grad . v, since
+MLX has no jvp for convolutions, which the SSD mixer uses)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ def top_hessian_eigenvalue(model: nn.Module, loss_fn: Callable[[nn.Module], mx.a
         return loss_fn(model)
 
     gradient_of = mx.grad(loss_of)
-
-    def gradient(*values):
-        return list(gradient_of(list(values)))
+    hessian_vector = mx.grad(lambda values, vector: sum((g * v).sum() for g, v in zip(gradient_of(values), vector)))
     key = mx.random.key(seed)
     vector = [mx.random.normal(a.shape, key=k) for a, k in zip(original, mx.random.split(key, len(original)))]
     eigenvalue = 0.0
@@ -31,7 +30,7 @@ def top_hessian_eigenvalue(model: nn.Module, loss_fn: Callable[[nn.Module], mx.a
         for _ in range(iterations):
             norm = mx.sqrt(sum((v * v).sum() for v in vector))
             vector = [v / norm for v in vector]
-            _, product = mx.jvp(gradient, original, vector)
+            product = hessian_vector(list(original), vector)
             eigenvalue = float(sum((v * h).sum() for v, h in zip(vector, product)))
             vector = product
     finally:

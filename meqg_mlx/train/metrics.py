@@ -1,10 +1,12 @@
 """LCM-style validation metrics for next-concept prediction, and the baselines they must beat.
 
-l2: mean squared distance to the true next concept; contrastive accuracy: the
-prediction is closer to its own next concept than to every other next concept in
-the batch; recall@k: the true next concept is among the k store concepts nearest
-to the prediction. Baselines: repeat the last concept; the store's nearest
-neighbour of the last concept (itself excluded).
+l2: mean squared distance to the true next concept; contrastive accuracy (LCM's
+definition): the fraction of the batch's other next concepts that are farther from
+the prediction than its own next concept (0.5 is chance); recall@k: the true next concept is among the k store concepts nearest
+to the prediction. A document never repeats a concept (the store dedups), so the
+concepts already seen in the window are excluded from every method's candidates
+(which makes "repeat the last concept" rank the input's neighbours). Baselines:
+repeat the last concept; the store's nearest neighbour of the last concept.
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ import numpy as np
 from ..concepts.index import top_k
 
 
-def next_concept_metrics(predicted: np.ndarray, target: np.ndarray, target_ids: np.ndarray,
+def next_concept_metrics(predicted: np.ndarray, target: np.ndarray, target_ids: np.ndarray, seen_ids: np.ndarray,
                          store_ids: np.ndarray, store_vectors: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict:
-    """All inputs numpy; predicted/target (N, d) unit rows, target_ids (N,) ids in the store."""
+    """All inputs numpy; predicted/target (N, d) unit rows, target_ids (N,) ids in the store,
+    seen_ids (N, S) the ids already seen before each target (-1 pads)."""
     l2 = float(((predicted - target) ** 2).sum(-1).mean())
     similarity = predicted @ target.T
-    contrastive = float((similarity.argmax(axis=1) == np.arange(len(predicted))).mean())
+    own = np.diag(similarity)[:, None]
+    contrastive = float(((similarity < own).sum(1) / max(len(predicted) - 1, 1)).mean())
     scores = predicted @ store_vectors.T
+    order = np.argsort(store_ids)
+    at = np.minimum(np.searchsorted(store_ids[order], seen_ids), len(order) - 1)
+    seen_rows = np.where(store_ids[order[at]] == seen_ids, order[at], -1)
     hits = {k: 0 for k in ks}
-    for row, wanted in zip(scores, target_ids):
+    for row, wanted, seen in zip(scores, target_ids, seen_rows):
+        row[seen[seen >= 0]] = -np.inf
         found = store_ids[top_k(row, max(ks))]
         for k in ks:
             hits[k] += int(wanted in found[:k])

@@ -71,3 +71,15 @@ def windows(docs: list[Document], length: int, rng: np.random.Generator, count: 
         piece = ids[start:start + length + 1]
         out[row, :len(piece)] = piece
     return out
+
+
+def tiled_windows(docs: list[Document], length: int) -> np.ndarray:
+    """Every document cut into consecutive windows of `length + 1` ids overlapping by one
+    (each transition appears once), -1 padded: a fixed validation set."""
+    rows = []
+    for doc in docs:
+        for start in range(0, max(len(doc.ids) - 1, 1), length):
+            piece = doc.ids[start:start + length + 1]
+            if len(piece) >= 2:
+                rows.append(np.pad(piece, (0, length + 1 - len(piece)), constant_values=-1))
+    return np.array(rows, dtype=np.int64).reshape(-1, length + 1)

@@ -17,17 +17,20 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
 
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
 from ..diamond.gate import GateDecision, NullStabilityGate
-from ..diamond.ledger import block_logprob_mc, sample_codes
+from ..diamond.ledger import block_logprob_mc, phi_mc, sample_codes
 from ..diamond.objective import Objective
 from ..diamond.view import View
 from ..vmm.model import VMM
+from .curvature import top_hessian_eigenvalue
 from .metrics import nearest_neighbour_baseline, next_concept_metrics
-from .sequences import documents, split_documents, windows
+from .regime import RecoveryPolicy
+from .sequences import documents, split_documents, tiled_windows, windows
 
 
 @dataclass
@@ -37,6 +40,8 @@ class StepReport:
     gate: GateDecision | None
     lr: float
     expert_load: list[int]
+    router_entropy: float
+    tokens: int
     seconds: float
 
 
@@ -64,18 +69,23 @@ class Trainer:
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
         self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
-        schedule = optim.join_schedules([optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps),
-                                         optim.cosine_decay(tc.learning_rate, max(tc.steps, 1))],
-                                        [tc.warmup_steps])
-        self.optimizer = optim.AdamW(learning_rate=schedule, weight_decay=tc.weight_decay)
+        schedule = optim.cosine_decay(tc.learning_rate, max(tc.steps, 1))
+        if tc.warmup_steps > 0:
+            schedule = optim.join_schedules([optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps),
+                                             schedule], [tc.warmup_steps])
+        self.recovery = RecoveryPolicy(config.regime)
+        self.optimizer = optim.AdamW(learning_rate=lambda step: self.recovery.lr_scale * schedule(step),
+                                     weight_decay=tc.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
         self.objective = Objective(config.objective, self.args, temperature=tc.temperature)
         self.gate = NullStabilityGate(config.gate) if tc.gate else None
         self.view = View.finest(self.args.rvq_levels)
         self.state = TrainState()
+        self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
 
     def _fit_rvq(self, steps: int) -> None:
         data = mx.array(self.vectors)
+        self.model.rvq.initialize(data, seed=self.config.train.seed)
         for step in range(steps):
             rows = self.rng.choice(len(self.vectors), min(4096, len(self.vectors)), replace=False)
             self.model.rvq.update(data[mx.array(rows)], seed=step)
@@ -93,15 +103,38 @@ class Trainer:
         self.model.set_expert_centroids(mx.array(spherical_kmeans(centroids, self.args.n_experts, seed=0)))
 
     def batch(self, docs, count: int):
-        ids = windows(docs, self.config.train.seq_len, self.rng, count)
+        return self._rows(windows(docs, self.config.train.seq_len, self.rng, count))
+
+    def validation_batch(self):
+        """The same validation windows at every evaluation: up to `validation_windows` of the tiled
+        validation documents, picked by the seed (evaluating never advances the training RNG)."""
+        tc = self.config.train
+        ids = tiled_windows(self.val_docs, tc.seq_len)
+        if len(ids) > tc.validation_windows:
+            ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
+        return self._rows(ids)
+
+    def _rows(self, ids: np.ndarray):
         rows = np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], len(self.ids))
         inputs, targets = mx.array(rows[:, :-1]), mx.array(rows[:, 1:])
         mask = mx.array(((rows[:, :-1] < len(self.ids)) & (rows[:, 1:] < len(self.ids))).astype(np.float32))
         return inputs, targets, mask
 
+    @staticmethod
+    def seen(inputs: mx.array) -> mx.array:
+        """(B, T, T) rows of the concepts seen up to each position (-1 after it): never the next one."""
+        steps = inputs.shape[1]
+        causal = mx.arange(steps)[None, :] <= mx.arange(steps)[:, None]
+        return mx.where(causal[None], inputs[:, None, :], -1)
+
     def loss_fn(self, inputs, targets, mask, key) -> Callable:
         tc = self.config.train
         negatives = mx.array(self.rng.choice(len(self.ids), tc.store_negatives, replace=False))
+        candidates = mx.concatenate([targets.reshape(-1), negatives])
+        own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
+        seen = self.seen(inputs).reshape(targets.size, -1)
+        excluded = ((candidates[None, :, None] == seen[:, None, :]).any(-1)
+                    | ((candidates[None] == targets.reshape(-1, 1)) & ~own))
 
         def loss(model: VMM, view: View):
             out = model(self.matrix[inputs])
@@ -114,7 +147,8 @@ class Trainer:
                 self.matrix[targets].reshape(-1, self.args.concept_dim), self.matrix[negatives],
                 planner_logits.reshape(-1, *planner_logits.shape[-2:]), codes,
                 sum(s.balance_loss for s in out.router) / len(out.router),
-                s_mod_value + surrogate - mx.stop_gradient(surrogate), mask=flat_mask)
+                s_mod_value + surrogate - mx.stop_gradient(surrogate), mask=flat_mask, excluded=excluded,
+                kappa=self.kappa)
             self._last = (terms, out.router)
             return terms.delta, s_mod_value
 
@@ -149,6 +183,7 @@ class Trainer:
         inputs, targets, mask = self.batch(self.train_docs, tc.batch_size)
         key = mx.random.key(int(self.rng.integers(2**31)))
         loss = self.loss_fn(inputs, targets, mask, key)
+        self._last_batch, self._last_loss = (inputs, targets, mask), loss
         lr = float(self.optimizer.learning_rate)
         if self.gate is not None:
             decision = self.gate.step(self.model, self.optimizer, loss, self.view, tc.grad_clip)
@@ -161,21 +196,48 @@ class Trainer:
         loss(self.model, self.view)  # the terms and expert load of the weights this step ends with
         terms, router = self._last
         load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
+        entropy = float(np.mean([float(s.entropy) for s in router]))
         self.state.step += 1
-        report = StepReport(self.state.step, terms.report(), decision, lr, load, time.perf_counter() - started)
+        report = StepReport(self.state.step, terms.report(), decision, lr, load, entropy, int(mask.sum().item()),
+                            time.perf_counter() - started)
         self.state.history.append(report)
         return report
 
+    def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
+        """Phi of the planner, averaged over the ledger positions of the last training batch."""
+        inputs, _, mask = self._last_batch
+        positions = np.flatnonzero(np.array(mask).reshape(-1))[:max(self.config.train.ledger_positions, 1)]
+        hidden = self.model(self.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
+        keys = mx.random.split(mx.random.key(self.state.step), len(positions))
+        return float(np.mean([phi_mc(self.model.planner.distribution(hidden[int(p)]), samples, inner, k)
+                              for p, k in zip(positions, keys)]))
+
+    def measure_kappa(self) -> float:
+        """kappa-hat: the top Hessian eigenvalue of Delta on the last training batch."""
+        loss = self._last_loss
+        self.kappa = top_hessian_eigenvalue(self.model, lambda m: loss(m, self.view)[0],
+                                            self.config.train.kappa_iterations, seed=self.state.step)
+        return self.kappa
+
+    def perturb(self, scale: float) -> None:
+        """Add Gaussian noise of `scale` x each weight array's RMS (the recovery policy's last resort)."""
+        weights = tree_flatten(self.model.trainable_parameters())
+        keys = mx.random.split(mx.random.key(self.state.step), len(weights))
+        self.model.update(tree_unflatten([
+            (name, value + scale * mx.sqrt(mx.mean(value * value)) * mx.random.normal(value.shape, key=key))
+            for (name, value), key in zip(weights, keys)]))
+
     def evaluate(self) -> dict[str, dict[str, float]]:
         """LCM metrics on validation documents for the model and the two baselines."""
-        tc = self.config.train
-        inputs, targets, mask = self.batch(self.val_docs, tc.validation_windows)
+        inputs, targets, mask = self.validation_batch()
         valid = np.array(mask).reshape(-1) > 0
         current = np.array(self.matrix[inputs]).reshape(-1, self.args.concept_dim)[valid]
         target = np.array(self.matrix[targets]).reshape(-1, self.args.concept_dim)[valid]
         current_ids = self.ids[np.array(inputs).reshape(-1)[valid]]
         target_ids = self.ids[np.array(targets).reshape(-1)[valid]]
+        seen_rows = np.array(self.seen(inputs)).reshape(-1, inputs.shape[1])[valid]
+        seen_ids = np.where(seen_rows >= 0, np.append(self.ids, -1)[seen_rows], -1)
         predicted = np.array(self.model(self.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)[valid]
         neighbour = nearest_neighbour_baseline(current, current_ids, self.ids, self.vectors)
-        return {name: next_concept_metrics(p, target, target_ids, self.ids, self.vectors)
+        return {name: next_concept_metrics(p, target, target_ids, seen_ids, self.ids, self.vectors)
                 for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))}

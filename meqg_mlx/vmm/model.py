@@ -1,9 +1,12 @@
 """The Vector Mamba MoE: concept vectors in, next concept vector and planner codes out.
 
 in_proj -> L x [RMSNorm -> SSD mixer, RMSNorm -> MoE FFN] -> RMSNorm ->
-  next-concept head (the input concept plus a learned correction, renormalized; it
-  starts as the "repeat the last concept" baseline) and planner head q(z | h) over the RVQ codes of
-  the next concept, autoregressive over levels so it can express their coupling.
+  next-concept head and planner head q(z | h) over the RVQ codes of the next
+  concept, autoregressive over levels so it can express their coupling.
+The next-concept head mixes the last few input concepts with weights computed from
+h, plus a learned correction, renormalized. It starts as the "repeat the last
+concept" baseline; mixing in concept space generalizes to concepts never seen in
+training, where a correction alone memorizes transitions of the training set.
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
 """
@@ -38,6 +41,8 @@ class ModelArgs:
     router_beta: float = 1.0
     rvq_levels: int = 4
     rvq_codes: int = 256
+    context_lags: int = 8
+    next_correction: bool = False  # a free correction on top of the context mixture; overfits small stores
 
 
 @dataclass
@@ -60,6 +65,31 @@ class Block(nn.Module):
         h = h + self.mixer(self.mixer_norm(h))
         out, stats = self.ffn(self.ffn_norm(h), prior)
         return h + out, stats
+
+
+class NextConceptHead(nn.Module):
+    """normalize(sum_j a_j(h) x_{t-j} + W h): a softmax over the last `lags` concepts plus a correction."""
+
+    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool = True):
+        super().__init__()
+        self.lags = lags
+        self.mix = nn.Linear(d_model, lags)
+        self.mix.weight = mx.zeros_like(self.mix.weight)
+        self.mix.bias = mx.array([8.0] + [0.0] * (lags - 1))  # ~all weight on the current concept
+        if correction:
+            self.correction = nn.Linear(d_model, concept_dim)
+            self.correction.weight = mx.zeros_like(self.correction.weight)
+            self.correction.bias = mx.zeros_like(self.correction.bias)
+
+    def __call__(self, concepts: mx.array, h: mx.array) -> mx.array:
+        padded = mx.pad(concepts, [(0, 0), (self.lags - 1, 0), (0, 0)])
+        steps = concepts.shape[1]
+        recent = mx.stack([padded[:, self.lags - 1 - j:self.lags - 1 - j + steps] for j in range(self.lags)], axis=2)
+        weights = mx.softmax(self.mix(h), axis=-1)
+        out = (weights[..., None] * recent).sum(2)
+        if "correction" in self:
+            out = out + self.correction(h)
+        return out * mx.rsqrt((out**2).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
 
 
 class PlannerHead(nn.Module):
@@ -125,9 +155,7 @@ class VMM(nn.Module):
         self.in_proj = nn.Linear(args.concept_dim, args.d_model)
         self.blocks = [Block(args) for _ in range(args.n_layers)]
         self.norm = nn.RMSNorm(args.d_model)
-        self.next_head = nn.Linear(args.d_model, args.concept_dim)
-        self.next_head.weight = mx.zeros_like(self.next_head.weight)  # start as "repeat the last concept"
-        self.next_head.bias = mx.zeros_like(self.next_head.bias)
+        self.next_head = NextConceptHead(args.d_model, args.concept_dim, args.context_lags, args.next_correction)
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(RVQArgs(args.concept_dim, args.rvq_levels, args.rvq_codes))
         self.expert_centroids = mx.zeros((args.n_experts, args.concept_dim))
@@ -148,9 +176,7 @@ class VMM(nn.Module):
             h, block_stats = block(h, prior)
             stats.append(block_stats)
         h = self.norm(h)
-        out = concepts + self.next_head(h)
-        out = out * mx.rsqrt((out**2).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
-        return VMMOutput(out, h, stats)
+        return VMMOutput(self.next_head(concepts, h), h, stats)
 
     def parameter_count(self, trainable_only: bool = True) -> int:
         tree = self.trainable_parameters() if trainable_only else self.parameters()

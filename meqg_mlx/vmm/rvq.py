@@ -58,6 +58,22 @@ class ResidualVQ(nn.Module):
         quantized = self.decode(codes)
         return x + mx.stop_gradient(quantized - x), codes
 
+    def initialize(self, x: mx.array, seed: int = 0) -> None:
+        """Seed every level's codebook with residuals of `x` (N, d): random codes leave most slots unused."""
+        a = self.args
+        residual, books = mx.stop_gradient(x), []
+        for level, key in enumerate(mx.random.split(mx.random.key(seed), a.levels)):
+            book = residual[mx.random.permutation(residual.shape[0], key=key)[:a.codes]]
+            if book.shape[0] < a.codes:
+                book = mx.concatenate([book, residual[mx.random.randint(0, residual.shape[0], (a.codes - book.shape[0],),
+                                                                        key=key)]])
+            books.append(book)
+            distances = (book**2).sum(-1) - 2 * residual @ book.T
+            residual = residual - book[mx.argmin(distances, axis=-1)]
+        self.codebooks = mx.stack(books)
+        self.cluster_size = mx.ones((a.levels, a.codes))
+        self.embed_sum = mx.array(self.codebooks)
+
     def update(self, x: mx.array, seed: int = 0) -> int:
         """One EMA step on a batch; returns how many dead codes were re-seeded."""
         a = self.args

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meqg_mlx.diamond.ledger import (block_logprob_mc, collapse_pressure, marginal_logprobs, phi_exact,
-                                     s_mod_exact, s_mod_mc)
+                                     phi_mc, s_mod_exact, s_mod_mc)
 from meqg_mlx.diamond.view import View
 
 
@@ -112,3 +112,12 @@ def test_exact_s_mod_is_differentiable():
     bumped = theta + mx.array(np.eye(3)[i][:, None] * np.eye(3)[j][None, :] * eps, dtype=mx.float32)
     numeric = (float(s_mod(bumped)) - float(s_mod(theta))) / eps
     assert float(grad[i, j]) == pytest.approx(numeric, rel=0.05, abs=1e-3)
+
+
+def test_monte_carlo_phi_agrees_with_exact():
+    for seed in (7, 8):
+        log_joint = random_joint((4, 4, 4), seed=seed)
+        estimate = phi_mc(TableCodes(log_joint), samples=4000, inner=256, key=mx.random.key(seed))
+        assert estimate == pytest.approx(float(phi_exact(log_joint)), abs=0.05)
+    coupled = mx.array(np.log(np.eye(4) / 4 + 1e-12).astype(np.float32))
+    assert phi_mc(TableCodes(coupled), samples=500, inner=64) == pytest.approx(1.0, abs=0.02)

@@ -5,7 +5,7 @@ import pytest
 
 from meqg_mlx.diamond.ledger import s_mod_exact
 from meqg_mlx.diamond.view import View
-from meqg_mlx.vmm.model import VMM, ModelArgs
+from meqg_mlx.vmm.model import VMM, ModelArgs, NextConceptHead
 
 TINY = ModelArgs(concept_dim=16, d_model=32, n_layers=2, d_state=8, expand=2, head_dim=16, chunk_size=4,
                  n_experts=4, top_k=2, d_ff=32, rvq_levels=2, rvq_codes=3)
@@ -19,7 +19,20 @@ def unit(shape, seed=0):
 def test_untrained_model_repeats_the_last_concept():
     mx.random.seed(8)
     x = unit((1, 5, 16), seed=9)
-    assert float(mx.abs(VMM(TINY)(x).next_vector - x).max()) < 1e-5
+    cosine = (VMM(TINY)(x).next_vector * x).sum(-1)
+    assert float(cosine.min()) > 0.999
+
+
+def test_next_concept_head_mixes_the_recent_context_causally():
+    head = NextConceptHead(d_model=4, concept_dim=16, lags=3, correction=False)
+    head.mix.bias = mx.array([0.0, 0.0, -1e9])  # half the current concept, half the one before
+    x = unit((2, 6, 16), seed=3)
+    out = head(x, mx.zeros((2, 6, 4)))
+    expected = x[:, 1:] + x[:, :-1]
+    expected = expected / mx.linalg.norm(expected, axis=-1, keepdims=True)
+    assert float(mx.abs(out[:, 1:] - expected).max()) < 1e-5
+    assert float(mx.abs(out[:, 0] - x[:, 0]).max()) < 1e-5  # nothing before the first concept
+    assert "correction" not in head
 
 
 def test_shapes_unit_outputs_and_parameter_count():
@@ -40,7 +53,7 @@ def test_shapes_unit_outputs_and_parameter_count():
 def test_model_is_causal():
     mx.random.seed(1)
     model = VMM(TINY)
-    model.next_head.weight = 0.1 * mx.random.normal(model.next_head.weight.shape)  # not the zero init
+    model.next_head.correction.weight = 0.1 * mx.random.normal(model.next_head.correction.weight.shape)
     x = unit((1, 10, 16), seed=1)
     changed = mx.concatenate([x[:, :6], unit((1, 4, 16), seed=2)], axis=1)
     assert float(mx.abs(model(x).next_vector[:, :6] - model(changed).next_vector[:, :6]).max()) < 1e-5

@@ -30,6 +30,18 @@ def test_ema_training_lowers_error_and_more_levels_help():
     assert float(((partial - x) ** 2).sum(-1).mean()) > after  # the third level still reduces error
 
 
+def test_data_initialized_codebooks_use_most_codes():
+    x = unit_clusters(n=2048, clusters=64)
+    random_init, data_init = (ResidualVQ(RVQArgs(dim=16, levels=2, codes=32)) for _ in range(2))
+    data_init.initialize(x, seed=0)
+    for rvq in (random_init, data_init):
+        for step in range(5):
+            rvq.update(x, seed=step)
+    used = [(np.array(rvq.usage(rvq.encode(x)[0])[0]) > 0).sum(axis=1) for rvq in (random_init, data_init)]
+    assert (used[1] >= 28).all() and used[1].sum() > used[0].sum()
+    assert quantization_error(data_init, x) < quantization_error(random_init, x)
+
+
 def test_dead_codes_are_reseeded_with_fresh_ids():
     mx.random.seed(1)
     x = unit_clusters(n=256)

@@ -1,0 +1,101 @@
+"""`meqg train`: a gated training run with a live progress line; Ctrl-C checkpoints and exits."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .progress import console, out
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+
+
+def train(
+    store: Optional[Path] = typer.Option(None, "--store", help="Concept store to train on (a new run needs one)."),
+    run: Path = typer.Option(..., "--run", help="Run directory: config, telemetry.jsonl, checkpoints."),
+    steps: Optional[int] = typer.Option(None, help="Train until this step [default: config train.steps]."),
+    config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults."),
+    no_gate: bool = typer.Option(False, "--no-gate", help="Plain AdamW steps, no Null-Stability Gate."),
+    resume: bool = typer.Option(False, help="Continue the run in --run from its latest checkpoint."),
+) -> None:
+    """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
+    from meqg_mlx.config import load_config
+    from meqg_mlx.errors import ConfigError
+    from meqg_mlx.train.run import TrainingRun
+
+    if resume and (config or no_gate):
+        raise ConfigError("a resumed run keeps the config saved in its run dir: drop --config/--no-gate")
+    settings = None if resume else load_config(config)
+    if no_gate:
+        settings.train.gate = False
+    console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
+    training = TrainingRun(run, store, settings, resume, steps)
+    summary = train_with_progress(training)
+    print_summary(summary)
+
+
+def train_with_progress(training):
+    """Run `training` with a progress line; the first Ctrl-C stops after the current step."""
+    total = training.config.train.steps
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn())
+    every = max(total // 10, 1)
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar, stop_on_sigint() as stopped:
+        task = bar.add_task("starting", total=total, completed=training.trainer.state.step)
+
+        def on_step(record: dict) -> None:
+            line = progress_line(record)
+            bar.update(task, completed=record["step"], description=line)
+            if not console.is_terminal and (record["step"] % every == 0 or record["step"] == total):
+                out.print(f"step {record['step']}/{total} {line}")
+
+        return training.train(on_step, stopped)
+
+
+def progress_line(record: dict) -> str:
+    objective, phi = record["objective"], record["phi"]
+    gate = record["gate"]
+    decision = "" if gate is None else (" ok" if gate["accepted"] else f" rejected:{gate['failed']}")
+    return (f"loss {record['terms']['distance'] + record['terms']['contrastive']:.3f} "
+            f"Delta {objective['Delta']:.3f} accept {record['accept_rate']:.0%}{decision} "
+            f"Phi {'n/a' if phi is None else f'{phi:.2f}'} {record['regime'] or '-'} "
+            f"{record['throughput']:.0f} concepts/s")
+
+
+@contextmanager
+def stop_on_sigint():
+    requested = []
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+        console.print("stopping after this step (Ctrl-C again to abort without a checkpoint)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def print_summary(summary) -> None:
+    state = "stopped" if summary.interrupted else "finished"
+    out.print(f"[bold]{summary.run_dir}[/]: {state} at step {summary.step}, {summary.accepted} steps accepted, "
+              f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}")
+    if summary.metrics:
+        print_metrics(summary.metrics)
+
+
+def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    names = list(next(iter(metrics.values())))
+    header = [n.replace("_accuracy", "") for n in names]
+    out.print(f"{'validation':<21}" + "".join(f"{n:>12}" for n in header))
+    for method, values in metrics.items():
+        out.print(f"  {method:<19}" + "".join(f"{values[n]:>12.3f}" for n in names))

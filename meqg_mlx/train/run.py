@@ -1,0 +1,181 @@
+"""A training run on disk: RUN_DIR/{run.json, config.yaml, telemetry.jsonl, checkpoints/}.
+
+`TrainingRun.train()` steps the gated trainer, writes one telemetry record per step
+(flushed), measures Phi and kappa-hat on their intervals, applies the recovery
+policy, evaluates against the baselines and checkpoints. It stops at the step
+target or when `should_stop()` says so, always leaving a checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..concepts.store import ConceptStore
+from ..config import MeqgConfig, load_config, save_config
+from ..errors import ConfigError, MeqgError
+from .checkpoint import last_stable_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from .telemetry import TelemetryWriter
+from .trainer import StepReport, Trainer
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    step: int
+    accepted: int
+    metrics: dict[str, dict[str, float]] | None
+    interrupted: bool
+    seconds: float
+
+
+class TrainingRun:
+    def __init__(self, run_dir: str | Path, store_path: str | Path | None = None,
+                 config: MeqgConfig | None = None, resume: bool = False, steps: int | None = None):
+        """A new run (`config`, default settings when None) or, with `resume`, the run saved in
+        `run_dir` with its own config; `steps` overrides the step target either way."""
+        self.run_dir = Path(run_dir)
+        meta_path = self.run_dir / "run.json"
+        if steps is not None and steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {steps}")
+        if resume:
+            if not meta_path.is_file():
+                raise MeqgError(f"no run to resume in {self.run_dir} (run.json missing)")
+            meta = json.loads(meta_path.read_text())
+            config, store_path = load_config(self.run_dir / "config.yaml"), store_path or meta["store"]
+        else:
+            if meta_path.exists():
+                raise MeqgError(f"{self.run_dir} already holds a run; pass --resume to continue it "
+                                "or choose another --run")
+            if store_path is None:
+                raise MeqgError("a new run needs a store (--store)")
+            config = copy.deepcopy(config) if config else MeqgConfig()
+            meta = {"run_id": uuid.uuid4().hex[:12], "store": str(Path(store_path).resolve()),
+                    "created_at": time.time()}
+        if steps is not None:
+            config.train.steps = steps
+        self.store = ConceptStore.open(store_path)
+        self.config = config
+        self.trainer = Trainer(self.store, config)
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if checkpoint is not None:
+            load_checkpoint(checkpoint, self.trainer)
+        self.run_id = meta["run_id"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.run_dir / "config.yaml")  # a resume may have a new step target
+        if not resume:
+            meta_path.write_text(json.dumps(meta, indent=1))
+        self.telemetry = TelemetryWriter(self.run_dir, self.run_id)
+        self.phi: float | None = None
+        self.kappa: float | None = None
+        if resume:
+            self.telemetry.emit("checkpoint", self.trainer.state.step, action="resumed",
+                                path=str(checkpoint) if checkpoint else None)
+
+    def train(self, on_step: Callable[[dict], None] | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> RunSummary:
+        tc, trainer = self.config.train, self.trainer
+        started, metrics, interrupted = time.perf_counter(), None, False
+        if trainer.state.step == 0:
+            self.telemetry.emit("checkpoint", 0, action="started", parameters=trainer.model.parameter_count(),
+                                rvq=self.rvq_usage(), config_steps=tc.steps)
+        try:
+            while trainer.state.step < tc.steps:
+                record = self._record(trainer.step())
+                step = trainer.state.step
+                self.telemetry.emit("step", step, **record)
+                if record["gate"] and not record["gate"]["accepted"]:
+                    self.telemetry.emit("gate", step, gate=record["gate"])
+                if tc.eval_every and step % tc.eval_every == 0:
+                    metrics = self.evaluate()
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    self.checkpoint()
+                if on_step:
+                    on_step(record | {"step": step})
+                if should_stop():
+                    interrupted = True
+                    break
+        finally:
+            if trainer.state.step and latest_checkpoint(self.run_dir) != self._checkpoint_path():
+                self.checkpoint()
+        if not interrupted and (metrics is None or trainer.state.step % max(tc.eval_every, 1)):
+            metrics = self.evaluate()
+        self.telemetry.close()
+        return RunSummary(self.run_dir, trainer.state.step, trainer.state.accepted, metrics, interrupted,
+                          time.perf_counter() - started)
+
+    def _record(self, report: StepReport) -> dict:
+        tc, trainer = self.config.train, self.trainer
+        step = trainer.state.step
+        terms = report.terms
+        record = {
+            "objective": {k: terms[k] for k in ("Delta", "S_geo", "S_ent", "S_mod")},
+            "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance")},
+            "gate": _gate_record(report),
+            "lr": report.lr, "lr_scale": trainer.recovery.lr_scale,
+            "experts": {"load": report.expert_load, "entropy": report.router_entropy},
+            "throughput": report.tokens / max(report.seconds, 1e-9),
+            "accept_rate": trainer.state.accepted / step,
+        }
+        if tc.phi_every and step % tc.phi_every == 0:
+            self.phi = trainer.measure_phi()
+            self._recover(step, self.phi)
+        if tc.kappa_every and step % tc.kappa_every == 0:
+            self.kappa = trainer.measure_kappa()
+        record.update(phi=self.phi, kappa=self.kappa, regime=trainer.recovery.regime)
+        return record
+
+    def _recover(self, step: int, phi: float) -> None:
+        trainer = self.trainer
+        changed, actions = trainer.recovery.observe(phi)
+        if changed:
+            self.telemetry.emit("regime", step, regime=trainer.recovery.regime, phi=phi)
+        for action in actions:
+            detail = {}
+            if action == "revert":
+                stable = last_stable_checkpoint(self.run_dir)
+                if stable is None:
+                    detail["skipped"] = "no stable checkpoint yet"
+                else:
+                    load_checkpoint(stable, trainer, weights_only=True)
+                    detail["checkpoint"] = stable.name
+            elif action == "perturb":
+                trainer.perturb(self.config.regime.perturb_scale)
+                detail["scale"] = self.config.regime.perturb_scale
+            self.telemetry.emit("recovery", step, action=action, phi=phi, lr_scale=trainer.recovery.lr_scale,
+                                **detail)
+
+    def _checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / f"step-{self.trainer.state.step:07d}"
+
+    def checkpoint(self) -> Path:
+        path = save_checkpoint(self.run_dir, self.trainer)
+        self.telemetry.emit("checkpoint", self.trainer.state.step, action="saved", path=str(path),
+                            stable=self.trainer.recovery.regime != "breakdown")
+        return path
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        metrics = self.trainer.evaluate()
+        self.telemetry.emit("eval", self.trainer.state.step, metrics=metrics, rvq=self.rvq_usage())
+        return metrics
+
+    def rvq_usage(self) -> dict:
+        counts, perplexity = self.trainer.model.rvq.usage(self.trainer.codes[:-1])
+        return {"perplexity": np.array(perplexity).round(3).tolist(),
+                "used": (np.array(counts) > 0).sum(axis=1).tolist(), "codes": self.config.vmm.rvq_codes}
+
+
+def _gate_record(report: StepReport) -> dict | None:
+    g = report.gate
+    if g is None:
+        return None
+    return {"accepted": g.accepted, "failed": g.failed, "armijo": g.armijo, "trust": g.trust,
+            "kl_smooth": g.kl_smooth, "finite": g.finite, "retries": g.retries, "view_size": g.view_size,
+            "collapse_pressure": g.collapse_pressure, "trust_radius": g.trust_radius, "step_norm": g.step_norm}
