@@ -35,7 +35,8 @@ def train(
     settings = None if resume else load_config(config)
     if no_gate:
         settings.train.gate = False
-    console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
+    if console.is_terminal:
+        console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
     training = TrainingRun(run, store, settings, resume, steps)
     summary = train_with_progress(training)
     print_summary(summary)
@@ -53,7 +54,7 @@ def train_with_progress(training):
             line = progress_line(record)
             bar.update(task, completed=record["step"], description=line)
             if not console.is_terminal and (record["step"] % every == 0 or record["step"] == total):
-                out.print(f"step {record['step']}/{total} {line}")
+                out.print(f"step {record['step']}/{total} {line}", soft_wrap=True)
 
         return training.train(on_step, stopped)
 
@@ -88,7 +89,7 @@ def stop_on_sigint():
 def print_summary(summary) -> None:
     state = "stopped" if summary.interrupted else "finished"
     out.print(f"[bold]{summary.run_dir}[/]: {state} at step {summary.step}, {summary.accepted} steps accepted, "
-              f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}")
+              f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}", soft_wrap=True)
     if summary.metrics:
         print_metrics(summary.metrics)
 

@@ -1,0 +1,71 @@
+"""`meqg train` as a user runs it: progress, metrics, Ctrl-C checkpoints, resume, one-line errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..conftest import meqg
+
+SMALL = """\
+vmm: {d_model: 64, n_layers: 2, d_state: 16, head_dim: 32, chunk_size: 16, n_experts: 4, d_ff: 128,
+      rvq_levels: 2, rvq_codes: 16}
+train: {batch_size: 8, seq_len: 16, store_negatives: 128, rvq_fit_steps: 5, validation_windows: 64,
+        validation_fraction: 0.2, eval_every: 0, checkpoint_every: 50, kappa_every: 0}
+"""
+
+
+def small_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    return path
+
+
+def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_path):
+    run = tmp_path / "run"
+    result = meqg("train", "--store", str(small_store_path), "--run", str(run), "--steps", "4",
+                  "--config", str(small_yaml(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "step 4/4" in result.stdout and "accept" in result.stdout and "Phi" in result.stdout
+    assert "finished at step 4" in result.stdout
+    for method in ("model", "repeat_last", "nearest_neighbour"):
+        assert method in result.stdout
+    again = meqg("train", "--store", str(small_store_path), "--run", str(run))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
+    more = meqg("train", "--run", str(run), "--resume", "--steps", "6")
+    assert more.returncode == 0, more.stderr
+    assert "finished at step 6" in more.stdout
+
+
+def test_ctrl_c_checkpoints_and_exits_cleanly(small_store_path, tmp_path):
+    run = tmp_path / "run"
+    exe = Path(sys.executable).with_name("meqg")
+    process = subprocess.Popen([str(exe), "train", "--store", str(small_store_path), "--run", str(run),
+                                "--steps", "500", "--config", str(small_yaml(tmp_path))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    telemetry = run / "telemetry.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not telemetry.exists() or telemetry.read_text().count('"event":"step"') < 3):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "stopped at step" in out
+    step = int(out.split("stopped at step ")[1].split(",")[0])
+    assert 3 <= step < 500 and (run / "checkpoints" / f"step-{step:07d}").is_dir()
+
+
+def test_bad_train_input_is_a_one_line_error(small_store_path, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stepz: 3}\n")
+    cases = [
+        (["--store", str(small_store_path), "--run", str(tmp_path / "a"), "--config", str(bad)], "train.stepz"),
+        (["--run", str(tmp_path / "none"), "--resume"], "no run to resume"),
+        (["--store", str(tmp_path / "missing"), "--run", str(tmp_path / "b")], "missing"),
+        (["--store", str(small_store_path), "--run", str(tmp_path / "c"), "--steps", "0"], "at least 1"),
+    ]
+    for args, message in cases:
+        result = meqg("train", *args)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
