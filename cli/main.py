@@ -92,13 +92,27 @@ def encode(texts: list[str] = typer.Argument(..., help="Texts to embed.")) -> No
                       "vectors": [[round(float(x), 7) for x in row] for row in vectors]}))
 
 
+DEMO_SETTINGS = {  # a small VMM that trains in a few minutes on 2 CPU cores
+    "vmm": {"d_model": 64, "n_layers": 2, "d_state": 16, "head_dim": 32, "chunk_size": 16, "n_experts": 4,
+            "d_ff": 128, "rvq_levels": 2, "rvq_codes": 64},
+    "train": {"steps": 150, "batch_size": 16, "seq_len": 32, "eval_every": 50, "checkpoint_every": 50,
+              "kappa_every": 50, "validation_windows": 128},
+}
+
+
 @app.command()
-def demo(store: Optional[Path] = StoreOption) -> None:
-    """The main job on the embedded default: build the stdlib store if missing, then search it."""
+def demo(store: Optional[Path] = StoreOption,
+         run: Optional[Path] = typer.Option(None, "--run", help="Run directory [default: $MEQG_HOME/runs/demo]"),
+         steps: int = typer.Option(DEMO_SETTINGS["train"]["steps"], help="Training steps.")) -> None:
+    """The main job on the embedded default: build the stdlib store if missing, search it, train a small VMM."""
     from meqg_mlx.concepts import ConceptStore
     from meqg_mlx.concepts.search import search_subjects
+    from meqg_mlx.config import MeqgConfig, from_dict
     from meqg_mlx.encoder import default_embedder
-    from meqg_mlx.paths import default_store
+    from meqg_mlx.paths import default_store, new_run_dir
+    from meqg_mlx.train.run import TrainingRun
+
+    from .train_commands import print_summary, train_with_progress
 
     store = store or default_store()
     if not (store / "meqg_store.json").exists():
@@ -108,12 +122,18 @@ def demo(store: Optional[Path] = StoreOption) -> None:
     embedder = default_embedder()
     stats = concepts.stats()
     out.print(f"\n[bold]{stats['concepts']}[/] concepts, {stats['relations']} relations, "
-                  f"{len(stats['domains'])} domains ({stats['origin_model']}, {stats['dim']}-d)")
+              f"{len(stats['domains'])} domains ({stats['origin_model']}, {stats['dim']}-d)")
     for query in ("sort a list in place", "read a file line by line", "parse JSON from a string",
                   "join directory and file names into one path"):
         store_commands.print_results(query, search_subjects(concepts, embedder.encode([query])[0], 3))
-    out.print("\nnext: [bold]meqg store stats[/], [bold]meqg store search \"...\"[/], "
-                  "[bold]meqg store show ID[/], [bold]meqg data build --source wordnet[/]")
+    run = run or new_run_dir("demo")
+    out.print(f"\n[bold]training a small VMM[/] for {steps} gated steps into {run}", soft_wrap=True)
+    training = TrainingRun(run, store, from_dict(MeqgConfig, DEMO_SETTINGS), steps=steps)
+    out.print(f"{training.trainer.model.parameter_count():,} parameters, "
+              f"{len(training.trainer.train_docs)} training / {len(training.trainer.val_docs)} validation documents")
+    print_summary(train_with_progress(training))
+    out.print(f"\nnext: [bold]meqg train --run {run} --resume --steps {2 * steps}[/], "
+              "[bold]meqg store search \"...\"[/], [bold]meqg data build --source wordnet[/]", soft_wrap=True)
 
 
 def run() -> None:

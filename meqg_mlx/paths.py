@@ -17,3 +17,13 @@ def meqg_home() -> Path:
 
 def default_store() -> Path:
     return meqg_home() / "stores" / "stdlib"
+
+
+def new_run_dir(name: str) -> Path:
+    """$MEQG_HOME/runs/NAME, or NAME-2, NAME-3, ... when taken: a run never overwrites another."""
+    root = meqg_home() / "runs"
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate

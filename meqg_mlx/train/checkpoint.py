@@ -29,7 +29,8 @@ def save_checkpoint(run_dir: str | Path, trainer) -> Path:
     state = {"format": FORMAT, "step": trainer.state.step, "accepted": trainer.state.accepted,
              "rng": trainer.rng.bit_generator.state, "next_code_id": trainer.model.rvq.next_code_id,
              "trust_radius": trainer.gate.trust_radius if trainer.gate else None, "store": str(trainer.store.path),
-             "recovery": trainer.recovery.state(), "kappa": trainer.kappa, "stable": trainer.recovery.regime != "breakdown"}
+             "recovery": trainer.recovery.state(), "kappa": trainer.kappa,
+             "gate_schedule": [trainer._gate_gap, trainer._next_check], "stable": trainer.recovery.regime != "breakdown"}
     (tmp / "state.json").write_text(json.dumps(state))
     if target.exists():
         shutil.rmtree(target)
@@ -77,6 +78,7 @@ def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> No
     trainer.rng.bit_generator.state = state["rng"]
     trainer.recovery.load_state(state["recovery"])
     trainer.kappa = state["kappa"]
+    trainer._gate_gap, trainer._next_check = state["gate_schedule"]
     trainer.model.rvq.next_code_id = state["next_code_id"]
     if trainer.gate and state["trust_radius"] is not None:
         trainer.gate.trust_radius = state["trust_radius"]

@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
@@ -82,6 +82,7 @@ class Trainer:
         self.view = View.finest(self.args.rvq_levels)
         self.state = TrainState()
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
+        self._gate_gap, self._next_check = 1, 0
 
     def _fit_rvq(self, steps: int) -> None:
         data = mx.array(self.vectors)
@@ -185,16 +186,21 @@ class Trainer:
         loss = self.loss_fn(inputs, targets, mask, key)
         self._last_batch, self._last_loss = (inputs, targets, mask), loss
         lr = float(self.optimizer.learning_rate)
-        if self.gate is not None:
-            decision = self.gate.step(self.model, self.optimizer, loss, self.view, tc.grad_clip)
-            self.state.accepted += decision.accepted
+        started_terms = []
+
+        def recorded(model, view):
+            out = loss(model, view)
+            started_terms.append(self._last)
+            return out
+
+        if self._gate_due():
+            decision = self.gate.step(self.model, self.optimizer, recorded, self.view, tc.grad_clip)
+            self._gate_checked(decision)
         else:
             decision = None
-            _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
-            self.optimizer.update(self.model, optim.clip_grad_norm(grads, tc.grad_clip)[0])
-            self.state.accepted += 1
-        loss(self.model, self.view)  # the terms and expert load of the weights this step ends with
-        terms, router = self._last
+            self._plain_step(recorded)
+        self.state.accepted += decision.accepted if decision else 1
+        terms, router = started_terms[0]  # this batch at the weights the step started from
         load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
         entropy = float(np.mean([float(s.entropy) for s in router]))
         self.state.step += 1
@@ -202,6 +208,27 @@ class Trainer:
                             time.perf_counter() - started)
         self.state.history.append(report)
         return report
+
+    def _gate_due(self) -> bool:
+        """Adaptive gate interval: the gap between checks doubles after each clean accept, up to
+        gate.check_interval, and falls back to 1 after any backtrack or rejection."""
+        return self.gate is not None and self.state.step >= self._next_check
+
+    def _gate_checked(self, decision: GateDecision) -> None:
+        clean = decision.accepted and decision.retries == 0
+        self._gate_gap = min(2 * self._gate_gap, self.config.gate.check_interval) if clean else 1
+        self._next_check = self.state.step + self._gate_gap
+
+    def _plain_step(self, loss) -> None:
+        """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
+        params, opt_state = (tree_map(lambda x: x, t) for t in (self.model.parameters(), self.optimizer.state))
+        _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
+        self.optimizer.update(self.model, optim.clip_grad_norm(grads, self.config.train.grad_clip)[0])
+        if self.gate is not None and not all(bool(mx.isfinite(v).all())
+                                             for _, v in tree_flatten(self.model.trainable_parameters())):
+            self.model.update(params)
+            self.optimizer.state = opt_state
+            self._next_check = self.state.step
 
     def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""

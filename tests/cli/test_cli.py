@@ -10,7 +10,7 @@ from ..conftest import meqg
 def test_help_lists_the_commands():
     result = meqg("--help")
     assert result.returncode == 0
-    for command in ("doctor", "data", "store", "encode", "demo"):
+    for command in ("doctor", "data", "store", "encode", "demo", "train"):
         assert command in result.stdout
 
 
@@ -88,9 +88,10 @@ def test_data_build_from_user_files(tmp_path):
     assert "+0 concepts" in again.stdout
 
 
-def test_demo_on_an_existing_store(small_store_path):
-    result = meqg("demo", "--store", str(small_store_path))
+def test_demo_on_an_existing_store(small_store_path, tmp_path):
+    result = meqg("demo", "--store", str(small_store_path), "--run", str(tmp_path / "run"), "--steps", "3")
     assert result.returncode == 0, result.stderr
+    assert "finished at step 3" in result.stdout and "nearest_neighbour" in result.stdout
     assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
     assert "json.loads" in result.stdout or "json.decoder" in result.stdout
     assert "next:" in result.stdout

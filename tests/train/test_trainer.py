@@ -55,3 +55,13 @@ def test_a_huge_learning_rate_is_contained_by_the_gate_and_diverges_without_it(s
     ungated = Trainer(small_store, small_config(**huge, gate=False))
     reports = [ungated.step() for _ in range(8)]
     assert not math.isfinite(reports[-1].terms["Delta"]) or largest_weight(ungated) > 100 * start
+
+
+def test_adaptive_gate_interval_checks_less_often_after_clean_accepts(small_store):
+    config = small_config(steps=16)
+    config.gate.check_interval = 4
+    trainer = Trainer(small_store, config)
+    reports = [trainer.step() for _ in range(16)]
+    checked = [r.step for r in reports if r.gate is not None]
+    assert checked[:3] == [1, 3, 7] and 4 <= len(checked) < 16  # gaps 2, 4, then at most 4
+    assert all(math.isfinite(r.terms["Delta"]) for r in reports)
