@@ -1,3 +1,5 @@
+import dataclasses
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -52,8 +54,9 @@ def test_shapes_unit_outputs_and_parameter_count():
 
 def test_model_is_causal():
     mx.random.seed(1)
-    model = VMM(TINY)
-    model.next_head.correction.weight = 0.1 * mx.random.normal(model.next_head.correction.weight.shape)
+    model = VMM(dataclasses.replace(TINY, next_correction=True))
+    for layer in (model.next_head.correction, model.next_head.mix):  # not the initial "repeat the last" weights
+        layer.weight = 0.1 * mx.random.normal(layer.weight.shape)
     x = unit((1, 10, 16), seed=1)
     changed = mx.concatenate([x[:, :6], unit((1, 4, 16), seed=2)], axis=1)
     assert float(mx.abs(model(x).next_vector[:, :6] - model(changed).next_vector[:, :6]).max()) < 1e-5
