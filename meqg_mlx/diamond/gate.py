@@ -55,7 +55,7 @@ class GateDecision:
         return None
 
 
-def _copy_tree(tree):
+def copy_tree(tree):
     """New containers, same (immutable) arrays: restoring them is bit-exact."""
     return tree_map(lambda x: x, tree)
 
@@ -69,8 +69,8 @@ class NullStabilityGate:
              grad_clip: float | None = None) -> GateDecision:
         """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
         cfg = self.config
-        params = _copy_tree(model.parameters())
-        opt_state = _copy_tree(optimizer.state)
+        params = copy_tree(model.parameters())
+        opt_state = copy_tree(optimizer.state)
         (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
         mx.eval(delta, s_mod, grads)
         optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)

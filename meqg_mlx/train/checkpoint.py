@@ -18,10 +18,14 @@ from ..errors import MeqgError
 FORMAT = 1
 
 
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:07d}"
+
+
 def save_checkpoint(run_dir: str | Path, trainer) -> Path:
-    root = Path(run_dir) / "checkpoints"
+    target = checkpoint_path(run_dir, trainer.state.step)
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"step-{trainer.state.step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=root))
     trainer.model.save_weights(str(tmp / "model.safetensors"))
     mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(trainer.optimizer.state)))

@@ -9,6 +9,7 @@ target or when `should_stop()` says so, always leaving a checkpoint to resume fr
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 import uuid
@@ -21,7 +22,7 @@ import numpy as np
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, load_config, save_config
 from ..errors import ConfigError, MeqgError
-from .checkpoint import last_stable_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, last_stable_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from .telemetry import TelemetryWriter
 from .trainer import StepReport, Trainer
 
@@ -103,7 +104,8 @@ class TrainingRun:
                     interrupted = True
                     break
         finally:
-            if trainer.state.step and latest_checkpoint(self.run_dir) != self._checkpoint_path():
+            step = trainer.state.step
+            if step and latest_checkpoint(self.run_dir) != checkpoint_path(self.run_dir, step):
                 self.checkpoint()
         if not interrupted and (metrics is None or trainer.state.step % max(tc.eval_every, 1)):
             metrics = self.evaluate()
@@ -152,9 +154,6 @@ class TrainingRun:
             self.telemetry.emit("recovery", step, action=action, phi=phi, lr_scale=trainer.recovery.lr_scale,
                                 **detail)
 
-    def _checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / f"step-{self.trainer.state.step:07d}"
-
     def checkpoint(self) -> Path:
         path = save_checkpoint(self.run_dir, self.trainer)
         self.telemetry.emit("checkpoint", self.trainer.state.step, action="saved", path=str(path),
@@ -173,9 +172,6 @@ class TrainingRun:
 
 
 def _gate_record(report: StepReport) -> dict | None:
-    g = report.gate
-    if g is None:
+    if report.gate is None:
         return None
-    return {"accepted": g.accepted, "failed": g.failed, "armijo": g.armijo, "trust": g.trust,
-            "kl_smooth": g.kl_smooth, "finite": g.finite, "retries": g.retries, "view_size": g.view_size,
-            "collapse_pressure": g.collapse_pressure, "trust_radius": g.trust_radius, "step_norm": g.step_norm}
+    return {**dataclasses.asdict(report.gate), "failed": report.gate.failed}

@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
-from ..diamond.gate import GateDecision, NullStabilityGate
+from ..diamond.gate import GateDecision, NullStabilityGate, copy_tree
 from ..diamond.ledger import block_logprob_mc, phi_mc, sample_codes
 from ..diamond.objective import Objective
 from ..diamond.view import View
@@ -49,7 +49,6 @@ class StepReport:
 class TrainState:
     step: int = 0
     accepted: int = 0
-    history: list[StepReport] = field(default_factory=list)
 
 
 class Trainer:
@@ -69,6 +68,7 @@ class Trainer:
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
         self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
+        self.validation_ids = self._validation_windows()
         schedule = optim.cosine_decay(tc.learning_rate, max(tc.steps, 1))
         if tc.warmup_steps > 0:
             schedule = optim.join_schedules([optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps),
@@ -106,14 +106,14 @@ class Trainer:
     def batch(self, docs, count: int):
         return self._rows(windows(docs, self.config.train.seq_len, self.rng, count))
 
-    def validation_batch(self):
+    def _validation_windows(self) -> np.ndarray:
         """The same validation windows at every evaluation: up to `validation_windows` of the tiled
         validation documents, picked by the seed (evaluating never advances the training RNG)."""
         tc = self.config.train
         ids = tiled_windows(self.val_docs, tc.seq_len)
         if len(ids) > tc.validation_windows:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
-        return self._rows(ids)
+        return ids
 
     def _rows(self, ids: np.ndarray):
         rows = np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], len(self.ids))
@@ -155,10 +155,15 @@ class Trainer:
 
         return loss
 
+    @staticmethod
+    def _valid_positions(mask: mx.array, count: int) -> np.ndarray:
+        """The first `count` unpadded positions of a batch (flat indices): where the ledger looks."""
+        return np.flatnonzero(np.array(mask).reshape(-1))[:count]
+
     def _ledger(self, model: VMM, hidden, mask, view: View, key):
         """Monte-Carlo S_mod of the planner at a few valid positions, and its score-function surrogate."""
         tc = self.config.train
-        positions = np.flatnonzero(np.array(mask).reshape(-1))[:tc.ledger_positions]
+        positions = self._valid_positions(mask, tc.ledger_positions)
         flat_hidden = hidden.reshape(-1, hidden.shape[-1])
         values, surrogates = [], []
         position_keys = mx.random.split(key, max(len(positions), 1))
@@ -206,7 +211,6 @@ class Trainer:
         self.state.step += 1
         report = StepReport(self.state.step, terms.report(), decision, lr, load, entropy, int(mask.sum().item()),
                             time.perf_counter() - started)
-        self.state.history.append(report)
         return report
 
     def _gate_due(self) -> bool:
@@ -221,7 +225,7 @@ class Trainer:
 
     def _plain_step(self, loss) -> None:
         """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
-        params, opt_state = (tree_map(lambda x: x, t) for t in (self.model.parameters(), self.optimizer.state))
+        params, opt_state = copy_tree(self.model.parameters()), copy_tree(self.optimizer.state)
         _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
         self.optimizer.update(self.model, optim.clip_grad_norm(grads, self.config.train.grad_clip)[0])
         if self.gate is not None and not all(bool(mx.isfinite(v).all())
@@ -233,7 +237,7 @@ class Trainer:
     def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""
         inputs, _, mask = self._last_batch
-        positions = np.flatnonzero(np.array(mask).reshape(-1))[:max(self.config.train.ledger_positions, 1)]
+        positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
         hidden = self.model(self.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
         keys = mx.random.split(mx.random.key(self.state.step), len(positions))
         return float(np.mean([phi_mc(self.model.planner.distribution(hidden[int(p)]), samples, inner, k)
@@ -256,7 +260,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """LCM metrics on validation documents for the model and the two baselines."""
-        inputs, targets, mask = self.validation_batch()
+        inputs, targets, mask = self._rows(self.validation_ids)
         valid = np.array(mask).reshape(-1) > 0
         current = np.array(self.matrix[inputs]).reshape(-1, self.args.concept_dim)[valid]
         target = np.array(self.matrix[targets]).reshape(-1, self.args.concept_dim)[valid]
