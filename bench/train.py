@@ -1,22 +1,33 @@
-"""Training benchmark: the Null-Stability Gate's overhead, measured against ungated AdamW in the same run.
+"""Training benchmark: the Null-Stability Gate's overhead, and MLX against the same model in PyTorch.
 
-Concept-steps/s (valid next-concept positions trained per second) of the same model
-on the same batches: ungated, gated at every step, and gated on the adaptive
-interval (gate.check_interval); plus peak memory per step (MLX's allocator).
+1. Concept-steps/s (valid next-concept positions trained per second) of the same model
+   on the same batches: ungated, gated at every step, and gated on the adaptive
+   interval (gate.check_interval); plus peak memory per step (MLX's allocator).
+2. Forward+backward of the VMM in MLX and of its PyTorch twin (meqg_converters) with
+   the same weights on the same batches: distance + in-batch InfoNCE + planner NLL +
+   router balance. On a machine with CUDA, PyTorch runs there and MLX on its default
+   device (the CUDA backend when installed).
 
-    python bench/train.py [--store DIR] [--steps 30] [--interval 8]
+    python bench/train.py [--store DIR] [--steps 30] [--interval 8] [--passes 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import meqg_mlx  # noqa: E402,F401  (configures BLAS before mlx is imported)
 import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from meqg_converters.weights import load_vmm  # noqa: E402
 from meqg_mlx.backend import doctor_report  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
 from meqg_mlx.config import MeqgConfig, from_dict  # noqa: E402
@@ -30,22 +41,92 @@ SETTINGS = {
 }
 
 
-def measure(store: ConceptStore, gate: bool, interval: int, steps: int, warmup: int = 3) -> dict:
-    config = from_dict(MeqgConfig, SETTINGS)
-    config.train.gate, config.train.steps = gate, steps + warmup
-    config.gate.check_interval = interval
-    trainer = Trainer(store, config)
-    for _ in range(warmup):
-        trainer.step()
-    mx.reset_peak_memory()
-    tokens, started, checks = 0, time.perf_counter(), 0
+def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], steps: int, warmup: int = 3) -> dict:
+    """Concept-steps/s and peak memory of each (gate, check_interval) variant. The variants take
+    their steps in turn, so drifts of the machine's speed hit them alike."""
+    trainers = {}
+    for name, (gate, interval) in variants.items():
+        config = from_dict(MeqgConfig, SETTINGS)
+        config.train.gate, config.train.steps, config.gate.check_interval = gate, steps + warmup, interval
+        trainers[name] = Trainer(store, config)
+        for _ in range(warmup):
+            trainers[name].step()
+    totals = {name: {"tokens": 0, "seconds": 0.0, "checks": 0, "peak": 0} for name in variants}
     for _ in range(steps):
-        report = trainer.step()
-        tokens += report.tokens
-        checks += report.gate is not None
-    seconds = time.perf_counter() - started
-    return {"concept_steps_s": tokens / seconds, "step_ms": 1e3 * seconds / steps, "checks": checks,
-            "peak_mb": mx.get_peak_memory() / 2**20}
+        for name, trainer in trainers.items():
+            mx.reset_peak_memory()
+            started = time.perf_counter()
+            report = trainer.step()
+            total = totals[name]
+            total["seconds"] += time.perf_counter() - started
+            total["tokens"] += report.tokens
+            total["checks"] += report.gate is not None
+            total["peak"] = max(total["peak"], mx.get_peak_memory())
+    return {name: {"concept_steps_s": t["tokens"] / t["seconds"], "step_ms": 1e3 * t["seconds"] / steps,
+                   "checks": t["checks"], "peak_mb": t["peak"] / 2**20} for name, t in totals.items()}
+
+
+def mlx_loss(model, inputs, targets, codes, temperature: float = 0.1):
+    out = model(inputs)
+    predicted, target = out.next_vector.reshape(-1, inputs.shape[-1]), targets.reshape(-1, inputs.shape[-1])
+    logits = model.planner(out.hidden.reshape(-1, out.hidden.shape[-1]), codes)
+    contrastive = nn.losses.cross_entropy(predicted @ target.T / temperature, mx.arange(target.shape[0]))
+    return ((1 - (predicted * target).sum(-1)).mean() + contrastive.mean() + nn.losses.cross_entropy(logits, codes).mean()
+            + 0.01 * sum(s.balance_loss for s in out.router))
+
+
+def torch_loss(model, inputs, targets, codes, temperature: float = 0.1):
+    out = model(inputs)
+    predicted, target = out.next_vector.flatten(0, 1), targets.flatten(0, 1)
+    logits = model.planner(out.hidden.flatten(0, 1), codes)
+    contrastive = F.cross_entropy(predicted @ target.T / temperature, torch.arange(target.shape[0], device=target.device))
+    return ((1 - (predicted * target).sum(-1)).mean() + contrastive + F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+            + 0.01 * sum(s.balance_loss for s in out.router))
+
+
+def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
+    """Seconds per forward+backward of the MLX VMM and its PyTorch twin, same weights and batches."""
+    config = from_dict(MeqgConfig, SETTINGS)
+    trainer = Trainer(store, config)
+    batches = [trainer.batch(trainer.train_docs, config.train.batch_size)[:2] for _ in range(passes + warmup)]
+    batches = [(trainer.matrix[i], trainer.matrix[t], trainer.codes[t.reshape(-1)]) for i, t in batches]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer.model.save_weights(str(Path(tmp) / "model.safetensors"))
+        twin = load_vmm(Path(tmp) / "model.safetensors", trainer.args, device)
+    grad_fn = nn.value_and_grad(trainer.model, mlx_loss)
+
+    def run_mlx(batch):
+        loss, grads = grad_fn(trainer.model, *batch)
+        mx.eval(loss, grads)
+        return float(loss)
+
+    def run_torch(batch):
+        twin.zero_grad(set_to_none=True)
+        inputs, targets, codes = (torch.from_numpy(np.array(v)).to(device) for v in batch)
+        loss = torch_loss(twin, inputs, targets, codes.long())
+        loss.backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return loss.item()
+
+    timings, losses, peaks = {}, {}, {}
+    for name, run, reset, peak in (
+            ("mlx", run_mlx, mx.reset_peak_memory, mx.get_peak_memory),
+            ("torch", run_torch, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated)):
+        for batch in batches[:warmup]:
+            run(batch)
+        measured_memory = name == "mlx" or device == "cuda"  # PyTorch's CPU allocator keeps no peak
+        if measured_memory:
+            reset()
+        started = time.perf_counter()
+        losses[name] = [run(batch) for batch in batches[warmup:]]
+        timings[name] = (time.perf_counter() - started) / passes
+        peaks[name] = peak() / 2**20 if measured_memory else None
+    return {"devices": f"mlx {mx.default_device()}, torch {device}", "mlx_s": timings["mlx"],
+            "torch_s": timings["torch"], "tokens": config.train.batch_size * config.train.seq_len,
+            "loss_gap": max(abs(a - b) for a, b in zip(losses["mlx"], losses["torch"])),
+            "mlx_peak_mb": peaks["mlx"], "torch_peak_mb": peaks["torch"]}
 
 
 def main() -> None:
@@ -53,19 +134,29 @@ def main() -> None:
     parser.add_argument("--store", default=str(default_store()))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--interval", type=int, default=8)
+    parser.add_argument("--passes", type=int, default=20)
     args = parser.parse_args()
     report = doctor_report()
     print(f"mlx {report['versions']['mlx']} on {report['mlx_default_device']}, BLAS: {report['blas']}")
     store = ConceptStore.open(args.store)
-    runs = {"ungated": measure(store, False, 1, args.steps),
-            "gated, every step": measure(store, True, 1, args.steps),
-            f"gated, adaptive interval <= {args.interval}": measure(store, True, args.interval, args.steps)}
+    runs = gate_overhead(store, {"ungated": (False, 1), "gated, every step": (True, 1),
+                                 f"gated, adaptive interval <= {args.interval}": (True, args.interval)}, args.steps)
     base = runs["ungated"]["concept_steps_s"]
     print(f"{'':<34}{'concept-steps/s':>16}{'ms/step':>10}{'gate checks':>13}{'peak MB':>10}{'overhead':>10}")
     for name, r in runs.items():
         print(f"{name:<34}{r['concept_steps_s']:>16.0f}{r['step_ms']:>10.1f}{r['checks']:>13}"
               f"{r['peak_mb']:>10.0f}{base / r['concept_steps_s']:>9.2f}x")
+    peer = versus_torch(store, args.passes)
+    torch_peak = "n/a (CPU)" if peer["torch_peak_mb"] is None else f"{peer['torch_peak_mb']:.0f} MB"
+    print(f"\nforward+backward, same weights and batches ({peer['devices']}; "
+          f"max loss difference {peer['loss_gap']:.1e}):")
+    print(f"  MLX     {1e3 * peer['mlx_s']:8.1f} ms  {peer['tokens'] / peer['mlx_s']:8.0f} concepts/s"
+          f"  peak {peer['mlx_peak_mb']:.0f} MB")
+    print(f"  PyTorch {1e3 * peer['torch_s']:8.1f} ms  {peer['tokens'] / peer['torch_s']:8.0f} concepts/s"
+          f"  peak {torch_peak}")
+    print(f"  MLX speed / PyTorch speed: {peer['torch_s'] / peer['mlx_s']:.2f}x")
 
 
 if __name__ == "__main__":
     main()
+

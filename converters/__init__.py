@@ -1,1 +1,1 @@
-"""Exports of meqg models to PyTorch/CUDA and CoreML. Arrives with the VMM."""
+"""meqg models outside MLX: the VMM in PyTorch (torch_vmm) and weight maps to and from MLX (weights)."""

@@ -55,6 +55,11 @@ class GateDecision:
         return None
 
 
+def all_finite(tree) -> bool:
+    """Whether every array in `tree` is finite, in one sync (one per array costs more than a step)."""
+    return bool(mx.stack([mx.isfinite(v).all() for _, v in tree_flatten(tree)]).all())
+
+
 def copy_tree(tree):
     """New containers, same (immutable) arrays: restoring them is bit-exact."""
     return tree_map(lambda x: x, tree)
@@ -78,9 +83,13 @@ class NullStabilityGate:
         before = dict(tree_flatten(params))
         step = {k: v - before[k] for k, v in tree_flatten(proposed)}
         flat_grads = dict(tree_flatten(grads))
-        slope = float(sum((flat_grads[k] * s).sum() for k, s in step.items()))
-        sizes = {k: float(mx.linalg.norm(s.reshape(-1))) for k, s in step.items()}
-        allowed = {k: self._allowed(before[k]) for k in step}
+        slope = sum((flat_grads[k] * s).sum() for k, s in step.items())
+        sizes = {k: mx.linalg.norm(s.reshape(-1)) for k, s in step.items()}
+        norms = {k: mx.linalg.norm(before[k].reshape(-1)) for k in step}
+        mx.eval(slope, sizes, norms)  # one sync for all of them: per-array syncs cost more than the step
+        slope, sizes = float(slope), {k: float(v) for k, v in sizes.items()}
+        allowed = {k: self.trust_radius * max(float(norms[k]), TRUST_FLOOR_RMS * math.sqrt(before[k].size))
+                   for k in step}
         scale = _trust_scale(sizes, allowed)
         projected = scale < 1.0
         proposal = (params, before, step, sizes, allowed)
@@ -109,10 +118,6 @@ class NullStabilityGate:
         candidate.trust_radius = self.trust_radius
         return candidate
 
-    def _allowed(self, value: mx.array) -> float:
-        return self.trust_radius * max(float(mx.linalg.norm(value.reshape(-1))),
-                                       TRUST_FLOOR_RMS * math.sqrt(value.size))
-
     def _evaluate(self, model, proposal, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
         """Put theta + scale * s into the model and check every criterion on it."""
         cfg = self.config
@@ -120,7 +125,7 @@ class NullStabilityGate:
         candidate = {k: before[k] + scale * s for k, s in step.items()}
         model.update(_unflatten_like(params, candidate))
         step_norm = scale * math.sqrt(sum(n * n for n in sizes.values()))
-        finite = all(bool(mx.isfinite(v).all()) for v in candidate.values()) and math.isfinite(step_norm)
+        finite = all_finite(candidate) and math.isfinite(step_norm)
         trust = finite and all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in step)
         delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
         finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new)

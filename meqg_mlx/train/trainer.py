@@ -22,7 +22,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
-from ..diamond.gate import GateDecision, NullStabilityGate, copy_tree
+from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tree
 from ..diamond.ledger import block_logprob_mc, phi_mc, sample_codes
 from ..diamond.objective import Objective
 from ..diamond.view import View
@@ -228,8 +228,7 @@ class Trainer:
         params, opt_state = copy_tree(self.model.parameters()), copy_tree(self.optimizer.state)
         _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
         self.optimizer.update(self.model, optim.clip_grad_norm(grads, self.config.train.grad_clip)[0])
-        if self.gate is not None and not all(bool(mx.isfinite(v).all())
-                                             for _, v in tree_flatten(self.model.trainable_parameters())):
+        if self.gate is not None and not all_finite(self.model.trainable_parameters()):
             self.model.update(params)
             self.optimizer.state = opt_state
             self._next_check = self.state.step

@@ -2,8 +2,7 @@
 
 Router logits = learned projection + beta * prior, where the prior is the cosine of
 each token's concept vector to the expert's domain centroid (computed once per
-sequence by the model). Dispatch uses `mx.gather_mm`, as mlx-lm's SwitchGLU does,
-so only the k chosen experts run for each token.
+sequence by the model). Only the k chosen experts run for each token.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 
 @dataclass
@@ -22,7 +22,14 @@ class RouterStats:
 
 
 class ExpertsGLU(nn.Module):
-    """E independent SwiGLU experts evaluated only for the (token, expert) pairs chosen."""
+    """E independent SwiGLU experts evaluated only for the (token, expert) pairs chosen.
+
+    The pairs are sorted by expert. On a GPU they go through `gather_mm` with sorted
+    indices (as mlx-lm's SwitchGLU does); on the CPU, where `gather_mm` runs one tiny
+    product per pair and its gradient is slower still (~30x a whole PyTorch step, seen),
+    each expert's contiguous segment is one plain matrix product instead. Segment sizes
+    need the routing on the host: one sync per layer, cheap on the CPU.
+    """
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int):
         super().__init__()
@@ -31,13 +38,30 @@ class ExpertsGLU(nn.Module):
         self.up = mx.random.uniform(-scale_in, scale_in, (n_experts, d_ff, d_model))
         self.down = mx.random.uniform(-scale_out, scale_out, (n_experts, d_model, d_ff))
 
-    def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, indices: mx.array, segmented: bool | None = None) -> mx.array:
         """x (N, d), indices (N, k) -> (N, k, d): expert indices[n, j] applied to x[n]."""
-        x = mx.expand_dims(x, (-2, -3))
-        gate = mx.gather_mm(x, self.gate.swapaxes(-1, -2), rhs_indices=indices)
-        up = mx.gather_mm(x, self.up.swapaxes(-1, -2), rhs_indices=indices)
-        out = mx.gather_mm(nn.silu(gate) * up, self.down.swapaxes(-1, -2), rhs_indices=indices)
+        if segmented is None:
+            segmented = mx.default_device() == mx.cpu
+        flat = indices.flatten()
+        order = mx.argsort(flat)
+        rows = x[order // indices.shape[1]]
+        out = self._segments(rows, flat) if segmented else self._gathered(rows, flat[order])
+        return out[mx.argsort(order)].reshape(*indices.shape, x.shape[-1])
+
+    def _gathered(self, rows: mx.array, experts: mx.array) -> mx.array:
+        rows = mx.expand_dims(rows, -2)
+        gate = mx.gather_mm(rows, self.gate.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
+        up = mx.gather_mm(rows, self.up.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
+        out = mx.gather_mm(nn.silu(gate) * up, self.down.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
         return out.squeeze(-2)
+
+    def _segments(self, rows: mx.array, flat: mx.array) -> mx.array:
+        n_experts = self.gate.shape[0]
+        counts = np.bincount(np.array(flat), minlength=n_experts)
+        segments = mx.split(rows, np.cumsum(counts)[:-1].tolist())
+        weights = (mx.split(w, n_experts) for w in (self.gate, self.up, self.down))
+        return mx.concatenate([(nn.silu(xe @ g[0].T) * (xe @ u[0].T)) @ d[0].T
+                               for xe, g, u, d in zip(segments, *weights)])
 
 
 class MoEFeedForward(nn.Module):

@@ -32,6 +32,28 @@ def test_gathered_dispatch_equals_explicit_loops():
     assert 0 < float(stats.entropy) <= np.log(6) + 1e-6
 
 
+@pytest.mark.parametrize("segmented", [True, False], ids=["cpu-segments", "gather_mm"])
+def test_both_dispatch_paths_equal_the_loops_and_each_other_in_gradient(segmented):
+    mx.random.seed(4)
+    moe = MoEFeedForward(d_model=16, d_ff=32, n_experts=6, top_k=2)
+    x = mx.random.normal((40, 16))
+    prior = mx.broadcast_to(mx.array([0.0] * 5 + [-100.0]), (40, 6))  # expert 5 gets no token
+
+    def loss(model, segmented):
+        _, indices, gates = model.route(x, prior)
+        return ((model.experts(x, indices, segmented) * gates[..., None]).sum(1) ** 2).sum()
+
+    _, indices, gates = moe.route(x, prior)
+    assert 5 not in np.array(indices)
+    y = (moe.experts(x, indices, segmented) * gates[..., None]).sum(1)
+    assert float(mx.abs(y - dense_reference(moe, x, prior)).max()) < 1e-5
+    grads = dict(nn.utils.tree_flatten(nn.value_and_grad(moe, loss)(moe, segmented)[1]))
+    other = dict(nn.utils.tree_flatten(nn.value_and_grad(moe, loss)(moe, not segmented)[1]))
+    for name, grad in grads.items():
+        assert float(mx.abs(grad - other[name]).max()) < 1e-4 * (float(mx.abs(grad).max()) + 1e-6), name
+    assert float(mx.abs(grads["experts.gate"][5]).max()) == 0.0
+
+
 def test_balance_loss_is_one_when_uniform_and_grows_when_collapsed():
     mx.random.seed(1)
     moe = MoEFeedForward(d_model=8, d_ff=8, n_experts=4, top_k=1)
