@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from .errors import CommandError
 from .progress import console, out
 
 app = typer.Typer(help="meqg: a local workbench for concept-space reasoning models.",
@@ -16,10 +17,11 @@ app = typer.Typer(help="meqg: a local workbench for concept-space reasoning mode
 data_app = typer.Typer(help="Build concept stores from corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-from . import store_commands, train_commands  # noqa: E402
+from . import monitor_commands, store_commands, train_commands  # noqa: E402
 
 app.add_typer(store_commands.app, name="store")
 train_commands.register(app)
+monitor_commands.register(app)
 
 StoreOption = typer.Option(None, "--store", help="Concept store directory [default: $MEQG_HOME/stores/stdlib]")
 
@@ -92,7 +94,7 @@ def encode(texts: list[str] = typer.Argument(..., help="Texts to embed.")) -> No
                       "vectors": [[round(float(x), 7) for x in row] for row in vectors]}))
 
 
-DEMO_SETTINGS = {  # a small VMM that trains in a few minutes on 2 CPU cores
+DEMO_SETTINGS = {  # a small VMM that trains in about a minute on 2 CPU cores
     "vmm": {"d_model": 64, "n_layers": 2, "d_state": 16, "head_dim": 32, "chunk_size": 16, "n_experts": 4,
             "d_ff": 128, "rvq_levels": 2, "rvq_codes": 64},
     "train": {"steps": 150, "batch_size": 16, "seq_len": 32, "eval_every": 50, "checkpoint_every": 50,
@@ -132,19 +134,25 @@ def demo(store: Optional[Path] = StoreOption,
     out.print(f"{training.trainer.model.parameter_count():,} parameters, "
               f"{len(training.trainer.train_docs)} training / {len(training.trainer.val_docs)} validation documents")
     print_summary(train_with_progress(training))
-    out.print(f"\nnext: [bold]meqg train --run {run} --resume --steps {2 * steps}[/], "
+    out.print(f"\nnext: [bold]meqg monitor {run} --replay 10[/] (the run in the monitor), "
+              f"[bold]meqg train --run {run} --resume --steps {2 * steps} --monitor[/], "
               "[bold]meqg store search \"...\"[/], [bold]meqg data build --source wordnet[/]", soft_wrap=True)
 
 
 def run() -> None:
     """Console-script entry: one line on stderr and exit 2 for any meqg error."""
-    from meqg_mlx.errors import MeqgError
-
     try:
         app()
-    except MeqgError as exc:
+    except Exception as exc:
+        library = sys.modules.get("meqg_mlx.errors")  # not loaded: the error cannot be one of its kind
+        if not isinstance(exc, CommandError) and not (library and isinstance(exc, library.MeqgError)):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -10,6 +12,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .errors import CommandError
 from .progress import console, out
 
 
@@ -24,8 +27,17 @@ def train(
     config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults."),
     no_gate: bool = typer.Option(False, "--no-gate", help="Plain AdamW steps, no Null-Stability Gate."),
     resume: bool = typer.Option(False, help="Continue the run in --run from its latest checkpoint."),
+    monitor: bool = typer.Option(False, "--monitor", help="Train in a worker process and watch it in the monitor "
+                                 "(q stops training after the current step, with a checkpoint)."),
 ) -> None:
     """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
+    if monitor:
+        command = [sys.executable, "-m", "meqg_cli.main", "train", "--run", str(run)]
+        for flag, value in (("--store", store), ("--steps", steps), ("--config", config)):
+            command += [flag, str(value)] if value is not None else []
+        command += ["--no-gate"] * no_gate + ["--resume"] * resume
+        train_with_monitor(command, run)
+        return
     from meqg_mlx.config import load_config
     from meqg_mlx.errors import ConfigError
     from meqg_mlx.train.run import TrainingRun
@@ -40,6 +52,43 @@ def train(
     training = TrainingRun(run, store, settings, resume, steps)
     summary = train_with_progress(training)
     print_summary(summary)
+
+
+def train_with_monitor(command: list[str], run: Path) -> None:
+    """`command` (a `meqg train`) in a worker process writing RUN/train.log, the monitor in front."""
+    from meqg_tui.app import MonitorApp
+
+    run.mkdir(parents=True, exist_ok=True)
+    log_path = run / "train.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
+    try:
+        MonitorApp(run, worker=worker).run()
+    finally:
+        stop_worker(worker)
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        lines = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    if worker.returncode:
+        raise CommandError(lines[-1].removeprefix("error: ") if lines else f"training exited with {worker.returncode}")
+    for line in lines:
+        if not line.startswith("step "):
+            out.print(line, soft_wrap=True, markup=False)
+
+
+def stop_worker(worker: subprocess.Popen, grace: float = 300.0) -> None:
+    """Ask a running `meqg train` to stop as Ctrl-C does (it finishes the step and checkpoints)."""
+    if worker.poll() is not None:
+        return
+    console.print("stopping training after the current step (checkpointing) ...")
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(grace)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def train_with_progress(training):

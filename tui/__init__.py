@@ -1,1 +1,1 @@
-"""Textual monitor for meqg runs (reads RUN_DIR/telemetry.jsonl only). Arrives with the trainer."""
+"""Textual monitor for meqg runs: reads RUN_DIR/telemetry.jsonl only, never training code."""

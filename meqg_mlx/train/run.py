@@ -87,6 +87,7 @@ class TrainingRun:
         if trainer.state.step == 0:
             self.telemetry.emit("checkpoint", 0, action="started", parameters=trainer.model.parameter_count(),
                                 rvq=self.rvq_usage(), config_steps=tc.steps)
+        ended = "failed"  # what the final `run` record says if the loop raises
         try:
             while trainer.state.step < tc.steps:
                 record = self._record(trainer.step())
@@ -103,15 +104,27 @@ class TrainingRun:
                 if should_stop():
                     interrupted = True
                     break
+            ended = "interrupted" if interrupted else "finished"
+        except KeyboardInterrupt:
+            ended = "aborted"
+            raise
         finally:
             step = trainer.state.step
             if step and latest_checkpoint(self.run_dir) != checkpoint_path(self.run_dir, step):
                 self.checkpoint()
+            if ended in ("failed", "aborted"):
+                self._end(ended, started)
         if not interrupted and (metrics is None or trainer.state.step % max(tc.eval_every, 1)):
             metrics = self.evaluate()
-        self.telemetry.close()
+        self._end(ended, started)
         return RunSummary(self.run_dir, trainer.state.step, trainer.state.accepted, metrics, interrupted,
                           time.perf_counter() - started)
+
+    def _end(self, status: str, started: float) -> None:
+        """The last record of a `train()` call: how it ended (the monitor's finished/stopped status)."""
+        self.telemetry.emit("run", self.trainer.state.step, status=status, accepted=self.trainer.state.accepted,
+                            target=self.config.train.steps, seconds=time.perf_counter() - started)
+        self.telemetry.close()
 
     def _record(self, report: StepReport) -> dict:
         tc, trainer = self.config.train, self.trainer

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-EVENTS = ("step", "gate", "regime", "recovery", "checkpoint", "episode", "eval")
+EVENTS = ("step", "gate", "regime", "recovery", "checkpoint", "episode", "eval", "run")
 
 
 def _clean(value):

@@ -10,7 +10,7 @@ from ..conftest import meqg
 def test_help_lists_the_commands():
     result = meqg("--help")
     assert result.returncode == 0
-    for command in ("doctor", "data", "store", "encode", "demo", "train"):
+    for command in ("doctor", "data", "store", "encode", "demo", "train", "monitor"):
         assert command in result.stdout
 
 

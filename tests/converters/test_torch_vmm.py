@@ -78,7 +78,7 @@ def test_gradients_match(pair):
     loss, grads = nn.value_and_grad(model, mlx_loss)(model, mx.array(concepts), mx.array(target))
     twin_loss = torch_loss(twin, torch.from_numpy(concepts), torch.from_numpy(target))
     twin_loss.backward()
-    assert float(twin_loss) == pytest.approx(float(loss), rel=1e-5)
+    assert twin_loss.item() == pytest.approx(float(loss), rel=1e-5)
     expected = mlx_to_torch({k: torch.from_numpy(np.array(v)) for k, v in tree_flatten(grads)})
     twin_grads = {k: p.grad for k, p in twin.named_parameters()}
     assert set(twin_grads) == set(expected)

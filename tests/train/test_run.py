@@ -35,6 +35,7 @@ def test_a_run_writes_telemetry_checkpoints_and_evaluations(small_store_path, tm
     assert [r["step"] for r in records if r["event"] == "eval"] == [4, 8]
     assert [r["step"] for r in records if r["event"] == "checkpoint" and r["action"] == "saved"] == [4, 8]
     assert any(r["event"] == "regime" for r in records)
+    assert records[-1]["event"] == "run" and records[-1]["status"] == "finished" and records[-1]["target"] == 8
     with pytest.raises(MeqgError, match="already holds a run"):
         TrainingRun(tmp_path / "run", small_store_path, run_config(8))
 
@@ -51,6 +52,8 @@ def test_a_resumed_run_continues_exactly(small_store_path, tmp_path):
         return {r["step"]: r["objective"]["Delta"] for r in records if r["event"] == "step"}
 
     assert deltas("split") == deltas("straight")
+    records, _ = read_telemetry(tmp_path / "split" / "telemetry.jsonl")
+    assert [(r["step"], r["status"]) for r in records if r["event"] == "run"] == [(4, "interrupted"), (8, "finished")]
     with pytest.raises(MeqgError, match="no run to resume"):
         TrainingRun(tmp_path / "nothing", resume=True)
 

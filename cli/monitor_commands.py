@@ -1,0 +1,35 @@
+"""`meqg monitor RUN_DIR`: the Textual monitor on a run's telemetry (live, or replayed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import CommandError
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(monitor)
+
+
+def monitor(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `meqg train` (its telemetry.jsonl)."),
+    replay: Optional[float] = typer.Option(None, "--replay", metavar="SPEED",
+                                           help="Replay the run from its start at SPEED x its recorded pace."),
+    stall_after: float = typer.Option(30.0, help="Seconds without a record before a live run shows as stalled."),
+    window: int = typer.Option(200, help="Steps the plots show while following."),
+) -> None:
+    """Watch a training run live (p pause, f follow, tab panels, s screenshot, ? keys, q quit)."""
+    if not run_dir.is_dir():
+        raise CommandError(f"no run directory {run_dir}")
+    if replay is not None and not replay > 0:
+        raise CommandError(f"--replay SPEED must be > 0, got {replay}")
+    if replay is not None and not (run_dir / "telemetry.jsonl").is_file():
+        raise CommandError(f"nothing to replay: {run_dir / 'telemetry.jsonl'} does not exist")
+    if window < 1 or not stall_after > 0:
+        raise CommandError("--window must be >= 1 and --stall-after > 0")
+    from meqg_tui.app import MonitorApp
+
+    MonitorApp(run_dir, replay, stall_after, window).run()

@@ -1,0 +1,170 @@
+"""The monitor driven by Textual's pilot on telemetry recorded from a real run, live and replayed."""
+
+import json
+import threading
+import time
+
+from rich.text import Text
+
+from meqg_tui.app import HelpScreen, MonitorApp
+from meqg_tui.widgets import EventsLog, ExpertsPanel, GatePanel, RunHeader
+
+SIZE = (160, 48)
+
+
+async def wait_for(pilot, condition, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "monitor did not get there in time"
+        await pilot.pause(0.05)
+
+
+def text(widget) -> str:
+    content = widget.content
+    return content.plain if isinstance(content, Text) else str(content)
+
+
+async def test_recorded_run_fills_every_panel(recorded_run):
+    app = MonitorApp(recorded_run)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.ended)
+        await pilot.pause(0.3)
+        header = text(app.query_one(RunHeader))
+        assert "run 8a8e" not in header and f"run {app.state.run_id}" in header
+        assert "finished" in header and "step 60/60" in header and "steps/s" in header
+        gate = text(app.query_one("#gate-summary"))
+        assert f"rejected {app.state.rejected}" in gate and app.state.rejected > 0
+        assert "armijo" in json.dumps([d.failed for d in app.state.decisions]) or app.state.rejected
+        experts = text(app.query_one("#experts-body"))
+        assert "expert 3" in experts and "router entropy" in experts and "RVQ level 1" in experts
+        log = "\n".join(strip.text for strip in app.query_one(EventsLog).lines)
+        for kind in ("regime", "recovery", "checkpoint", "eval", "run"):
+            assert kind in log
+        assert "finished at step 60" in log
+
+
+async def test_keys_pause_follow_panels_screenshot_help_quit(recorded_run):
+    app = MonitorApp(recorded_run)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.ended)
+        await pilot.press("p")
+        assert app.paused and "PAUSED" in text(app.query_one(RunHeader))
+        await pilot.press("p")
+        assert not app.paused
+        await pilot.press("f")
+        assert not app.follow and not app.query_one(EventsLog).auto_scroll
+        assert "whole run" in text(app.query_one(RunHeader))
+        focused = []
+        for _ in range(4):
+            await pilot.press("tab")
+            focused.append(app.focused.id)
+        assert {"plots", "gate", "experts", "events"} == set(focused)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: list(recorded_run.glob("monitor-step0000060-*.svg")))
+        svg = next(recorded_run.glob("*.svg")).read_text()
+        assert svg.startswith("<svg") and "meqg" in svg
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_live_view_follows_a_writer(recorded_records, tmp_path):
+    path = tmp_path / "telemetry.jsonl"
+    path.touch()
+    app = MonitorApp(tmp_path, tick=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert "waiting" in text(app.query_one(RunHeader))
+        now = time.time()
+        with open(path, "a") as f:
+            for record in recorded_records[:25]:
+                f.write(json.dumps(record | {"ts": now}) + "\n")
+        await wait_for(pilot, lambda: app.state.records == 25)
+        step = app.state.step
+        await pilot.pause(0.2)
+        assert "running" in text(app.query_one(RunHeader)) and f"step {step}/60" in text(app.query_one(RunHeader))
+        with open(path, "a") as f:
+            for record in recorded_records[25:]:
+                f.write(json.dumps(record | {"ts": time.time()}) + "\n")
+        await wait_for(pilot, lambda: app.state.ended == "finished")
+        await pilot.pause(0.2)
+        assert "step 60/60" in text(app.query_one(RunHeader))
+        assert f"rejected {app.state.rejected}" in text(app.query_one("#gate-summary"))
+
+
+async def test_keeps_up_with_50_events_per_second(recorded_records, tmp_path):
+    path = tmp_path / "telemetry.jsonl"
+    path.touch()
+    steps = [r for r in recorded_records if r["event"] == "step"]
+    app = MonitorApp(tmp_path)
+    lags = []
+
+    def writer():
+        with open(path, "a") as f:
+            for i in range(200):  # 4 s at 50 events/s
+                f.write(json.dumps(steps[i % len(steps)] | {"step": i + 1, "ts": time.time()}) + "\n")
+                f.flush()
+                time.sleep(0.02)
+
+    async with app.run_test(size=SIZE) as pilot:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while thread.is_alive():
+            await pilot.pause(0.2)
+            written = sum(1 for _ in open(path))
+            lags.append(written - app.state.records)
+        finished = time.monotonic()
+        await wait_for(pilot, lambda: app.state.records == 200, timeout=5)
+        catch_up = time.monotonic() - finished
+    print(f"lag while writing (records): max {max(lags)}, catch-up after the last one {catch_up:.2f} s")
+    assert catch_up < 1.0 and max(lags) <= 40  # under a second behind at 50 events/s
+
+
+async def test_malformed_and_truncated_lines_are_counted_and_shown(recorded_records, tmp_path):
+    lines = [json.dumps(r) for r in recorded_records]
+    lines.insert(10, "this is not json")
+    lines.insert(20, '{"step": 3, "event": "st')  # a line cut short mid-run
+    (tmp_path / "telemetry.jsonl").write_text("\n".join(lines) + "\n" + '{"event": "step", "step"')
+    app = MonitorApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.ended)
+        await pilot.pause(0.3)
+        header = text(app.query_one(RunHeader))
+        assert "malformed lines 2" in header and "truncated last line" in header
+        assert app.state.step == 60
+
+
+async def test_older_schema_shows_n_a(recorded_records, tmp_path):
+    old = [{k: v for k, v in r.items() if k not in ("experts", "kappa", "gate")} for r in recorded_records]
+    (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    app = MonitorApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.ended)
+        await pilot.pause(0.3)
+        assert "expert load n/a" in text(app.query_one("#experts-body"))
+        assert "unchecked 60" in text(app.query_one("#gate-summary"))
+        assert app.query_one(GatePanel) and app.query_one(ExpertsPanel)
+
+
+async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records):
+    duration = recorded_records[-1]["ts"] - recorded_records[0]["ts"]
+    speed = duration / 2.0  # the whole run in about 2 s
+    app = MonitorApp(recorded_run, replay=speed, tick=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        assert 0 < app.state.step < 60
+        await wait_for(pilot, lambda: app.state.ended, timeout=10)
+        await pilot.pause(0.2)
+        assert f"replay x{speed:g} done" in text(app.query_one(RunHeader))
+
+
+def test_main_screen_snapshot(recorded_run, snap_compare):
+    async def loaded(pilot):
+        while not pilot.app.state.ended:
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(MonitorApp(recorded_run), terminal_size=SIZE, run_before=loaded)

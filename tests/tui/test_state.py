@@ -1,0 +1,66 @@
+"""RunState folds a real run's telemetry into what the panels show; older records give n/a, not errors."""
+
+from meqg_tui.state import RunState
+
+
+def fold(records):
+    state = RunState()
+    for record in records:
+        state.apply(record)
+    return state
+
+
+def test_recorded_run_is_summarized(recorded_records):
+    state = fold(recorded_records)
+    steps = [r for r in recorded_records if r["event"] == "step"]
+    rejected = sum(not r["gate"]["accepted"] for r in steps)
+    assert rejected > 0
+    assert (state.step, state.target, state.ended) == (60, 60, "finished")
+    assert (state.accepted, state.rejected, state.unchecked) == (60 - rejected, rejected, 0)
+    assert state.backtracks == sum(r["gate"]["retries"] for r in steps)
+    assert state.decisions[-1].step == 60 and len(state.decisions) == 12
+    assert any(d.failed == "armijo" for d in fold(recorded_records[:next(
+        i for i, r in enumerate(recorded_records) if r["event"] == "gate") + 1]).decisions)
+    assert len(state.expert_load) == 4 and state.router_entropy > 0
+    assert state.rvq["codes"] == 16 and len(state.rvq["perplexity"]) == 2
+    kinds = {kind for _, kind, _ in state.events}
+    assert {"regime", "recovery", "checkpoint", "eval", "gate", "run"} <= kinds
+    xs, ys = state.series["phi"]
+    assert xs == list(range(1, 61)) and ys[0] is None and max(y for y in ys if y is not None) > 0
+    assert state.series["loss"][1][0] == steps[0]["terms"]["distance"] + steps[0]["terms"]["contrastive"]
+    assert state.status(now=None, stall_after=30) == "finished"
+    assert state.elapsed(None, 30) == recorded_records[-1]["ts"] - recorded_records[0]["ts"]
+    assert state.steps_per_second() > 0
+
+
+def test_fields_an_older_schema_lacks_are_none(recorded_records):
+    old = []
+    for record in recorded_records:
+        record = {k: v for k, v in record.items() if k not in ("kappa", "experts", "terms", "schema")}
+        if record.get("gate"):
+            record["gate"] = {k: v for k, v in record["gate"].items() if k not in ("view_size", "trust_radius")}
+        old.append(record)
+    state = fold(old)
+    assert state.step == 60 and state.expert_load is None
+    assert set(state.series["kappa"][1]) == {None} and set(state.series["loss"][1]) == {None}
+    assert state.decisions[-1].view_size is None
+
+
+def test_live_status_running_stalled_waiting(recorded_records):
+    state = RunState()
+    assert state.status(now=0.0, stall_after=30) == "waiting"
+    for record in recorded_records[:10]:
+        state.apply(record)
+    last = recorded_records[9]["ts"]
+    assert state.status(now=last + 1, stall_after=30) == "running"
+    assert state.elapsed(now=last + 1, stall_after=30) == last + 1 - recorded_records[0]["ts"]
+    assert state.status(now=last + 31, stall_after=30) == "stalled"
+
+
+def test_new_events_are_handed_out_once(recorded_records):
+    state = fold(recorded_records[:30])
+    seen = state.events_seen
+    for record in recorded_records[30:]:
+        state.apply(record)
+    fresh = state.new_events(seen)
+    assert fresh and fresh[-1][1] == "run" and state.new_events(state.events_seen) == []

@@ -1,0 +1,158 @@
+"""`meqg monitor RUN_DIR`: a run's telemetry, live or replayed, in a Textual app.
+
+Reads RUN_DIR/telemetry.jsonl only (never training code). Every tick takes in what was
+appended since the last one and redraws once, so a fast writer costs one redraw per
+tick, not one per event.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from .state import RunState
+from .tail import ReplayTail, TelemetryTail
+from .widgets import EventsLog, ExpertsPanel, GatePanel, MetricPlot, RunHeader
+
+KEYS = (("p", "pause / resume reading (a replay's clock stops too)"),
+        ("f", "follow on/off: plots show the last --window steps / the whole run"),
+        ("tab", "next panel (shift+tab: previous); arrows scroll the focused panel"),
+        ("s", "save a screenshot (SVG) to the run directory"),
+        ("?", "this help"), ("q", "quit"))
+PLOTS = (("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), ()),
+         ("Phi (regimes at 0.45, 0.80)", ("phi",), (0.45, 0.80)),
+         ("acceptance rate and backtracks", ("accept_rate", "retries"), ()),
+         ("trust radius", ("trust_radius",), ()),
+         ("kappa-hat", ("kappa",), ()),
+         ("learning rate", ("lr",), ()))
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "close")]
+
+    def compose(self) -> ComposeResult:
+        rows = "\n".join(f"  [bold]{key:>5}[/]  {what}" for key, what in KEYS)
+        yield Static(f"[bold]meqg monitor keys[/]\n\n{rows}\n\n  (escape closes)", id="help")
+
+
+class MonitorApp(App):
+    CSS_PATH = "monitor.tcss"
+    TITLE = "meqg monitor"
+    BINDINGS = [Binding("p", "pause", "pause"), Binding("f", "follow", "follow"),
+                Binding("s", "screenshot", "screenshot"), Binding("question_mark", "help", "keys"),
+                Binding("q", "quit", "quit")]
+
+    def __init__(self, run_dir: str | Path, replay: float | None = None, stall_after: float = 30.0,
+                 window: int = 200, tick: float = 0.25, worker=None):
+        """`worker`: the training process when `meqg train --monitor` started one (anything with poll())."""
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        path = self.run_dir / "telemetry.jsonl"
+        self.source = ReplayTail(path, replay) if replay else TelemetryTail(path)
+        self.replay, self.stall_after, self.window, self.tick_seconds = replay, stall_after, window, tick
+        self.worker = worker
+        self.state = RunState()
+        self.paused, self.follow = False, True
+        self._last_tick = time.monotonic()
+
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: ticks must reach them while a help screen is on top.
+        self.header = RunHeader(id="header")
+        self.plots = [MetricPlot(title, series, bands, id=f"plot-{i}") for i, (title, series, bands) in enumerate(PLOTS)]
+        self.gate, self.experts = GatePanel(id="gate", classes="panel"), ExpertsPanel(id="experts", classes="panel")
+        self.events = EventsLog(id="events", classes="panel", max_lines=2000, wrap=False, markup=False)
+        self.gate.border_title, self.experts.border_title, self.events.border_title = "gate", "experts / RVQ", "events"
+        yield self.header
+        with Horizontal(id="body"):
+            with Grid(id="plots", classes="panel") as plots:
+                plots.border_title = "plots"
+                yield from self.plots
+            with Vertical(id="side"):
+                yield self.gate
+                yield self.experts
+        yield self.events
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#plots").can_focus = True
+        self.set_interval(self.tick_seconds, self.tick)
+        self.tick()
+
+    def tick(self) -> None:
+        """Take in the new records, then redraw what they changed."""
+        now = time.monotonic()
+        elapsed, self._last_tick = now - self._last_tick, now
+        if self.replay:
+            self.source.paused = self.paused
+            records = self.source.advance(elapsed)
+        else:
+            records = [] if self.paused else self.source.read()
+            if self.source.restarted:
+                self.state = RunState()
+                self.events.clear()
+        seen = self.state.events_seen
+        for record in records:
+            self.state.apply(record)
+        if records:
+            self.events.add(self.state.new_events(seen))
+            self.redraw()
+        self._show_header()
+        self._watch_worker()
+
+    def redraw(self) -> None:
+        window = self.window if self.follow else None
+        for plot in self.plots:
+            plot.show(self.state, window)
+        self.gate.show(self.state)
+        self.experts.show(self.state)
+
+    def _show_header(self) -> None:
+        now = None if self.replay else time.time()
+        status = self.state.status(now, self.stall_after)
+        flags = [f"malformed lines {self.source.malformed}" if self.source.malformed else "",
+                 "truncated last line" if self.source.pending and status not in ("running", "waiting") else "",
+                 f"replay x{self.replay:g}" + (" done" if self.source.done else "") if self.replay else "",
+                 "follow" if self.follow else "whole run", "PAUSED" if self.paused else "",
+                 self._worker_note()]
+        self.header.show(self.state, status, self.state.elapsed(now, self.stall_after),
+                                       [flag for flag in flags if flag])
+
+    def _worker_note(self) -> str:
+        if self.worker is None:
+            return ""
+        code = self.worker.poll()
+        return "training" if code is None else f"training process exited ({code})"
+
+    def _watch_worker(self) -> None:
+        """A training process that dies before writing anything leaves nothing to watch: exit with its code."""
+        if self.worker is not None and self.state.records == 0 and self.worker.poll() not in (None, 0):
+            self.exit(return_code=self.worker.poll())
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self._show_header()
+
+    def action_follow(self) -> None:
+        self.follow = not self.follow
+        self.events.auto_scroll = self.follow
+        self.redraw()
+        self._show_header()
+
+    def action_screenshot(self) -> None:
+        name = f"monitor-step{self.state.step:07d}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        try:
+            path = self.save_screenshot(filename=name, path=str(self.run_dir))
+        except OSError as exc:
+            self.notify(f"screenshot not saved: {exc}", severity="error")
+            return
+        self.notify(f"saved {path}")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
