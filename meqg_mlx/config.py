@@ -99,6 +99,26 @@ class RegimeConfig:
 
 
 @dataclass
+class InversionConfig:
+    """Vectors back to text."""
+
+    lookup_threshold: float = 0.9  # cosine a store concept needs for its text to stand for a vector
+
+
+@dataclass
+class EpisodeConfig:
+    """A Diamond episode: concept steps gated like training steps, on the concept trajectory."""
+
+    max_steps: int = 8
+    trust_radius: float = 1.0        # longest accepted step ||x_next - x_last|| (chord; 1.0 is cosine 0.5)
+    retrieve_k: int = 2              # store concepts near the last one put in the context as view slots
+    converge_cosine: float = 0.995   # a step this close to the last concept ends the episode
+    ledger_samples: int = 32
+    ledger_inner: int = 8
+    max_prompt_chars: int = 8000
+
+
+@dataclass
 class MeqgConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -106,6 +126,8 @@ class MeqgConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
 
 T = typing.TypeVar("T")

@@ -37,6 +37,18 @@ class RunSummary:
     seconds: float
 
 
+def read_run(run_dir: str | Path, missing: str = "no run in") -> tuple[dict, MeqgConfig]:
+    """A run directory's run.json (run id, store path) and its config."""
+    run_dir = Path(run_dir)
+    try:
+        meta = json.loads((run_dir / "run.json").read_text())
+    except FileNotFoundError:
+        raise MeqgError(f"{missing} {run_dir} (run.json missing)") from None
+    except (OSError, ValueError) as exc:
+        raise MeqgError(f"unreadable run.json in {run_dir}: {exc}") from exc
+    return meta, load_config(run_dir / "config.yaml")
+
+
 class TrainingRun:
     def __init__(self, run_dir: str | Path, store_path: str | Path | None = None,
                  config: MeqgConfig | None = None, resume: bool = False, steps: int | None = None):
@@ -47,10 +59,8 @@ class TrainingRun:
         if steps is not None and steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if resume:
-            if not meta_path.is_file():
-                raise MeqgError(f"no run to resume in {self.run_dir} (run.json missing)")
-            meta = json.loads(meta_path.read_text())
-            config, store_path = load_config(self.run_dir / "config.yaml"), store_path or meta["store"]
+            meta, config = read_run(self.run_dir, "no run to resume in")
+            store_path = store_path or meta["store"]
         else:
             if meta_path.exists():
                 raise MeqgError(f"{self.run_dir} already holds a run; pass --resume to continue it "

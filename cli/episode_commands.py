@@ -1,0 +1,49 @@
+"""`meqg run PROMPT`: one Diamond episode on a trained run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.text import Text
+
+from .progress import out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_episode)
+
+
+def run_episode(
+    prompt: str = typer.Argument(..., help="What to reason about."),
+    run: Path = typer.Option(..., "--run", help="Trained run directory (its latest checkpoint and store)."),
+    budget_seconds: float = typer.Option(2.0, help="Wall-clock budget of the episode."),
+    max_flops: float = typer.Option(3e11, help="Analytic VMM FLOPs the episode may spend."),
+    max_kv_bytes: float = typer.Option(128 * 2**20, help="Bytes of context and recurrent state it may hold."),
+    tools: Optional[List[str]] = typer.Option(None, "--tools", help="Tools: python (runs the prompt's ```python "
+                                                                    "blocks in the sandbox), store. Repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole response (seed 000's schema)."),
+) -> None:
+    """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
+    from meqg_mlx.diamond.budget import Budget
+    from meqg_mlx.diamond.engine import DiamondEngine
+
+    budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
+    names = [name for item in tools or [] for name in item.split(",") if name]
+    response = DiamondEngine.from_run(run).run(prompt, names, budget)
+    if as_json:
+        print(json.dumps(response, indent=1))
+        return
+    telemetry = response["telemetry"]
+    for concept in response["concepts"]:
+        shown = concept["text"] if concept["hit"] else f"[~ {concept['nearest_text']}]"
+        out.print(Text.assemble((f"cos {concept['score']:.2f}  ", "dim"), " ".join(shown.split())), soft_wrap=True)
+    for tool in telemetry["tools"]:
+        out.print(Text(f"tool {tool['tool']}: {tool.get('text', tool.get('skipped'))}", "dim"), soft_wrap=True)
+    b = telemetry["budget"]
+    accepted = sum(step["gate"]["accepted"] for step in telemetry["steps"])
+    out.print(f"{len(response['concepts'])} concepts, {accepted}/{len(telemetry['steps'])} steps accepted, "
+              f"stopped by {telemetry['stopped_by']}; {b['seconds']:.2f} s, {b['flops']:.3g} FLOPs, "
+              f"{b['kv_bytes'] / 2**20:.2f} MiB state", soft_wrap=True)

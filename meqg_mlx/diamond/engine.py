@@ -1,0 +1,215 @@
+"""A Diamond episode (seed 000): a prompt rolled out as gated concept steps under a budget.
+
+The prompt's sentences become concepts; tools run first and their results join the
+context as observation concepts; store concepts near the current one are put in the
+context as view slots. Each step the VMM proposes the next concept and the gate checks
+it on the concept trajectory the way training checks a weight step, with s the step
+from the last concept:
+  finite; trust ||s|| <= episode.trust_radius;
+  Armijo-like: Delta(new) <= Delta(last accepted) + alpha * ||s|| (inference has no
+      gradient, so the allowance grows with the step length instead of the slope);
+  KL-smooth: |S_mod(new) - S_mod(last)| <= l_mod * ||s||.
+The episode converges when a step barely moves (episode.converge_cosine) or lands on the
+store concept the last step decoded to. A failing step backtracks towards the last concept; then the view widens (ledger blocks
+joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_ent +
+lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
+cosine distance to the nearest store concept, and S_geo prices the context's analytic
+FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ..concepts.sources.prose import split_sentences
+from ..concepts.store import ConceptStore
+from ..config import MeqgConfig
+from ..encoder import default_embedder
+from ..encoder.base import Embedder
+from ..errors import InputError, MeqgError
+from ..inversion.lookup import StoreLookup
+from ..train.checkpoint import latest_checkpoint
+from ..train.run import read_run
+from ..vmm.model import VMM
+from .budget import Budget, BudgetMeter
+from .ledger import s_mod_mc
+from .objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
+from .tools import make_tools
+from .view import View
+
+_CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
+
+
+def code_in(prompt: str) -> str | None:
+    """The program a prompt hands to the python tool: its fenced code blocks."""
+    blocks = _CODE.findall(prompt)
+    return "\n".join(blocks) if blocks else None
+
+
+class DiamondEngine:
+    def __init__(self, model: VMM, store: ConceptStore, embedder: Embedder, config: MeqgConfig):
+        self.model, self.store, self.embedder, self.config = model, store, embedder, config
+        self.args = model.args
+        self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
+        self.objective = Objective(config.objective, self.args)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
+        """The run's latest checkpoint on its store."""
+        meta, config = read_run(run_dir)
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
+        store = ConceptStore.open(meta["store"])
+        embedder = embedder or default_embedder()
+        store.check_model(embedder.name, embedder.dim)
+        model = VMM(dataclasses.replace(config.vmm, concept_dim=store.dim))
+        try:
+            model.load_weights(str(checkpoint / "model.safetensors"), strict=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise MeqgError(f"corrupt checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
+        mx.eval(model.parameters())
+        return cls(model, store, embedder, config)
+
+    def run(self, prompt: str, tools: list[str] | tuple = (), budget: Budget | None = None,
+            telemetry: bool = True) -> dict:
+        """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}."""
+        ec = self.config.episode
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("the prompt is empty")
+        if len(prompt) > ec.max_prompt_chars:
+            raise InputError(f"the prompt has {len(prompt)} characters; the limit is {ec.max_prompt_chars}")
+        meter = BudgetMeter(budget or Budget())
+        episode = _Episode(self, meter)
+        chosen = make_tools(list(tools), self.store, self.embedder)
+        context = list(self.embedder.encode(split_sentences(prompt) or [prompt.strip()]))
+        encode_seconds = meter.seconds
+        for name, tool in chosen.items():
+            query = code_in(prompt) if name == "python" else prompt
+            remaining = meter.budget.seconds - meter.seconds - 2 * encode_seconds  # the tool's and its result's
+            if query is None or remaining < 0.05:
+                episode.tools.append({"tool": name, "skipped": "no code block" if query is None else "no time left"})
+                continue
+            if name == "python":
+                tool.timeout_s = min(tool.timeout_s, remaining)
+            observation = tool(query)
+            episode.latency_ms += observation.latency_ms
+            episode.tools.append(dataclasses.asdict(observation))
+            context.append(self.embedder.encode([observation.text])[0])
+        stopped_by = episode.roll_out(context)
+        response = {"text": "\n".join(c["text"] if c["hit"] else f"[~ {c['nearest_text']}]"
+                                     for c in episode.concepts),
+                    "concepts": episode.concepts}
+        if telemetry:
+            last = episode.steps[-1] if episode.steps else {}
+            response["telemetry"] = {"objective": last.get("objective"), "gate": last.get("gate"),
+                                     "budget": meter.report(), "steps": episode.steps, "tools": episode.tools,
+                                     "stopped_by": stopped_by}
+        return response
+
+
+class _Episode:
+    """One rollout's state: the trajectory, what was accepted, and the gate's memory."""
+
+    def __init__(self, engine: DiamondEngine, meter: BudgetMeter):
+        self.engine, self.meter = engine, meter
+        self.config = engine.config
+        self.concepts: list[dict] = []
+        self.steps: list[dict] = []
+        self.tools: list[dict] = []
+        self.latency_ms = 0.0
+        self.step_seconds = 0.0  # the longest step so far: what the next one is expected to cost
+        self.last_delta = self.last_s_mod = None
+        self.key = mx.random.key(0)
+
+    def roll_out(self, context: list[np.ndarray]) -> str:
+        ec = self.config.episode
+        for index in range(ec.max_steps):
+            view, slots = View.finest(self.engine.args.rvq_levels), ec.retrieve_k
+            while True:
+                started = time.perf_counter()
+                full = self._with_slots(context, slots)
+                flops = len(full) * flops_per_token(self.engine.args)
+                kv_bytes = state_bytes(self.engine.args) + len(full) * self.engine.args.concept_dim * BYTES_PER_FLOAT
+                refused = self.meter.refuse(flops, kv_bytes, self.step_seconds)
+                if refused:
+                    return refused
+                self.meter.charge(flops, kv_bytes)
+                candidate, record = self._propose(context[-1], full, view)
+                self.step_seconds = max(self.step_seconds, time.perf_counter() - started)
+                wider = view.widened()
+                if record["gate"]["accepted"] or wider is None:
+                    break
+                view, slots = wider, 2 * slots
+            record["index"] = index
+            self.steps.append(record)
+            if not record["gate"]["accepted"]:
+                return "rejected"
+            if float(candidate @ context[-1]) >= ec.converge_cosine:
+                return "converged"
+            decoded = self.engine.lookup.decode(candidate)[0]
+            if self.concepts and decoded.concept_id == self.concepts[-1]["concept_id"]:
+                return "converged"  # the same store concept again: nothing new to say
+            context.append(candidate)
+            self.concepts.append({"step": index, "concept_id": decoded.concept_id, "score": decoded.score,
+                                  "hit": decoded.hit, "text": decoded.text, "nearest_text": decoded.nearest_text})
+            self.last_delta, self.last_s_mod = record["objective"]["Delta"], record["objective"]["S_mod"]
+        return "max_steps"
+
+    def _with_slots(self, context: list[np.ndarray], slots: int) -> list[np.ndarray]:
+        """The context with the store concepts nearest its last one placed just before it."""
+        found, scores = self.engine.store.nearest(context[-1], slots + 1)
+        ids = [int(i) for i, score in zip(found, scores) if score < 0.9999][:slots]
+        retrieved = list(self.engine.store.vectors(ids)) if ids else []
+        return context[:-1] + retrieved + context[-1:]
+
+    def _propose(self, last: np.ndarray, full: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
+        """The model's next concept, backtracked towards `last` until the gate passes (or gives up)."""
+        engine, gate = self.engine, self.config.gate
+        out = engine.model(mx.array(np.stack(full))[None])
+        hidden = out.hidden[0, -1]
+        proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
+        self.key, key = mx.random.split(self.key)
+        ec = self.config.episode
+        s_mod = s_mod_mc(engine.model.planner.distribution(hidden), view, ec.ledger_samples, ec.ledger_inner,
+                         key).s_mod
+        step, scale = proposal - last, 1.0
+        for retries in range(gate.max_backtracks + 1):
+            candidate = last + scale * step
+            candidate = candidate / max(float(np.linalg.norm(candidate)), 1e-12)
+            norm = float(np.linalg.norm(candidate - last))
+            finite = bool(np.isfinite(candidate).all())
+            terms = self._terms(candidate, hidden, len(full), s_mod) if finite else None
+            checks = {
+                "finite": finite,
+                "trust": finite and norm <= self.config.episode.trust_radius,
+                "armijo": finite and (self.last_delta is None
+                                      or terms["Delta"] <= self.last_delta + gate.alpha * norm),
+                "kl_smooth": finite and (self.last_s_mod is None
+                                         or abs(s_mod - self.last_s_mod) <= gate.l_mod * norm),
+            }
+            if all(checks.values()):
+                break
+            scale *= gate.backtrack_factor
+        decision = {"accepted": all(checks.values()), **checks, "retries": retries, "view_size": view.size,
+                    "collapse_pressure": s_mod / view.size, "step_norm": norm, "context": len(full)}
+        return candidate, {"objective": terms, "gate": decision}
+
+    def _terms(self, candidate: np.ndarray, hidden: mx.array, tokens: int, s_mod: float) -> dict:
+        engine = self.engine
+        codes, _ = engine.model.rvq.encode(mx.array(candidate)[None])
+        logits = engine.model.planner(hidden[None], codes)
+        nll = float(nn.losses.cross_entropy(logits, codes).sum())
+        _, scores = engine.store.nearest(candidate, 1)
+        off_store = 1.0 - (float(scores[0]) if len(scores) else 0.0)
+        s_geo = engine.objective.s_geo(tokens, self.latency_ms)
+        s_ent = nll + off_store
+        return {"Delta": s_geo + s_ent + self.config.objective.lambda_mod * s_mod, "S_geo": s_geo,
+                "S_ent": s_ent, "S_mod": s_mod}

@@ -1,0 +1,71 @@
+"""Tools an episode may call; each result becomes an observation concept.
+
+`python` runs a program in the sandbox (subprocess, CPU-time and memory limits, no
+network, a temp working dir removed afterwards, output truncated); `store` returns
+the texts of the store concepts nearest a query. Latency is measured, for S_geo.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..concepts.store import ConceptStore
+from ..encoder.base import Embedder, check_texts
+from ..errors import InputError
+from ..sandbox import run_python
+
+
+@dataclass
+class Observation:
+    tool: str
+    text: str
+    ok: bool
+    latency_ms: float
+
+
+class PythonTool:
+    name = "python"
+
+    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output: int = 2000):
+        self.timeout_s, self.memory_mb, self.max_output = timeout_s, memory_mb, max_output
+
+    def __call__(self, code: str) -> Observation:
+        result = run_python(code, timeout_s=self.timeout_s, memory_mb=self.memory_mb, max_output=self.max_output)
+        if result.timed_out:
+            text = f"killed after {self.timeout_s:g} s"
+        elif result.ok:
+            text = result.stdout.strip() or "(no output)"
+        else:
+            text = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        return Observation(self.name, text, result.ok, 1e3 * result.seconds)
+
+
+class StoreLookupTool:
+    name = "store"
+
+    def __init__(self, store: ConceptStore, embedder: Embedder, k: int = 3):
+        self.store, self.embedder, self.k = store, embedder, k
+
+    def __call__(self, query: str) -> Observation:
+        started = time.perf_counter()
+        check_texts([query])
+        hits = self.store.search_vector(self.embedder.encode([query])[0], self.k)
+        text = "\n".join(" ".join(hit.text.split()) for hit in hits) or "(no concepts)"  # one line per concept
+        return Observation(self.name, text, bool(hits), 1e3 * (time.perf_counter() - started))
+
+
+TOOL_NAMES = ("python", "store")
+
+
+def make_tools(names: list[str], store: ConceptStore, embedder: Embedder) -> dict:
+    """Tools by name; an unknown name is a one-line error that lists the known ones."""
+    tools = {}
+    for name in names:
+        if name == "python":
+            tools[name] = PythonTool()
+        elif name == "store":
+            tools[name] = StoreLookupTool(store, embedder)
+        else:
+            raise InputError(f"unknown tool '{name}' (known: {', '.join(TOOL_NAMES)})")
+    return tools

@@ -1,0 +1,47 @@
+"""Store lookup: a vector's text is its nearest concept's, when that concept is close enough.
+
+A miss still reports the nearest concept and its cosine, so a caller can tell
+"nothing near" from "near but not near enough" and hand the vector to the inverter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..concepts.store import ConceptStore
+from ..encoder.base import check_vectors
+from ..errors import ConfigError
+
+
+@dataclass
+class Decoded:
+    text: str | None          # the concept's text when score >= threshold, else None
+    score: float              # cosine to the nearest store concept
+    concept_id: int | None    # the nearest concept (also on a miss)
+    nearest_text: str | None  # its text (also on a miss)
+
+    @property
+    def hit(self) -> bool:
+        return self.text is not None
+
+
+class StoreLookup:
+    def __init__(self, store: ConceptStore, threshold: float = 0.9):
+        if not -1.0 <= threshold <= 1.0:
+            raise ConfigError(f"lookup threshold is a cosine in [-1, 1], got {threshold}")
+        self.store, self.threshold = store, threshold
+
+    def decode(self, vectors: np.ndarray) -> list[Decoded]:
+        """(n, dim) or (dim,) vectors -> one Decoded each (rows are normalized first)."""
+        out = []
+        for row in check_vectors(vectors, self.store.dim, "vectors to decode"):
+            hits = self.store.search_vector(row, k=1)
+            if not hits:
+                out.append(Decoded(None, float("nan"), None, None))
+                continue
+            best = hits[0]
+            text = best.text if best.score >= self.threshold else None
+            out.append(Decoded(text, best.score, best.concept_id, best.text))
+        return out

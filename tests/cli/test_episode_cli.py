@@ -1,0 +1,26 @@
+"""`meqg run` on a real briefly trained run: text, tool output and the budget line; JSON; one-line errors."""
+
+import json
+
+from meqg_mlx.train.run import TrainingRun
+
+from ..conftest import meqg
+from ..train.test_trainer import small_config
+
+
+def test_run_prints_concepts_tools_and_budget(small_store_path, tmp_path):
+    run = tmp_path / "run"
+    TrainingRun(run, small_store_path, small_config(steps=40, learning_rate=3e-3, warmup_steps=5)).train()
+    prompt = "Insert an item into a sorted list.\n```python\nprint(6 * 7)\n```"
+    result = meqg("run", prompt, "--run", str(run), "--tools", "python", "--budget-seconds", "5")
+    assert result.returncode == 0, result.stderr
+    assert "tool python: 42" in result.stdout and "stopped by" in result.stdout and "FLOPs" in result.stdout
+    response = json.loads(meqg("run", prompt, "--run", str(run), "--json").stdout)
+    assert {"text", "concepts", "telemetry"} <= set(response)
+    assert {"objective", "gate", "budget", "steps"} <= set(response["telemetry"])
+    for args, message in ((["", "--run", str(run)], "prompt is empty"),
+                          (["x", "--run", str(run), "--budget-seconds", "0"], "budget seconds"),
+                          (["x", "--run", str(run), "--tools", "web"], "unknown tool 'web'"),
+                          (["x", "--run", str(tmp_path / "nope")], "run.json missing")):
+        bad = meqg("run", *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

@@ -1,0 +1,81 @@
+"""Diamond episodes on a real run (a VMM trained briefly on the small real store)."""
+
+import time
+
+import pytest
+
+from meqg_mlx.diamond.budget import Budget
+from meqg_mlx.diamond.engine import DiamondEngine, code_in
+from meqg_mlx.errors import InputError, MeqgError
+from meqg_mlx.train.run import TrainingRun
+
+from ..train.test_trainer import small_config
+
+
+@pytest.fixture(scope="module")
+def engine(small_store_path, embedder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("episode") / "run"
+    config = small_config(steps=40, learning_rate=3e-3, warmup_steps=5)
+    config.episode.max_steps = 6
+    TrainingRun(run, small_store_path, config).train()
+    engine = DiamondEngine.from_run(run, embedder)
+    engine.run("warm up", [], Budget())
+    return engine
+
+
+def test_an_episode_answers_with_concepts_and_seed_000_telemetry(engine):
+    response = engine.run("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
+    telemetry = response["telemetry"]
+    assert telemetry["stopped_by"] in ("converged", "max_steps", "rejected")
+    assert len(response["concepts"]) >= 1 and response["text"]
+    assert set(telemetry["objective"]) == {"Delta", "S_geo", "S_ent", "S_mod"}
+    assert {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size", "collapse_pressure"} \
+        <= set(telemetry["gate"])
+    budget = telemetry["budget"]
+    assert budget["flops"] > 0 and budget["kv_bytes"] > 0 and budget["seconds"] < 5
+    for concept in response["concepts"]:
+        assert concept["hit"] == (concept["score"] >= engine.lookup.threshold)
+
+
+def test_one_second_budget_returns_within_1_1_s(engine):
+    engine.config.episode.max_steps = 10_000
+    try:
+        for tools in ([], ["python", "store"]):
+            started = time.perf_counter()
+            response = engine.run("Read a file line by line.\n```python\nprint(2 + 3)\n```", tools,
+                                  Budget(seconds=1.0, max_flops=1e15))
+            elapsed = time.perf_counter() - started
+            assert elapsed <= 1.1, elapsed
+            assert response["telemetry"]["stopped_by"] in ("seconds", "converged", "rejected")
+    finally:
+        engine.config.episode.max_steps = 6
+
+
+def test_max_flops_is_never_exceeded(engine):
+    per_token = engine.run("Sort a list.", [], Budget())["telemetry"]["steps"][0]
+    for limit in (1e6, 3e6, 1e7):
+        budget = engine.run("Sort a list. Then reverse it.", [], Budget(max_flops=limit))["telemetry"]["budget"]
+        assert budget["flops"] <= limit
+    tiny = engine.run("Sort a list.", [], Budget(max_flops=10))["telemetry"]
+    assert tiny["stopped_by"] == "max_flops" and tiny["budget"]["flops"] == 0 and per_token
+
+
+def test_python_tool_result_joins_the_context(engine):
+    response = engine.run("Compute:\n```python\nprint(6 * 7)\n```", ["python"], Budget(seconds=5))
+    (tool,) = response["telemetry"]["tools"]
+    assert tool["tool"] == "python" and tool["text"] == "42" and tool["ok"] and tool["latency_ms"] > 0
+    assert response["telemetry"]["steps"][0]["gate"]["context"] >= 3  # prompt sentence(s), observation, slots
+    skipped = engine.run("No code here.", ["python"], Budget())["telemetry"]["tools"]
+    assert skipped == [{"tool": "python", "skipped": "no code block"}]
+    assert code_in("a\n```py\nx = 1\n```\nb") == "x = 1\n"
+
+
+def test_bad_prompts_tools_and_runs_are_one_line_errors(engine, tmp_path):
+    with pytest.raises(InputError, match="prompt is empty"):
+        engine.run("  ", [])
+    with pytest.raises(InputError, match="characters; the limit"):
+        engine.run("x" * 10_000, [])
+    with pytest.raises(InputError, match="unknown tool 'web'"):
+        engine.run("hello", ["web"])
+    with pytest.raises(MeqgError, match="run.json missing"):
+        DiamondEngine.from_run(tmp_path)
