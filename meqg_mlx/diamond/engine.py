@@ -59,6 +59,8 @@ class DiamondEngine:
         self.args = model.args
         self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
         self.objective = Objective(config.objective, self.args)
+        self.flops_per_concept = flops_per_token(self.args)
+        self.state_bytes = state_bytes(self.args)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
@@ -136,8 +138,8 @@ class _Episode:
             while True:
                 started = time.perf_counter()
                 full = self._with_slots(context, slots)
-                flops = len(full) * flops_per_token(self.engine.args)
-                kv_bytes = state_bytes(self.engine.args) + len(full) * self.engine.args.concept_dim * BYTES_PER_FLOAT
+                flops = len(full) * self.engine.flops_per_concept
+                kv_bytes = self.engine.state_bytes + len(full) * self.engine.args.concept_dim * BYTES_PER_FLOAT
                 refused = self.meter.refuse(flops, kv_bytes, self.step_seconds)
                 if refused:
                     return refused
@@ -172,12 +174,11 @@ class _Episode:
 
     def _propose(self, last: np.ndarray, full: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
         """The model's next concept, backtracked towards `last` until the gate passes (or gives up)."""
-        engine, gate = self.engine, self.config.gate
+        engine, gate, ec = self.engine, self.config.gate, self.config.episode
         out = engine.model(mx.array(np.stack(full))[None])
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)
-        ec = self.config.episode
         s_mod = s_mod_mc(engine.model.planner.distribution(hidden), view, ec.ledger_samples, ec.ledger_inner,
                          key).s_mod
         step, scale = proposal - last, 1.0
@@ -189,7 +190,7 @@ class _Episode:
             terms = self._terms(candidate, hidden, len(full), s_mod) if finite else None
             checks = {
                 "finite": finite,
-                "trust": finite and norm <= self.config.episode.trust_radius,
+                "trust": finite and norm <= ec.trust_radius,
                 "armijo": finite and (self.last_delta is None
                                       or terms["Delta"] <= self.last_delta + gate.alpha * norm),
                 "kl_smooth": finite and (self.last_s_mod is None
