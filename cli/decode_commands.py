@@ -22,10 +22,16 @@ def decode(
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Decode vectors from a .npy or JSON file."),
     threshold: Optional[float] = typer.Option(None, help="Cosine a store concept needs [default: config "
                                                          "inversion.lookup_threshold]."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Correction steps for inverted vectors [default: "
+                                                              "config inversion.correction_steps]."),
+    write_back: Optional[bool] = typer.Option(None, "--write-back/--no-write-back", help="Add inverted texts to "
+                                              "the store (source=inversion) [default: config inversion.write_back]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Vectors back to text: the nearest store concept when it is close enough (the inverter comes later)."""
-    from meqg_mlx.encoder import default_embedder
+    """Vectors back to text: the nearest store concept when it is close enough, else the run's inverter
+    (`meqg inverter train`) with the corrector loop."""
+    import dataclasses
+
     from meqg_mlx.encoder.base import load_vector_file
     from meqg_mlx.errors import InputError
     from meqg_mlx.inversion.decode import RunDecoder
@@ -34,15 +40,20 @@ def decode(
         raise InputError("give either TEXT... or --vectors FILE")
     decoder = RunDecoder(run, threshold)
     if vectors is not None:
-        decoded, labels = decoder.vectors(load_vector_file(vectors)), None
+        decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None
     else:
-        decoded, labels = decoder.texts(texts, default_embedder()), texts
+        decoded, labels = decoder.texts(texts, steps, write_back), texts
     if as_json:
-        print(json.dumps([{"text": d.text, "score": d.score, "concept_id": d.concept_id,
-                           "nearest_text": d.nearest_text} for d in decoded], indent=1))
+        print(json.dumps([dataclasses.asdict(d) for d in decoded], indent=1))
         return
     for i, d in enumerate(decoded):
-        source = labels[i] if labels else f"vector {i}"
-        shown = d.text if d.hit else f"(no store concept >= {decoder.lookup.threshold:g}; nearest: {d.nearest_text})"
-        out.print(Text.assemble((source, "dim"), f" -> cos {d.score:.3f} #{d.concept_id}: {' '.join(shown.split())}"),
-                  soft_wrap=True)
+        label = labels[i] if labels else f"vector {i}"
+        if d.hit:
+            shown = f"store cos {d.score:.3f} #{d.concept_id}: {d.text}"
+        elif d.source == "inversion":
+            shown = (f"inverter cos {d.inversion_cosine:.3f} after {d.correction_steps} corrections"
+                     f"{f' (written as #{d.written_id})' if d.written_id is not None else ''}: {d.text}")
+        else:
+            shown = (f"no store concept >= {decoder.lookup.threshold:g} and no inverter in {run}; "
+                     f"nearest cos {d.score:.3f} #{d.concept_id}: {d.nearest_text}")
+        out.print(Text.assemble((label, "dim"), " -> ", " ".join(shown.split())), soft_wrap=True)

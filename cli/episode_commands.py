@@ -29,16 +29,17 @@ def run_episode(
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.diamond.budget import Budget
     from meqg_mlx.diamond.engine import DiamondEngine
+    from meqg_mlx.train.telemetry import json_safe
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
     names = [name for item in tools or [] for name in item.split(",") if name]
     response = DiamondEngine.from_run(run).run(prompt, names, budget)
     if as_json:
-        print(json.dumps(response, indent=1))
+        print(json.dumps(json_safe(response), indent=1))
         return
     telemetry = response["telemetry"]
     for concept in response["concepts"]:
-        shown = concept["text"] if concept["hit"] else f"[~ {concept['nearest_text']}]"
+        shown = concept["text"] or f"[~ {concept['nearest_text']}]"
         out.print(Text.assemble((f"cos {concept['score']:.2f}  ", "dim"), " ".join(shown.split())), soft_wrap=True)
     for tool in telemetry["tools"]:
         out.print(Text(f"tool {tool['tool']}: {tool.get('text', tool.get('skipped'))}", "dim"), soft_wrap=True)

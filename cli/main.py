@@ -17,13 +17,16 @@ app = typer.Typer(help="meqg: a local workbench for concept-space reasoning mode
 data_app = typer.Typer(help="Build concept stores from corpora.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-from . import decode_commands, episode_commands, monitor_commands, store_commands, train_commands  # noqa: E402
+from . import (decode_commands, episode_commands, inverter_commands, monitor_commands, serve_commands,  # noqa: E402
+               store_commands, train_commands)
 
 app.add_typer(store_commands.app, name="store")
+app.add_typer(inverter_commands.app, name="inverter")
 train_commands.register(app)
 monitor_commands.register(app)
 decode_commands.register(app)
 episode_commands.register(app)
+serve_commands.register(app)
 
 StoreOption = typer.Option(None, "--store", help="Concept store directory [default: $MEQG_HOME/stores/stdlib]")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
+from .inversion.inverter import ModelArgs as InverterArgs
 from .vmm.model import ModelArgs
 
 
@@ -103,6 +104,19 @@ class InversionConfig:
     """Vectors back to text."""
 
     lookup_threshold: float = 0.9  # cosine a store concept needs for its text to stand for a vector
+    # inverter training (meqg inverter train)
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    held_out_every: int = 20       # concepts with id % this == 0 are never trained on (bench/inversion.py's)
+    eval_every: int = 250
+    # corrector loop: hypotheses re-embedded, the best by cosine kept
+    correction_steps: int = 4
+    candidates: int = 4            # per step: one greedy, the rest sampled
+    temperature: float = 0.7
+    target_cosine: float = 0.99    # stop correcting a vector once its best text is this close
+    write_back: bool = False       # add inverted texts to the store (source=inversion)
 
 
 @dataclass
@@ -127,6 +141,7 @@ class MeqgConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)
     inversion: InversionConfig = field(default_factory=InversionConfig)
+    inverter: InverterArgs = field(default_factory=InverterArgs)  # the inverter model file's ModelArgs
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
 

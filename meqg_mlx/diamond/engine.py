@@ -14,7 +14,8 @@ store concept the last step decoded to. A failing step backtracks towards the la
 joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_ent +
 lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
 cosine distance to the nearest store concept, and S_geo prices the context's analytic
-FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup.
+FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup;
+when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import numpy as np
 from ..concepts.sources.prose import split_sentences
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
-from ..encoder import default_embedder
 from ..encoder.base import Embedder
 from ..errors import InputError, MeqgError
+from ..inversion.corrector import Corrector
+from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
 from ..train.checkpoint import latest_checkpoint
-from ..train.run import read_run
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
 from .ledger import s_mod_mc
@@ -54,8 +55,12 @@ def code_in(prompt: str) -> str | None:
 
 
 class DiamondEngine:
-    def __init__(self, model: VMM, store: ConceptStore, embedder: Embedder, config: MeqgConfig):
+    INVERT_SECONDS = 0.3  # budget left that an inverter pass over the episode's store misses may use
+
+    def __init__(self, model: VMM, store: ConceptStore, embedder: Embedder, config: MeqgConfig,
+                 corrector: Corrector | None = None):
         self.model, self.store, self.embedder, self.config = model, store, embedder, config
+        self.corrector = corrector
         self.args = model.args
         self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
         self.objective = Objective(config.objective, self.args)
@@ -64,21 +69,23 @@ class DiamondEngine:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
-        """The run's latest checkpoint on its store."""
-        meta, config = read_run(run_dir)
+        """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
+        decoder = RunDecoder(run_dir, embedder=embedder)
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
-        store = ConceptStore.open(meta["store"])
-        embedder = embedder or default_embedder()
-        store.check_model(embedder.name, embedder.dim)
-        model = VMM(dataclasses.replace(config.vmm, concept_dim=store.dim))
+        config = decoder.config
+        model = VMM(dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
         try:
             model.load_weights(str(checkpoint / "model.safetensors"), strict=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise MeqgError(f"corrupt checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
         mx.eval(model.parameters())
-        return cls(model, store, embedder, config)
+        return cls(model, decoder.store, decoder.embedder, config, decoder.corrector)
+
+    def with_config(self, config: MeqgConfig) -> "DiamondEngine":
+        """The same model, store and inverter under another config (a request's overrides)."""
+        return type(self)(self.model, self.store, self.embedder, config, self.corrector)
 
     def run(self, prompt: str, tools: list[str] | tuple = (), budget: Budget | None = None,
             telemetry: bool = True) -> dict:
@@ -106,8 +113,9 @@ class DiamondEngine:
             episode.tools.append(dataclasses.asdict(observation))
             context.append(self.embedder.encode([observation.text])[0])
         stopped_by = episode.roll_out(context)
-        response = {"text": "\n".join(c["text"] if c["hit"] else f"[~ {c['nearest_text']}]"
-                                     for c in episode.concepts),
+        if self.corrector is not None and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS:
+            episode.invert_misses(self.corrector)
+        response = {"text": "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in episode.concepts),
                     "concepts": episode.concepts}
         if telemetry:
             last = episode.steps[-1] if episode.steps else {}
@@ -124,6 +132,7 @@ class _Episode:
         self.engine, self.meter = engine, meter
         self.config = engine.config
         self.concepts: list[dict] = []
+        self.vectors: list[np.ndarray] = []
         self.steps: list[dict] = []
         self.tools: list[dict] = []
         self.latency_ms = 0.0
@@ -160,10 +169,21 @@ class _Episode:
             if self.concepts and decoded.concept_id == self.concepts[-1]["concept_id"]:
                 return "converged"  # the same store concept again: nothing new to say
             context.append(candidate)
+            self.vectors.append(candidate)
             self.concepts.append({"step": index, "concept_id": decoded.concept_id, "score": decoded.score,
-                                  "hit": decoded.hit, "text": decoded.text, "nearest_text": decoded.nearest_text})
+                                  "hit": decoded.hit, "source": decoded.source, "text": decoded.text,
+                                  "nearest_text": decoded.nearest_text})
             self.last_delta, self.last_s_mod = record["objective"]["Delta"], record["objective"]["S_mod"]
         return "max_steps"
+
+    def invert_misses(self, corrector: Corrector) -> None:
+        """Concepts no store concept stands for get the inverter's first-pass text."""
+        misses = [i for i, c in enumerate(self.concepts) if not c["hit"]]
+        if not misses:
+            return
+        for i, inversion in zip(misses, corrector.invert(np.stack([self.vectors[i] for i in misses]), 0)):
+            if inversion.text.strip():
+                self.concepts[i].update(text=inversion.text, source="inversion", inversion_cosine=inversion.cosine)
 
     def _with_slots(self, context: list[np.ndarray], slots: int) -> list[np.ndarray]:
         """The context with the store concepts nearest its last one placed just before it."""

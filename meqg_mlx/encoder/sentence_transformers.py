@@ -40,6 +40,7 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         self.model.max_seq_length = min(max_tokens, self.model.max_seq_length or max_tokens)
         self.batch_size = batch_size
+        self.model_dir = model_dir
         self.name = name or model_dir.name
         self.dim = int(self.model.get_embedding_dimension()
                        if hasattr(self.model, "get_embedding_dimension")
@@ -64,6 +65,14 @@ class SentenceTransformerEmbedder:
                                            normalize_embeddings=True, convert_to_numpy=True,
                                            show_progress_bar=False)
         return out
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.model_dir / "tokenizer.json"
+
+    def word_embeddings(self) -> np.ndarray:
+        """The transformer's input token embedding table (tokenizer vocab, d): the inverter starts from it."""
+        return self.model[0].auto_model.get_input_embeddings().weight.detach().cpu().numpy()
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         ids = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)["input_ids"]

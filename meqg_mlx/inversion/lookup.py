@@ -17,14 +17,19 @@ from ..errors import ConfigError
 
 @dataclass
 class Decoded:
-    text: str | None          # the concept's text when score >= threshold, else None
+    text: str | None          # the store concept's text on a hit, the inverter's on a miss, else None
     score: float              # cosine to the nearest store concept
     concept_id: int | None    # the nearest concept (also on a miss)
     nearest_text: str | None  # its text (also on a miss)
+    source: str | None = None          # "store" | "inversion" | None (a miss nothing could decode)
+    inversion_cosine: float | None = None  # the vector vs the re-embedded inverter text
+    correction_steps: int | None = None
+    written_id: int | None = None      # the concept id it was written back to the store as
 
     @property
     def hit(self) -> bool:
-        return self.text is not None
+        """A store concept stood for the vector."""
+        return self.source == "store"
 
 
 class StoreLookup:
@@ -42,6 +47,7 @@ class StoreLookup:
                 out.append(Decoded(None, float("nan"), None, None))
                 continue
             best = hits[0]
-            text = best.text if best.score >= self.threshold else None
-            out.append(Decoded(text, best.score, best.concept_id, best.text))
+            hit = best.score >= self.threshold
+            out.append(Decoded(best.text if hit else None, best.score, best.concept_id, best.text,
+                               "store" if hit else None))
         return out

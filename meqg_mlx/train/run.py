@@ -49,6 +49,21 @@ def read_run(run_dir: str | Path, missing: str = "no run in") -> tuple[dict, Meq
     return meta, load_config(run_dir / "config.yaml")
 
 
+def run_for_store(run_dir: str | Path, store_path: str | Path, config: MeqgConfig) -> dict:
+    """run.json of `run_dir`, written (with config.yaml) when it is new; a run on another store is an error."""
+    run_dir, store_path = Path(run_dir), Path(store_path).resolve()
+    if (run_dir / "run.json").exists():
+        meta, _ = read_run(run_dir)
+        if Path(meta["store"]).resolve() != store_path:
+            raise MeqgError(f"{run_dir} is a run on the store {meta['store']}, not {store_path}")
+        return meta
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"run_id": uuid.uuid4().hex[:12], "store": str(store_path), "created_at": time.time()}
+    save_config(config, run_dir / "config.yaml")
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
 class TrainingRun:
     def __init__(self, run_dir: str | Path, store_path: str | Path | None = None,
                  config: MeqgConfig | None = None, resume: bool = False, steps: int | None = None):

@@ -15,14 +15,14 @@ SCHEMA_VERSION = 1
 EVENTS = ("step", "gate", "regime", "recovery", "checkpoint", "episode", "eval", "run")
 
 
-def _clean(value):
+def json_safe(value):
     """JSON has no NaN/Inf: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -40,7 +40,7 @@ class TelemetryWriter:
         if event not in EVENTS:
             raise ValueError(f"unknown telemetry event {event!r}")
         record = {"schema": SCHEMA_VERSION, "ts": time.time(), "run_id": self.run_id, "step": step,
-                  "event": event, **_clean(fields)}
+                  "event": event, **json_safe(fields)}
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
         return record

@@ -1,6 +1,7 @@
 """`meqg decode` on a real run: stored texts come back exactly, others miss with their nearest concept."""
 
 import json
+import shutil
 
 import numpy as np
 
@@ -29,3 +30,38 @@ def test_decode_texts_and_vectors_through_a_runs_store(small_store, small_store_
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "dimension 5" in bad.stderr
     missing = meqg("decode", "--run", str(tmp_path / "nope"), "x")
     assert missing.returncode == 2 and "run.json missing" in missing.stderr
+
+
+def test_inverter_train_then_decode_inverts_misses_and_writes_them_back(sentence_store_path, tmp_path):
+    from meqg_mlx.concepts.store import ConceptStore
+    from meqg_mlx.config import save_config
+
+    from ..inversion.conftest import tiny_config
+
+    store = tmp_path / "store"
+    shutil.copytree(sentence_store_path, store)
+    save_config(tiny_config(steps=3, eval_every=2), tmp_path / "tiny.yaml")  # barely trained: new texts
+    run = tmp_path / "run"
+    trained = meqg("inverter", "train", "--store", str(store), "--run", str(run), "--config", str(tmp_path / "tiny.yaml"))
+    assert trained.returncode == 0, trained.stderr
+    assert "finished at step 3" in trained.stdout and "11 texts trained, 1 held out" in trained.stdout
+    result = meqg("decode", "--run", str(run), "--json", "--steps", "1", "--write-back",
+                  "Sort a list in place.", "A recipe for tomato soup with basil.")
+    assert result.returncode == 0, result.stderr
+    hit, miss = json.loads(result.stdout)
+    assert hit["source"] == "store" and hit["text"] == "Sort a list in place."
+    assert miss["source"] == "inversion" and miss["text"] and miss["correction_steps"] == 1
+    assert -1 <= miss["inversion_cosine"] <= 1 and miss["written_id"] == 12
+    written = ConceptStore.open(store).get([12])[0]
+    assert written["source"] == "inversion" and written["text"] == miss["text"]
+    shown = meqg("decode", "--run", str(run), "--steps", "0", "A recipe for tomato soup with basil.")
+    assert "store cos" in shown.stdout or "inverter cos" in shown.stdout
+    assert ConceptStore.open(store).count() == 13  # without --write-back nothing more is stored
+
+
+def test_inverter_train_errors_are_one_line(small_store_path, tmp_path):
+    (tmp_path / "bad.yaml").write_text("inversion:\n  stepz: 3\n")
+    for args, message in ((["--store", str(tmp_path / "none")], "no concept store"),
+                          (["--store", str(small_store_path), "--config", str(tmp_path / "bad.yaml")], "stepz")):
+        bad = meqg("inverter", "train", "--run", str(tmp_path / "run"), *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

@@ -1,0 +1,46 @@
+"""`meqg inverter train`: an MLX inverter (vector -> text) trained on a store's texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .progress import console, out, progress_bar
+from .train_commands import stop_on_sigint
+
+app = typer.Typer(help="The inverter: vectors back to text where the store has no close concept.",
+                  no_args_is_help=True)
+
+
+@app.command("train")
+def train(
+    store: Path = typer.Option(..., "--store", help="Concept store whose texts and vectors it learns from."),
+    run: Path = typer.Option(..., "--run", help="Run directory; the inverter goes to RUN/inverter/ (a trained "
+                                                "VMM run there decodes with it)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps [default: config inversion.steps]."),
+    config: Optional[Path] = typer.Option(None, help="YAML config (inversion and inverter sections used here)."),
+) -> None:
+    """Train the inverter; Ctrl-C stops after the current step and saves it."""
+    from meqg_mlx.concepts.store import ConceptStore
+    from meqg_mlx.config import load_config
+    from meqg_mlx.encoder import default_embedder
+    from meqg_mlx.inversion.training import InverterTraining
+
+    settings = load_config(config)
+    if steps is not None:
+        settings.inversion.steps = steps
+    opened = ConceptStore.open(store)
+    with progress_bar() as update, stop_on_sigint() as stopped:
+        update("loading encoder", 0, 1)
+        embedder = default_embedder(settings.store.max_tokens)
+        update("loading encoder", 1, 1)
+        training = InverterTraining(opened, run, embedder, settings, update)
+        console.print(f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
+                      f"vocabulary {training.vocab.size}; telemetry in {training.directory / 'telemetry.jsonl'}", soft_wrap=True)
+        summary = training.train(stopped)
+    state = "stopped" if summary.interrupted else "finished"
+    out.print(f"[bold]{summary.directory}[/]: {state} at step {summary.steps} in {summary.seconds:.0f} s; "
+              f"loss {summary.first_loss:.3f} -> {summary.last_loss:.3f}, held-out {summary.held_out_loss:.3f} "
+              f"({summary.trained_texts} texts trained, {summary.held_out_texts} held out)", soft_wrap=True)

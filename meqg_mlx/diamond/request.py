@@ -1,0 +1,76 @@
+"""Seed 000's episode request, validated: {model, prompt, budget, tools, config, telemetry}.
+
+Every problem is an InputError naming the field, so `meqg serve` can answer 400 with it.
+`config` may override the objective (seed 000 calls that section "obj") and episode settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, from_dict
+from ..errors import ConfigError, InputError
+from .budget import Budget
+from .tools import TOOL_NAMES
+
+FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry")
+SECTIONS = {"obj": ("objective", ObjectiveConfig), "objective": ("objective", ObjectiveConfig),
+            "episode": ("episode", EpisodeConfig)}
+
+
+@dataclass
+class EpisodeRequest:
+    prompt: str
+    budget: Budget
+    tools: list[str]
+    config: MeqgConfig
+    model: str | None = None
+    telemetry: bool = True
+
+    @classmethod
+    def from_json(cls, body: object, base: MeqgConfig) -> "EpisodeRequest":
+        if not isinstance(body, dict):
+            raise InputError(f"the request must be a JSON object, got {type(body).__name__}")
+        unknown = sorted(set(body) - set(FIELDS))
+        if unknown:
+            raise InputError(f"unknown request field '{unknown[0]}' (known: {', '.join(FIELDS)})")
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("prompt must be a non-empty string")
+        config = overridden(base, body.get("config", {}))
+        if len(prompt) > config.episode.max_prompt_chars:
+            raise InputError(f"prompt has {len(prompt)} characters; the limit is {config.episode.max_prompt_chars}")
+        tools = body.get("tools", [])
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise InputError("tools must be a list of tool names")
+        for name in tools:
+            if name not in TOOL_NAMES:
+                raise InputError(f"unknown tool '{name}' (known: {', '.join(TOOL_NAMES)})")
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise InputError("model must be a string")
+        telemetry = body.get("telemetry", True)
+        if not isinstance(telemetry, bool):
+            raise InputError("telemetry must be true or false")
+        return cls(prompt, Budget.from_dict(body.get("budget", {})), list(dict.fromkeys(tools)), config, model,
+                   telemetry)
+
+
+def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:
+    """`base` with a request's {"obj"|"objective"|"episode": {key: value}} applied; unknown keys are errors."""
+    if not isinstance(overrides, dict):
+        raise InputError("config must be an object such as {\"obj\": {\"lambda_mod\": 0.4}}")
+    config = base
+    for name, values in overrides.items():
+        if name not in SECTIONS:
+            raise InputError(f"unknown config section '{name}' (a request may set: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise InputError(f"config.{name} must be an object")
+        field, cls = SECTIONS[name]
+        try:
+            section = from_dict(cls, {**dataclasses.asdict(getattr(config, field)), **values}, f"config.{name}.")
+        except ConfigError as exc:
+            raise InputError(str(exc)) from exc
+        config = dataclasses.replace(config, **{field: section})
+    return config

@@ -1,0 +1,80 @@
+"""A trained inverter on disk: RUN_DIR/inverter/model/{model.safetensors, inverter.json, tokenizer.json}.
+
+The model directory is written beside the old one and swapped in by rename, so a
+crash mid-save leaves the previous inverter whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import MeqgError
+from .inverter import Inverter, ModelArgs
+from .tokens import BOS, EOS, InverterVocab
+
+FORMAT = 1
+
+
+def inverter_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "inverter"
+
+
+class TrainedInverter:
+    """An inverter with its vocabulary: vectors in, texts out."""
+
+    def __init__(self, model: Inverter, vocab: InverterVocab, meta: dict):
+        self.model, self.vocab, self.meta = model, vocab, meta
+
+    @property
+    def dim(self) -> int:
+        return self.model.args.concept_dim
+
+    def generate(self, targets: np.ndarray, hypotheses: np.ndarray | None = None,
+                 temperature: float = 0.0, seed: int = 0) -> list[str]:
+        """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass)."""
+        targets = mx.array(np.asarray(targets, np.float32))
+        hypotheses = mx.zeros_like(targets) if hypotheses is None else mx.array(np.asarray(hypotheses, np.float32))
+        ids = self.model.generate(targets, hypotheses, BOS, EOS, temperature, mx.random.key(seed))
+        return self.vocab.decode(np.array(ids))
+
+    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=directory.parent))
+        self.model.save_weights(str(tmp / "model.safetensors"))
+        shutil.copyfile(self.vocab.tokenizer_path, tmp / "tokenizer.json")
+        self.meta = {**self.meta, **(extra or {}), "format": FORMAT,
+                     "args": dataclasses.asdict(self.model.args), "token_ids": self.vocab.token_ids.tolist()}
+        (tmp / "inverter.json").write_text(json.dumps(self.meta))
+        old = directory.with_name(directory.name + ".old")
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        shutil.rmtree(old, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TrainedInverter":
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / "inverter.json").read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
+            model = Inverter(ModelArgs(**meta["args"]))
+            model.load_weights(str(directory / "model.safetensors"), strict=True)
+            vocab = InverterVocab(directory / "tokenizer.json", np.array(meta["token_ids"], np.int64))
+        except FileNotFoundError as exc:
+            raise MeqgError(f"no trained inverter in {directory} ({Path(exc.filename or '').name} missing): "
+                            f"train one with `meqg inverter train`") from None
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise MeqgError(f"corrupt inverter {directory}: {str(exc).splitlines()[0]}") from exc
+        mx.eval(model.parameters())
+        return cls(model, vocab, meta)

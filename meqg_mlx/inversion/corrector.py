@@ -1,0 +1,88 @@
+"""The corrector loop in the vec2text manner.
+
+The first pass writes a text from the target alone; when seed texts are given (the
+nearest store concept's, say) the better of the two by cosine is where correction
+starts. Each correction step feeds the
+inverter the target, the embedding of the best text so far and their difference,
+writes `candidates` new texts (one greedy, the rest sampled), re-embeds them with the
+same embedder and keeps whichever text is closest to the target. A vector stops once
+its best text reaches `target_cosine`; the loop stops after `correction_steps`.
+The best cosine never goes down from one step to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import InversionConfig
+from ..encoder.base import Embedder, check_vectors
+from .checkpoint import TrainedInverter
+
+
+@dataclass
+class Inversion:
+    text: str
+    cosine: float          # target vs the embedding of `text`
+    steps: int             # correction steps that ran for this vector (0: first pass only)
+    first_text: str
+    first_cosine: float
+
+
+class Corrector:
+    def __init__(self, inverter: TrainedInverter, embedder: Embedder, settings: InversionConfig | None = None):
+        self.inverter, self.embedder = inverter, embedder
+        self.settings = settings or InversionConfig()
+
+    def score(self, texts: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of the texts and their cosines to the targets (an empty text: zeros, cosine -1)."""
+        embeddings = np.zeros_like(targets)
+        cosines = np.full(len(texts), -1.0)
+        written = [i for i, text in enumerate(texts) if text.strip()]
+        if written:
+            embeddings[written] = self.embedder.encode([texts[i] for i in written])
+            cosines[written] = np.einsum("ij,ij->i", embeddings[written], targets[written])
+        return embeddings, cosines
+
+    def keep_better(self, texts: list[str], embeddings: np.ndarray, cosines: np.ndarray, rows: np.ndarray,
+                    candidate: list[str], goal: np.ndarray) -> None:
+        """Replace, in place, the best texts of `rows` by the candidates that are closer to their goals."""
+        new_embeddings, new_cosines = self.score(candidate, goal)
+        for local in np.flatnonzero(new_cosines > cosines[rows]):
+            row = rows[local]
+            texts[row], embeddings[row], cosines[row] = candidate[local], new_embeddings[local], new_cosines[local]
+
+    def invert(self, targets: np.ndarray, correction_steps: int | None = None, seed: int = 0,
+               progress: Callable[[str, int, int], None] | None = None,
+               seed_texts: list[str] | None = None) -> list[Inversion]:
+        s = self.settings
+        steps = s.correction_steps if correction_steps is None else correction_steps
+        targets = check_vectors(targets, self.inverter.dim, "vectors to invert")
+        texts = self.inverter.generate(targets)
+        embeddings, cosines = self.score(texts, targets)
+        first = list(zip(texts, cosines))
+        if seed_texts is not None:
+            self.keep_better(texts, embeddings, cosines, np.arange(len(targets)), seed_texts, targets)
+        taken = np.zeros(len(targets), np.int64)
+        k = max(s.candidates, 1)
+        for step in range(1, steps + 1):
+            rows = np.flatnonzero(cosines < s.target_cosine)
+            if progress:
+                progress("correcting", step - 1, steps)
+            if not len(rows):
+                break
+            goal, hypothesis = targets[rows], embeddings[rows]
+            candidates = [self.inverter.generate(goal, hypothesis)]
+            if k > 1:
+                sampled = self.inverter.generate(np.repeat(goal, k - 1, 0), np.repeat(hypothesis, k - 1, 0),
+                                                 s.temperature, seed + step)
+                candidates += [sampled[j::k - 1] for j in range(k - 1)]
+            for candidate in candidates:
+                self.keep_better(texts, embeddings, cosines, rows, candidate, goal)
+            taken[rows] = step
+        if progress:
+            progress("correcting", steps, steps)
+        return [Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]))
+                for i in range(len(targets))]

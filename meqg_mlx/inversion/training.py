@@ -1,0 +1,217 @@
+"""Training the inverter on a store's texts and vectors (`meqg inverter train`).
+
+Each example is a store concept of at most `max_tokens` tokens. A third of the time
+the model sees no hypothesis (the first pass); otherwise the hypothesis is a near
+miss, as the corrector loop will see: the nearest other concept, or the concept's
+own text with a fifth of its tokens replaced, embedded by the same embedder.
+Concepts with id % held_out_every == 0 are never trained on: bench/inversion.py
+measures on them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+from ..concepts.store import ConceptStore
+from ..config import MeqgConfig, save_config
+from ..encoder.base import Embedder
+from ..errors import InputError
+from ..train.run import run_for_store
+from ..train.telemetry import TelemetryWriter
+from .checkpoint import TrainedInverter, inverter_dir
+from .inverter import Inverter
+from .tokens import PAD, InverterVocab, load_tokenizer
+
+Progress = Callable[[str, int, int], None]
+EVAL_TEXTS = 256
+
+
+@dataclass
+class Examples:
+    ids: np.ndarray
+    texts: list[str]
+    vectors: np.ndarray
+
+
+@dataclass
+class InverterSummary:
+    directory: Path
+    steps: int
+    trained_texts: int
+    held_out_texts: int
+    first_loss: float
+    last_loss: float
+    held_out_loss: float
+    seconds: float
+    interrupted: bool
+
+
+def split_examples(store: ConceptStore, tokenizer_path: str | Path, max_tokens: int,
+                   held_out_every: int) -> tuple[Examples, Examples]:
+    """(training, held-out) store concepts whose texts fit in max_tokens (BOS and EOS included)."""
+    table = store.columns(["concept_id", "text"])
+    ids = table["concept_id"].to_numpy().astype(np.int64)
+    texts = table["text"].to_pylist()
+    encoded = load_tokenizer(tokenizer_path).encode_batch(texts, add_special_tokens=False)
+    fits = np.array([0 < len(e.ids) <= max_tokens - 2 for e in encoded], dtype=bool)
+    ids = ids[fits]
+    vectors = store.vectors(ids.tolist())
+    held = ids % held_out_every == 0
+    return tuple(Examples(ids[mask], [texts[i] for i in np.flatnonzero(fits)[mask]], vectors[mask])
+                 for mask in (~held, held))
+
+
+def nearest_others(vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Index of each row's most similar other row."""
+    out = np.empty(len(vectors), np.int64)
+    for start in range(0, len(vectors), chunk):
+        scores = vectors[start:start + chunk] @ vectors.T
+        scores[np.arange(len(scores)), np.arange(start, start + len(scores))] = -np.inf
+        out[start:start + chunk] = scores.argmax(axis=1)
+    return out
+
+
+def corrupt(texts: list[str], vocab: InverterVocab, rng: np.random.Generator, rate: float = 0.2) -> list[str]:
+    """Each text with `rate` of its tokens (at least one) replaced by random vocabulary tokens."""
+    out = []
+    for text, enc in zip(texts, vocab.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        ids = np.array(enc.ids, np.int64)
+        hit = rng.choice(len(ids), size=max(1, round(rate * len(ids))), replace=False)
+        ids[hit] = rng.choice(vocab.token_ids, size=len(hit))
+        noisy = vocab.tokenizer.decode(ids.tolist())
+        out.append(noisy if noisy.strip() else text)
+    return out
+
+
+def embed(embedder: Embedder, texts: list[str], stage: str, progress: Progress, batch: int = 512) -> np.ndarray:
+    out = np.empty((len(texts), embedder.dim), np.float32)
+    for start in range(0, len(texts), batch):
+        out[start:start + batch] = embedder.encode(texts[start:start + batch])
+        progress(stage, min(start + batch, len(texts)), len(texts))
+    return out
+
+
+def token_loss(model: Inverter, targets: mx.array, hypotheses: mx.array, tokens: mx.array) -> tuple[mx.array, mx.array]:
+    """Mean cross-entropy of each next token after BOS, and the fraction predicted right."""
+    logits = model(tokens[:, :-1], model.prefix(targets, hypotheses))
+    labels = tokens[:, 1:]
+    mask = labels != PAD
+    count = mask.sum()
+    loss = (nn.losses.cross_entropy(logits, labels) * mask).sum() / count
+    correct = ((logits.argmax(-1) == labels) & mask).sum() / count
+    return loss, correct
+
+
+def learning_rate(peak: float, warmup: int, steps: int):
+    warm = optim.linear_schedule(peak * 0.01, peak, max(warmup, 1))
+    return optim.join_schedules([warm, optim.cosine_decay(peak, max(steps - warmup, 1), peak * 0.05)], [warmup])
+
+
+class InverterTraining:
+    """Prepares the data once, then `train()` steps AdamW with telemetry, evals and atomic saves."""
+
+    def __init__(self, store: ConceptStore, run_dir: str | Path, embedder: Embedder, config: MeqgConfig,
+                 progress: Progress | None = None, seed: int = 0):
+        if not hasattr(embedder, "tokenizer_path"):
+            raise InputError(f"the inverter needs its embedder's tokenizer.json; {embedder.name} has none")
+        store.check_model(embedder.name, embedder.dim)
+        self.run_id = run_for_store(run_dir, store.path, config)["run_id"]
+        self.store, self.embedder, self.config = store, embedder, config
+        self.settings = config.inversion
+        self.directory = inverter_dir(run_dir)
+        self.progress = progress or (lambda stage, done, total: None)
+        self.rng = np.random.default_rng(seed)
+        args = config.inverter
+        self.train_set, self.held_out = split_examples(store, embedder.tokenizer_path, args.max_tokens,
+                                                       self.settings.held_out_every)
+        if len(self.train_set.ids) < 2:
+            raise InputError(f"{store.path} has {len(self.train_set.ids)} concepts of <= {args.max_tokens} tokens "
+                             f"outside the held-out set: too few to train an inverter")
+        self.vocab = InverterVocab.from_texts(embedder.tokenizer_path, self.train_set.texts)
+        self.tokens = self.vocab.encode(self.train_set.texts, args.max_tokens)
+        self.held_tokens = self.vocab.encode(self.held_out.texts[:EVAL_TEXTS], args.max_tokens) \
+            if len(self.held_out.ids) else None
+        self.neighbours = nearest_others(self.train_set.vectors)
+        self.corrupted = embed(embedder, corrupt(self.train_set.texts, self.vocab, self.rng), "embedding near misses",
+                               self.progress)
+        self.model = Inverter(replace(args, concept_dim=store.dim, vocab_size=self.vocab.size))
+        table = embedder.word_embeddings() if hasattr(embedder, "word_embeddings") else None
+        if table is not None and table.shape[1] == args.hidden:
+            self.model.embed.weight = mx.array(self.vocab.word_embeddings(table))
+        mx.eval(self.model.parameters())
+
+    def batch(self, size: int) -> tuple[mx.array, mx.array, mx.array]:
+        rows = self.rng.integers(0, len(self.tokens), size)
+        kind = self.rng.integers(0, 3, size)[:, None]
+        hypotheses = np.where(kind == 1, self.train_set.vectors[self.neighbours[rows]], self.corrupted[rows])
+        hypotheses[kind[:, 0] == 0] = 0.0
+        return mx.array(self.train_set.vectors[rows]), mx.array(hypotheses), mx.array(self.tokens[rows])
+
+    def held_out_loss(self) -> tuple[float, float]:
+        if self.held_tokens is None:
+            return float("nan"), float("nan")
+        targets = mx.array(self.held_out.vectors[:len(self.held_tokens)])
+        loss, correct = token_loss(self.model, targets, mx.zeros_like(targets), mx.array(self.held_tokens))
+        return loss.item(), correct.item()
+
+    def train(self, should_stop: Callable[[], bool] = lambda: False) -> InverterSummary:
+        s = self.settings
+        optimizer = optim.AdamW(learning_rate(s.learning_rate, s.warmup_steps, s.steps), weight_decay=0.01)
+        state = [self.model.state, optimizer.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def step(targets, hypotheses, tokens):
+            (loss, _), grads = nn.value_and_grad(self.model, token_loss)(self.model, targets, hypotheses, tokens)
+            grads, _ = optim.clip_grad_norm(grads, 1.0)
+            optimizer.update(self.model, grads)
+            return loss
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.directory / "config.yaml")
+        telemetry = TelemetryWriter(self.directory, f"{self.run_id}-inverter-{uuid.uuid4().hex[:6]}")
+        start = time.perf_counter()
+        losses, held, done, interrupted = [], (float("nan"), float("nan")), 0, False
+        tokens_per_batch = s.batch_size * (self.tokens.shape[1] - 1)
+        for done in range(1, s.steps + 1):
+            if should_stop():
+                interrupted, done = True, done - 1
+                break
+            tick = time.perf_counter()
+            loss = step(*self.batch(s.batch_size)).item()
+            losses.append(loss)
+            telemetry.emit("step", done, loss=loss, lr=optimizer.learning_rate.item(),
+                           tokens_per_s=tokens_per_batch / (time.perf_counter() - tick),
+                           seconds=time.perf_counter() - start)
+            self.progress(f"inverter loss {loss:.3f}", done, s.steps)
+            if done % s.eval_every == 0 or done == s.steps:
+                held = self.checkpoint(telemetry, done, losses)
+        if interrupted and done:
+            held = self.checkpoint(telemetry, done, losses)
+        seconds = time.perf_counter() - start
+        telemetry.emit("run", done, status="interrupted" if interrupted else "finished", target=s.steps,
+                       seconds=seconds)
+        telemetry.close()
+        return InverterSummary(self.directory / "model", done, len(self.train_set.ids), len(self.held_out.ids),
+                               losses[0] if losses else float("nan"), float(np.mean(losses[-20:])) if losses else
+                               float("nan"), held[0], seconds, interrupted)
+
+    def checkpoint(self, telemetry: TelemetryWriter, step: int, losses: list[float]) -> tuple[float, float]:
+        held = self.held_out_loss()
+        telemetry.emit("eval", step, train_loss=float(np.mean(losses[-20:])), held_out_loss=held[0],
+                       held_out_token_accuracy=held[1])
+        TrainedInverter(self.model, self.vocab, {}).save(self.directory / "model", {
+            "embedder": self.embedder.name, "store": str(self.store.path), "step": step,
+            "held_out_every": self.settings.held_out_every, "trained_texts": len(self.train_set.ids),
+            "held_out_loss": held[0]})
+        telemetry.emit("checkpoint", step, path=str(self.directory / "model"))
+        return held

@@ -1,0 +1,34 @@
+"""The corrector loop: re-embedded hypotheses, the best kept, stops at the target cosine or the step budget."""
+
+import numpy as np
+
+from meqg_mlx.concepts.store import ConceptStore
+from meqg_mlx.config import InversionConfig
+from meqg_mlx.inversion.corrector import Corrector
+
+
+def test_correction_never_lowers_the_cosine_and_uses_its_steps(memorized, embedder):
+    inverter = memorized[2]
+    targets = embedder.encode(["A recipe for tomato soup with fresh basil.", "The train leaves at noon.",
+                               "Hash the file and compare the digests."])
+    corrector = Corrector(inverter, embedder, InversionConfig(candidates=3, target_cosine=0.9999))
+    results = corrector.invert(targets, correction_steps=3)
+    for r in results:
+        assert r.cosine >= r.first_cosine and r.steps == 3
+        assert np.isclose(r.cosine, float(embedder.encode([r.text])[0] @ targets[results.index(r)]), atol=1e-5)
+    assert any(r.cosine > r.first_cosine for r in results)  # sampling found something closer at least once
+
+
+def test_vectors_already_decoded_well_stop_at_the_target(memorized, sentence_store_path, embedder):
+    _, vectors = ConceptStore.open(sentence_store_path).all_vectors()
+    corrector = Corrector(memorized[2], embedder, InversionConfig(target_cosine=0.5))
+    results = corrector.invert(vectors[1:4], correction_steps=5)
+    assert all(r.steps == 0 and r.text == r.first_text for r in results)
+
+
+def test_a_closer_seed_text_is_where_correction_starts(memorized, embedder):
+    texts = ["A recipe for tomato soup with fresh basil.", "The train leaves at noon."]
+    corrector = Corrector(memorized[2], embedder, InversionConfig(target_cosine=0.999))
+    seeded = corrector.invert(embedder.encode(texts), correction_steps=2, seed_texts=texts)
+    assert [r.text for r in seeded] == texts and all(r.cosine > 0.999 and r.steps == 0 for r in seeded)
+    assert all(r.first_cosine < 0.999 for r in seeded)  # the inverter alone did not get there
