@@ -15,7 +15,8 @@ joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_en
 lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
 cosine distance to the nearest store concept, and S_geo prices the context's analytic
 FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup;
-when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text.
+when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text
+(cut short where the budget ends).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def code_in(prompt: str) -> str | None:
 
 
 class DiamondEngine:
-    INVERT_SECONDS = 0.3  # budget left that an inverter pass over the episode's store misses may use
+    INVERT_SECONDS = 0.3  # budget left that an inverter pass over the episode's store misses needs to start
+    EMBED_SECONDS = 0.1   # kept back from the inverter's deadline for re-embedding its texts
 
     def __init__(self, model: VMM, store: ConceptStore, embedder: Embedder, config: MeqgConfig,
                  corrector: Corrector | None = None):
@@ -114,7 +116,7 @@ class DiamondEngine:
             context.append(self.embedder.encode([observation.text])[0])
         stopped_by = episode.roll_out(context)
         if self.corrector is not None and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS:
-            episode.invert_misses(self.corrector)
+            episode.invert_misses(self.corrector, meter.started + meter.budget.seconds - self.EMBED_SECONDS)
         response = {"text": "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in episode.concepts),
                     "concepts": episode.concepts}
         if telemetry:
@@ -176,12 +178,13 @@ class _Episode:
             self.last_delta, self.last_s_mod = record["objective"]["Delta"], record["objective"]["S_mod"]
         return "max_steps"
 
-    def invert_misses(self, corrector: Corrector) -> None:
-        """Concepts no store concept stands for get the inverter's first-pass text."""
+    def invert_misses(self, corrector: Corrector, deadline: float) -> None:
+        """Concepts no store concept stands for get the inverter's first-pass text, cut short at the deadline."""
         misses = [i for i, c in enumerate(self.concepts) if not c["hit"]]
         if not misses:
             return
-        for i, inversion in zip(misses, corrector.invert(np.stack([self.vectors[i] for i in misses]), 0)):
+        vectors = np.stack([self.vectors[i] for i in misses])
+        for i, inversion in zip(misses, corrector.invert(vectors, 0, deadline=deadline)):
             if inversion.text.strip():
                 self.concepts[i].update(text=inversion.text, source="inversion", inversion_cosine=inversion.cosine)
 

@@ -38,11 +38,14 @@ class TrainedInverter:
         return self.model.args.concept_dim
 
     def generate(self, targets: np.ndarray, hypotheses: np.ndarray | None = None,
-                 temperature: float = 0.0, seed: int = 0) -> list[str]:
-        """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass)."""
+                 temperature: float = 0.0, seed: int = 0, deadline: float | None = None) -> list[str]:
+        """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass).
+
+        Past `deadline` (time.perf_counter()) the texts end where they are.
+        """
         targets = mx.array(np.asarray(targets, np.float32))
         hypotheses = mx.zeros_like(targets) if hypotheses is None else mx.array(np.asarray(hypotheses, np.float32))
-        ids = self.model.generate(targets, hypotheses, BOS, EOS, temperature, mx.random.key(seed))
+        ids = self.model.generate(targets, hypotheses, BOS, EOS, temperature, mx.random.key(seed), deadline)
         return self.vocab.decode(np.array(ids))
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:

@@ -12,6 +12,7 @@ The best cosine never goes down from one step to the next.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,11 +57,12 @@ class Corrector:
 
     def invert(self, targets: np.ndarray, correction_steps: int | None = None, seed: int = 0,
                progress: Callable[[str, int, int], None] | None = None,
-               seed_texts: list[str] | None = None) -> list[Inversion]:
+               seed_texts: list[str] | None = None, deadline: float | None = None) -> list[Inversion]:
+        """Past `deadline` (time.perf_counter()) the first pass ends its texts early and no correction starts."""
         s = self.settings
         steps = s.correction_steps if correction_steps is None else correction_steps
         targets = check_vectors(targets, self.inverter.dim, "vectors to invert")
-        texts = self.inverter.generate(targets)
+        texts = self.inverter.generate(targets, deadline=deadline)
         embeddings, cosines = self.score(texts, targets)
         first = list(zip(texts, cosines))
         if seed_texts is not None:
@@ -71,7 +73,7 @@ class Corrector:
             rows = np.flatnonzero(cosines < s.target_cosine)
             if progress:
                 progress("correcting", step - 1, steps)
-            if not len(rows):
+            if not len(rows) or deadline is not None and time.perf_counter() > deadline:
                 break
             goal, hypothesis = targets[rows], embeddings[rows]
             candidates = [self.inverter.generate(goal, hypothesis)]

@@ -9,6 +9,7 @@ layer and start from the embedder's own word embeddings.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -119,8 +120,11 @@ class Inverter(nn.Module):
         return self.embed.as_linear(self.norm(x)) + self.bias
 
     def generate(self, targets: mx.array, hypotheses: mx.array, bos: int, eos: int,
-                 temperature: float = 0.0, key: mx.array | None = None) -> mx.array:
-        """(B, <= max_tokens - 1) token ids after BOS, greedy or sampled, EOS-padded once finished."""
+                 temperature: float = 0.0, key: mx.array | None = None, deadline: float | None = None) -> mx.array:
+        """(B, <= max_tokens - 1) token ids after BOS, greedy or sampled, EOS-padded once finished.
+
+        Past `deadline` (time.perf_counter()) it stops and returns the tokens so far.
+        """
         B = targets.shape[0]
         cache = [KVCache() for _ in self.blocks]
         logits = self(mx.full((B, 1), bos, mx.int32), self.prefix(targets, hypotheses), cache)[:, -1]
@@ -136,7 +140,7 @@ class Inverter(nn.Module):
             token = mx.where(done, eos, token).astype(mx.int32)
             out.append(token)
             done = done | (token == eos)
-            if step % 4 == 3 and bool(mx.all(done)):
+            if step % 4 == 3 and bool(mx.all(done)) or deadline is not None and time.perf_counter() > deadline:
                 break
             logits = self(token[:, None], None, cache, offset)[:, -1]
             offset += 1

@@ -7,18 +7,25 @@ import pytest
 from meqg_mlx.diamond.budget import Budget
 from meqg_mlx.diamond.engine import DiamondEngine, code_in
 from meqg_mlx.errors import InputError, MeqgError
+from meqg_mlx.inversion.training import InverterTraining
 from meqg_mlx.train.run import TrainingRun
 
+from ..inversion.conftest import tiny_config
 from ..train.test_trainer import small_config
 
 
 @pytest.fixture(scope="module")
-def engine(small_store_path, embedder, tmp_path_factory):
+def run_dir(small_store_path, tmp_path_factory):
     run = tmp_path_factory.mktemp("episode") / "run"
     config = small_config(steps=40, learning_rate=3e-3, warmup_steps=5)
     config.episode.max_steps = 6
     TrainingRun(run, small_store_path, config).train()
-    engine = DiamondEngine.from_run(run, embedder)
+    return run
+
+
+@pytest.fixture(scope="module")
+def engine(run_dir, embedder):
+    engine = DiamondEngine.from_run(run_dir, embedder)
     engine.run("warm up", [], Budget())
     return engine
 
@@ -79,3 +86,17 @@ def test_bad_prompts_tools_and_runs_are_one_line_errors(engine, tmp_path):
         engine.run("hello", ["web"])
     with pytest.raises(MeqgError, match="run.json missing"):
         DiamondEngine.from_run(tmp_path)
+
+
+def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_store, embedder):
+    InverterTraining(small_store, run_dir, embedder, tiny_config(steps=40)).train()
+    engine = DiamondEngine.from_run(run_dir, embedder)
+    assert engine.corrector is not None
+    response = engine.run("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
+    misses = [c for c in response["concepts"] if not c["hit"]]
+    assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1
+                          for c in misses)
+    assert response["text"].splitlines() == [c["text"] for c in response["concepts"]]
+    started = time.perf_counter()
+    engine.run("Read a file line by line.", ["store"], Budget(seconds=1.0, max_flops=1e15))
+    assert time.perf_counter() - started <= 1.1
