@@ -70,7 +70,7 @@ class RunState:
             self.ended = None
         objective, terms = r.get("objective") or {}, r.get("terms") or {}
         gate = r.get("gate")
-        loss = None
+        loss = _number(r.get("loss"))  # the inverter's records carry their loss as is
         if _number(terms.get("distance")) is not None and _number(terms.get("contrastive")) is not None:
             loss = terms["distance"] + terms["contrastive"]
         values = {"loss": loss, "phi": r.get("phi"), "accept_rate": r.get("accept_rate"), "kappa": r.get("kappa"),

@@ -64,3 +64,13 @@ def test_new_events_are_handed_out_once(recorded_records):
         state.apply(record)
     fresh = state.new_events(seen)
     assert fresh and fresh[-1][1] == "run" and state.new_events(state.events_seen) == []
+
+
+def test_inverter_telemetry_shows_its_loss_and_learning_rate():
+    """`meqg monitor RUN/inverter` follows `meqg inverter train` (its step records: loss, lr, tokens/s)."""
+    records = [{"schema": 1, "ts": 1.0 + i, "run_id": "r-inverter", "step": i, "event": "step", "loss": 8.0 - i,
+                "lr": 1e-3, "tokens_per_s": 1000.0, "seconds": float(i)} for i in range(1, 4)]
+    state = fold(records + [{"schema": 1, "ts": 9.0, "run_id": "r-inverter", "step": 3, "event": "run",
+                             "status": "finished", "target": 3, "seconds": 3.0}])
+    assert state.series["loss"] == ([1, 2, 3], [7.0, 6.0, 5.0]) and state.series["lr"][1] == [1e-3] * 3
+    assert state.ended == "finished" and state.series["phi"][1] == [None] * 3
