@@ -50,6 +50,9 @@ def decode(
         label = labels[i] if labels else f"vector {i}"
         if d.hit:
             shown = f"store cos {d.score:.3f} #{d.concept_id}: {d.text}"
+        elif d.source == "nearest":
+            shown = (f"nearest store text, closer than any inverted one after {d.correction_steps} corrections, "
+                     f"cos {d.inversion_cosine:.3f} #{d.concept_id}: {d.text}")
         elif d.source == "inversion":
             shown = (f"inverter cos {d.inversion_cosine:.3f} after {d.correction_steps} corrections"
                      f"{f' (written as #{d.written_id})' if d.written_id is not None else ''}: {d.text}")

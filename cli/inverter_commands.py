@@ -32,7 +32,14 @@ def train(
     if steps is not None:
         settings.inversion.steps = steps
     opened = ConceptStore.open(store)
-    with progress_bar() as update, stop_on_sigint() as stopped:
+    every = max(settings.inversion.steps // 10, 1)
+    with progress_bar() as bar, stop_on_sigint() as stopped:
+        def update(stage: str, done: int, total: int) -> None:
+            training_step = stage.startswith("inverter loss")
+            bar("training inverter" if training_step else stage, done, total)
+            if training_step and not console.is_terminal and (done % every == 0 or done == total):
+                out.print(f"step {done}/{total} {stage.removeprefix('inverter ')}")
+
         update("loading encoder", 0, 1)
         embedder = default_embedder(settings.store.max_tokens)
         update("loading encoder", 1, 1)

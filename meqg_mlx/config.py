@@ -116,6 +116,7 @@ class InversionConfig:
     candidates: int = 4            # per step: one greedy, the rest sampled
     temperature: float = 0.7
     target_cosine: float = 0.99    # stop correcting a vector once its best text is this close
+    seed_with_nearest: bool = True # correction starts from the nearest store text when it is closer
     write_back: bool = False       # add inverted texts to the store (source=inversion)
 
 

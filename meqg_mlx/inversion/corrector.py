@@ -30,6 +30,7 @@ class Inversion:
     steps: int             # correction steps that ran for this vector (0: first pass only)
     first_text: str
     first_cosine: float
+    from_seed: bool = False  # the best text is the seed text itself: nothing written came closer
 
 
 class Corrector:
@@ -48,12 +49,14 @@ class Corrector:
         return embeddings, cosines
 
     def keep_better(self, texts: list[str], embeddings: np.ndarray, cosines: np.ndarray, rows: np.ndarray,
-                    candidate: list[str], goal: np.ndarray) -> None:
-        """Replace, in place, the best texts of `rows` by the candidates that are closer to their goals."""
+                    candidate: list[str], goal: np.ndarray) -> np.ndarray:
+        """Replace, in place, the best texts of `rows` by the candidates that are closer; returns those rows."""
         new_embeddings, new_cosines = self.score(candidate, goal)
+        better = rows[new_cosines > cosines[rows]]
         for local in np.flatnonzero(new_cosines > cosines[rows]):
             row = rows[local]
             texts[row], embeddings[row], cosines[row] = candidate[local], new_embeddings[local], new_cosines[local]
+        return better
 
     def invert(self, targets: np.ndarray, correction_steps: int | None = None, seed: int = 0,
                progress: Callable[[str, int, int], None] | None = None,
@@ -65,8 +68,9 @@ class Corrector:
         texts = self.inverter.generate(targets, deadline=deadline)
         embeddings, cosines = self.score(texts, targets)
         first = list(zip(texts, cosines))
+        from_seed = np.zeros(len(targets), bool)
         if seed_texts is not None:
-            self.keep_better(texts, embeddings, cosines, np.arange(len(targets)), seed_texts, targets)
+            from_seed[self.keep_better(texts, embeddings, cosines, np.arange(len(targets)), seed_texts, targets)] = True
         taken = np.zeros(len(targets), np.int64)
         k = max(s.candidates, 1)
         for step in range(1, steps + 1):
@@ -82,9 +86,9 @@ class Corrector:
                                                  s.temperature, seed + step)
                 candidates += [sampled[j::k - 1] for j in range(k - 1)]
             for candidate in candidates:
-                self.keep_better(texts, embeddings, cosines, rows, candidate, goal)
+                from_seed[self.keep_better(texts, embeddings, cosines, rows, candidate, goal)] = False
             taken[rows] = step
         if progress:
             progress("correcting", steps, steps)
-        return [Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]))
+        return [Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]), bool(from_seed[i]))
                 for i in range(len(targets))]

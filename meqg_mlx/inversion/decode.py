@@ -40,11 +40,12 @@ class RunDecoder:
         decoded = self.lookup.decode(vectors)
         misses = [i for i, d in enumerate(decoded) if not d.hit]
         if misses and self.corrector is not None:
-            inversions = self.corrector.invert(vectors[misses], correction_steps,
-                                               seed_texts=[decoded[i].nearest_text or "" for i in misses])
+            seeds = [decoded[i].nearest_text or "" for i in misses] if self.settings.seed_with_nearest else None
+            inversions = self.corrector.invert(vectors[misses], correction_steps, seed_texts=seeds)
             for i, inversion in zip(misses, inversions):
                 if inversion.text.strip():
-                    decoded[i].text, decoded[i].source = inversion.text, "inversion"
+                    decoded[i].text = inversion.text
+                    decoded[i].source = "nearest" if inversion.from_seed else "inversion"
                     decoded[i].inversion_cosine, decoded[i].correction_steps = inversion.cosine, inversion.steps
             if self.settings.write_back if write_back is None else write_back:
                 self.write_back([decoded[i] for i in misses], vectors[misses])

@@ -21,7 +21,7 @@ class Decoded:
     score: float              # cosine to the nearest store concept
     concept_id: int | None    # the nearest concept (also on a miss)
     nearest_text: str | None  # its text (also on a miss)
-    source: str | None = None          # "store" | "inversion" | None (a miss nothing could decode)
+    source: str | None = None          # "store" | "inversion" | "nearest" (no inverted text came closer) | None
     inversion_cosine: float | None = None  # the vector vs the re-embedded inverter text
     correction_steps: int | None = None
     written_id: int | None = None      # the concept id it was written back to the store as

@@ -144,6 +144,7 @@ class InverterTraining:
         self.neighbours = nearest_others(self.train_set.vectors)
         self.corrupted = embed(embedder, corrupt(self.train_set.texts, self.vocab, self.rng), "embedding near misses",
                                self.progress)
+        mx.random.seed(seed)  # the same store, config and seed train the same inverter
         self.model = Inverter(replace(args, concept_dim=store.dim, vocab_size=self.vocab.size))
         table = embedder.word_embeddings() if hasattr(embedder, "word_embeddings") else None
         if table is not None and table.shape[1] == args.hidden:
