@@ -75,3 +75,16 @@ def load_vector_file(path: str | Path) -> np.ndarray:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON ({exc})") from exc
     return data["vectors"] if isinstance(data, dict) and "vectors" in data else data
+
+
+def load_tokenizer(path: str | Path):
+    """An HF tokenizer.json with padding and truncation off (callers pad per batch)."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"tokenizer not found: {path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer

@@ -15,7 +15,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..errors import InputError
-from .base import check_texts
+from .base import check_texts, load_tokenizer
 from .sentence_transformers import length_buckets
 
 
@@ -133,8 +133,6 @@ class MLXSentenceEncoder:
 
     def __init__(self, model_dir: str | Path, name: str | None = None, max_tokens: int = 128,
                  batch_size: int = 64, dtype: mx.Dtype = mx.float32):
-        from tokenizers import Tokenizer
-
         model_dir = Path(model_dir)
         try:
             modules = json.loads((model_dir / "modules.json").read_text())
@@ -155,8 +153,7 @@ class MLXSentenceEncoder:
         if dtype != mx.float32:
             self.model.set_dtype(dtype)
         mx.eval(self.model.parameters())
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.no_padding()
+        self.tokenizer = load_tokenizer(model_dir / "tokenizer.json")
         self.tokenizer.enable_truncation(max_length=min(max_tokens, self.args.max_position_embeddings))
         self.model_dir, self.name, self.dim = model_dir, name or model_dir.name, self.args.hidden_size
         self.batch_size, self.dtype = batch_size, dtype

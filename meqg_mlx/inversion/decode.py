@@ -19,19 +19,19 @@ from .lookup import Decoded, StoreLookup
 class RunDecoder:
     def __init__(self, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None):
         meta, self.config = read_run(run_dir)
-        model_dir = inverter_dir(run_dir) / "model"
-        inverter_config = inverter_dir(run_dir) / "config.yaml"
-        settings = load_config(inverter_config).inversion if inverter_config.exists() else self.config.inversion
-        self.settings = settings
+        inverter = inverter_dir(run_dir)
+        inverter_config = inverter / "config.yaml"
+        self.settings = settings = (load_config(inverter_config).inversion if inverter_config.exists()
+                                    else self.config.inversion)
         self.store = ConceptStore.open(meta["store"])
         self.embedder = embedder or default_embedder()
         self.store.check_model(self.embedder.name, self.embedder.dim)
         self.lookup = StoreLookup(self.store, settings.lookup_threshold if threshold is None else threshold)
         self.corrector = None
-        if model_dir.exists():
-            inverter = TrainedInverter.load(model_dir)
-            self.store.check_model(inverter.meta.get("embedder", "?"), inverter.dim)
-            self.corrector = Corrector(inverter, self.embedder, settings)
+        if (inverter / "model").exists():
+            trained = TrainedInverter.load(inverter / "model")
+            self.store.check_model(trained.meta.get("embedder", "?"), trained.dim)
+            self.corrector = Corrector(trained, self.embedder, settings)
 
     def vectors(self, vectors: np.ndarray, correction_steps: int | None = None,
                 write_back: bool | None = None) -> list[Decoded]:

@@ -10,22 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..encoder.base import load_tokenizer
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = 4
-
-
-def load_tokenizer(path: str | Path):
-    from tokenizers import Tokenizer
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"tokenizer not found: {path}")
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
 
 
 class InverterVocab:

@@ -24,13 +24,13 @@ import numpy as np
 
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, save_config
-from ..encoder.base import Embedder
+from ..encoder.base import Embedder, load_tokenizer
 from ..errors import InputError
 from ..train.run import run_for_store
 from ..train.telemetry import TelemetryWriter
 from .checkpoint import TrainedInverter, inverter_dir
 from .inverter import Inverter
-from .tokens import PAD, InverterVocab, load_tokenizer
+from .tokens import PAD, InverterVocab
 
 Progress = Callable[[str, int, int], None]
 EVAL_TEXTS = 256
