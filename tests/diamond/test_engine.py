@@ -1,5 +1,6 @@
 """Diamond episodes on a real run (a VMM trained briefly on the small real store)."""
 
+import dataclasses
 import time
 
 import pytest
@@ -92,6 +93,10 @@ def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_st
     InverterTraining(small_store, run_dir, embedder, tiny_config(steps=40)).train()
     engine = DiamondEngine.from_run(run_dir, embedder)
     assert engine.corrector is not None
+    # a lookup threshold no predicted concept reaches: every concept is a store miss, whatever the VMM learned
+    config = engine.config
+    engine = engine.with_config(dataclasses.replace(
+        config, inversion=dataclasses.replace(config.inversion, lookup_threshold=0.99999)))
     response = engine.run("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
     misses = [c for c in response["concepts"] if not c["hit"]]
     assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1
