@@ -25,7 +25,7 @@ def train(
     """Train the inverter; Ctrl-C stops after the current step and saves it."""
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import load_config
-    from meqg_mlx.encoder import default_embedder
+    from meqg_mlx.encoder import embedder_from_config
     from meqg_mlx.inversion.training import InverterTraining
 
     settings = load_config(config)
@@ -41,7 +41,7 @@ def train(
                 out.print(f"step {done}/{total} {stage.removeprefix('inverter ')}")
 
         update("loading encoder", 0, 1)
-        embedder = default_embedder(settings.store.max_tokens)
+        embedder = embedder_from_config(settings)
         update("loading encoder", 1, 1)
         training = InverterTraining(opened, run, embedder, settings, update)
         console.print(f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "

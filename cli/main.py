@@ -69,14 +69,15 @@ def data_build(
 def build(store: Path, source: list[str], limit: Optional[int], config: Optional[Path], text_column: str) -> None:
     from meqg_mlx.concepts import build_store
     from meqg_mlx.config import load_config
-    from meqg_mlx.encoder import default_embedder
+    from meqg_mlx.encoder import embedder_from_config
 
     from .progress import progress_bar
 
-    settings = load_config(config).store
+    loaded = load_config(config)
+    settings = loaded.store
     with progress_bar() as update:
         update("loading encoder", 0, 1)
-        embedder = default_embedder(settings.max_tokens)
+        embedder = embedder_from_config(loaded)
         update("loading encoder", 1, 1)
         summary = build_store(store, source, embedder, settings, limit, update, text_column)
     out.print(
@@ -89,13 +90,20 @@ def build(store: Path, source: list[str], limit: Optional[int], config: Optional
 
 
 @app.command()
-def encode(texts: list[str] = typer.Argument(..., help="Texts to embed.")) -> None:
-    """Print the default encoder's unit vectors as JSON: {model, dim, vectors}."""
-    from meqg_mlx.encoder import default_embedder
+def encode(texts: list[str] = typer.Argument(..., help="Texts to embed."),
+           backend: str = typer.Option("mlx", help="mlx (meqg's port) | torch (sentence-transformers)."),
+           model: Optional[Path] = typer.Option(None, help="A local sentence-transformers directory "
+                                                           "[default: bundled all-MiniLM-L6-v2]."),
+           dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 (mlx)."),
+           output: str = typer.Option("sentence", help="sentence (the model's own vector) | mean "
+                                                       "(unnormalised mean-pooled states, for GTR inverters; mlx)."),
+           max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens.")) -> None:
+    """Print vectors as JSON: {model, dim, normalized, vectors}."""
+    from meqg_mlx.encoder import load_embedder
 
-    embedder = default_embedder()
+    embedder = load_embedder(backend, str(model or ""), dtype, max_tokens, output)
     vectors = embedder.encode(list(texts))
-    print(json.dumps({"model": embedder.name, "dim": embedder.dim,
+    print(json.dumps({"model": embedder.name, "dim": embedder.dim, "normalized": embedder.normalized,
                       "vectors": [[round(float(x), 7) for x in row] for row in vectors]}))
 
 

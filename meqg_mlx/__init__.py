@@ -4,8 +4,9 @@ import os
 
 os.environ.setdefault("LANCEDB_LOG", "error")
 
-from .backend import configure_blas  # noqa: E402
+from .backend import configure_blas, keep_freed_buffers  # noqa: E402
 
 configure_blas()
+keep_freed_buffers()
 
 __version__ = "0.1.0"

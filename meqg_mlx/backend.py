@@ -24,7 +24,12 @@ OPENBLAS_CANDIDATES = (
     "/usr/lib/libopenblas.so.0",
 )
 
-_state: dict[str, str | None] = {"openblas": None, "reason": None}
+_state: dict[str, str | None] = {"openblas": None, "reason": None, "malloc": None}
+
+# glibc mallopt parameters
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 2**20
+TRIM_THRESHOLD_BYTES = 512 * 2**20
 
 
 def system_openblas() -> str | None:
@@ -65,6 +70,30 @@ def configure_blas() -> None:
         return
     _state["openblas"] = path
     _state["reason"] = f"system OpenBLAS {path}"
+
+
+def keep_freed_buffers() -> None:
+    """Let glibc reuse freed MLX CPU buffers instead of returning them to the OS.
+
+    MLX's CPU backend mallocs a fresh buffer per op output; above glibc's mmap
+    threshold each one is mmapped, page-faulted in and unmapped again. Measured on a
+    2-core VM: a (2560, 1536) GELU 65 ms -> 27 ms, 11k page faults -> 0 per call.
+    Buffers up to 32 MiB come from the heap, and up to 512 MiB of freed heap is kept.
+    Set MEQG_MALLOC_TUNING=0 to opt out; a no-op where glibc is not the C library.
+    """
+    if _state["malloc"] is not None:
+        return
+    if platform.system() != "Linux" or os.environ.get("MEQG_MALLOC_TUNING", "1") == "0":
+        _state["malloc"] = "default (tuning off or not Linux)"
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                  TRIM_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        ok = False
+    _state["malloc"] = ("glibc: buffers <= 32 MiB reused from the heap" if ok
+                        else "default (glibc mallopt unavailable)")
 
 
 def blas_description() -> str:
@@ -118,6 +147,7 @@ def doctor_report(measure: bool = True) -> dict[str, object]:
         "cuda_available": bool(getattr(mx, "cuda", None) and mx.cuda.is_available()),
         "blas": blas_description(),
         "blas_libraries": loaded_blas_libraries(),
+        "malloc": _state["malloc"] or "default",
         "versions": versions,
     }
     if measure:

@@ -100,6 +100,15 @@ class RegimeConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """Text -> concept vectors."""
+
+    backend: str = "mlx"     # mlx | torch (sentence-transformers, the reference; faster on x86 CPUs)
+    model: str = ""          # a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2
+    dtype: str = "float32"   # float32 | float16 | bfloat16 (mlx backend)
+
+
+@dataclass
 class InversionConfig:
     """Vectors back to text."""
 
@@ -138,6 +147,7 @@ class MeqgConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     vmm: ModelArgs = field(default_factory=ModelArgs)  # the model file's own ModelArgs
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     regime: RegimeConfig = field(default_factory=RegimeConfig)

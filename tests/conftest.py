@@ -1,4 +1,4 @@
-"""Shared fixtures: the real bundled encoder and a small real store built once per session."""
+"""Shared fixtures: the real bundled encoder (MLX, and the PyTorch reference) and small real stores."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ def embedder():
     from meqg_mlx.encoder import default_embedder
 
     return default_embedder()
+
+
+@pytest.fixture(scope="session")
+def reference_embedder():
+    """sentence-transformers (PyTorch): what the MLX encoder is checked against."""
+    from meqg_mlx.encoder import load_embedder
+
+    return load_embedder(backend="torch")
 
 
 @pytest.fixture(scope="session")

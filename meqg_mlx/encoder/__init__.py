@@ -1,6 +1,5 @@
-"""Text -> unit concept vectors."""
+"""Text -> concept vectors: MLX ports of sentence encoders, sentence-transformers as the reference."""
 
-from .base import Embedder, check_vectors, default_embedder
-from .sentence_transformers import SentenceTransformerEmbedder
+from .base import Embedder, check_vectors, default_embedder, embedder_from_config, load_embedder
 
-__all__ = ["Embedder", "SentenceTransformerEmbedder", "check_vectors", "default_embedder"]
+__all__ = ["Embedder", "check_vectors", "default_embedder", "embedder_from_config", "load_embedder"]

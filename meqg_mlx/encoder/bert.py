@@ -1,22 +1,17 @@
-"""BERT-family sentence encoder in MLX (all-MiniLM-L6-v2 and its kin), loaded from a local
-sentence-transformers directory: HF weights renamed in `sanitize`, the pooling its
-1_Pooling/config.json names, unit rows when modules.json has a Normalize module.
+"""BERT-family encoder in MLX (all-MiniLM-L6-v2 and its kin): HF BertModel weights renamed
+in `sanitize`. `mlx_encoder.MLXSentenceEncoder` adds pooling and normalisation.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, fields
-from pathlib import Path
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
 from ..errors import InputError
-from .base import check_texts, load_tokenizer
-from .sentence_transformers import length_buckets
 
 
 @dataclass
@@ -35,6 +30,34 @@ class ModelArgs:
         if config.get("hidden_act", "gelu") != "gelu":
             raise InputError(f"unsupported hidden_act {config['hidden_act']!r} (BERT's exact gelu only)")
         return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
+
+# Eigen's float32 erf: an odd rational polynomial on [-4, 4] (erf is +-1 beyond to float precision).
+# Plain multiply-adds fuse under mx.compile; MLX's CPU erf is scalar and took half of the encoder's time.
+ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                   -7.37332916720468e-03, -1.42647390514189e-02)
+
+
+def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:
+    out = coefficients[0]
+    for c in coefficients[1:]:
+        out = out * x + c
+    return out
+
+
+@partial(mx.compile, shapeless=True)
+def gelu(x: mx.array) -> mx.array:
+    """Exact (erf) GELU to float32 rounding, 8x faster than nn.gelu on MLX's CPU backend.
+
+    Evaluated in float32: the small coefficients underflow in float16.
+    """
+    x32 = x.astype(mx.float32)
+    z = mx.clip(x32 * 0.7071067811865476, -4.0, 4.0)
+    z2 = z * z
+    erf = z * _horner(ERF_NUMERATOR, z2) / _horner(ERF_DENOMINATOR, z2)
+    return (0.5 * x32 * (1.0 + erf)).astype(x.dtype)
 
 
 class Embeddings(nn.Module):
@@ -79,7 +102,7 @@ class Layer(nn.Module):
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
         x = self.attention_norm(x + self.attention(x, mask))
-        return self.output_norm(x + self.output(nn.gelu(self.intermediate(x))))
+        return self.output_norm(x + self.output(gelu(self.intermediate(x))))
 
 
 class Bert(nn.Module):
@@ -114,64 +137,4 @@ class Bert(nn.Module):
             for pattern, replacement in renames:
                 name = re.sub(pattern, replacement, name)
             out[name.replace(".gamma", ".weight").replace(".beta", ".bias")] = value
-        return out
-
-
-def pool(states: mx.array, attention_mask: mx.array, mode: str) -> mx.array:
-    mask = attention_mask[..., None].astype(states.dtype)
-    if mode == "mean":
-        return (states * mask).sum(axis=1) / mx.maximum(mask.sum(axis=1), 1e-9)
-    if mode == "cls":
-        return states[:, 0]
-    if mode == "max":
-        return mx.where(mask > 0, states, -1e9).max(axis=1)
-    raise InputError(f"unsupported pooling {mode!r} (mean, cls, max)")
-
-
-class MLXSentenceEncoder:
-    """A sentence-transformers BERT/MiniLM directory run in MLX; same vectors as the PyTorch reference."""
-
-    def __init__(self, model_dir: str | Path, name: str | None = None, max_tokens: int = 128,
-                 batch_size: int = 64, dtype: mx.Dtype = mx.float32):
-        model_dir = Path(model_dir)
-        try:
-            modules = json.loads((model_dir / "modules.json").read_text())
-            config = json.loads((model_dir / "config.json").read_text())
-            self.args = ModelArgs.from_config(config)
-            pooling = json.loads((model_dir / "1_Pooling" / "config.json").read_text())
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"not a sentence-transformers BERT directory: {model_dir} ({exc})") from exc
-        modes = [m for m in ("mean", "cls", "max") if pooling.get(f"pooling_mode_{m}_tokens" if m != "cls"
-                                                                  else "pooling_mode_cls_token")]
-        if len(modes) != 1:
-            raise InputError(f"{model_dir}: one pooling mode expected, config names {modes or 'none'}")
-        self.pooling = modes[0]
-        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
-        self.model = Bert(self.args)
-        self.model.load_weights(list(Bert.sanitize(mx.load(str(model_dir / "model.safetensors"))).items()),
-                                strict=True)
-        if dtype != mx.float32:
-            self.model.set_dtype(dtype)
-        mx.eval(self.model.parameters())
-        self.tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-        self.tokenizer.enable_truncation(max_length=min(max_tokens, self.args.max_position_embeddings))
-        self.model_dir, self.name, self.dim = model_dir, name or model_dir.name, self.args.hidden_size
-        self.batch_size, self.dtype = batch_size, dtype
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        check_texts(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(texts)
-        lengths = np.array([len(e.ids) for e in encodings])
-        for batch in length_buckets(lengths, self.batch_size):
-            width = int(lengths[batch].max())
-            ids = np.zeros((len(batch), width), np.int32)
-            mask = np.zeros((len(batch), width), np.int32)
-            for row, i in enumerate(batch):
-                ids[row, :lengths[i]], mask[row, :lengths[i]] = encodings[i].ids, 1
-            mask_array = mx.array(mask)
-            vectors = pool(self.model(mx.array(ids), mask_array), mask_array, self.pooling).astype(mx.float32)
-            if self.normalize:
-                vectors = vectors / mx.maximum(mx.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            out[batch] = np.array(vectors)
         return out

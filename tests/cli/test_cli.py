@@ -32,11 +32,13 @@ def test_store_stats_search_show(small_store_path):
     assert shown.returncode == 0 and hits[0]["text"].splitlines()[0] in shown.stdout
 
 
-def test_encode_prints_unit_vectors():
-    result = meqg("encode", "hello world", "sort a list")
-    data = json.loads(result.stdout)
-    assert data["dim"] == 384 and len(data["vectors"]) == 2
-    assert abs(sum(x * x for x in data["vectors"][0]) - 1) < 1e-4
+def test_encode_prints_unit_vectors_from_either_backend():
+    mlx = json.loads(meqg("encode", "hello world", "sort a list").stdout)
+    torch = json.loads(meqg("encode", "--backend", "torch", "hello world", "sort a list").stdout)
+    assert mlx["dim"] == torch["dim"] == 384 and len(mlx["vectors"]) == 2 and mlx["normalized"]
+    assert mlx["model"] == torch["model"] == "all-MiniLM-L6-v2"
+    assert abs(sum(x * x for x in mlx["vectors"][0]) - 1) < 1e-4
+    assert sum(a * b for a, b in zip(mlx["vectors"][1], torch["vectors"][1])) > 0.99999
 
 
 def one_line_error(result, text):
@@ -49,6 +51,10 @@ def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
     one_line_error(meqg("store", "stats", "--store", str(tmp_path / "missing")), "no concept store at")
     one_line_error(meqg("store", "show", "99999999", "--store", str(small_store_path)), "no concept with id")
     one_line_error(meqg("encode", ""), "text #0 is empty")
+    one_line_error(meqg("encode", "--backend", "jax", "hi"), "unknown encoder backend 'jax'")
+    one_line_error(meqg("encode", "--model", str(tmp_path / "nope"), "hi"), "encoder model directory not found")
+    one_line_error(meqg("encode", "--model", str(tmp_path), "hi"), "not a sentence-transformers model directory")
+    one_line_error(meqg("encode", "--backend", "torch", "--dtype", "float16", "hi"), "need --backend mlx")
     corrupt = tmp_path / "corrupt"
     shutil.copytree(small_store_path, corrupt)
     (corrupt / "meqg_store.json").write_text("garbage")
