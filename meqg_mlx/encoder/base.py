@@ -32,8 +32,8 @@ def check_texts(texts: list[str]) -> None:
             raise InputError(f"text #{i} is empty")
 
 
-def check_vectors(vectors: object, dim: int, what: str = "vectors") -> np.ndarray:
-    """Validate user vectors: 2-D, width `dim`, finite, non-zero; returns unit float32 rows."""
+def check_vectors(vectors: object, dim: int, what: str = "vectors", unit: bool = True) -> np.ndarray:
+    """Validate user vectors: 2-D, width `dim`, finite, non-zero; returns float32 rows, unit ones if `unit`."""
     try:
         array = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -50,7 +50,7 @@ def check_vectors(vectors: object, dim: int, what: str = "vectors") -> np.ndarra
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     if (norms == 0).any():
         raise InputError(f"{what}: row {int(np.argmin(norms))} is all zeros")
-    return array / norms
+    return array / norms if unit else array
 
 
 BACKENDS = ("mlx", "torch")

@@ -38,10 +38,12 @@ class TrainedInverter:
         return self.model.args.concept_dim
 
     def generate(self, targets: np.ndarray, hypotheses: np.ndarray | None = None,
-                 temperature: float = 0.0, seed: int = 0, deadline: float | None = None) -> list[str]:
+                 temperature: float = 0.0, seed: int = 0, deadline: float | None = None,
+                 hypothesis_texts: list[str] | None = None) -> list[str]:
         """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass).
 
-        Past `deadline` (time.perf_counter()) the texts end where they are.
+        Past `deadline` (time.perf_counter()) the texts end where they are. This inverter reads
+        hypotheses as vectors only; `hypothesis_texts` is for vec2text correctors, which read tokens too.
         """
         targets = mx.array(np.asarray(targets, np.float32))
         hypotheses = mx.zeros_like(targets) if hypotheses is None else mx.array(np.asarray(hypotheses, np.float32))

@@ -7,7 +7,8 @@ inverter the target, the embedding of the best text so far and their difference,
 writes `candidates` new texts (one greedy, the rest sampled), re-embeds them with the
 same embedder and keeps whichever text is closest to the target. A vector stops once
 its best text reaches `target_cosine`; the loop stops after `correction_steps`.
-The best cosine never goes down from one step to the next.
+The best cosine never goes down from one step to the next. The inverter is ours
+(checkpoint.TrainedInverter) or a pretrained vec2text pair (vec2text.Vec2TextInverter).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 
 from ..config import InversionConfig
 from ..encoder.base import Embedder, check_vectors
-from .checkpoint import TrainedInverter
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Inversion:
 
 
 class Corrector:
-    def __init__(self, inverter: TrainedInverter, embedder: Embedder, settings: InversionConfig | None = None):
+    def __init__(self, inverter, embedder: Embedder, settings: InversionConfig | None = None):
         self.inverter, self.embedder = inverter, embedder
         self.settings = settings or InversionConfig()
 
@@ -45,7 +45,8 @@ class Corrector:
         written = [i for i, text in enumerate(texts) if text.strip()]
         if written:
             embeddings[written] = self.embedder.encode([texts[i] for i in written])
-            cosines[written] = np.einsum("ij,ij->i", embeddings[written], targets[written])
+            cosines[written] = np.einsum("ij,ij->i", embeddings[written], targets[written]) / (
+                np.linalg.norm(embeddings[written], axis=1) * np.linalg.norm(targets[written], axis=1))
         return embeddings, cosines
 
     def keep_better(self, texts: list[str], embeddings: np.ndarray, cosines: np.ndarray, rows: np.ndarray,
@@ -64,7 +65,7 @@ class Corrector:
         """Past `deadline` (time.perf_counter()) the first pass ends its texts early and no correction starts."""
         s = self.settings
         steps = s.correction_steps if correction_steps is None else correction_steps
-        targets = check_vectors(targets, self.inverter.dim, "vectors to invert")
+        targets = check_vectors(targets, self.inverter.dim, "vectors to invert", unit=self.embedder.normalized)
         texts = self.inverter.generate(targets, deadline=deadline)
         embeddings, cosines = self.score(texts, targets)
         first = list(zip(texts, cosines))
@@ -79,11 +80,12 @@ class Corrector:
                 progress("correcting", step - 1, steps)
             if not len(rows) or deadline is not None and time.perf_counter() > deadline:
                 break
-            goal, hypothesis = targets[rows], embeddings[rows]
-            candidates = [self.inverter.generate(goal, hypothesis)]
+            goal, hypothesis, written = targets[rows], embeddings[rows], [texts[i] for i in rows]
+            candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
             if k > 1:
                 sampled = self.inverter.generate(np.repeat(goal, k - 1, 0), np.repeat(hypothesis, k - 1, 0),
-                                                 s.temperature, seed + step)
+                                                 s.temperature, seed + step,
+                                                 hypothesis_texts=[t for t in written for _ in range(k - 1)])
                 candidates += [sampled[j::k - 1] for j in range(k - 1)]
             for candidate in candidates:
                 from_seed[self.keep_better(texts, embeddings, cosines, rows, candidate, goal)] = False

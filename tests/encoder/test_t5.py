@@ -8,6 +8,8 @@ import torch
 from meqg_mlx.encoder.mlx_encoder import MLXSentenceEncoder
 from meqg_mlx.encoder.t5 import T5Encoder, relative_position_buckets
 
+from ..conftest import SENTENCES
+
 TEXTS = ["Return the sorted list.", "Open a file and read it line by line, closing it afterwards.",
          "x", "The quick brown fox jumps over the lazy dog " * 12]
 
@@ -17,12 +19,12 @@ def build_tiny_gtr(directory, feed_forward_proj: str, seed: int):
     from pydoc_data.topics import topics
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
     tokenizer = Tokenizer(models.Unigram())
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.train_from_iterator([topics[t] for t in sorted(topics)[:40]],
+    tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tokenizer.train_from_iterator([topics[t] for t in sorted(topics)[:40]] + SENTENCES,
                                   trainers.UnigramTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
                                                           unk_token="<unk>"))
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])

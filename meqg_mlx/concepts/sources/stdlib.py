@@ -17,6 +17,7 @@ import inspect
 import io
 import json
 import pkgutil
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from ...sandbox import run_python
 from ...errors import InputError
 from . import ConceptRecord
 from .prose import document_records, paragraphs
+
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 SKIP_MODULES = {"antigravity", "this", "turtledemo", "test", "pydoc_data", "xxsubtype", "xxlimited",
                 "xxlimited_35", "msilib", "winreg", "winsound", "msvcrt", "nt", "__main__", "__phello__",
@@ -96,8 +99,9 @@ def _display(qualname: str) -> str:
 
 
 def _signature(obj) -> str:
+    """The call signature, with default values' memory addresses cut out: the same text in every process."""
     try:
-        return str(inspect.signature(obj))
+        return ADDRESS.sub("", str(inspect.signature(obj)))
     except Exception:  # noqa: BLE001  (C signatures can evaluate arbitrary defaults)
         return "(...)" if callable(obj) else ""
 

@@ -27,6 +27,13 @@ def test_code_concepts_have_name_signature_docstring_and_relations():
     assert prose and all(("py:json.dumps", "describes", 0.5) in r.relations for r in prose)
 
 
+def test_signatures_carry_no_memory_addresses():
+    """Default values such as difflib's IS_CHARACTER_JUNK print with an address: the text (and the
+    store built from it) would differ in every process."""
+    junk = {r.key: r for r in stdlib_code(["difflib"])}["py:difflib.HtmlDiff"]
+    assert "charjunk=<function IS_CHARACTER_JUNK>" in junk.text and " at 0x" not in junk.text
+
+
 def test_doctests_run_in_the_sandbox_and_are_recorded():
     records = {r.key: r for r in stdlib_code(["statistics"])}
     assert records["py:statistics.mean"].validation == "passed"
