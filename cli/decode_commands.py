@@ -26,10 +26,17 @@ def decode(
                                                               "config inversion.correction_steps]."),
     write_back: Optional[bool] = typer.Option(None, "--write-back/--no-write-back", help="Add inverted texts to "
                                               "the store (source=inversion) [default: config inversion.write_back]."),
+    vec2text: Optional[Path] = typer.Option(None, "--vec2text", help="A pretrained vec2text inversion model "
+                                            "directory to invert with [default: config inversion.vec2text_inverter]."),
+    vec2text_corrector: Optional[Path] = typer.Option(None, help="Its corrector directory."),
+    vec2text_embedder: Optional[Path] = typer.Option(None, help="The sentence-transformers directory vec2text "
+                                                     "inverts (gtr-t5-base)."),
+    column: Optional[str] = typer.Option(None, help="The store's vector column of that embedder's vectors "
+                                                    "(`meqg store add-vectors`, `meqg store project`)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Vectors back to text: the nearest store concept when it is close enough, else the run's inverter
-    (`meqg inverter train`) with the corrector loop."""
+    (`meqg inverter train`), or a pretrained vec2text model, with the corrector loop."""
     import dataclasses
 
     from meqg_mlx.encoder.base import load_vector_file
@@ -38,7 +45,8 @@ def decode(
 
     if bool(texts) == (vectors is not None):
         raise InputError("give either TEXT... or --vectors FILE")
-    decoder = RunDecoder(run, threshold)
+    decoder = RunDecoder(run, threshold, vec2text={"inverter": vec2text, "corrector": vec2text_corrector,
+                                                   "embedder": vec2text_embedder, "column": column})
     if vectors is not None:
         decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None
     else:

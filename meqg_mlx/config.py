@@ -127,6 +127,12 @@ class InversionConfig:
     target_cosine: float = 0.99    # stop correcting a vector once its best text is this close
     seed_with_nearest: bool = True # correction starts from the nearest store text when it is closer
     write_back: bool = False       # add inverted texts to the store (source=inversion)
+    # pretrained vec2text in place of the run's inverter: the store needs a vector column from the
+    # vec2text embedder (`meqg store add-vectors`) and a projection to it (`meqg store project`)
+    vec2text_inverter: str = ""    # vec2text inversion checkpoint directory
+    vec2text_corrector: str = ""   # its corrector checkpoint directory (optional)
+    vec2text_embedder: str = ""    # the sentence-transformers directory it inverts (gtr-t5-base)
+    vec2text_column: str = ""      # the store's vector column of that embedder's vectors
 
 
 @dataclass

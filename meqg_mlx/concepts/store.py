@@ -218,7 +218,7 @@ class ConceptStore:
                              f"not one of the store's own columns")
         existing = self.vector_columns().get(name)
         if existing is not None:
-            self._check_column_model(name, origin_model, dim)
+            self.check_column_model(name, origin_model, dim)
             return
         if name not in self.table.schema.names:  # present after a crash between the two commits below
             self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
@@ -226,7 +226,7 @@ class ConceptStore:
                                        name: {"origin_model": origin_model, "dim": dim, "normalized": normalized}}
         _write_json_atomic(self.path / META_FILE, self.meta)
 
-    def _check_column_model(self, name: str, origin_model: str, dim: int) -> None:
+    def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
         if dim != column["dim"] or origin_model != column["origin_model"]:
             raise StoreError(f"vector column {name!r} holds {column['dim']}-d vectors from {column['origin_model']}; "
@@ -247,7 +247,7 @@ class ConceptStore:
         if name == "vector":
             raise StoreError("the main vector column is written by add(), not write_column")
         vectors = np.asarray(vectors, dtype=np.float32)
-        self._check_column_model(name, origin_model, vectors.shape[-1] if vectors.ndim == 2 else -1)
+        self.check_column_model(name, origin_model, vectors.shape[-1] if vectors.ndim == 2 else -1)
         checked = check_vectors(vectors, column["dim"], f"vectors for column {name!r}")
         update = pa.table({"concept_id": pa.array(np.asarray(ids), pa.int64()),
                            name: vectors_column(checked if column["normalized"] else vectors, column["dim"])})

@@ -2,33 +2,79 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from ..concepts.store import ConceptStore, NewConcept, normalize_text
-from ..config import load_config
-from ..encoder import embedder_from_config
+from ..concepts.cascade import LinearProjection
+from ..config import InversionConfig, load_config
+from ..encoder import embedder_from_config, load_embedder
+from ..errors import InputError
 from ..encoder.base import Embedder, check_texts, check_vectors
 from ..train.run import read_run
 from .checkpoint import TrainedInverter, inverter_dir
-from .corrector import Corrector
+from .corrector import Corrector, Inversion
 from .lookup import Decoded, StoreLookup
 
 
+class ProjectedCorrector:
+    """A corrector in another model's space: targets mapped there by the store's projection,
+    cosines reported back in the run's own space (the written text re-embedded by `embedder`)."""
+
+    def __init__(self, corrector: Corrector, projection: LinearProjection, embedder: Embedder):
+        self.corrector, self.projection, self.embedder = corrector, projection, embedder
+
+    def invert(self, targets: np.ndarray, correction_steps: int | None = None, **options) -> list[Inversion]:
+        targets = check_vectors(targets, self.projection.weight.shape[0], "vectors to invert")
+        inversions = self.corrector.invert(self.projection(targets), correction_steps, **options)
+        written = [i for i, inversion in enumerate(inversions) if inversion.text.strip()]
+        if written:
+            embedded = self.embedder.encode([inversions[i].text for i in written])
+            for i, vector in zip(written, embedded):
+                inversions[i].cosine = float(vector @ targets[i])
+        return inversions
+
+
+def vec2text_corrector(store: ConceptStore, settings: InversionConfig, embedder: Embedder) -> ProjectedCorrector:
+    """vec2text models on the store's column of their embedder's vectors, reached by the store's projection."""
+    from .vec2text import Vec2TextInverter
+
+    name = settings.vec2text_column
+    column = store.vector_columns().get(name)
+    if column is None or not settings.vec2text_embedder:
+        raise InputError(f"vec2text needs inversion.vec2text_embedder and a store vector column of its vectors "
+                         f"(inversion.vec2text_column {name!r}; `meqg store add-vectors`)")
+    vec2text_embedder = load_embedder("mlx", settings.vec2text_embedder,
+                                      output="sentence" if column["normalized"] else "mean")
+    store.check_column_model(name, vec2text_embedder.name, vec2text_embedder.dim)
+    inverter = Vec2TextInverter(settings.vec2text_inverter, Path(settings.vec2text_embedder) / "tokenizer.json",
+                                settings.vec2text_corrector or None)
+    if inverter.dim != column["dim"]:
+        raise InputError(f"the vec2text inverter reads {inverter.dim}-d vectors; column {name!r} is {column['dim']}-d")
+    return ProjectedCorrector(Corrector(inverter, vec2text_embedder, settings),
+                              LinearProjection.load(store, "vector", name), embedder)
+
+
 class RunDecoder:
-    def __init__(self, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None):
+    def __init__(self, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None,
+                 vec2text: dict[str, str] | None = None):
+        """`vec2text` overrides the inversion.vec2text_* settings (keys inverter, corrector, embedder, column)."""
         meta, self.config = read_run(run_dir)
         inverter = inverter_dir(run_dir)
         inverter_config = inverter / "config.yaml"
-        self.settings = settings = (load_config(inverter_config).inversion if inverter_config.exists()
-                                    else self.config.inversion)
+        settings = load_config(inverter_config).inversion if inverter_config.exists() else self.config.inversion
+        self.settings = settings = dataclasses.replace(
+            settings, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None})
         self.store = ConceptStore.open(meta["store"])
         self.embedder = embedder or embedder_from_config(self.config)
         self.store.check_model(self.embedder.name, self.embedder.dim)
         self.lookup = StoreLookup(self.store, settings.lookup_threshold if threshold is None else threshold)
         self.corrector = None
-        if (inverter / "model").exists():
+        if settings.vec2text_inverter:
+            self.corrector = vec2text_corrector(self.store, settings, self.embedder)
+        elif (inverter / "model").exists():
             trained = TrainedInverter.load(inverter / "model")
             self.store.check_model(trained.meta.get("embedder", "?"), trained.dim)
             self.corrector = Corrector(trained, self.embedder, settings)

@@ -82,8 +82,13 @@ def trained(tmp_path_factory):
     vocab = inverter.tokenizer.get_vocab_size()
 
     t5, first = tiny_t5(vocab), transform(vectors.shape[1])
+    scale = float(vectors.norm(dim=1).mean()) / vectors.shape[1] ** 0.5
+
+    def noisy():  # vec2text's embedder_gaussian_noise_level: robust to vectors that arrive by projection
+        return vectors + 0.3 * scale * torch.randn_like(vectors)
+
     inversion_loss = train([*t5.parameters(), *first.parameters()], lambda: t5(
-        inputs_embeds=first(vectors).reshape(len(vectors), REPEAT, D_MODEL), labels=labels).loss, 300)
+        inputs_embeds=first(noisy()).reshape(len(vectors), REPEAT, D_MODEL), labels=labels).loss, 300)
     inversion = save_vec2text(root / "inversion", {"embedding_transform": first}, t5, "InversionModel")
 
     t5c, transforms, layernorm = tiny_t5(vocab), [transform(vectors.shape[1]) for _ in range(3)], \
@@ -144,3 +149,45 @@ def test_bad_checkpoints_are_one_line_errors(trained, tmp_path):
         Vec2TextCheckpoint(broken)
     with pytest.raises(InputError, match="a corrector as the corrector"):
         Vec2TextInverter(trained["corrector"], trained["gtr"] / "tokenizer.json")
+
+
+def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trained, small_store_path, embedder,
+                                                                           tmp_path):
+    """MiniLM vectors near the sentences miss the store, are projected into the GTR column's space and
+    written by vec2text; `meqg decode --vec2text` does the same from the command line."""
+    import shutil
+
+    from meqg_mlx.concepts.cascade import LinearProjection, fill_vector_column
+    from meqg_mlx.concepts.store import ConceptStore, NewConcept
+    from meqg_mlx.config import MeqgConfig
+    from meqg_mlx.inversion.decode import RunDecoder
+    from meqg_mlx.train.run import run_for_store
+
+    from ..conftest import meqg
+
+    shutil.copytree(small_store_path, tmp_path / "store")
+    store = ConceptStore.open(tmp_path / "store")
+    first = store.reserve_ids(len(SENTENCES))
+    vectors = embedder.encode(SENTENCES)
+    store.add([NewConcept(first + i, text, v) for i, (text, v) in enumerate(zip(SENTENCES, vectors))])
+    fill_vector_column(store, "gtr_mean", trained["embedder"])
+    LinearProjection.fit(store, "vector", "gtr_mean").save(store)
+    # no seeding with the nearest store text: every text shown must be vec2text's own
+    run_for_store(tmp_path / "run", store.path, MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
+    noise = np.random.default_rng(0).normal(size=vectors.shape).astype(np.float32)
+    near = vectors + 0.02 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    options = {"inverter": trained["inversion"], "corrector": trained["corrector"], "embedder": trained["gtr"],
+               "column": "gtr_mean"}
+    decoder = RunDecoder(tmp_path / "run", threshold=0.99999, vec2text=options)
+    decoded = decoder.vectors(near, correction_steps=1)
+    exact = [d.text == text and d.source == "inversion" for d, text in zip(decoded, SENTENCES)]
+    assert sum(exact) >= 10, [(d.text, d.source, d.inversion_cosine, d.correction_steps) for d in decoded]
+    assert all(d.inversion_cosine > 0.99 for d, ok in zip(decoded, exact) if ok)  # MiniLM space, not GTR's
+    np.save(tmp_path / "near.npy", near[:3])
+    result = meqg("decode", "--run", str(tmp_path / "run"), "--vectors", str(tmp_path / "near.npy"), "--threshold",
+                  "0.99999", "--vec2text", str(trained["inversion"]), "--vec2text-embedder", str(trained["gtr"]),
+                  "--column", "gtr_mean", "--steps", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [d["text"] for d in json.loads(result.stdout)] == [d.text for d in decoded[:3]]
+    with pytest.raises(InputError, match="vector column"):
+        RunDecoder(tmp_path / "run", vec2text={**options, "column": "nope"})
