@@ -27,3 +27,9 @@ def test_missing_override_path_means_no_openblas(monkeypatch, tmp_path):
     assert backend.system_openblas() is None
     monkeypatch.setenv("MEQG_OPENBLAS", str(Path(__file__)))
     assert backend.system_openblas() == str(Path(__file__))
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="glibc malloc tuning is Linux-only")
+def test_freed_mlx_buffers_are_kept_for_reuse():
+    """meqg_mlx's import asks glibc to keep freed buffers (MLX CPU page-faulted every op output in again)."""
+    assert backend.doctor_report(measure=False)["malloc"] == "glibc: buffers <= 32 MiB reused from the heap"

@@ -19,14 +19,16 @@ def build_tiny_gtr(directory, feed_forward_proj: str, seed: int):
     from pydoc_data.topics import topics
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tokenizer.train_from_iterator([topics[t] for t in sorted(topics)[:40]] + SENTENCES,
-                                  trainers.UnigramTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
-                                                          unk_token="<unk>"))
+    # a word-level vocabulary in sorted order: the same ids in every process (Unigram training is not)
+    metaspace = pre_tokenizers.Metaspace()
+    corpus = [topics[t] for t in sorted(topics)[:5]] + SENTENCES + TEXTS
+    pieces = sorted({piece for text in corpus for piece, _ in metaspace.pre_tokenize_str(text)})
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {piece: 3 + i for i, piece in enumerate(pieces)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer, tokenizer.decoder = metaspace, decoders.Metaspace()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     torch.manual_seed(seed)
     config = T5Config(vocab_size=tokenizer.get_vocab_size(), d_model=32, d_kv=8, d_ff=64, num_layers=2,

