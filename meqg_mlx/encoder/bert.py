@@ -120,6 +120,9 @@ class Bert(nn.Module):
             x = layer(x, additive)
         return x
 
+    def token_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
         """HF BertModel names -> these modules' names (pooler and position_ids dropped)."""

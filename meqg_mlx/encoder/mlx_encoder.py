@@ -1,5 +1,5 @@
 """A local sentence-transformers directory run in MLX: the model file its config.json's
-model_type names (bert.py, t5.py), then the pooling, Dense and Normalize modules that
+model_type names (bert.py, mpnet.py, t5.py), then the pooling, Dense and Normalize modules that
 its modules.json lists, so the vectors match the PyTorch reference.
 """
 
@@ -13,11 +13,12 @@ import mlx.nn as nn
 import numpy as np
 
 from ..errors import InputError
-from . import bert, t5
+from . import bert, mpnet, t5
 from .base import check_texts, load_tokenizer
 from .sentence_transformers import length_buckets
 
-MODELS = {"bert": (bert.ModelArgs, bert.Bert), "t5": (t5.ModelArgs, t5.T5Encoder)}
+MODELS = {"bert": (bert.ModelArgs, bert.Bert), "mpnet": (mpnet.ModelArgs, mpnet.MPNet),
+          "t5": (t5.ModelArgs, t5.T5Encoder)}
 DENSE_ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": mx.tanh}
 OUTPUTS = ("sentence", "mean")
 
@@ -144,8 +145,7 @@ class MLXSentenceEncoder:
 
     def word_embeddings(self) -> np.ndarray:
         """The input token embedding table (tokenizer vocab, d): the inverter starts from it."""
-        table = self.model.embeddings.word_embeddings if hasattr(self.model, "embeddings") else self.model.shared
-        return np.array(table.weight.astype(mx.float32))
+        return np.array(self.model.token_embeddings().weight.astype(mx.float32))
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         return np.array([len(e.ids) for e in self.tokenizer.encode_batch(texts)], dtype=np.int64)

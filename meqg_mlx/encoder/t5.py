@@ -123,6 +123,9 @@ class T5Encoder(nn.Module):
             x = block(x, bias)
         return self.final_norm(x)
 
+    def token_embeddings(self) -> nn.Embedding:
+        return self.shared
+
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
         """HF T5EncoderModel / T5Model names -> these modules' names (decoder and lm_head dropped)."""

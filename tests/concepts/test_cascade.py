@@ -11,7 +11,7 @@ from meqg_mlx.encoder.mlx_encoder import MLXSentenceEncoder
 from meqg_mlx.errors import InputError, StoreError
 
 from ..conftest import meqg
-from ..encoder.test_t5 import build_tiny_gtr
+from ..encoder.tiny_models import build_tiny_gtr
 
 
 @pytest.fixture(scope="module")

@@ -8,42 +8,7 @@ import torch
 from meqg_mlx.encoder.mlx_encoder import MLXSentenceEncoder
 from meqg_mlx.encoder.t5 import T5Encoder, relative_position_buckets
 
-from ..conftest import SENTENCES
-
-TEXTS = ["Return the sorted list.", "Open a file and read it line by line, closing it afterwards.",
-         "x", "The quick brown fox jumps over the lazy dog " * 12]
-
-
-def build_tiny_gtr(directory, feed_forward_proj: str, seed: int):
-    """A sentence-transformers dir shaped like gtr-t5-base (T5 encoder, mean pooling, Dense, Normalize)."""
-    from pydoc_data.topics import topics
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
-    # a word-level vocabulary in sorted order: the same ids in every process (Unigram training is not)
-    metaspace = pre_tokenizers.Metaspace()
-    corpus = [topics[t] for t in sorted(topics)[:5]] + SENTENCES + TEXTS
-    pieces = sorted({piece for text in corpus for piece, _ in metaspace.pre_tokenize_str(text)})
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2} | {piece: 3 + i for i, piece in enumerate(pieces)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer, tokenizer.decoder = metaspace, decoders.Metaspace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    torch.manual_seed(seed)
-    config = T5Config(vocab_size=tokenizer.get_vocab_size(), d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_heads=4, feed_forward_proj=feed_forward_proj, pad_token_id=0, eos_token_id=1)
-    raw = directory / "raw"
-    T5EncoderModel(config).save_pretrained(raw)
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(raw)
-    transformer = Transformer(str(raw), max_seq_length=256)
-    model = SentenceTransformer(modules=[transformer, Pooling(32, "mean"),
-                                         Dense(32, 24, bias=False, activation_function=torch.nn.Identity()),
-                                         Normalize()], device="cpu")
-    model.save(str(directory / "gtr"))
-    return directory / "gtr", raw
-
+from .tiny_models import TEXTS, build_tiny_gtr
 
 @pytest.fixture(scope="module", params=["relu", "gated-gelu"])
 def tiny_gtr(request, tmp_path_factory):
