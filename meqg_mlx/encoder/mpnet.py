@@ -1,5 +1,5 @@
-"""MPNet encoder in MLX (all-mpnet-base-v2 and its kin): BERT-like post-norm layers with
-T5-style relative position buckets added to the scaled scores; HF MPNetModel weights
+"""MPNet encoder in MLX (all-mpnet-base-v2 and its kin): BERT's post-norm layers (bert.Layer)
+with T5-style relative position buckets added to the scaled scores; HF MPNetModel weights
 renamed in `sanitize`.
 """
 
@@ -12,7 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import InputError
-from .bert import gelu
+from .bert import Layer
 from .t5 import relative_position_buckets
 
 
@@ -33,37 +33,6 @@ class ModelArgs:
         if config.get("hidden_act", "gelu") != "gelu":
             raise InputError(f"unsupported hidden_act {config['hidden_act']!r} (MPNet's exact gelu only)")
         return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
-
-
-class Attention(nn.Module):
-    def __init__(self, args: ModelArgs):
-        super().__init__()
-        self.heads = args.num_attention_heads
-        self.scale = (args.hidden_size // self.heads) ** -0.5
-        self.q = nn.Linear(args.hidden_size, args.hidden_size)
-        self.k = nn.Linear(args.hidden_size, args.hidden_size)
-        self.v = nn.Linear(args.hidden_size, args.hidden_size)
-        self.o = nn.Linear(args.hidden_size, args.hidden_size)
-
-    def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
-        B, L, D = x.shape
-        q, k, v = (proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3) for proj in (self.q, self.k, self.v))
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=bias)
-        return self.o(o.transpose(0, 2, 1, 3).reshape(B, L, D))
-
-
-class Layer(nn.Module):
-    def __init__(self, args: ModelArgs):
-        super().__init__()
-        self.attention = Attention(args)
-        self.attention_norm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
-        self.intermediate = nn.Linear(args.hidden_size, args.intermediate_size)
-        self.output = nn.Linear(args.intermediate_size, args.hidden_size)
-        self.output_norm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
-
-    def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
-        x = self.attention_norm(x + self.attention(x, bias))
-        return self.output_norm(x + self.output(gelu(self.intermediate(x))))
 
 
 class MPNet(nn.Module):
@@ -97,7 +66,10 @@ class MPNet(nn.Module):
         """HF MPNetModel names -> these modules' names (pooler and position_ids dropped)."""
         renames = [(r"^mpnet\.", ""), (r"^embeddings\.LayerNorm", "embedding_norm"), (r"^embeddings\.", ""),
                    (r"^encoder\.relative_attention_bias", "relative_attention_bias"),
-                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.", r"layers.\1.attention."),
+                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.q\.", r"layers.\1.attention.query."),
+                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.k\.", r"layers.\1.attention.key."),
+                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.v\.", r"layers.\1.attention.value."),
+                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.o\.", r"layers.\1.attention.out."),
                    (r"^encoder\.layer\.(\d+)\.attention\.LayerNorm", r"layers.\1.attention_norm"),
                    (r"^encoder\.layer\.(\d+)\.intermediate\.dense", r"layers.\1.intermediate"),
                    (r"^encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
