@@ -133,6 +133,7 @@ class InversionConfig:
     vec2text_corrector: str = ""   # its corrector checkpoint directory (optional)
     vec2text_embedder: str = ""    # the sentence-transformers directory it inverts (gtr-t5-base)
     vec2text_column: str = ""      # the store's vector column of that embedder's vectors
+    vec2text_num_beams: int = 1    # sequence beam width of vec2text's greedy passes (its paper: 8)
 
 
 @dataclass

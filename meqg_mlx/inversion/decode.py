@@ -50,7 +50,7 @@ def vec2text_corrector(store: ConceptStore, settings: InversionConfig, embedder:
                                       output="sentence" if column["normalized"] else "mean")
     store.check_column_model(name, vec2text_embedder.name, vec2text_embedder.dim)
     inverter = Vec2TextInverter(settings.vec2text_inverter, Path(settings.vec2text_embedder) / "tokenizer.json",
-                                settings.vec2text_corrector or None)
+                                settings.vec2text_corrector or None, num_beams=settings.vec2text_num_beams)
     if inverter.dim != column["dim"]:
         raise InputError(f"the vec2text inverter reads {inverter.dim}-d vectors; column {name!r} is {column['dim']}-d")
     return ProjectedCorrector(Corrector(inverter, vec2text_embedder, settings),

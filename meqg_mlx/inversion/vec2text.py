@@ -140,6 +140,8 @@ class Vec2TextInverter:
 
     def __init__(self, inversion_dir: str | Path, tokenizer_path: str | Path, corrector_dir: str | Path | None = None,
                  max_tokens: int = 32, num_beams: int = 1):
+        if num_beams < 1 or max_tokens < 1:
+            raise InputError(f"vec2text needs num_beams >= 1 and max_tokens >= 1, got {num_beams} and {max_tokens}")
         self.inversion = Vec2TextCheckpoint(inversion_dir)
         self.corrector = Vec2TextCheckpoint(corrector_dir) if corrector_dir else None
         if self.inversion.kind != "inversion" or self.corrector is not None and self.corrector.kind != "corrector":

@@ -125,8 +125,10 @@ def test_loader_reads_the_shape_from_the_weights(trained):
 
 
 def test_inversion_model_writes_the_texts_back(trained):
-    inverter = Vec2TextInverter(trained["inversion"], trained["gtr"] / "tokenizer.json")
-    assert inverter.generate(trained["embedder"].encode(SENTENCES)) == SENTENCES
+    vectors = trained["embedder"].encode(SENTENCES)
+    assert Vec2TextInverter(trained["inversion"], trained["gtr"] / "tokenizer.json").generate(vectors) == SENTENCES
+    beams = Vec2TextInverter(trained["inversion"], trained["gtr"] / "tokenizer.json", num_beams=4)
+    assert beams.generate(vectors) == SENTENCES
 
 
 def test_corrector_reads_target_hypothesis_and_its_tokens(trained):
