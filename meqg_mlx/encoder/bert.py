@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import InputError
+from .attention import attention
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Attention(nn.Module):
         B, L, D = x.shape
         q, k, v = (proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3)
                    for proj in (self.query, self.key, self.value))
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.scale, mask=mask)
+        o = attention(q, k, v, self.scale, mask)
         return self.out(o.transpose(0, 2, 1, 3).reshape(B, L, D))
 
 

@@ -11,14 +11,22 @@ from ..errors import InputError
 from .base import check_texts
 
 
-def length_buckets(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches of indices with near-equal token lengths, so padding costs almost nothing.
+def length_buckets(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Batches of indices with near-equal token lengths, so padding costs almost nothing;
+    with `max_tokens`, a batch is also cut before rows x its longest length exceeds it.
 
     sentence-transformers sorts by characters, not tokens; sorting by token length
     measured 1.45x faster on stdlib concepts (bench/encoder figures in the notes).
     """
     order = np.argsort(lengths, kind="stable")
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        end = min(start + batch_size, len(order))
+        while max_tokens and end - start > 1 and (end - start) * lengths[order[end - 1]] > max_tokens:
+            end -= 1
+        batches.append(order[start:end])
+        start = end
+    return batches
 
 
 class SentenceTransformerEmbedder:

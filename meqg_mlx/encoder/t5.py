@@ -13,6 +13,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..errors import InputError
+from .attention import attention
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Attention(nn.Module):
     def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
         B, L, _ = x.shape
         q, k, v = (proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3) for proj in (self.q, self.k, self.v))
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0, mask=bias)  # T5 does not scale scores
+        o = attention(q, k, v, 1.0, bias)  # T5 does not scale scores
         return self.o(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
 
 

@@ -11,6 +11,8 @@ def test_length_buckets_cover_every_index_once_sorted_by_length():
     buckets = length_buckets(lengths, 3)
     assert sorted(np.concatenate(buckets).tolist()) == list(range(7))
     assert [lengths[b].max() for b in buckets] == sorted(lengths[b].max() for b in buckets)
+    capped = length_buckets(lengths, 3, max_tokens=10)  # rows x longest <= 10, one row at least
+    assert [b.tolist() for b in capped] == [[1, 6, 3], [4, 0], [5], [2]]
 
 
 def test_bucketed_encoding_equals_sentence_transformers(reference_embedder):
