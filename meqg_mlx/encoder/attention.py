@@ -29,6 +29,11 @@ def exp_nonpositive(x: mx.array) -> mx.array:
     return p
 
 
+def padding_bias(attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
+    """(B, 1, 1, L) additive mask: 0 for real tokens, -1e9 for padding (mask 0), so padded keys get no weight."""
+    return mx.where(attention_mask[:, None, None, :].astype(mx.bool_), 0.0, -1e9).astype(dtype)
+
+
 def attention(q: mx.array, k: mx.array, v: mx.array, scale: float, mask: mx.array) -> mx.array:
     """softmax(q k^T * scale + mask) v for (B, H, L, d) inputs; `mask` broadcasts to (B, H, L, L)."""
     if mx.default_device() != mx.cpu:

@@ -12,7 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import InputError
-from .attention import attention
+from .attention import attention, padding_bias
 
 
 @dataclass
@@ -116,7 +116,7 @@ class Bert(nn.Module):
     def __call__(self, ids: mx.array, attention_mask: mx.array) -> mx.array:
         """Token states (B, L, hidden); padded keys (mask 0) are never attended to."""
         x = self.embeddings(ids)
-        additive = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), 0.0, -1e9).astype(x.dtype)
+        additive = padding_bias(attention_mask, x.dtype)
         for layer in self.layers:
             x = layer(x, additive)
         return x

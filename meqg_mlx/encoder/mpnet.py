@@ -13,7 +13,8 @@ import mlx.nn as nn
 
 from ..errors import InputError
 from .bert import Layer
-from .t5 import relative_position_buckets
+from .attention import padding_bias
+from .t5 import position_bias
 
 
 @dataclass
@@ -50,10 +51,8 @@ class MPNet(nn.Module):
         length = ids.shape[1]
         positions = mx.arange(length) + self.args.pad_token_id + 1  # fairseq positions: real tokens count from pad+1
         x = self.embedding_norm(self.word_embeddings(ids) + self.position_embeddings(positions))
-        buckets = mx.array(relative_position_buckets(length, self.args.relative_attention_num_buckets, 128))
-        position = self.relative_attention_bias(buckets).transpose(2, 0, 1)[None]
-        padding = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), 0.0, -1e9)
-        bias = (position + padding).astype(x.dtype)
+        bias = (position_bias(self.relative_attention_bias, length, 128)
+                + padding_bias(attention_mask, mx.float32)).astype(x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return x

@@ -13,7 +13,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ..errors import InputError
-from .attention import attention
+from .attention import attention, padding_bias
 
 
 @dataclass
@@ -53,6 +53,12 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
                   / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact))
     large = np.minimum(max_exact + np.where(distance < max_exact, 0, scaled).astype(np.int64), half - 1)
     return buckets + np.where(distance < max_exact, distance, large)
+
+
+def position_bias(table: nn.Embedding, length: int, max_distance: int) -> mx.array:
+    """(1, heads, length, length) learned bias of each key - query offset's bucket."""
+    buckets = mx.array(relative_position_buckets(length, table.weight.shape[0], max_distance))
+    return table(buckets).transpose(2, 0, 1)[None]
 
 
 class Attention(nn.Module):
@@ -114,12 +120,8 @@ class T5Encoder(nn.Module):
     def __call__(self, ids: mx.array, attention_mask: mx.array) -> mx.array:
         """Final encoder states (B, L, d_model); padded keys (mask 0) are never attended to."""
         x = self.shared(ids)
-        length = ids.shape[1]
-        buckets = mx.array(relative_position_buckets(length, self.args.relative_attention_num_buckets,
-                                                     self.args.relative_attention_max_distance))
-        position = self.relative_attention_bias(buckets).transpose(2, 0, 1)[None]
-        padding = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), 0.0, -1e9)
-        bias = (position + padding).astype(x.dtype)
+        bias = (position_bias(self.relative_attention_bias, ids.shape[1], self.args.relative_attention_max_distance)
+                + padding_bias(attention_mask, mx.float32)).astype(x.dtype)
         for block in self.blocks:
             x = block(x, bias)
         return self.final_norm(x)
