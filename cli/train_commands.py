@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -50,8 +51,20 @@ def train(
     if console.is_terminal:
         console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
     training = TrainingRun(run, store, settings, resume, steps)
-    summary = train_with_progress(training)
+    summary = train_with_progress(training, monitor_gone())
     print_summary(summary)
+
+
+MONITOR_PID = "MEQG_MONITOR_PID"
+
+
+def monitor_gone():
+    """For a `--monitor` worker: a check that its monitor process has died (then it stops and
+    checkpoints, as on q), so a killed monitor never leaves training running on its own."""
+    parent = os.environ.pop(MONITOR_PID, None)
+    if parent is None:
+        return lambda: False
+    return lambda: os.getppid() != int(parent)
 
 
 def train_with_monitor(command: list[str], run: Path) -> None:
@@ -63,7 +76,7 @@ def train_with_monitor(command: list[str], run: Path) -> None:
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  start_new_session=True)
+                                  start_new_session=True, env={**os.environ, MONITOR_PID: str(os.getpid())})
     try:
         MonitorApp(run, worker=worker).run()
     finally:
@@ -91,8 +104,8 @@ def stop_worker(worker: subprocess.Popen, grace: float = 300.0) -> None:
         worker.wait()
 
 
-def train_with_progress(training):
-    """Run `training` with a progress line; the first Ctrl-C stops after the current step."""
+def train_with_progress(training, also_stop=lambda: False):
+    """Run `training` with a progress line; the first Ctrl-C (or `also_stop()`) stops after the current step."""
     total = training.config.train.steps
     columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn())
     every = max(total // 10, 1)
@@ -105,7 +118,7 @@ def train_with_progress(training):
             if not console.is_terminal and (record["step"] % every == 0 or record["step"] == total):
                 out.print(f"step {record['step']}/{total} {line}", soft_wrap=True)
 
-        return training.train(on_step, stopped)
+        return training.train(on_step, lambda: stopped() or also_stop())
 
 
 def progress_line(record: dict) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -69,8 +68,9 @@ def sentence_store_path(tmp_path_factory, embedder) -> Path:
     return path
 
 
-def meqg(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed `meqg` console script as a user would."""
+def meqg(*args: str, env: dict | None = None, timeout: float = 300):
+    """Run the installed `meqg` console script as a user would (its process group ended on timeout)."""
+    from .processes import run
+
     exe = Path(sys.executable).with_name("meqg")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return run([str(exe), *args], timeout, env={**os.environ, **(env or {})})

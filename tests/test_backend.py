@@ -15,11 +15,10 @@ def test_doctor_reports_backend_blas_and_a_measured_matmul():
 
 @pytest.mark.skipif(platform.system() != "Linux" or backend.system_openblas() is None,
                     reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)")
-def test_system_openblas_is_used_and_fast_on_linux():
+def test_system_openblas_is_used_on_linux():
+    """Which BLAS is loaded, not how fast it runs here (bench/matmul.py measures that against numpy)."""
     assert backend.blas_description().startswith("system OpenBLAS")
     assert any("openblas" in lib for lib in backend.loaded_blas_libraries())
-    # the bundled reference BLAS runs ~3 GFLOP/s; OpenBLAS on 2 cores > 50
-    assert backend.matmul_gflops() > 20
 
 
 def test_missing_override_path_means_no_openblas(monkeypatch, tmp_path):

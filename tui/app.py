@@ -59,7 +59,7 @@ class MonitorApp(App):
         self.worker = worker
         self.state = RunState()
         self.paused, self.follow = False, True
-        self._last_tick = time.monotonic()
+        self._last_tick: float | None = None
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: ticks must reach them while a help screen is on top.
@@ -85,9 +85,15 @@ class MonitorApp(App):
         self.tick()
 
     def tick(self) -> None:
-        """Take in the new records, then redraw what they changed."""
+        """Take in the new records, then redraw what they changed.
+
+        A replay's clock moves by the time since the last tick, but by at most four tick
+        intervals: a stalled UI (a busy machine, a slow first render) slows the replay down
+        instead of skipping through the run.
+        """
         now = time.monotonic()
-        elapsed, self._last_tick = now - self._last_tick, now
+        elapsed = 0.0 if self._last_tick is None else min(now - self._last_tick, 4 * self.tick_seconds)
+        self._last_tick = now
         if self.replay:
             self.source.paused = self.paused
             records = self.source.advance(elapsed)

@@ -1,14 +1,17 @@
 """An episode's budget (seed 000): wall seconds, analytic FLOPs and bytes of state it may hold.
 
 The meter refuses a step *before* it is taken when the step would overrun a limit, so
-the FLOP count never exceeds max_flops and an episode ends within its seconds plus
-about one step.
+the FLOP count never exceeds max_flops and an episode ends within its seconds plus its
+longest unit of work (an encode, a tool call, a step, the inversion pass), which the
+meter measures and reports.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import InputError
@@ -46,6 +49,19 @@ class BudgetMeter:
     kv_bytes: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     stopped_by: str | None = None
+    longest: float = 0.0  # seconds of the longest unit of work so far
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """Time one unit of the episode's work (what the episode may overrun its seconds by)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.note(time.perf_counter() - started)
+
+    def note(self, seconds: float) -> None:
+        self.longest = max(self.longest, seconds)
 
     @property
     def seconds(self) -> float:
@@ -70,4 +86,4 @@ class BudgetMeter:
         b = self.budget
         return {"seconds": self.seconds, "flops": self.flops, "kv_bytes": self.kv_bytes,
                 "limits": {"seconds": b.seconds, "max_flops": b.max_flops, "max_kv_bytes": b.max_kv_bytes},
-                "stopped_by": self.stopped_by}
+                "stopped_by": self.stopped_by, "longest_unit_seconds": self.longest}

@@ -100,7 +100,8 @@ class DiamondEngine:
         meter = BudgetMeter(budget or Budget())
         episode = _Episode(self, meter)
         chosen = make_tools(list(tools), self.store, self.embedder)
-        context = list(self.embedder.encode(split_sentences(prompt) or [prompt.strip()]))
+        with meter.unit():
+            context = list(self.embedder.encode(split_sentences(prompt) or [prompt.strip()]))
         encode_seconds = meter.seconds
         for name, tool in chosen.items():
             query = code_in(prompt) if name == "python" else prompt
@@ -110,13 +111,15 @@ class DiamondEngine:
                 continue
             if name == "python":
                 tool.timeout_s = min(tool.timeout_s, remaining)
-            observation = tool(query)
+            with meter.unit():
+                observation = tool(query)
+                context.append(self.embedder.encode([observation.text])[0])
             episode.latency_ms += observation.latency_ms
             episode.tools.append(dataclasses.asdict(observation))
-            context.append(self.embedder.encode([observation.text])[0])
         stopped_by = episode.roll_out(context)
         if self.corrector is not None and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS:
-            episode.invert_misses(self.corrector, meter.started + meter.budget.seconds - self.EMBED_SECONDS)
+            with meter.unit():
+                episode.invert_misses(self.corrector, meter.started + meter.budget.seconds - self.EMBED_SECONDS)
         response = {"text": "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in episode.concepts),
                     "concepts": episode.concepts}
         if telemetry:
@@ -153,10 +156,12 @@ class _Episode:
                 kv_bytes = self.engine.state_bytes + len(full) * self.engine.args.concept_dim * BYTES_PER_FLOAT
                 refused = self.meter.refuse(flops, kv_bytes, self.step_seconds)
                 if refused:
+                    self.meter.note(time.perf_counter() - started)
                     return refused
                 self.meter.charge(flops, kv_bytes)
                 candidate, record = self._propose(context[-1], full, view)
                 self.step_seconds = max(self.step_seconds, time.perf_counter() - started)
+                self.meter.note(self.step_seconds)
                 wider = view.widened()
                 if record["gate"]["accepted"] or wider is None:
                     break

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import termios
 import threading
-import time
 from pathlib import Path
 
 from ..conftest import meqg
+from ..processes import end_group, wait_until
 from .test_train_cli import small_yaml
 
 
@@ -33,14 +33,17 @@ def test_the_monitor_never_loads_training_code():
 
 
 class Terminal:
-    """A child process on a 160x48 pseudo-terminal; everything it prints is collected."""
+    """A child process (its own session) on a 160x48 pseudo-terminal; everything it prints is collected.
+
+    Use it as a context manager: on the way out the child's process group is ended.
+    """
 
     def __init__(self, args: list[str]):
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
         exe = str(Path(sys.executable).with_name("meqg"))
         self.process = subprocess.Popen([exe, *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                                        env={**os.environ, "TERM": "xterm-256color"})
+                                        start_new_session=True, env={**os.environ, "TERM": "xterm-256color"})
         os.close(slave)
         self.master, self.output = master, bytearray()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -59,40 +62,75 @@ class Terminal:
     def press(self, key: str) -> None:
         os.write(self.master, key.encode())
 
+    def shows(self, text: str) -> bool:
+        return text.encode() in self.output
+
     def wait(self, timeout: float) -> int:
         code = self.process.wait(timeout)
         self.reader.join(5)
-        os.close(self.master)
         return code
+
+    def __enter__(self) -> "Terminal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end_group(self.process)
+        self.reader.join(5)
+        os.close(self.master)
+
+
+def records(run: Path) -> list[dict]:
+    path = run / "telemetry.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def steps_written(run: Path) -> int:
-    path = run / "telemetry.jsonl"
-    return sum('"event":"step"' in line for line in path.read_text().splitlines()) if path.exists() else 0
+    return sum(record["event"] == "step" for record in records(run))
+
+
+def run_ended(run: Path) -> dict | None:
+    """The `run` record a worker writes last, once it has stopped."""
+    ended = [record for record in records(run) if record["event"] == "run"]
+    return ended[-1] if ended else None
+
+
+def monitor_training(run: Path, store: Path, tmp_path: Path) -> Terminal:
+    return Terminal(["train", "--store", str(store), "--run", str(run), "--steps", "500",
+                     "--config", str(small_yaml(tmp_path)), "--monitor"])
 
 
 def test_train_with_monitor_trains_in_a_worker_and_q_stops_it_with_a_checkpoint(small_store_path, tmp_path):
     run = tmp_path / "run"
-    term = Terminal(["train", "--store", str(small_store_path), "--run", str(run), "--steps", "500",
-                     "--config", str(small_yaml(tmp_path)), "--monitor"])
-    deadline = time.monotonic() + 180
-    while steps_written(run) < 3:
-        assert term.process.poll() is None, term.output.decode(errors="replace")[-2000:]
-        assert time.monotonic() < deadline, "no training steps within 180 s"
-        time.sleep(0.5)
-    time.sleep(1.0)
-    assert b"meqg monitor" in term.output and b"running" in term.output
-    term.press("q")
-    assert term.wait(timeout=120) == 0
-    shown = term.output.decode(errors="replace")
-    records = [json.loads(line) for line in (run / "telemetry.jsonl").read_text().splitlines()]
-    end = records[-1]
-    assert end["event"] == "run" and end["status"] == "interrupted" and 3 <= end["step"] < 500
+    try:
+        with monitor_training(run, small_store_path, tmp_path) as term:
+            wait_until(lambda: steps_written(run) >= 3, 180, "three training steps", 0.2, term.process)
+            wait_until(lambda: term.shows("meqg monitor") and term.shows("running"), 60,
+                       "the monitor showing the running worker", 0.2, term.process)
+            term.press("q")
+            assert term.wait(timeout=120) == 0
+            shown = term.output.decode(errors="replace")
+    finally:  # a started worker stops by itself once its monitor is gone: wait for that
+        if records(run):
+            wait_until(lambda: run_ended(run), 120, "the worker's end record")
+    end = run_ended(run)
+    assert end["status"] == "interrupted" and 3 <= end["step"] < 500
     assert f"stopped at step {end['step']}" in shown
     assert (run / "checkpoints" / f"step-{end['step']:07d}" / "model.safetensors").is_file()
 
 
+def test_a_killed_monitor_stops_its_worker_with_a_checkpoint(small_store_path, tmp_path):
+    run = tmp_path / "run"
+    with monitor_training(run, small_store_path, tmp_path) as term:
+        wait_until(lambda: steps_written(run) >= 2, 180, "two training steps", 0.2, term.process)
+        os.killpg(term.process.pid, 9)  # no q, no cleanup: the monitor just dies
+        term.wait(timeout=30)
+    end = wait_until(lambda: run_ended(run), 120, "the orphaned worker stopping")
+    assert end["status"] == "interrupted" and end["step"] < 500
+    assert (run / "checkpoints" / f"step-{end['step']:07d}" / "model.safetensors").is_file()
+
+
 def test_train_with_monitor_reports_a_worker_that_fails_at_once(tmp_path):
-    term = Terminal(["train", "--store", str(tmp_path / "no-store"), "--run", str(tmp_path / "run"), "--monitor"])
-    assert term.wait(timeout=120) == 2
-    assert "error: no concept store" in term.output.decode(errors="replace")
+    with Terminal(["train", "--store", str(tmp_path / "no-store"), "--run", str(tmp_path / "run"),
+                   "--monitor"]) as term:
+        assert term.wait(timeout=120) == 2
+        assert term.shows("error: no concept store")

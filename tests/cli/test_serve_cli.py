@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import pytest
 
 from meqg_mlx.train.run import TrainingRun
 
+from ..processes import child, wait_until
 from ..train.test_trainer import small_config
 
 
@@ -39,23 +39,24 @@ def server(small_store_path, tmp_path_factory):
     run = tmp_path_factory.mktemp("serve") / "run"
     TrainingRun(run, small_store_path, small_config(steps=20, learning_rate=3e-3, warmup_steps=5)).train()
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def health():
         try:
-            status, health = call(base + "/healthz")
-            break
+            return call(base + "/healthz")[1]
         except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"meqg serve did not start: {process.communicate()[1]}")
-            time.sleep(0.3)
-    yield base, run, health
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+            return None
+
+    with child([sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run), "--port", str(port)],
+               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+               env={**os.environ, "HF_HUB_OFFLINE": "1"}) as process:
+        try:
+            started = wait_until(health, 120, "meqg serve answering /healthz", 0.3, process)
+        except AssertionError as exc:
+            pytest.fail(f"{exc}: {process.stderr.read() if process.poll() is not None else ''}")
+        yield base, run, started
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
 
 
 def seed_request(prompt: str, **extra) -> dict:

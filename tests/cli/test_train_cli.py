@@ -4,10 +4,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from ..conftest import meqg
+from ..processes import child, wait_until
 
 SMALL = """\
 vmm: {d_model: 64, n_layers: 2, d_state: 16, head_dim: 32, chunk_size: 16, n_experts: 4, d_ff: 128,
@@ -42,15 +42,14 @@ def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_pa
 def test_ctrl_c_checkpoints_and_exits_cleanly(small_store_path, tmp_path):
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("meqg")
-    process = subprocess.Popen([str(exe), "train", "--store", str(small_store_path), "--run", str(run),
-                                "--steps", "500", "--config", str(small_yaml(tmp_path))],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     telemetry = run / "telemetry.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and (not telemetry.exists() or telemetry.read_text().count('"event":"step"') < 3):
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    with child([str(exe), "train", "--store", str(small_store_path), "--run", str(run), "--steps", "500",
+                "--config", str(small_yaml(tmp_path))],
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) as process:
+        wait_until(lambda: telemetry.exists() and telemetry.read_text().count('"event":"step"') >= 3, 240,
+                   "three training steps", 0.2, process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "stopped at step" in out
     step = int(out.split("stopped at step ")[1].split(",")[0])

@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from meqg_mlx.concepts import ConceptStore, build_store
 from meqg_mlx.errors import InputError
 
 from ..conftest import SMALL_SOURCES
+from ..processes import child, wait_until
 
 
 def test_small_store_is_real_and_complete(small_store):
@@ -82,18 +82,13 @@ def test_kill_9_during_build_keeps_every_committed_batch(tmp_path, small_store, 
     cmd = [exe, "data", "build", "--store", str(path), "--config", str(config)]
     for source in SMALL_SOURCES:
         cmd += ["--source", source]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    count = 0
-    while time.time() < deadline and proc.poll() is None:
-        if (path / "meqg_store.json").exists():
-            count = ConceptStore.open(path).count()
-            if count >= 96:
-                break
-        time.sleep(0.2)
-    assert proc.poll() is None, "build finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    def committed() -> int:
+        return ConceptStore.open(path).count() if (path / "meqg_store.json").exists() else 0
+
+    with child(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        count = wait_until(lambda: (n := committed()) >= 96 and n, 240, "96 committed concepts", 0.2, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
     store = ConceptStore.open(path)
     survived = store.count()
     # whole batches only (the last one may be short if the kill came after it)
