@@ -1,1 +1,1 @@
-"""Diamond: objective, views, modal ledger, gate, budget, episodes, tools."""
+"""Math that training and episodes share: objective, views, the modal ledger, the gate."""

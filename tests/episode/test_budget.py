@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from meqg_mlx.diamond.budget import Budget, BudgetMeter
+from meqg_mlx.episode.budget import Budget, BudgetMeter
 from meqg_mlx.errors import InputError
 
 

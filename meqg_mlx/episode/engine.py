@@ -41,10 +41,10 @@ from ..inversion.lookup import StoreLookup
 from ..train.checkpoint import latest_checkpoint
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
-from .ledger import s_mod_mc
-from .objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
+from ..diamond.ledger import s_mod_mc
+from ..diamond.objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
 from .tools import make_tools
-from .view import View
+from ..diamond.view import View
 
 _CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from meqg_mlx.diamond.tools import PythonTool, StoreLookupTool, make_tools
+from meqg_mlx.episode.tools import PythonTool, StoreLookupTool, make_tools
 from meqg_mlx.errors import InputError
 
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from meqg_mlx.diamond.budget import Budget
-from meqg_mlx.diamond.engine import DiamondEngine, code_in
+from meqg_mlx.episode.budget import Budget
+from meqg_mlx.episode.engine import DiamondEngine, code_in
 from meqg_mlx.errors import InputError, MeqgError
 from meqg_mlx.inversion.training import InverterTraining
 from meqg_mlx.train.run import TrainingRun
