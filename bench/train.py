@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import meqg_mlx  # noqa: E402,F401  (configures BLAS before mlx is imported)
+import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402

@@ -27,8 +27,8 @@ def run_episode(
     as_json: bool = typer.Option(False, "--json", help="Print the whole response (seed 000's schema)."),
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
-    from meqg_mlx.diamond.budget import Budget
-    from meqg_mlx.diamond.engine import DiamondEngine
+    from meqg_mlx.episode.budget import Budget
+    from meqg_mlx.episode.engine import DiamondEngine
     from meqg_mlx.train.telemetry import json_safe
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from .errors import CommandError
+from meqg_mlx.errors import MeqgError
+
 from .progress import console, out
 
 app = typer.Typer(help="meqg: a local workbench for concept-space reasoning models.",
@@ -156,10 +157,7 @@ def run() -> None:
     """Console-script entry: one line on stderr and exit 2 for any meqg error."""
     try:
         app()
-    except Exception as exc:
-        library = sys.modules.get("meqg_mlx.errors")  # not loaded: the error cannot be one of its kind
-        if not isinstance(exc, CommandError) and not (library and isinstance(exc, library.MeqgError)):
-            raise
+    except MeqgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .errors import CommandError
+from meqg_mlx.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -23,13 +23,13 @@ def monitor(
 ) -> None:
     """Watch a training run live (p pause, f follow, tab panels, s screenshot, ? keys, q quit)."""
     if not run_dir.is_dir():
-        raise CommandError(f"no run directory {run_dir}")
+        raise InputError(f"no run directory {run_dir}")
     if replay is not None and not replay > 0:
-        raise CommandError(f"--replay SPEED must be > 0, got {replay}")
+        raise InputError(f"--replay SPEED must be > 0, got {replay}")
     if replay is not None and not (run_dir / "telemetry.jsonl").is_file():
-        raise CommandError(f"nothing to replay: {run_dir / 'telemetry.jsonl'} does not exist")
+        raise InputError(f"nothing to replay: {run_dir / 'telemetry.jsonl'} does not exist")
     if window < 1 or not stall_after > 0:
-        raise CommandError("--window must be >= 1 and --stall-after > 0")
+        raise InputError("--window must be >= 1 and --stall-after > 0")
     from meqg_tui.app import MonitorApp
 
     MonitorApp(run_dir, replay, stall_after, window).run()

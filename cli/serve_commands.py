@@ -32,7 +32,7 @@ def serve(
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
     import uvicorn
 
-    from meqg_mlx.diamond.engine import DiamondEngine
+    from meqg_mlx.episode.engine import DiamondEngine
 
     console.print(f"meqg serve: loading {run}")
     engine = DiamondEngine.from_run(run)
@@ -46,7 +46,7 @@ def create_app(engine, run: Path):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from meqg_mlx.diamond.request import EpisodeRequest
+    from meqg_mlx.episode.request import EpisodeRequest
     from meqg_mlx.errors import MeqgError
     from meqg_mlx.train.telemetry import json_safe
 

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import CommandError
+from meqg_mlx.errors import ConfigError, MeqgError
 from .progress import console, out
 
 
@@ -40,7 +40,6 @@ def train(
         train_with_monitor(command, run)
         return
     from meqg_mlx.config import load_config
-    from meqg_mlx.errors import ConfigError
     from meqg_mlx.train.run import TrainingRun
 
     if resume and (config or no_gate):
@@ -85,7 +84,7 @@ def train_with_monitor(command: list[str], run: Path) -> None:
         log.seek(start)
         lines = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
     if worker.returncode:
-        raise CommandError(lines[-1].removeprefix("error: ") if lines else f"training exited with {worker.returncode}")
+        raise MeqgError(lines[-1].removeprefix("error: ") if lines else f"training exited with {worker.returncode}")
     for line in lines:
         if not line.startswith("step "):
             out.print(line, soft_wrap=True, markup=False)

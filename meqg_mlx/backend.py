@@ -10,6 +10,7 @@ while MLX, which calls `cblas_sgemm`, gets OpenBLAS.
 from __future__ import annotations
 
 import ctypes
+import importlib.abc
 import importlib.util
 import os
 import platform
@@ -94,6 +95,30 @@ def keep_freed_buffers() -> None:
         ok = False
     _state["malloc"] = ("glibc: buffers <= 32 MiB reused from the heap" if ok
                         else "default (glibc mallopt unavailable)")
+
+
+class _BeforeMLX(importlib.abc.MetaPathFinder):
+    """Runs the backend setup the moment anything first imports `mlx` (then steps aside)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mlx" or name.startswith("mlx."):
+            sys.meta_path.remove(self)
+            configure_blas()
+            keep_freed_buffers()
+        return None
+
+
+def configure_when_mlx_loads() -> None:
+    """Set up BLAS and malloc for MLX when it is first imported, not before.
+
+    So `import meqg_mlx.errors` (or paths, runs, telemetry) costs nothing: no torch, no
+    OpenBLAS, no malloc tuning, until some code path actually needs MLX.
+    """
+    if "mlx.core" in sys.modules:
+        configure_blas()  # too late to swap BLAS; records why
+        keep_freed_buffers()
+    elif not any(isinstance(finder, _BeforeMLX) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _BeforeMLX())
 
 
 def blas_description() -> str:

@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import meqg_mlx  # noqa: E402,F401  (configures BLAS before anything imports mlx)
+import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 
 SMALL_SOURCES = ["stdlib:json,heapq,bisect,textwrap,string,functools,fractions,statistics,shlex,difflib"]
 
