@@ -5,7 +5,7 @@ mean (squared distance plus InfoNCE against in-batch and store negatives, after
 Meta's LCM finding that MSE alone regresses to the average continuation), the
 planner's NLL of the true next codes, and the MoE balance loss. S_geo prices
 compute: analytic FLOPs and recurrent-state bytes of the model, tool latency,
-expert density and (with lambda_kappa) the last measured curvature kappa-hat; it is
+expert density and (with lambda_kappa) the last measured curvature max(kappa-hat, 0); it is
 constant in the weights, so it shifts Delta for the gate
 and the ledger of a run without steering gradients.
 """
@@ -108,7 +108,8 @@ class Objective:
         c, a = self.config, self.args
         sparsity = 1.0 - a.top_k / a.n_experts
         return (c.lambda_flop * flops_per_token(a) * tokens + c.lambda_kv * state_bytes(a)
-                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity) + c.lambda_kappa * kappa)
+                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity)
+                + c.lambda_kappa * max(kappa, 0.0))  # curvature costs only where the loss bends up
 
     def __call__(self, predicted, target, negatives, planner_logits, codes, balance, s_mod,
                  tool_latency_ms: float = 0.0, mask: mx.array | None = None,

@@ -32,3 +32,23 @@ def test_curvature_of_a_real_network_is_finite_and_weights_are_restored():
     kappa = top_hessian_eigenvalue(model, lambda m: ((m(x) - y) ** 2).mean())
     assert np.isfinite(kappa) and kappa > 0
     assert all(np.array_equal(before[k], np.array(v)) for k, v in nn.utils.tree_flatten(model.parameters()))
+
+
+def test_a_large_negative_eigenvalue_does_not_hide_the_top_one():
+    """Plain power iteration returns -50 here (largest magnitude); kappa-hat is the largest algebraic, 3."""
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
+    a = mx.array((q * np.array([3.0, 1.0, 0.5, -2.0, -50.0])) @ q.T, dtype=mx.float32)
+    model = Quadratic(5)
+    kappa = top_hessian_eigenvalue(model, lambda m: 0.5 * m.x @ a @ m.x, iterations=60)
+    assert kappa == pytest.approx(3.0, rel=1e-2)
+
+
+def test_s_geo_prices_only_positive_curvature():
+    from meqg_mlx.config import ObjectiveConfig
+    from meqg_mlx.diamond.objective import Objective
+    from meqg_mlx.vmm.model import ModelArgs
+
+    objective = Objective(ObjectiveConfig(lambda_kappa=1.0), ModelArgs())
+    flat = objective.s_geo(10, kappa=0.0)
+    assert objective.s_geo(10, kappa=-4486.0) == flat and objective.s_geo(10, kappa=2.0) == pytest.approx(flat + 2.0)
