@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and examples here")
     args = parser.parse_args()
 
-    decoder = RunDecoder(args.run)
+    decoder = RunDecoder.from_run(args.run)
     if decoder.corrector is None:
         raise SystemExit(f"no inverter in {args.run}: run `meqg inverter train --store ... --run {args.run}` first")
     inverter = decoder.corrector.inverter

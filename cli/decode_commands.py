@@ -45,7 +45,7 @@ def decode(
 
     if bool(texts) == (vectors is not None):
         raise InputError("give either TEXT... or --vectors FILE")
-    decoder = RunDecoder(run, threshold, vec2text={"inverter": vec2text, "corrector": vec2text_corrector,
+    decoder = RunDecoder.from_run(run, threshold, vec2text={"inverter": vec2text, "corrector": vec2text_corrector,
                                                    "embedder": vec2text_embedder, "column": column})
     if vectors is not None:
         decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None

@@ -29,7 +29,7 @@ def run_episode(
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
-    from meqg_mlx.train.telemetry import json_safe
+    from meqg_mlx.telemetry import json_safe
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
     names = [name for item in tools or [] for name in item.split(",") if name]

@@ -45,7 +45,7 @@ def train(
         update("loading encoder", 1, 1)
         training = InverterTraining(opened, run, embedder, settings, update)
         console.print(f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
-                      f"vocabulary {training.vocab.size}; telemetry in {training.directory / 'telemetry.jsonl'}", soft_wrap=True)
+                      f"vocabulary {training.vocab.size}; telemetry in {training.inverter.telemetry_path}", soft_wrap=True)
         summary = training.train(stopped)
     state = "stopped" if summary.interrupted else "finished"
     out.print(f"[bold]{summary.directory}[/]: {state} at step {summary.steps} in {summary.seconds:.0f} s; "

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from meqg_mlx.errors import InputError
+from meqg_mlx.runs import RunDir
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +27,9 @@ def monitor(
         raise InputError(f"no run directory {run_dir}")
     if replay is not None and not replay > 0:
         raise InputError(f"--replay SPEED must be > 0, got {replay}")
-    if replay is not None and not (run_dir / "telemetry.jsonl").is_file():
-        raise InputError(f"nothing to replay: {run_dir / 'telemetry.jsonl'} does not exist")
+    telemetry = RunDir(run_dir).telemetry_path
+    if replay is not None and not telemetry.is_file():
+        raise InputError(f"nothing to replay: {telemetry} does not exist")
     if window < 1 or not stall_after > 0:
         raise InputError("--window must be >= 1 and --stall-after > 0")
     from meqg_tui.app import MonitorApp

@@ -48,10 +48,11 @@ def create_app(engine, run: Path):
 
     from meqg_mlx.episode.request import EpisodeRequest
     from meqg_mlx.errors import MeqgError
-    from meqg_mlx.train.telemetry import json_safe
+    from meqg_mlx.runs import RunDir
+    from meqg_mlx.telemetry import json_safe
 
     lock = threading.Lock()
-    run_id = json.loads((Path(run) / "run.json").read_text())["run_id"]
+    run_id = RunDir(run).read_meta()["run_id"]
 
     def error(status: int, reason: str) -> JSONResponse:
         return JSONResponse({"error": reason}, status_code=status)

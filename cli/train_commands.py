@@ -14,6 +14,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from meqg_mlx.errors import ConfigError, MeqgError
+from meqg_mlx.runs import RunDir
+from meqg_mlx.telemetry import step_loss
 from .progress import console, out
 
 
@@ -71,7 +73,7 @@ def train_with_monitor(command: list[str], run: Path) -> None:
     from meqg_tui.app import MonitorApp
 
     run.mkdir(parents=True, exist_ok=True)
-    log_path = run / "train.log"
+    log_path = RunDir(run).train_log
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -124,7 +126,7 @@ def progress_line(record: dict) -> str:
     objective, phi = record["objective"], record["phi"]
     gate = record["gate"]
     decision = "" if gate is None else (" ok" if gate["accepted"] else f" rejected:{gate['failed']}")
-    return (f"loss {record['terms']['distance'] + record['terms']['contrastive']:.3f} "
+    return (f"loss {step_loss(record):.3f} "
             f"Delta {objective['Delta']:.3f} accept {record['accept_rate']:.0%}{decision} "
             f"Phi {'n/a' if phi is None else f'{phi:.2f}'} {record['regime'] or '-'} "
             f"{record['throughput']:.0f} concepts/s")

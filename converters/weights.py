@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from meqg_mlx.config import load_config
 from meqg_mlx.errors import MeqgError
+from meqg_mlx.runs import CONFIG, WEIGHTS
 from meqg_mlx.vmm.model import ModelArgs
 
 from .torch_vmm import VMM
@@ -51,9 +52,9 @@ def load_vmm(weights_path: str | Path, args: ModelArgs | None = None, device: st
 def load_checkpoint_vmm(checkpoint_dir: str | Path, device: str | torch.device = "cpu") -> VMM:
     """A PyTorch VMM from a meqg checkpoint directory (its config.yaml and model.safetensors)."""
     checkpoint_dir = Path(checkpoint_dir)
-    if not (checkpoint_dir / "model.safetensors").is_file():
-        raise MeqgError(f"no model.safetensors in {checkpoint_dir}")
-    return load_vmm(checkpoint_dir / "model.safetensors", load_config(checkpoint_dir / "config.yaml").vmm, device)
+    if not (checkpoint_dir / WEIGHTS).is_file():
+        raise MeqgError(f"no {WEIGHTS} in {checkpoint_dir}")
+    return load_vmm(checkpoint_dir / WEIGHTS, load_config(checkpoint_dir / CONFIG).vmm, device)
 
 
 def save_mlx_weights(model: VMM, path: str | Path) -> None:

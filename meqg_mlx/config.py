@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import write_text
 from .errors import ConfigError
+from .runs import RunDir
 from .inversion.inverter import ModelArgs as InverterArgs
 from .vmm.model import ModelArgs
 
@@ -216,4 +218,10 @@ def to_yaml(config: MeqgConfig) -> str:
 
 
 def save_config(config: MeqgConfig, path: str | Path) -> None:
-    Path(path).write_text(to_yaml(config), encoding="utf-8")
+    write_text(path, to_yaml(config))
+
+
+def load_run(run: RunDir, missing: str = "no run in") -> tuple[dict, MeqgConfig]:
+    """A run's run.json and its config."""
+    meta = run.read_meta(missing)
+    return meta, load_config(run.config_path)

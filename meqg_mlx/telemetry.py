@@ -1,7 +1,9 @@
-"""RUN_DIR/telemetry.jsonl: one schema-versioned JSON object per line, flushed per event.
+"""The telemetry vocabulary and RUN/telemetry.jsonl: one JSON object per line, flushed per event.
 
-The TUI tails this file and never imports training code, so everything it shows
-must be in these records.
+The events, the fields each may carry and the rule for a valid line are defined here
+once; the writer, `read_telemetry`, the monitor's tail and the CLI's progress line all
+use them (docs/design.md, Telemetry). Bottom layer: importing it loads no MLX, so the
+monitor can.
 """
 
 from __future__ import annotations
@@ -11,8 +13,21 @@ import math
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-EVENTS = ("step", "gate", "regime", "recovery", "checkpoint", "episode", "eval", "run")
+from .runs import RunDir
+
+SCHEMA_VERSION = 2  # 2: step records carry `loss`; the started record carries the regime `bands`
+
+EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may carry
+    "step": frozenset({"loss", "objective", "terms", "gate", "lr", "lr_scale", "experts", "throughput",
+                       "accept_rate", "phi", "kappa", "regime", "tokens_per_s", "seconds"}),
+    "gate": frozenset({"gate"}),
+    "regime": frozenset({"regime", "phi"}),
+    "recovery": frozenset({"action", "phi", "lr_scale", "checkpoint", "skipped", "scale"}),
+    "checkpoint": frozenset({"action", "path", "stable", "parameters", "rvq", "config_steps", "bands"}),
+    "eval": frozenset({"metrics", "rvq", "train_loss", "held_out_loss", "held_out_token_accuracy"}),
+    "run": frozenset({"status", "accepted", "target", "seconds"}),
+}
+RUN_STATUSES = ("finished", "interrupted", "aborted", "failed")
 
 
 def json_safe(value):
@@ -26,9 +41,31 @@ def json_safe(value):
     return value
 
 
+def parse_line(line: bytes | str) -> dict | None:
+    """The record a line holds, or None when it is not one: a valid line is a JSON object whose
+    `event` is a string (events this version does not know are kept; readers skip them)."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("event"), str) else None
+
+
+def step_loss(record: dict) -> float | None:
+    """A step record's loss: its `loss` field, or (schema 1 training records) distance + contrastive."""
+    loss = record.get("loss")
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return float(loss)
+    terms = record.get("terms") or {}
+    parts = [terms.get("distance"), terms.get("contrastive")]
+    if all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in parts):
+        return float(parts[0] + parts[1])
+    return None
+
+
 class TelemetryWriter:
-    def __init__(self, run_dir: str | Path, run_id: str):
-        self.path = Path(run_dir) / "telemetry.jsonl"
+    def __init__(self, run: RunDir | str | Path, run_id: str):
+        self.path = (run if isinstance(run, RunDir) else RunDir(run)).telemetry_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
         torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
@@ -38,7 +75,10 @@ class TelemetryWriter:
 
     def emit(self, event: str, step: int, **fields) -> dict:
         if event not in EVENTS:
-            raise ValueError(f"unknown telemetry event {event!r}")
+            raise ValueError(f"unknown telemetry event {event!r} (known: {', '.join(EVENTS)})")
+        unknown = sorted(set(fields) - EVENTS[event])
+        if unknown:
+            raise ValueError(f"telemetry event {event!r} has no field {unknown[0]!r}")
         record = {"schema": SCHEMA_VERSION, "ts": time.time(), "run_id": self.run_id, "step": step,
                   "event": event, **json_safe(fields)}
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -49,17 +89,20 @@ class TelemetryWriter:
         self._file.close()
 
 
-def read_telemetry(path: str | Path) -> tuple[list[dict], int]:
-    """All well-formed records and the number of malformed lines (a torn last line counts)."""
+def parse_lines(lines) -> tuple[list[dict], int]:
+    """The records among `lines` and how many lines were not records (blank lines are neither)."""
     records, bad = [], 0
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
+    for line in lines:
+        if not line.strip():
             continue
-        if isinstance(record, dict) and "event" in record:
-            records.append(record)
-        else:
+        record = parse_line(line)
+        if record is None:
             bad += 1
+        else:
+            records.append(record)
     return records, bad
+
+
+def read_telemetry(path: str | Path) -> tuple[list[dict], int]:
+    """All valid records and the number of lines that are not (a torn last line counts)."""
+    return parse_lines(Path(path).read_bytes().splitlines())

@@ -1,6 +1,6 @@
 import pytest
 
-from meqg_mlx.train.telemetry import SCHEMA_VERSION, TelemetryWriter, read_telemetry
+from meqg_mlx.telemetry import SCHEMA_VERSION, TelemetryWriter, read_telemetry
 
 
 def test_records_are_flushed_per_event_and_read_back(tmp_path):

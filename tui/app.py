@@ -16,6 +16,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from meqg_mlx.runs import RunDir
+
 from .state import RunState
 from .tail import ReplayTail, TelemetryTail
 from .widgets import EventsLog, ExpertsPanel, GatePanel, MetricPlot, RunHeader
@@ -25,12 +27,12 @@ KEYS = (("p", "pause / resume reading (a replay's clock stops too)"),
         ("tab", "next panel (shift+tab: previous); arrows scroll the focused panel"),
         ("s", "save a screenshot (SVG) to the run directory"),
         ("?", "this help"), ("q", "quit"))
-PLOTS = (("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), ()),
-         ("Phi (regimes at 0.45, 0.80)", ("phi",), (0.45, 0.80)),
-         ("acceptance rate and backtracks", ("accept_rate", "retries"), ()),
-         ("trust radius", ("trust_radius",), ()),
-         ("kappa-hat", ("kappa",), ()),
-         ("learning rate", ("lr",), ()))
+PLOTS = (("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), False),
+         ("Phi", ("phi",), True),  # with the regime bands the run recorded
+         ("acceptance rate and backtracks", ("accept_rate", "retries"), False),
+         ("trust radius", ("trust_radius",), False),
+         ("kappa-hat", ("kappa",), False),
+         ("learning rate", ("lr",), False))
 
 
 class HelpScreen(ModalScreen):
@@ -53,7 +55,7 @@ class MonitorApp(App):
         """`worker`: the training process when `meqg train --monitor` started one (anything with poll())."""
         super().__init__()
         self.run_dir = Path(run_dir)
-        path = self.run_dir / "telemetry.jsonl"
+        path = RunDir(self.run_dir).telemetry_path
         self.source = ReplayTail(path, replay) if replay else TelemetryTail(path)
         self.replay, self.stall_after, self.window, self.tick_seconds = replay, stall_after, window, tick
         self.worker = worker
@@ -64,7 +66,8 @@ class MonitorApp(App):
     def compose(self) -> ComposeResult:
         # Kept as attributes: ticks must reach them while a help screen is on top.
         self.header = RunHeader(id="header")
-        self.plots = [MetricPlot(title, series, bands, id=f"plot-{i}") for i, (title, series, bands) in enumerate(PLOTS)]
+        self.plots = [MetricPlot(title, series, regime_bands, id=f"plot-{i}")
+                      for i, (title, series, regime_bands) in enumerate(PLOTS)]
         self.gate, self.experts = GatePanel(id="gate", classes="panel"), ExpertsPanel(id="experts", classes="panel")
         self.events = EventsLog(id="events", classes="panel", max_lines=2000, wrap=False, markup=False)
         self.gate.border_title, self.experts.border_title, self.events.border_title = "gate", "experts / RVQ", "events"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from meqg_mlx.telemetry import step_loss
+
 SERIES = ("loss", "Delta", "S_geo", "S_ent", "S_mod", "phi", "accept_rate", "retries", "trust_radius", "kappa", "lr")
 DECISIONS_KEPT = 12
 EVENTS_KEPT = 1000
@@ -46,6 +48,7 @@ class RunState:
     router_entropy: float | None = None
     rvq: dict | None = None
     regime: str | None = None
+    bands: tuple[float, float] | None = None  # Phi's (geometric, breakdown) thresholds, as the run set them
     events: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     events_seen: int = 0
     _recent: deque = field(default_factory=lambda: deque(maxlen=50))  # (ts, step) for steps/s
@@ -68,12 +71,9 @@ class RunState:
     def _on_step(self, r: dict, step: int) -> None:
         if self.ended:  # a resumed run is running again
             self.ended = None
-        objective, terms = r.get("objective") or {}, r.get("terms") or {}
+        objective = r.get("objective") or {}
         gate = r.get("gate")
-        loss = _number(r.get("loss"))  # the inverter's records carry their loss as is
-        if _number(terms.get("distance")) is not None and _number(terms.get("contrastive")) is not None:
-            loss = terms["distance"] + terms["contrastive"]
-        values = {"loss": loss, "phi": r.get("phi"), "accept_rate": r.get("accept_rate"), "kappa": r.get("kappa"),
+        values = {"loss": step_loss(r), "phi": r.get("phi"), "accept_rate": r.get("accept_rate"), "kappa": r.get("kappa"),
                   "lr": r.get("lr"), **{k: objective.get(k) for k in ("Delta", "S_geo", "S_ent", "S_mod")},
                   "retries": gate.get("retries") if gate else None,
                   "trust_radius": gate.get("trust_radius") if gate else None}
@@ -119,6 +119,9 @@ class RunState:
         if action == "started":
             self.target = r.get("config_steps", self.target)
             self.rvq = r.get("rvq", self.rvq)
+            bands = r.get("bands") or {}
+            if _number(bands.get("geometric")) is not None and _number(bands.get("breakdown")) is not None:
+                self.bands = (bands["geometric"], bands["breakdown"])
             text = f"started: {r.get('parameters', 'n/a'):,} parameters" if isinstance(r.get("parameters"), int) \
                 else "started"
         elif action == "saved":

@@ -2,14 +2,15 @@
 
 Each call reads only the bytes appended since the last one, so a tick costs what is
 new, never the whole file. A line without its newline yet is kept back until the
-writer finishes it; lines that are not JSON objects with an `event` are counted.
+writer finishes it; lines that are not records (`meqg_mlx.telemetry.parse_line`) are counted.
 """
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from pathlib import Path
+
+from meqg_mlx.telemetry import parse_lines
 
 CHUNK_BYTES = 1 << 22  # per read: a long finished run is taken in over a few ticks, the UI stays responsive
 
@@ -44,19 +45,9 @@ class TelemetryTail:
         self.offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
-        return [record for record in map(self._parse, lines) if record is not None]
-
-    def _parse(self, line: bytes) -> dict | None:
-        if not line.strip():
-            return None
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if isinstance(record, dict) and isinstance(record.get("event"), str):
-            return record
-        self.malformed += 1
-        return None
+        records, bad = parse_lines(lines)
+        self.malformed += bad
+        return records
 
 
 class ReplayTail:

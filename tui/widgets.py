@@ -12,7 +12,6 @@ from textual_plotext import PlotextPlot
 
 from .state import RunState
 
-REGIME_BANDS = (0.45, 0.80)  # Phi: linear below, geometric between, breakdown above (seed 004)
 BAR = 24
 
 
@@ -45,18 +44,19 @@ STATUS_STYLES = {"running": "green", "finished": "blue", "stalled": "red", "fail
 
 
 class MetricPlot(PlotextPlot):
-    """Some series over steps; `bands` draws horizontal reference lines."""
+    """Some series over steps; with `regime_bands`, the run's Phi regime thresholds as red lines."""
 
-    def __init__(self, title: str, series: tuple[str, ...], bands: tuple[float, ...] = (), log_y: bool = False,
-                 **kwargs):
+    def __init__(self, title: str, series: tuple[str, ...], regime_bands: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.title, self.names, self.bands, self.log_y = title, series, bands, log_y
+        self.title, self.names, self.regime_bands = title, series, regime_bands
 
     def show(self, state: RunState, window: int | None) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(self.title)
+        bands = state.bands if self.regime_bands else None
+        title = f"{self.title} (regimes at {bands[0]:g}, {bands[1]:g})" if bands else self.title
+        plt.title(title)
         plotted = False
         for name in self.names:
             xs, ys = _window(*state.series[name], window)
@@ -65,10 +65,10 @@ class MetricPlot(PlotextPlot):
                 plt.plot(*zip(*points), label=name, marker="braille")
                 plotted = True
         if plotted:
-            for band in self.bands:
+            for band in bands or ():
                 plt.hline(band, "red")
         else:
-            plt.title(f"{self.title}: n/a")
+            plt.title(f"{title}: n/a")
         self.refresh()
 
 

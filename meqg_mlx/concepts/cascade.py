@@ -5,13 +5,13 @@ map between two vector columns fit by least squares on the texts both hold.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..atomic import replaced_file
 from ..encoder.base import Embedder
 from ..errors import InputError, StoreError
 from .store import ConceptStore
@@ -102,12 +102,10 @@ class LinearProjection:
 
     def save(self, store: ConceptStore) -> Path:
         path = self.path(store, self.source, self.target)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
         meta = {"source": self.source, "target": self.target, "normalize": self.normalize,
                 "models": list(self.models), "report": asdict(self.report)}
-        np.savez(tmp, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        with replaced_file(path) as tmp:
+            np.savez(tmp, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
         return path
 
     @classmethod

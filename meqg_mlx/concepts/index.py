@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replaced_dir
 from .kmeans import assign, spherical_kmeans
 
 INDEX_DIR = "index"
@@ -127,19 +126,13 @@ class PartitionedIndex:
 
     def save(self, store_path: Path, table_version: int) -> None:
         """Write atomically: a new directory renamed over the old one."""
-        target = store_path / INDEX_DIR
-        tmp = Path(tempfile.mkdtemp(prefix=".index-", dir=store_path))
-        for name in ("centroids", "offsets", "ids", "vectors"):
-            np.save(tmp / f"{name}.npy", getattr(self, name))
-        meta = {"format": INDEX_FORMAT, "max_id": self.max_id, "rows": len(self.ids),
-                "partitions": len(self.centroids), "nprobe": self.nprobe, "target_recall": self.target_recall,
-                "table_version": table_version}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        old = store_path / ".index-old"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        with replaced_dir(store_path / INDEX_DIR) as tmp:
+            for name in ("centroids", "offsets", "ids", "vectors"):
+                np.save(tmp / f"{name}.npy", getattr(self, name))
+            meta = {"format": INDEX_FORMAT, "max_id": self.max_id, "rows": len(self.ids),
+                    "partitions": len(self.centroids), "nprobe": self.nprobe, "target_recall": self.target_recall,
+                    "table_version": table_version}
+            (tmp / "meta.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, store_path: Path) -> "PartitionedIndex | None":

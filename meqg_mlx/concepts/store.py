@@ -8,7 +8,6 @@ before rows are written, so an id is never handed out twice, even after a crash.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from lancedb.index import BTree
 import numpy as np
 import pyarrow as pa
 
+from ..atomic import write_text
 from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
@@ -105,7 +105,7 @@ class ConceptStore:
         meta = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "dim": dim,
                 "origin_model": origin_model, "next_id": 0,
                 "created_at": datetime.now(timezone.utc).isoformat()}
-        _write_json_atomic(path / META_FILE, meta)
+        _write_json(path / META_FILE, meta)
         return cls(path, meta, db, table, config or StoreConfig())
 
     @classmethod
@@ -159,7 +159,7 @@ class ConceptStore:
         """Durably reserve `count` fresh concept ids; returns the first."""
         first = max(int(self.meta["next_id"]), self._max_id() + 1)
         self.meta["next_id"] = first + count
-        _write_json_atomic(self.path / META_FILE, self.meta)
+        _write_json(self.path / META_FILE, self.meta)
         return first
 
     def add(self, concepts: list[NewConcept]) -> int:
@@ -224,7 +224,7 @@ class ConceptStore:
             self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
         self.meta["vector_columns"] = {**self.vector_columns(),
                                        name: {"origin_model": origin_model, "dim": dim, "normalized": normalized}}
-        _write_json_atomic(self.path / META_FILE, self.meta)
+        _write_json(self.path / META_FILE, self.meta)
 
     def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
@@ -452,15 +452,10 @@ def _table_names(db) -> list[str]:
         return list(db.table_names())
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2))

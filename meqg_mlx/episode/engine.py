@@ -32,13 +32,13 @@ import numpy as np
 
 from ..concepts.sources.prose import split_sentences
 from ..concepts.store import ConceptStore
-from ..config import MeqgConfig
+from ..config import MeqgConfig, load_run
 from ..encoder.base import Embedder
 from ..errors import InputError, MeqgError
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
-from ..train.checkpoint import latest_checkpoint
+from ..runs import WEIGHTS, RunDir
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
 from ..diamond.ledger import s_mod_mc
@@ -72,14 +72,15 @@ class DiamondEngine:
     @classmethod
     def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
         """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
-        decoder = RunDecoder(run_dir, embedder=embedder)
-        checkpoint = latest_checkpoint(run_dir)
+        decoder = RunDecoder.from_run(run_dir, embedder=embedder)
+        run = RunDir(run_dir)
+        _, config = load_run(run)
+        checkpoint = run.latest_checkpoint()
         if checkpoint is None:
             raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
-        config = decoder.config
         model = VMM(dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
         try:
-            model.load_weights(str(checkpoint / "model.safetensors"), strict=True)
+            model.load_weights(str(checkpoint / WEIGHTS), strict=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise MeqgError(f"corrupt checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
         mx.eval(model.parameters())

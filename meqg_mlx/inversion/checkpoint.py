@@ -1,4 +1,4 @@
-"""A trained inverter on disk: RUN_DIR/inverter/model/{model.safetensors, inverter.json, tokenizer.json}.
+"""A trained inverter on disk: RUN/inverter/model/{model.safetensors, inverter.json, tokenizer.json}.
 
 The model directory is written beside the old one and swapped in by rename, so a
 crash mid-save leaves the previous inverter whole.
@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
+from ..atomic import replaced_dir
 from ..errors import MeqgError
+from ..runs import WEIGHTS
 from .inverter import Inverter, ModelArgs
 from .tokens import BOS, EOS, InverterVocab
 
 FORMAT = 1
-
-
-def inverter_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "inverter"
 
 
 class TrainedInverter:
@@ -52,18 +48,12 @@ class TrainedInverter:
 
     def save(self, directory: str | Path, extra: dict | None = None) -> Path:
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=directory.parent))
-        self.model.save_weights(str(tmp / "model.safetensors"))
-        shutil.copyfile(self.vocab.tokenizer_path, tmp / "tokenizer.json")
-        self.meta = {**self.meta, **(extra or {}), "format": FORMAT,
-                     "args": dataclasses.asdict(self.model.args), "token_ids": self.vocab.token_ids.tolist()}
-        (tmp / "inverter.json").write_text(json.dumps(self.meta))
-        old = directory.with_name(directory.name + ".old")
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old, ignore_errors=True)
+        with replaced_dir(directory) as tmp:
+            self.model.save_weights(str(tmp / WEIGHTS))
+            shutil.copyfile(self.vocab.tokenizer_path, tmp / "tokenizer.json")
+            self.meta = {**self.meta, **(extra or {}), "format": FORMAT,
+                         "args": dataclasses.asdict(self.model.args), "token_ids": self.vocab.token_ids.tolist()}
+            (tmp / "inverter.json").write_text(json.dumps(self.meta))
         return directory
 
     @classmethod
@@ -74,7 +64,7 @@ class TrainedInverter:
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
             model = Inverter(ModelArgs(**meta["args"]))
-            model.load_weights(str(directory / "model.safetensors"), strict=True)
+            model.load_weights(str(directory / WEIGHTS), strict=True)
             vocab = InverterVocab(directory / "tokenizer.json", np.array(meta["token_ids"], np.int64))
         except FileNotFoundError as exc:
             raise MeqgError(f"no trained inverter in {directory} ({Path(exc.filename or '').name} missing): "

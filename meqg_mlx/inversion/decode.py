@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..concepts.store import ConceptStore, NewConcept, normalize_text
 from ..concepts.cascade import LinearProjection
-from ..config import InversionConfig, load_config
+from ..concepts.store import ConceptStore, NewConcept, normalize_text
+from ..config import InversionConfig, load_config, load_run
 from ..encoder import embedder_from_config, load_embedder
-from ..errors import InputError
 from ..encoder.base import Embedder, check_texts, check_vectors
-from ..train.run import read_run
-from .checkpoint import TrainedInverter, inverter_dir
+from ..errors import InputError
+from ..runs import RunDir
+from .checkpoint import TrainedInverter
 from .corrector import Corrector, Inversion
 from .lookup import Decoded, StoreLookup
 
@@ -58,26 +58,38 @@ def vec2text_corrector(store: ConceptStore, settings: InversionConfig, embedder:
 
 
 class RunDecoder:
-    def __init__(self, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None,
-                 vec2text: dict[str, str] | None = None):
-        """`vec2text` overrides the inversion.vec2text_* settings (keys inverter, corrector, embedder, column)."""
-        meta, self.config = read_run(run_dir)
-        inverter = inverter_dir(run_dir)
-        inverter_config = inverter / "config.yaml"
-        settings = load_config(inverter_config).inversion if inverter_config.exists() else self.config.inversion
-        self.settings = settings = dataclasses.replace(
+    """Lookup in `store`; misses go to `corrector` (an inverter in its correction loop) when there is one."""
+
+    def __init__(self, store: ConceptStore, embedder: Embedder, settings: InversionConfig,
+                 corrector: Corrector | ProjectedCorrector | None = None, threshold: float | None = None):
+        store.check_model(embedder.name, embedder.dim)
+        self.store, self.embedder, self.settings, self.corrector = store, embedder, settings, corrector
+        self.lookup = StoreLookup(store, settings.lookup_threshold if threshold is None else threshold)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None,
+                 vec2text: dict[str, str] | None = None) -> "RunDecoder":
+        """A run's decoder: its store, its encoder and its inverter (or the vec2text models its settings name).
+
+        `vec2text` overrides the inversion.vec2text_* settings (keys inverter, corrector, embedder, column).
+        """
+        run = RunDir(run_dir)
+        meta, config = load_run(run)
+        inverter = run.inverter
+        settings = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
+        settings = dataclasses.replace(
             settings, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None})
-        self.store = ConceptStore.open(meta["store"])
-        self.embedder = embedder or embedder_from_config(self.config)
-        self.store.check_model(self.embedder.name, self.embedder.dim)
-        self.lookup = StoreLookup(self.store, settings.lookup_threshold if threshold is None else threshold)
-        self.corrector = None
+        store = ConceptStore.open(meta["store"])
+        embedder = embedder or embedder_from_config(config)
+        store.check_model(embedder.name, embedder.dim)
+        corrector = None
         if settings.vec2text_inverter:
-            self.corrector = vec2text_corrector(self.store, settings, self.embedder)
-        elif (inverter / "model").exists():
-            trained = TrainedInverter.load(inverter / "model")
-            self.store.check_model(trained.meta.get("embedder", "?"), trained.dim)
-            self.corrector = Corrector(trained, self.embedder, settings)
+            corrector = vec2text_corrector(store, settings, embedder)
+        elif inverter.model_dir.exists():
+            trained = TrainedInverter.load(inverter.model_dir)
+            store.check_model(trained.meta.get("embedder", "?"), trained.dim)
+            corrector = Corrector(trained, embedder, settings)
+        return cls(store, embedder, settings, corrector, threshold)
 
     def vectors(self, vectors: np.ndarray, correction_steps: int | None = None,
                 write_back: bool | None = None) -> list[Decoded]:

@@ -23,12 +23,12 @@ import mlx.optimizers as optim
 import numpy as np
 
 from ..concepts.store import ConceptStore
-from ..config import MeqgConfig, save_config
+from ..config import MeqgConfig, to_yaml
 from ..encoder.base import Embedder, load_tokenizer
 from ..errors import InputError
-from ..train.run import run_for_store
-from ..train.telemetry import TelemetryWriter
-from .checkpoint import TrainedInverter, inverter_dir
+from ..runs import RunDir
+from ..telemetry import TelemetryWriter
+from .checkpoint import TrainedInverter
 from .inverter import Inverter
 from .tokens import PAD, InverterVocab
 
@@ -125,10 +125,11 @@ class InverterTraining:
         if not hasattr(embedder, "tokenizer_path"):
             raise InputError(f"the inverter needs its embedder's tokenizer.json; {embedder.name} has none")
         store.check_model(embedder.name, embedder.dim)
-        self.run_id = run_for_store(run_dir, store.path, config)["run_id"]
+        run = RunDir(run_dir)
+        self.run_id = run.for_store(store.path, to_yaml(config))["run_id"]
         self.store, self.embedder, self.config = store, embedder, config
         self.settings = config.inversion
-        self.directory = inverter_dir(run_dir)
+        self.inverter = run.inverter
         self.progress = progress or (lambda stage, done, total: None)
         self.rng = np.random.default_rng(seed)
         args = config.inverter
@@ -177,9 +178,9 @@ class InverterTraining:
             optimizer.update(self.model, grads)
             return loss
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.directory / "config.yaml")
-        telemetry = TelemetryWriter(self.directory, f"{self.run_id}-inverter-{uuid.uuid4().hex[:6]}")
+        self.inverter.path.mkdir(parents=True, exist_ok=True)
+        self.inverter.write_config(to_yaml(self.config))
+        telemetry = TelemetryWriter(self.inverter, f"{self.run_id}-inverter-{uuid.uuid4().hex[:6]}")
         start = time.perf_counter()
         losses, held, done, interrupted = [], (float("nan"), float("nan")), 0, False
         tokens_per_batch = s.batch_size * (self.tokens.shape[1] - 1)
@@ -202,7 +203,7 @@ class InverterTraining:
         telemetry.emit("run", done, status="interrupted" if interrupted else "finished", target=s.steps,
                        seconds=seconds)
         telemetry.close()
-        return InverterSummary(self.directory / "model", done, len(self.train_set.ids), len(self.held_out.ids),
+        return InverterSummary(self.inverter.model_dir, done, len(self.train_set.ids), len(self.held_out.ids),
                                losses[0] if losses else float("nan"), float(np.mean(losses[-20:])) if losses else
                                float("nan"), held[0], seconds, interrupted)
 
@@ -210,9 +211,9 @@ class InverterTraining:
         held = self.held_out_loss()
         telemetry.emit("eval", step, train_loss=float(np.mean(losses[-20:])), held_out_loss=held[0],
                        held_out_token_accuracy=held[1])
-        TrainedInverter(self.model, self.vocab, {}).save(self.directory / "model", {
+        TrainedInverter(self.model, self.vocab, {}).save(self.inverter.model_dir, {
             "embedder": self.embedder.name, "store": str(self.store.path), "step": step,
             "held_out_every": self.settings.held_out_every, "trained_texts": len(self.train_set.ids),
             "held_out_loss": held[0]})
-        telemetry.emit("checkpoint", step, path=str(self.directory / "model"))
+        telemetry.emit("checkpoint", step, action="saved", path=str(self.inverter.model_dir))
         return held

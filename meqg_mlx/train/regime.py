@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 
 from ..config import RegimeConfig
 
-REGIMES = ("linear", "geometric", "breakdown")
-
-
 def regime_of(phi: float, config: RegimeConfig) -> str:
     if phi > config.phi_breakdown:
         return "breakdown"

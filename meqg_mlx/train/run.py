@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..concepts.store import ConceptStore
-from ..config import MeqgConfig, load_config, save_config
+from ..config import MeqgConfig, load_run, to_yaml
 from ..errors import ConfigError, MeqgError
-from .checkpoint import checkpoint_path, last_stable_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
-from .telemetry import TelemetryWriter
+from ..runs import RunDir
+from ..telemetry import TelemetryWriter
+from .checkpoint import last_stable_checkpoint, load_checkpoint, save_checkpoint
 from .trainer import StepReport, Trainer
 
 
@@ -37,68 +36,37 @@ class RunSummary:
     seconds: float
 
 
-def read_run(run_dir: str | Path, missing: str = "no run in") -> tuple[dict, MeqgConfig]:
-    """A run directory's run.json (run id, store path) and its config."""
-    run_dir = Path(run_dir)
-    try:
-        meta = json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
-        raise MeqgError(f"{missing} {run_dir} (run.json missing)") from None
-    except (OSError, ValueError) as exc:
-        raise MeqgError(f"unreadable run.json in {run_dir}: {exc}") from exc
-    return meta, load_config(run_dir / "config.yaml")
-
-
-def run_for_store(run_dir: str | Path, store_path: str | Path, config: MeqgConfig) -> dict:
-    """run.json of `run_dir`, written (with config.yaml) when it is new; a run on another store is an error."""
-    run_dir, store_path = Path(run_dir), Path(store_path).resolve()
-    if (run_dir / "run.json").exists():
-        meta, _ = read_run(run_dir)
-        if Path(meta["store"]).resolve() != store_path:
-            raise MeqgError(f"{run_dir} is a run on the store {meta['store']}, not {store_path}")
-        return meta
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"run_id": uuid.uuid4().hex[:12], "store": str(store_path), "created_at": time.time()}
-    save_config(config, run_dir / "config.yaml")
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-    return meta
-
-
 class TrainingRun:
     def __init__(self, run_dir: str | Path, store_path: str | Path | None = None,
                  config: MeqgConfig | None = None, resume: bool = False, steps: int | None = None):
         """A new run (`config`, default settings when None) or, with `resume`, the run saved in
         `run_dir` with its own config; `steps` overrides the step target either way."""
         self.run_dir = Path(run_dir)
-        meta_path = self.run_dir / "run.json"
+        run = self.run = RunDir(run_dir)
         if steps is not None and steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if resume:
-            meta, config = read_run(self.run_dir, "no run to resume in")
+            meta, config = load_run(run, "no run to resume in")
             store_path = store_path or meta["store"]
         else:
-            if meta_path.exists():
-                raise MeqgError(f"{self.run_dir} already holds a run; pass --resume to continue it "
-                                "or choose another --run")
+            run.ensure_new()
             if store_path is None:
                 raise MeqgError("a new run needs a store (--store)")
             config = copy.deepcopy(config) if config else MeqgConfig()
-            meta = {"run_id": uuid.uuid4().hex[:12], "store": str(Path(store_path).resolve()),
-                    "created_at": time.time()}
         if steps is not None:
             config.train.steps = steps
         self.store = ConceptStore.open(store_path)
         self.config = config
         self.trainer = Trainer(self.store, config)
-        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:
             load_checkpoint(checkpoint, self.trainer)
+        if resume:
+            run.write_config(to_yaml(config))  # a resume may have a new step target
+        else:
+            meta = run.create(store_path, to_yaml(config))
         self.run_id = meta["run_id"]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, self.run_dir / "config.yaml")  # a resume may have a new step target
-        if not resume:
-            meta_path.write_text(json.dumps(meta, indent=1))
-        self.telemetry = TelemetryWriter(self.run_dir, self.run_id)
+        self.telemetry = TelemetryWriter(run, self.run_id)
         self.phi: float | None = None
         self.kappa: float | None = None
         if resume:
@@ -110,8 +78,9 @@ class TrainingRun:
         tc, trainer = self.config.train, self.trainer
         started, metrics, interrupted = time.perf_counter(), None, False
         if trainer.state.step == 0:
+            bands = {"geometric": self.config.regime.phi_geometric, "breakdown": self.config.regime.phi_breakdown}
             self.telemetry.emit("checkpoint", 0, action="started", parameters=trainer.model.parameter_count(),
-                                rvq=self.rvq_usage(), config_steps=tc.steps)
+                                rvq=self.rvq_usage(), config_steps=tc.steps, bands=bands)
         ended = "failed"  # what the final `run` record says if the loop raises
         try:
             while trainer.state.step < tc.steps:
@@ -135,7 +104,7 @@ class TrainingRun:
             raise
         finally:
             step = trainer.state.step
-            if step and latest_checkpoint(self.run_dir) != checkpoint_path(self.run_dir, step):
+            if step and self.run.latest_checkpoint() != self.run.checkpoint(step):
                 self.checkpoint()
             if ended in ("failed", "aborted"):
                 self._end(ended, started)
@@ -156,6 +125,7 @@ class TrainingRun:
         step = trainer.state.step
         terms = report.terms
         record = {
+            "loss": terms["distance"] + terms["contrastive"],  # the next-concept loss the monitor plots
             "objective": {k: terms[k] for k in ("Delta", "S_geo", "S_ent", "S_mod")},
             "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance")},
             "gate": _gate_record(report),
@@ -180,7 +150,7 @@ class TrainingRun:
         for action in actions:
             detail = {}
             if action == "revert":
-                stable = last_stable_checkpoint(self.run_dir)
+                stable = last_stable_checkpoint(self.run)
                 if stable is None:
                     detail["skipped"] = "no stable checkpoint yet"
                 else:
@@ -193,7 +163,7 @@ class TrainingRun:
                                 **detail)
 
     def checkpoint(self) -> Path:
-        path = save_checkpoint(self.run_dir, self.trainer)
+        path = save_checkpoint(self.run, self.trainer)
         self.telemetry.emit("checkpoint", self.trainer.state.step, action="saved", path=str(path),
                             stable=self.trainer.recovery.regime != "breakdown")
         return path

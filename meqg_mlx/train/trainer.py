@@ -84,6 +84,25 @@ class Trainer:
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
         self._gate_gap, self._next_check = 1, 0
 
+    def state_dict(self) -> dict:
+        """What an exact resume needs besides weights and optimizer state (JSON-able; checkpoints store it)."""
+        return {"step": self.state.step, "accepted": self.state.accepted, "rng": self.rng.bit_generator.state,
+                "next_code_id": self.model.rvq.next_code_id,
+                "trust_radius": self.gate.trust_radius if self.gate else None,
+                "recovery": self.recovery.state(), "kappa": self.kappa,
+                "gate_schedule": [self._gate_gap, self._next_check], "stable": self.recovery.regime != "breakdown"}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.recovery.load_state(state["recovery"])
+        self.kappa = state["kappa"]
+        self._gate_gap, self._next_check = state["gate_schedule"]
+        self.model.rvq.next_code_id = state["next_code_id"]
+        if self.gate and state["trust_radius"] is not None:
+            self.gate.trust_radius = state["trust_radius"]
+        self.state.step, self.state.accepted = state["step"], state["accepted"]
+        self.refresh_codes()
+
     def _fit_rvq(self, steps: int) -> None:
         data = mx.array(self.vectors)
         self.model.rvq.initialize(data, seed=self.config.train.seed)

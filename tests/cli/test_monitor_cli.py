@@ -31,7 +31,8 @@ def test_the_monitor_never_loads_training_code():
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'meqg_mlx', 'torch'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(result.stdout)
-    assert set(loaded) <= {"meqg_mlx", "meqg_mlx.backend", "meqg_mlx.errors", "meqg_mlx.paths", "meqg_mlx.runs",
+    assert set(loaded) <= {"meqg_mlx", "meqg_mlx.atomic", "meqg_mlx.backend", "meqg_mlx.errors", "meqg_mlx.paths",
+                           "meqg_mlx.runs",
                            "meqg_mlx.telemetry"}, loaded
 
 

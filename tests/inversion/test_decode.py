@@ -15,7 +15,7 @@ def test_write_back_skips_texts_the_store_already_has(memorized, sentence_store_
     shutil.copytree(memorized[0], run)
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "store": str(store)}))
-    decoder = RunDecoder(run, embedder=embedder)
+    decoder = RunDecoder.from_run(run, embedder=embedder)
     vectors = embedder.encode(["x one", "x two", "x three"])
     decoded = [Decoded("SORT a list  in place.", 0.5, 1, "", "inversion"), Decoded("A new text.", 0.5, 1, "", "inversion"),
                Decoded("a NEW text.", 0.5, 1, "", "inversion")]
@@ -25,7 +25,7 @@ def test_write_back_skips_texts_the_store_already_has(memorized, sentence_store_
 
 
 def test_hits_come_from_the_store_and_misses_from_the_inverter(memorized, embedder):
-    decoder = RunDecoder(memorized[0], embedder=embedder)
+    decoder = RunDecoder.from_run(memorized[0], embedder=embedder)
     texts = ["Sort a list in place.", "A recipe for tomato soup with basil."]
     decoder.settings.seed_with_nearest = False
     hit, miss = decoder.texts(texts, correction_steps=2)

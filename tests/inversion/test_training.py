@@ -9,7 +9,7 @@ from meqg_mlx.concepts.store import ConceptStore, normalize_text
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.inversion.checkpoint import TrainedInverter
 from meqg_mlx.inversion.training import InverterTraining, split_examples
-from meqg_mlx.train.telemetry import read_telemetry
+from meqg_mlx.telemetry import read_telemetry
 
 from ..conftest import SENTENCES
 from .conftest import tiny_config

@@ -166,9 +166,9 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
 
     from meqg_mlx.concepts.cascade import LinearProjection, fill_vector_column
     from meqg_mlx.concepts.store import ConceptStore, NewConcept
-    from meqg_mlx.config import MeqgConfig
+    from meqg_mlx.config import MeqgConfig, to_yaml
     from meqg_mlx.inversion.decode import RunDecoder
-    from meqg_mlx.train.run import run_for_store
+    from meqg_mlx.runs import RunDir
 
     from ..conftest import meqg
 
@@ -180,12 +180,12 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
     fill_vector_column(store, "gtr_mean", trained["embedder"])
     LinearProjection.fit(store, "vector", "gtr_mean").save(store)
     # no seeding with the nearest store text: every text shown must be vec2text's own
-    run_for_store(tmp_path / "run", store.path, MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
+    RunDir(tmp_path / "run").for_store(store.path, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False))))
     noise = np.random.default_rng(0).normal(size=vectors.shape).astype(np.float32)
     near = vectors + 0.02 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
     options = {"inverter": trained["inversion"], "corrector": trained["corrector"], "embedder": trained["gtr"],
                "column": "gtr_mean"}
-    decoder = RunDecoder(tmp_path / "run", threshold=0.99999, vec2text=options)
+    decoder = RunDecoder.from_run(tmp_path / "run", threshold=0.99999, vec2text=options)
     decoded = decoder.vectors(near, correction_steps=1)
     assert all(d.source == "inversion" for d in decoded)
     # a linear map from MiniLM into a random tiny T5's space is lossy (held-out cosine ~0.9): some vectors
@@ -204,4 +204,4 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
     assert result.returncode == 0, result.stderr
     assert [d["text"] for d in json.loads(result.stdout)] == [d.text for d in decoded[:3]]
     with pytest.raises(InputError, match="vector column"):
-        RunDecoder(tmp_path / "run", vec2text={**options, "column": "nope"})
+        RunDecoder.from_run(tmp_path / "run", vec2text={**options, "column": "nope"})

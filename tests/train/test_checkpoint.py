@@ -1,7 +1,8 @@
 import pytest
 
 from meqg_mlx.errors import MeqgError
-from meqg_mlx.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from meqg_mlx.runs import RunDir
+from meqg_mlx.train.checkpoint import load_checkpoint, save_checkpoint
 from meqg_mlx.train.trainer import Trainer
 
 from .test_trainer import small_config
@@ -16,7 +17,7 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(small_store, tmp_path):
     done = [first.step().terms["Delta"] for _ in range(3)]
     save_checkpoint(tmp_path / "run", first)
     resumed = Trainer(small_store, config)
-    load_checkpoint(latest_checkpoint(tmp_path / "run"), resumed)
+    load_checkpoint(RunDir(tmp_path / "run").latest_checkpoint(), resumed)
     assert resumed.state.step == 3
     rest = [resumed.step().terms["Delta"] for _ in range(3)]
     assert done + rest == expected

@@ -6,7 +6,7 @@ import pytest
 
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.run import TrainingRun
-from meqg_mlx.train.telemetry import read_telemetry
+from meqg_mlx.telemetry import read_telemetry
 
 from .test_trainer import small_config
 

@@ -36,7 +36,7 @@ def test_recorded_run_is_summarized(recorded_records):
 def test_fields_an_older_schema_lacks_are_none(recorded_records):
     old = []
     for record in recorded_records:
-        record = {k: v for k, v in record.items() if k not in ("kappa", "experts", "terms", "schema")}
+        record = {k: v for k, v in record.items() if k not in ("kappa", "experts", "terms", "loss", "schema")}
         if record.get("gate"):
             record["gate"] = {k: v for k, v in record["gate"].items() if k not in ("view_size", "trust_radius")}
         old.append(record)
@@ -74,3 +74,13 @@ def test_inverter_telemetry_shows_its_loss_and_learning_rate():
                              "status": "finished", "target": 3, "seconds": 3.0}])
     assert state.series["loss"] == ([1, 2, 3], [7.0, 6.0, 5.0]) and state.series["lr"][1] == [1e-3] * 3
     assert state.ended == "finished" and state.series["phi"][1] == [None] * 3
+
+
+def test_regime_bands_are_the_ones_the_run_used(recorded_records):
+    import yaml
+
+    from .conftest import RECORDED
+
+    regime = yaml.safe_load(RECORDED.with_suffix(".yaml").read_text())["regime"]
+    assert fold(recorded_records).bands == (regime["phi_geometric"], regime["phi_breakdown"])
+    assert fold(recorded_records[1:]).bands is None  # a run that did not say: no bands drawn

@@ -1,0 +1,114 @@
+"""A run directory's layout: the only code that knows which file lives where (docs/design.md, Run directory).
+
+    RUN/run.json  config.yaml  telemetry.jsonl  train.log
+    RUN/checkpoints/step-0000100/ ...  RUN/checkpoints/latest
+    RUN/inverter/{config.yaml, telemetry.jsonl, model/}
+
+Bottom layer: it reads and writes files and knows nothing of their contents beyond run.json;
+`config.load_run` reads a run with its config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import write_text
+from .errors import MeqgError
+
+CHECKPOINT_PREFIX = "step-"
+# inside a checkpoint directory (and, for WEIGHTS and CONFIG, the inverter's model/)
+WEIGHTS, OPTIMIZER, STATE, CONFIG = "model.safetensors", "optimizer.safetensors", "state.json", "config.yaml"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def telemetry_path(self) -> Path:
+        return self.path / "telemetry.jsonl"
+
+    @property
+    def train_log(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def inverter(self) -> "RunDir":
+        """The inverter's own directory (config.yaml, telemetry.jsonl, model/) inside the run."""
+        return RunDir(self.path / "inverter")
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    def exists(self) -> bool:
+        return self.meta_path.exists()
+
+    # checkpoints
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"{CHECKPOINT_PREFIX}{step:07d}"
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """Every checkpoint directory, newest first."""
+        return sorted(self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*"), reverse=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoints / "latest"
+        return self.checkpoints / pointer.read_text().strip() if pointer.is_file() else None
+
+    def point_latest(self, checkpoint: Path) -> None:
+        write_text(self.checkpoints / "latest", checkpoint.name)
+
+    # run.json and config.yaml
+    def read_meta(self, missing: str = "no run in") -> dict:
+        """run.json: run id, store path, creation time."""
+        try:
+            return json.loads(self.meta_path.read_text())
+        except FileNotFoundError:
+            raise MeqgError(f"{missing} {self.path} (run.json missing)") from None
+        except (OSError, ValueError) as exc:
+            raise MeqgError(f"unreadable run.json in {self.path}: {exc}") from exc
+
+    def write_config(self, config_yaml: str) -> None:
+        write_text(self.config_path, config_yaml)
+
+    def ensure_new(self) -> None:
+        if self.exists():
+            raise MeqgError(f"{self.path} already holds a run; pass --resume to continue it or choose another --run")
+
+    def create(self, store_path: str | Path, config_yaml: str) -> dict:
+        """A new run on `store_path`: config.yaml, then run.json (written once, here)."""
+        self.ensure_new()
+        meta = {"run_id": uuid.uuid4().hex[:12], "store": str(Path(store_path).resolve()), "created_at": time.time()}
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_config(config_yaml)
+        write_text(self.meta_path, json.dumps(meta, indent=1))
+        return meta
+
+    def for_store(self, store_path: str | Path, config_yaml: str) -> dict:
+        """run.json of this run, created (with `config_yaml`) when it is new; a run on another store is an error."""
+        if not self.exists():
+            return self.create(store_path, config_yaml)
+        meta = self.read_meta()
+        if Path(meta["store"]).resolve() != Path(store_path).resolve():
+            raise MeqgError(f"{self.path} is a run on the store {meta['store']}, not {Path(store_path).resolve()}")
+        return meta
