@@ -1,0 +1,80 @@
+"""Imports point one way (docs/design.md, Layers): a module never imports from a layer above its own.
+
+Read from the source with `ast`, so imports inside functions (the lazy ones) count too.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"meqg_mlx": ROOT / "meqg_mlx", "meqg_converters": ROOT / "converters", "meqg_cli": ROOT / "cli",
+            "meqg_tui": ROOT / "tui"}
+LAYERS = [  # bottom first; a module belongs to the longest prefix listed
+    ("meqg_mlx", "meqg_mlx.backend", "meqg_mlx.errors", "meqg_mlx.paths", "meqg_mlx.atomic", "meqg_mlx.runs",
+     "meqg_mlx.telemetry"),
+    ("meqg_mlx.vmm", "meqg_mlx.encoder", "meqg_mlx.config", "meqg_mlx.inversion.inverter", "meqg_mlx.schedules"),
+    ("meqg_mlx.concepts", "meqg_mlx.sandbox"),
+    ("meqg_mlx.diamond",),
+    ("meqg_mlx.train", "meqg_mlx.inversion"),
+    ("meqg_mlx.episode",),
+    ("meqg_converters",),
+    ("meqg_cli", "meqg_tui"),
+]
+
+
+def layer_of(module: str) -> int:
+    matches = [(len(prefix), layer) for layer, prefixes in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module} is in no layer: add it to LAYERS (and docs/design.md)"
+    return max(matches)[1]
+
+
+def modules():
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = [package, *path.relative_to(folder).with_suffix("").parts]
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts = parts[:-1]
+            yield ".".join(parts), path, is_package
+
+
+def imports(module: str, path: Path, is_package: bool):
+    """Every meqg module `module` imports, with the line."""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base[:len(base) - node.level + 1]
+                prefix = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                prefix = node.module
+            # `from . import x` may name a submodule; `from .a import B` names something in a
+            names = [f"{prefix}.{alias.name}" for alias in node.names] if not node.module else [prefix]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in PACKAGES:
+                yield name, node.lineno
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    up = []
+    for module, path, is_package in modules():
+        own = layer_of(module)
+        for name, line in imports(module, path, is_package):
+            if layer_of(name) > own:
+                up.append(f"{path.relative_to(ROOT)}:{line} ({module}, layer {own}) imports {name} "
+                          f"(layer {layer_of(name)})")
+    print(f"{sum(1 for _ in modules())} modules checked against {len(LAYERS)} layers")
+    assert not up, "imports that reach up:\n" + "\n".join(up)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    """The check itself can fail: a config module importing the trainer is caught."""
+    path = tmp_path / "config.py"
+    path.write_text("def f():\n    from .train.trainer import Trainer\n")
+    found = list(imports("meqg_mlx.config", path, False))
+    assert found == [("meqg_mlx.train.trainer", 2)] and layer_of(found[0][0]) > layer_of("meqg_mlx.config")
