@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--model", default="", help="sentence-transformers directory [bundled MiniLM]")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args()
-    texts = ConceptStore.open(args.store or default_store()).columns(["text"])["text"].to_pylist()[:args.sentences]
+    texts = ConceptStore.open(args.store or default_store()).columns(["text"])["text"].to_pylist()[: args.sentences]
     report = doctor_report(measure=False)
     print(f"{len(texts)} sentences, batch 64, MLX on {report['mlx_default_device']}, BLAS: {report['blas']}")
 
@@ -58,8 +58,10 @@ def main() -> None:
 
     cosine = float(np.einsum("ij,ij->i", got, expected).mean())
     print(f"  MLX ({args.dtype})           {len(texts) / mlx_seconds:8.0f} sentences/s  peak {mlx_peak:6.0f} MB (MLX)")
-    print(f"  sentence-transformers {len(texts) / torch_seconds:8.0f} sentences/s  "
-          f"peak +{torch_peak:5.0f} MB (RSS growth)")
+    print(
+        f"  sentence-transformers {len(texts) / torch_seconds:8.0f} sentences/s  "
+        f"peak +{torch_peak:5.0f} MB (RSS growth)"
+    )
     print(f"  MLX / sentence-transformers: {torch_seconds / mlx_seconds:.2f}x   mean cosine {cosine:.7f}")
 
 

@@ -4,7 +4,8 @@ The texts are store concepts the inverter never trained on (id % inversion.held_
 == 0, at most inverter.max_tokens tokens). For lookup they are removed from the store
 first (otherwise lookup finds each text itself): the peer is the nearest *other*
 concept, brute force. A fourth row starts the correction from that lookup text when it
-is closer than the inverter's first pass (what `meqg decode` does for store misses). Measures (vec2text paper's): exact match (case-folded: the
+is closer than the inverter's first pass (what `meqg decode` does for store misses).
+Measures (vec2text paper's): exact match (case-folded: the
 tokenizer is uncased), token F1, corpus BLEU-4, mean cosine between the target vector
 and the re-embedded output, and seconds per text.
 
@@ -39,15 +40,21 @@ def lookup_without(decoder: RunDecoder, vectors: np.ndarray, removed: set[int]) 
     return [rows[int(i)] for i in best]
 
 
-def measure(name: str, outputs: list[str], references: list[str], targets: np.ndarray, seconds: float,
-            decoder: RunDecoder) -> dict:
+def measure(
+    name: str, outputs: list[str], references: list[str], targets: np.ndarray, seconds: float, decoder: RunDecoder
+) -> dict:
     written = [i for i, t in enumerate(outputs) if t.strip()]
     cosines = np.full(len(outputs), -1.0)
     cosines[written] = np.einsum("ij,ij->i", decoder.embedder.encode([outputs[i] for i in written]), targets[written])
-    return {"method": name, "exact_match": float(np.mean([exact_match(o, r) for o, r in zip(outputs, references)])),
-            "token_f1": float(np.mean([token_f1(o, r) for o, r in zip(outputs, references)])),
-            "bleu": corpus_bleu(outputs, references), "mean_cosine": float(cosines.mean()),
-            "cosine_ge_0.95": float((cosines >= 0.95).mean()), "seconds_per_text": seconds / len(outputs)}
+    return {
+        "method": name,
+        "exact_match": float(np.mean([exact_match(o, r) for o, r in zip(outputs, references)])),
+        "token_f1": float(np.mean([token_f1(o, r) for o, r in zip(outputs, references)])),
+        "bleu": corpus_bleu(outputs, references),
+        "mean_cosine": float(cosines.mean()),
+        "cosine_ge_0.95": float((cosines >= 0.95).mean()),
+        "seconds_per_text": seconds / len(outputs),
+    }
 
 
 def main() -> None:
@@ -66,47 +73,84 @@ def main() -> None:
     settings = decoder.settings
     if args.candidates is not None:
         settings.candidates = args.candidates
-    _, held = split_examples(decoder.store, inverter.vocab.tokenizer_path, inverter.model.args.max_tokens,
-                             inverter.meta["held_out_every"])
-    pick = np.random.default_rng(0).permutation(len(held.ids))[:args.texts]
+    _, held = split_examples(
+        decoder.store, inverter.vocab.tokenizer_path, inverter.model.args.max_tokens, inverter.meta["held_out_every"]
+    )
+    pick = np.random.default_rng(0).permutation(len(held.ids))[: args.texts]
     references, targets = [held.texts[i] for i in pick], held.vectors[pick]
-    print(f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.path}; inverter step "
-          f"{inverter.meta['step']}, {inverter.meta['trained_texts']} training texts; "
-          f"{args.steps} correction steps x {settings.candidates} candidates", flush=True)
+    print(
+        f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.path}; inverter step "
+        f"{inverter.meta['step']}, {inverter.meta['trained_texts']} training texts; "
+        f"{args.steps} correction steps x {settings.candidates} candidates",
+        flush=True,
+    )
 
     rows, outputs = [], {}
     tick = time.perf_counter()
     outputs["lookup"] = lookup_without(decoder, targets, set(held.ids.tolist()))
-    rows.append(measure("lookup (text removed)", outputs["lookup"], references, targets, time.perf_counter() - tick,
-                        decoder))
+    rows.append(
+        measure("lookup (text removed)", outputs["lookup"], references, targets, time.perf_counter() - tick, decoder)
+    )
     corrector = Corrector(inverter, decoder.embedder, settings)
     tick = time.perf_counter()
     first = corrector.invert(targets, 0)
     rows.append(measure("inverter", [r.text for r in first], references, targets, time.perf_counter() - tick, decoder))
     tick = time.perf_counter()
-    corrected = corrector.invert(targets, args.steps,
-                                 progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True))
-    rows.append(measure(f"inverter + {args.steps} corrections", [r.text for r in corrected], references, targets,
-                        time.perf_counter() - tick, decoder))
+    corrected = corrector.invert(
+        targets, args.steps, progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True)
+    )
+    rows.append(
+        measure(
+            f"inverter + {args.steps} corrections",
+            [r.text for r in corrected],
+            references,
+            targets,
+            time.perf_counter() - tick,
+            decoder,
+        )
+    )
     tick = time.perf_counter()
     seeded = corrector.invert(targets, args.steps, seed_texts=outputs["lookup"])
-    rows.append(measure(f"lookup-seeded + {args.steps} corr.", [r.text for r in seeded], references, targets,
-                        time.perf_counter() - tick + rows[0]["seconds_per_text"] * len(targets), decoder))
+    rows.append(
+        measure(
+            f"lookup-seeded + {args.steps} corr.",
+            [r.text for r in seeded],
+            references,
+            targets,
+            time.perf_counter() - tick + rows[0]["seconds_per_text"] * len(targets),
+            decoder,
+        )
+    )
 
     print(f"{'method':<28}{'exact':>8}{'tok F1':>8}{'BLEU':>7}{'mean cos':>10}{'cos>=.95':>10}{'s/text':>9}")
     for r in rows:
-        print(f"{r['method']:<28}{r['exact_match']:>8.1%}{r['token_f1']:>8.3f}{r['bleu']:>7.1f}"
-              f"{r['mean_cosine']:>10.3f}{r['cosine_ge_0.95']:>10.1%}{r['seconds_per_text']:>9.3f}")
-    print("aim: mean cosine >= 0.95 after correction; vec2text (T5-base, GTR, days of training): "
-          "0.91 cosine / 31.9 BLEU in one pass")
+        print(
+            f"{r['method']:<28}{r['exact_match']:>8.1%}{r['token_f1']:>8.3f}{r['bleu']:>7.1f}"
+            f"{r['mean_cosine']:>10.3f}{r['cosine_ge_0.95']:>10.1%}{r['seconds_per_text']:>9.3f}"
+        )
+    print(
+        "aim: mean cosine >= 0.95 after correction; vec2text (T5-base, GTR, days of training): "
+        "0.91 cosine / 31.9 BLEU in one pass"
+    )
     print("examples (reference | inverter | corrected | lookup-seeded, its cosine):")
     for i in range(min(8, len(references))):
-        print(f"  {references[i]!r}\n    | {first[i].text!r}\n    | {corrected[i].text!r}  {corrected[i].cosine:.3f}"
-              f"\n    | {seeded[i].text!r}  {seeded[i].cosine:.3f}")
+        print(
+            f"  {references[i]!r}\n    | {first[i].text!r}\n    | {corrected[i].text!r}  {corrected[i].cosine:.3f}"
+            f"\n    | {seeded[i].text!r}  {seeded[i].cosine:.3f}"
+        )
     if args.json:
-        examples = [{"reference": ref, "lookup": look, "inverter": f.text, "corrected": c.text, "cosine": c.cosine,
-                     "seeded": sd.text, "seeded_cosine": sd.cosine}
-                    for ref, look, f, c, sd in zip(references, outputs["lookup"], first, corrected, seeded)]
+        examples = [
+            {
+                "reference": ref,
+                "lookup": look,
+                "inverter": f.text,
+                "corrected": c.text,
+                "cosine": c.cosine,
+                "seeded": sd.text,
+                "seeded_cosine": sd.cosine,
+            }
+            for ref, look, f, c, sd in zip(references, outputs["lookup"], first, corrected, seeded)
+        ]
         args.json.write_text(json.dumps({"rows": rows, "examples": examples}, indent=1))
 
 

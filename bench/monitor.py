@@ -89,8 +89,10 @@ def main() -> None:
     print(f"{'':<22}{'max lag (records)':>18}{'catch-up (s)':>14}")
     print(f"{'meqg monitor':<22}{app_lag:>18}{app_catch_up:>14.3f}")
     print(f"{'bare TelemetryTail':<22}{tail_max:>18}{tail_catch_up:>14.3f}")
-    print(f"monitor lag - bare tail lag: {app_lag - tail_max} records "
-          f"({(app_lag - tail_max) / args.rate:.2f} s of writing)")
+    print(
+        f"monitor lag - bare tail lag: {app_lag - tail_max} records "
+        f"({(app_lag - tail_max) / args.rate:.2f} s of writing)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
   own `encode`) and store writes/s (atomic LanceDB commits vs `np.save`);
 * search: p50/p95 latency and recall@10 of meqg's search path against numpy brute
   force (the exact answer) on real stdlib embeddings and clustered synthetic vectors
-  at 100k and 1M rows, shaped like the real ones (k-means means + residual covariance). `--lance` adds LanceDB's own IVF_PQ (+refine) for reference.
+  at 100k and 1M rows, shaped like the real ones (k-means means + residual covariance).
+  `--lance` adds LanceDB's own IVF_PQ (+refine) for reference.
 
     python bench/store.py [--sizes 100000 1000000] [--queries 200] [--lance]
 """
@@ -52,8 +53,11 @@ def fitted_vectors(real: np.ndarray, n: int, clusters: int = 1024, seed: int = 0
     out = np.empty((n, real.shape[1]), dtype=np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x = means[rng.choice(clusters, m, p=weights)] + rng.standard_normal((m, real.shape[1])).astype(np.float32) @ chol.T
-        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        x = (
+            means[rng.choice(clusters, m, p=weights)]
+            + rng.standard_normal((m, real.shape[1])).astype(np.float32) @ chol.T
+        )
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -76,26 +80,31 @@ def bench_ingest(count: int) -> np.ndarray:
     embedder.model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
     peer = time.perf_counter() - t0
     print(f"\n## ingest ({count} real stdlib concepts)")
-    print(f"embedding  meqg {count / ours:8.0f} concepts/s | sentence-transformers encode {count / peer:8.0f}/s"
-          f" | ratio {peer / ours:.2f}x")
+    print(
+        f"embedding  meqg {count / ours:8.0f} concepts/s | sentence-transformers encode {count / peer:8.0f}/s"
+        f" | ratio {peer / ours:.2f}x"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         store = ConceptStore.create(Path(tmp) / "s", embedder.dim, embedder.name)
         first = store.reserve_ids(count)
         rows = [NewConcept(first + i, r.text, vectors[i], r.kind, r.key, r.source) for i, r in enumerate(records)]
         t0 = time.perf_counter()
         for start in range(0, count, 1024):
-            store.add(rows[start:start + 1024])
+            store.add(rows[start : start + 1024])
         write = time.perf_counter() - t0
         t0 = time.perf_counter()
         np.save(Path(tmp) / "peer.npy", vectors)
         peer_write = time.perf_counter() - t0
-    print(f"writing    meqg {count / write:8.0f} concepts/s (LanceDB, 1024-row atomic commits) | "
-          f"np.save {count / peer_write:8.0f}/s | write is {100 * write / (write + ours):.1f}% of ingest time")
+    print(
+        f"writing    meqg {count / write:8.0f} concepts/s (LanceDB, 1024-row atomic commits) | "
+        f"np.save {count / peer_write:8.0f}/s | write is {100 * write / (write + ours):.1f}% of ingest time"
+    )
     return vectors
 
 
-def bench_search(name: str, store: ConceptStore, vectors: np.ndarray, queries: np.ndarray, k: int = 10,
-                 nprobes: tuple[int, ...] = ()) -> None:
+def bench_search(
+    name: str, store: ConceptStore, vectors: np.ndarray, queries: np.ndarray, k: int = 10, nprobes: tuple[int, ...] = ()
+) -> None:
     """Our search path (store-level ids, then with rows) vs numpy brute force on the same matrix."""
     truth, brute = [], []
     for q in queries:
@@ -122,8 +131,10 @@ def bench_search(name: str, store: ConceptStore, vectors: np.ndarray, queries: n
             recall.append(len(expected & set(ids.tolist())) / k)
         p50, p95 = percentiles(lat)
         label = "meqg search (default)" if nprobe is None else f"  nprobe={nprobe}"
-        print(f"{label:<23} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  recall@10 {np.mean(recall):.3f}"
-              f"  speed-up vs numpy p50 {b50 / p50:6.1f}x")
+        print(
+            f"{label:<23} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  recall@10 {np.mean(recall):.3f}"
+            f"  speed-up vs numpy p50 {b50 / p50:6.1f}x"
+        )
     lat = []
     for q in queries[:50]:
         t0 = time.perf_counter()
@@ -136,12 +147,15 @@ def bench_search(name: str, store: ConceptStore, vectors: np.ndarray, queries: n
 def bench_lance(store: ConceptStore, vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> None:
     """LanceDB's own search on the same table, for the record (why meqg searches in memory)."""
     truth = [set(numpy_brute_force(vectors, q, k).tolist()) for q in queries[:50]]
-    for label, config in [("LanceDB flat scan", None),
-                          ("LanceDB IVF_PQ+refine20", dict(index_type="IVF_PQ", num_sub_vectors=48))]:
+    for label, config in [
+        ("LanceDB flat scan", None),
+        ("LanceDB IVF_PQ+refine20", dict(index_type="IVF_PQ", num_sub_vectors=48)),
+    ]:
         t0 = time.perf_counter()
         if config:
-            store.table.create_index(metric="cosine", vector_column_name="vector",
-                                     num_partitions=int(np.sqrt(len(vectors))), **config)
+            store.table.create_index(
+                metric="cosine", vector_column_name="vector", num_partitions=int(np.sqrt(len(vectors))), **config
+            )
         built = time.perf_counter() - t0
         lat, recall = [], []
         for q, expected in zip(queries[:50], truth):
@@ -153,8 +167,10 @@ def bench_lance(store: ConceptStore, vectors: np.ndarray, queries: np.ndarray, k
             lat.append(time.perf_counter() - t0)
             recall.append(len(expected & set(got)) / k)
         p50, p95 = percentiles(lat)
-        print(f"{label:<23} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  recall@10 {np.mean(recall):.3f}"
-              + (f"  (index build {built:.0f} s)" if config else ""))
+        print(
+            f"{label:<23} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  recall@10 {np.mean(recall):.3f}"
+            + (f"  (index build {built:.0f} s)" if config else "")
+        )
 
 
 def synthetic_store(directory: Path, vectors: np.ndarray) -> ConceptStore:
@@ -162,15 +178,18 @@ def synthetic_store(directory: Path, vectors: np.ndarray) -> ConceptStore:
     first = store.reserve_ids(len(vectors))
     t0 = time.perf_counter()
     for start in range(0, len(vectors), 100_000):
-        chunk = vectors[start:start + 100_000]
-        store.add([NewConcept(first + start + i, f"synthetic concept {first + start + i}", v)
-                   for i, v in enumerate(chunk)])
+        chunk = vectors[start : start + 100_000]
+        store.add(
+            [NewConcept(first + start + i, f"synthetic concept {first + start + i}", v) for i, v in enumerate(chunk)]
+        )
     written = time.perf_counter() - t0
     t0 = time.perf_counter()
     store.optimize()
     built = store.build_index()
-    print(f"\n(store of {len(vectors)} rows written in {written:.1f} s; compaction + "
-          f"{'partitioned index' if built else 'no index'} {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"\n(store of {len(vectors)} rows written in {written:.1f} s; compaction + "
+        f"{'partitioned index' if built else 'no index'} {time.perf_counter() - t0:.1f} s)"
+    )
     return store
 
 
@@ -179,8 +198,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ingest", type=int, default=3000, help="concepts for the ingest benchmark (0: skip)")
-    parser.add_argument("--store", type=Path, nargs="*", default=[default_store()],
-                        help="real stores whose vectors are searched and shape the synthetic ones")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        nargs="*",
+        default=[default_store()],
+        help="real stores whose vectors are searched and shape the synthetic ones",
+    )
     parser.add_argument("--lance", action="store_true", help="also time LanceDB's flat scan and IVF_PQ")
     parser.add_argument("--nprobes", type=int, nargs="*", default=[8, 16, 32, 64])
     args = parser.parse_args()
@@ -198,8 +222,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = synthetic_store(Path(tmp) / "real", real[keep])
             store.build_index(force=True)
-            bench_search("real embeddings, held-out concepts as queries", store, real[keep], real[held_out],
-                         nprobes=tuple(args.nprobes))
+            bench_search(
+                "real embeddings, held-out concepts as queries",
+                store,
+                real[keep],
+                real[held_out],
+                nprobes=tuple(args.nprobes),
+            )
     else:
         print(f"\n(no real store at {args.store}: run `meqg demo` first for real-embedding figures)")
     fit_on = real if real is not None else sample
@@ -207,7 +236,7 @@ def main() -> None:
         raise SystemExit("need real vectors to shape the synthetic ones: a store (--store) or --ingest > 0")
     for size in args.sizes:
         vectors = fitted_vectors(fit_on, size + args.queries, seed=size)
-        queries, vectors = vectors[:args.queries], vectors[args.queries:]
+        queries, vectors = vectors[: args.queries], vectors[args.queries :]
         with tempfile.TemporaryDirectory() as tmp:
             store = synthetic_store(Path(tmp) / "s", vectors)
             bench_search(f"synthetic fitted to real, {size}", store, vectors, queries, nprobes=tuple(args.nprobes))

@@ -35,8 +35,17 @@ from meqg_mlx.paths import default_store  # noqa: E402
 from meqg_mlx.train.trainer import Trainer  # noqa: E402
 
 SETTINGS = {
-    "vmm": {"d_model": 128, "n_layers": 2, "d_state": 32, "head_dim": 32, "chunk_size": 32, "n_experts": 4,
-            "d_ff": 256, "rvq_levels": 2, "rvq_codes": 64},
+    "vmm": {
+        "d_model": 128,
+        "n_layers": 2,
+        "d_state": 32,
+        "head_dim": 32,
+        "chunk_size": 32,
+        "n_experts": 4,
+        "d_ff": 256,
+        "rvq_levels": 2,
+        "rvq_codes": 64,
+    },
     "train": {"batch_size": 16, "seq_len": 32, "rvq_fit_steps": 5, "learning_rate": 1e-3},
 }
 
@@ -62,8 +71,15 @@ def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], st
             total["tokens"] += report.tokens
             total["checks"] += report.gate is not None
             total["peak"] = max(total["peak"], mx.get_peak_memory())
-    return {name: {"concept_steps_s": t["tokens"] / t["seconds"], "step_ms": 1e3 * t["seconds"] / steps,
-                   "checks": t["checks"], "peak_mb": t["peak"] / 2**20} for name, t in totals.items()}
+    return {
+        name: {
+            "concept_steps_s": t["tokens"] / t["seconds"],
+            "step_ms": 1e3 * t["seconds"] / steps,
+            "checks": t["checks"],
+            "peak_mb": t["peak"] / 2**20,
+        }
+        for name, t in totals.items()
+    }
 
 
 def mlx_loss(model, inputs, targets, codes, temperature: float = 0.1):
@@ -71,17 +87,27 @@ def mlx_loss(model, inputs, targets, codes, temperature: float = 0.1):
     predicted, target = out.next_vector.reshape(-1, inputs.shape[-1]), targets.reshape(-1, inputs.shape[-1])
     logits = model.planner(out.hidden.reshape(-1, out.hidden.shape[-1]), codes)
     contrastive = nn.losses.cross_entropy(predicted @ target.T / temperature, mx.arange(target.shape[0]))
-    return ((1 - (predicted * target).sum(-1)).mean() + contrastive.mean() + nn.losses.cross_entropy(logits, codes).mean()
-            + 0.01 * sum(s.balance_loss for s in out.router))
+    return (
+        (1 - (predicted * target).sum(-1)).mean()
+        + contrastive.mean()
+        + nn.losses.cross_entropy(logits, codes).mean()
+        + 0.01 * sum(s.balance_loss for s in out.router)
+    )
 
 
 def torch_loss(model, inputs, targets, codes, temperature: float = 0.1):
     out = model(inputs)
     predicted, target = out.next_vector.flatten(0, 1), targets.flatten(0, 1)
     logits = model.planner(out.hidden.flatten(0, 1), codes)
-    contrastive = F.cross_entropy(predicted @ target.T / temperature, torch.arange(target.shape[0], device=target.device))
-    return ((1 - (predicted * target).sum(-1)).mean() + contrastive + F.cross_entropy(logits.flatten(0, 1), codes.flatten())
-            + 0.01 * sum(s.balance_loss for s in out.router))
+    contrastive = F.cross_entropy(
+        predicted @ target.T / temperature, torch.arange(target.shape[0], device=target.device)
+    )
+    return (
+        (1 - (predicted * target).sum(-1)).mean()
+        + contrastive
+        + F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+        + 0.01 * sum(s.balance_loss for s in out.router)
+    )
 
 
 def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
@@ -112,8 +138,9 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
 
     timings, losses, peaks = {}, {}, {}
     for name, run, reset, peak in (
-            ("mlx", run_mlx, mx.reset_peak_memory, mx.get_peak_memory),
-            ("torch", run_torch, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated)):
+        ("mlx", run_mlx, mx.reset_peak_memory, mx.get_peak_memory),
+        ("torch", run_torch, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated),
+    ):
         for batch in batches[:warmup]:
             run(batch)
         measured_memory = name == "mlx" or device == "cuda"  # PyTorch's CPU allocator keeps no peak
@@ -123,10 +150,15 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
         losses[name] = [run(batch) for batch in batches[warmup:]]
         timings[name] = (time.perf_counter() - started) / passes
         peaks[name] = peak() / 2**20 if measured_memory else None
-    return {"devices": f"mlx {mx.default_device()}, torch {device}", "mlx_s": timings["mlx"],
-            "torch_s": timings["torch"], "tokens": config.train.batch_size * config.train.seq_len,
-            "loss_gap": max(abs(a - b) for a, b in zip(losses["mlx"], losses["torch"])),
-            "mlx_peak_mb": peaks["mlx"], "torch_peak_mb": peaks["torch"]}
+    return {
+        "devices": f"mlx {mx.default_device()}, torch {device}",
+        "mlx_s": timings["mlx"],
+        "torch_s": timings["torch"],
+        "tokens": config.train.batch_size * config.train.seq_len,
+        "loss_gap": max(abs(a - b) for a, b in zip(losses["mlx"], losses["torch"])),
+        "mlx_peak_mb": peaks["mlx"],
+        "torch_peak_mb": peaks["torch"],
+    }
 
 
 def main() -> None:
@@ -139,24 +171,37 @@ def main() -> None:
     report = doctor_report()
     print(f"mlx {report['versions']['mlx']} on {report['mlx_default_device']}, BLAS: {report['blas']}")
     store = ConceptStore.open(args.store)
-    runs = gate_overhead(store, {"ungated": (False, 1), "gated, every step": (True, 1),
-                                 f"gated, adaptive interval <= {args.interval}": (True, args.interval)}, args.steps)
+    runs = gate_overhead(
+        store,
+        {
+            "ungated": (False, 1),
+            "gated, every step": (True, 1),
+            f"gated, adaptive interval <= {args.interval}": (True, args.interval),
+        },
+        args.steps,
+    )
     base = runs["ungated"]["concept_steps_s"]
     print(f"{'':<34}{'concept-steps/s':>16}{'ms/step':>10}{'gate checks':>13}{'peak MB':>10}{'overhead':>10}")
     for name, r in runs.items():
-        print(f"{name:<34}{r['concept_steps_s']:>16.0f}{r['step_ms']:>10.1f}{r['checks']:>13}"
-              f"{r['peak_mb']:>10.0f}{base / r['concept_steps_s']:>9.2f}x")
+        print(
+            f"{name:<34}{r['concept_steps_s']:>16.0f}{r['step_ms']:>10.1f}{r['checks']:>13}"
+            f"{r['peak_mb']:>10.0f}{base / r['concept_steps_s']:>9.2f}x"
+        )
     peer = versus_torch(store, args.passes)
     torch_peak = "n/a (CPU)" if peer["torch_peak_mb"] is None else f"{peer['torch_peak_mb']:.0f} MB"
-    print(f"\nforward+backward, same weights and batches ({peer['devices']}; "
-          f"max loss difference {peer['loss_gap']:.1e}):")
-    print(f"  MLX     {1e3 * peer['mlx_s']:8.1f} ms  {peer['tokens'] / peer['mlx_s']:8.0f} concepts/s"
-          f"  peak {peer['mlx_peak_mb']:.0f} MB")
-    print(f"  PyTorch {1e3 * peer['torch_s']:8.1f} ms  {peer['tokens'] / peer['torch_s']:8.0f} concepts/s"
-          f"  peak {torch_peak}")
+    print(
+        f"\nforward+backward, same weights and batches ({peer['devices']}; max loss difference {peer['loss_gap']:.1e}):"
+    )
+    print(
+        f"  MLX     {1e3 * peer['mlx_s']:8.1f} ms  {peer['tokens'] / peer['mlx_s']:8.0f} concepts/s"
+        f"  peak {peer['mlx_peak_mb']:.0f} MB"
+    )
+    print(
+        f"  PyTorch {1e3 * peer['torch_s']:8.1f} ms  {peer['tokens'] / peer['torch_s']:8.0f} concepts/s"
+        f"  peak {torch_peak}"
+    )
     print(f"  MLX speed / PyTorch speed: {peer['torch_s'] / peer['mlx_s']:.2f}x")
 
 
 if __name__ == "__main__":
     main()
-

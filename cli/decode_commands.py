@@ -20,19 +20,31 @@ def decode(
     texts: Optional[List[str]] = typer.Argument(None, help="Texts to encode and decode again."),
     run: Path = typer.Option(..., "--run", help="Run directory (its store and inversion settings)."),
     vectors: Optional[Path] = typer.Option(None, "--vectors", help="Decode vectors from a .npy or JSON file."),
-    threshold: Optional[float] = typer.Option(None, help="Cosine a store concept needs [default: config "
-                                                         "inversion.lookup_threshold]."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Correction steps for inverted vectors [default: "
-                                                              "config inversion.correction_steps]."),
-    write_back: Optional[bool] = typer.Option(None, "--write-back/--no-write-back", help="Add inverted texts to "
-                                              "the store (source=inversion) [default: config inversion.write_back]."),
-    vec2text: Optional[Path] = typer.Option(None, "--vec2text", help="A pretrained vec2text inversion model "
-                                            "directory to invert with [default: config inversion.vec2text_inverter]."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Cosine a store concept needs [default: config inversion.lookup_threshold]."
+    ),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Correction steps for inverted vectors [default: config inversion.correction_steps]."
+    ),
+    write_back: Optional[bool] = typer.Option(
+        None,
+        "--write-back/--no-write-back",
+        help="Add inverted texts to the store (source=inversion) [default: config inversion.write_back].",
+    ),
+    vec2text: Optional[Path] = typer.Option(
+        None,
+        "--vec2text",
+        help="A pretrained vec2text inversion model "
+        "directory to invert with [default: config inversion.vec2text_inverter].",
+    ),
     vec2text_corrector: Optional[Path] = typer.Option(None, help="Its corrector directory."),
-    vec2text_embedder: Optional[Path] = typer.Option(None, help="The sentence-transformers directory vec2text "
-                                                     "inverts (gtr-t5-base)."),
-    column: Optional[str] = typer.Option(None, help="The store's vector column of that embedder's vectors "
-                                                    "(`meqg store add-vectors`, `meqg store project`)."),
+    vec2text_embedder: Optional[Path] = typer.Option(
+        None, help="The sentence-transformers directory vec2text inverts (gtr-t5-base)."
+    ),
+    column: Optional[str] = typer.Option(
+        None,
+        help="The store's vector column of that embedder's vectors (`meqg store add-vectors`, `meqg store project`).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Vectors back to text: the nearest store concept when it is close enough, else the run's inverter
@@ -45,8 +57,16 @@ def decode(
 
     if bool(texts) == (vectors is not None):
         raise InputError("give either TEXT... or --vectors FILE")
-    decoder = RunDecoder.from_run(run, threshold, vec2text={"inverter": vec2text, "corrector": vec2text_corrector,
-                                                   "embedder": vec2text_embedder, "column": column})
+    decoder = RunDecoder.from_run(
+        run,
+        threshold,
+        vec2text={
+            "inverter": vec2text,
+            "corrector": vec2text_corrector,
+            "embedder": vec2text_embedder,
+            "column": column,
+        },
+    )
     if vectors is not None:
         decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None
     else:
@@ -59,12 +79,18 @@ def decode(
         if d.hit:
             shown = f"store cos {d.score:.3f} #{d.concept_id}: {d.text}"
         elif d.source == "nearest":
-            shown = (f"nearest store text, closer than any inverted one after {d.correction_steps} corrections, "
-                     f"cos {d.inversion_cosine:.3f} #{d.concept_id}: {d.text}")
+            shown = (
+                f"nearest store text, closer than any inverted one after {d.correction_steps} corrections, "
+                f"cos {d.inversion_cosine:.3f} #{d.concept_id}: {d.text}"
+            )
         elif d.source == "inversion":
-            shown = (f"inverter cos {d.inversion_cosine:.3f} after {d.correction_steps} corrections"
-                     f"{f' (written as #{d.written_id})' if d.written_id is not None else ''}: {d.text}")
+            shown = (
+                f"inverter cos {d.inversion_cosine:.3f} after {d.correction_steps} corrections"
+                f"{f' (written as #{d.written_id})' if d.written_id is not None else ''}: {d.text}"
+            )
         else:
-            shown = (f"no store concept >= {decoder.lookup.threshold:g} and no inverter in {run}; "
-                     f"nearest cos {d.score:.3f} #{d.concept_id}: {d.nearest_text}")
+            shown = (
+                f"no store concept >= {decoder.lookup.threshold:g} and no inverter in {run}; "
+                f"nearest cos {d.score:.3f} #{d.concept_id}: {d.nearest_text}"
+            )
         out.print(Text.assemble((label, "dim"), " -> ", " ".join(shown.split())), soft_wrap=True)

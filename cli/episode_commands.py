@@ -22,8 +22,9 @@ def run_episode(
     budget_seconds: float = typer.Option(2.0, help="Wall-clock budget of the episode."),
     max_flops: float = typer.Option(3e11, help="Analytic VMM FLOPs the episode may spend."),
     max_kv_bytes: float = typer.Option(128 * 2**20, help="Bytes of context and recurrent state it may hold."),
-    tools: Optional[List[str]] = typer.Option(None, "--tools", help="Tools: python (runs the prompt's ```python "
-                                                                    "blocks in the sandbox), store. Repeatable."),
+    tools: Optional[List[str]] = typer.Option(
+        None, "--tools", help="Tools: python (runs the prompt's ```python blocks in the sandbox), store. Repeatable."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole response (seed 000's schema)."),
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
@@ -45,6 +46,9 @@ def run_episode(
         out.print(Text(f"tool {tool['tool']}: {tool.get('text', tool.get('skipped'))}", "dim"), soft_wrap=True)
     b = telemetry["budget"]
     accepted = sum(step["gate"]["accepted"] for step in telemetry["steps"])
-    out.print(f"{len(response['concepts'])} concepts, {accepted}/{len(telemetry['steps'])} steps accepted, "
-              f"stopped by {telemetry['stopped_by']}; {b['seconds']:.2f} s, {b['flops']:.3g} FLOPs, "
-              f"{b['kv_bytes'] / 2**20:.2f} MiB state", soft_wrap=True)
+    out.print(
+        f"{len(response['concepts'])} concepts, {accepted}/{len(telemetry['steps'])} steps accepted, "
+        f"stopped by {telemetry['stopped_by']}; {b['seconds']:.2f} s, {b['flops']:.3g} FLOPs, "
+        f"{b['kv_bytes'] / 2**20:.2f} MiB state",
+        soft_wrap=True,
+    )

@@ -10,15 +10,17 @@ import typer
 from .progress import console, out, progress_bar
 from .train_commands import stop_on_sigint
 
-app = typer.Typer(help="The inverter: vectors back to text where the store has no close concept.",
-                  no_args_is_help=True)
+app = typer.Typer(help="The inverter: vectors back to text where the store has no close concept.", no_args_is_help=True)
 
 
 @app.command("train")
 def train(
     store: Path = typer.Option(..., "--store", help="Concept store whose texts and vectors it learns from."),
-    run: Path = typer.Option(..., "--run", help="Run directory; the inverter goes to RUN/inverter/ (a trained "
-                                                "VMM run there decodes with it)."),
+    run: Path = typer.Option(
+        ...,
+        "--run",
+        help="Run directory; the inverter goes to RUN/inverter/ (a trained VMM run there decodes with it).",
+    ),
     steps: Optional[int] = typer.Option(None, help="Training steps [default: config inversion.steps]."),
     config: Optional[Path] = typer.Option(None, help="YAML config (inversion and inverter sections used here)."),
 ) -> None:
@@ -34,6 +36,7 @@ def train(
     opened = ConceptStore.open(store)
     every = max(settings.inversion.steps // 10, 1)
     with progress_bar() as bar, stop_on_sigint() as stopped:
+
         def update(stage: str, done: int, total: int) -> None:
             training_step = stage.startswith("inverter loss")
             bar("training inverter" if training_step else stage, done, total)
@@ -44,10 +47,16 @@ def train(
         embedder = embedder_from_config(settings)
         update("loading encoder", 1, 1)
         training = InverterTraining(opened, run, embedder, settings, update)
-        console.print(f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
-                      f"vocabulary {training.vocab.size}; telemetry in {training.inverter.telemetry_path}", soft_wrap=True)
+        console.print(
+            f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
+            f"vocabulary {training.vocab.size}; telemetry in {training.inverter.telemetry_path}",
+            soft_wrap=True,
+        )
         summary = training.train(stopped)
     state = "stopped" if summary.interrupted else "finished"
-    out.print(f"[bold]{summary.directory}[/]: {state} at step {summary.steps} in {summary.seconds:.0f} s; "
-              f"loss {summary.first_loss:.3f} -> {summary.last_loss:.3f}, held-out {summary.held_out_loss:.3f} "
-              f"({summary.trained_texts} texts trained, {summary.held_out_texts} held out)", soft_wrap=True)
+    out.print(
+        f"[bold]{summary.directory}[/]: {state} at step {summary.steps} in {summary.seconds:.0f} s; "
+        f"loss {summary.first_loss:.3f} -> {summary.last_loss:.3f}, held-out {summary.held_out_loss:.3f} "
+        f"({summary.trained_texts} texts trained, {summary.held_out_texts} held out)",
+        soft_wrap=True,
+    )

@@ -17,8 +17,9 @@ def register(app: typer.Typer) -> None:
 
 def monitor(
     run_dir: Path = typer.Argument(..., help="Run directory written by `meqg train` (its telemetry.jsonl)."),
-    replay: Optional[float] = typer.Option(None, "--replay", metavar="SPEED",
-                                           help="Replay the run from its start at SPEED x its recorded pace."),
+    replay: Optional[float] = typer.Option(
+        None, "--replay", metavar="SPEED", help="Replay the run from its start at SPEED x its recorded pace."
+    ),
     stall_after: float = typer.Option(30.0, help="Seconds without a record before a live run shows as stalled."),
     window: int = typer.Option(200, help="Steps the plots show while following."),
 ) -> None:

@@ -13,8 +13,13 @@ out = Console(highlight=False)
 
 @contextmanager
 def progress_bar():
-    columns = (TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description:<42}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     # Bars are for people: in a pipe or CI log only the summary and errors are printed.
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         tasks: dict[str, int] = {}

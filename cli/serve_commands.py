@@ -58,14 +58,23 @@ def create_app(engine, run: Path):
         return JSONResponse({"error": reason}, status_code=status)
 
     async def healthz(request):
-        return JSONResponse({"status": "ok", "run": str(run), "run_id": run_id, "store": str(engine.store.path),
-                             "concepts": engine.store.count(), "inverter": engine.corrector is not None})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "run": str(run),
+                "run_id": run_id,
+                "store": str(engine.store.path),
+                "concepts": engine.store.count(),
+                "inverter": engine.corrector is not None,
+            }
+        )
 
     def episode(parsed: EpisodeRequest, arrived: float) -> dict:
         with lock:
             waited = time.perf_counter() - arrived
-            response = engine.with_config(parsed.config).run(parsed.prompt, parsed.tools, parsed.budget,
-                                                             parsed.telemetry)
+            response = engine.with_config(parsed.config).run(
+                parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry
+            )
         return {"model": parsed.model or run_id, **response, "queue_seconds": waited}
 
     async def diamond_run(request):
@@ -84,5 +93,6 @@ def create_app(engine, run: Path):
         except MeqgError as exc:
             return error(400, str(exc))
 
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"]),
-                             Route("/v1/diamond/run", diamond_run, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/healthz", healthz, methods=["GET"]), Route("/v1/diamond/run", diamond_run, methods=["POST"])]
+    )

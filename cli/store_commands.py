@@ -28,25 +28,42 @@ def stats(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> No
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    for key in ("path", "concepts", "relations", "dim", "origin_model", "table_version", "fragments", "bytes",
-                "kinds", "sources", "validation", "index"):
+    for key in (
+        "path",
+        "concepts",
+        "relations",
+        "dim",
+        "origin_model",
+        "table_version",
+        "fragments",
+        "bytes",
+        "kinds",
+        "sources",
+        "validation",
+        "index",
+    ):
         value = info[key]
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{key:>14}: {value}")
     for name, column in info["vector_columns"].items():
-        print(f"{'column ' + name:>14}: {column['dim']}-d from {column['origin_model']}"
-              f"{'' if column['normalized'] else ' (unnormalised)'}, {column['filled']} filled")
+        print(
+            f"{'column ' + name:>14}: {column['dim']}-d from {column['origin_model']}"
+            f"{'' if column['normalized'] else ' (unnormalised)'}, {column['filled']} filled"
+        )
     for domain in info["domains"]:
         print(f"{'domain ' + str(domain['domain']):>14}: {domain['count']:>6}  {domain['label']}")
 
 
 @app.command()
-def search(text: Optional[str] = typer.Argument(None, help="Query text."), store: Optional[Path] = StoreOption,
-           vector: Optional[Path] = typer.Option(None, help="Search by a vector file (.npy or JSON) instead."),
-           k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of hits."),
-           raw: bool = typer.Option(False, "--raw", help="Plain nearest concept vectors, no grouping by subject."),
-           as_json: bool = JsonOption) -> None:
+def search(
+    text: Optional[str] = typer.Argument(None, help="Query text."),
+    store: Optional[Path] = StoreOption,
+    vector: Optional[Path] = typer.Option(None, help="Search by a vector file (.npy or JSON) instead."),
+    k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of hits."),
+    raw: bool = typer.Option(False, "--raw", help="Plain nearest concept vectors, no grouping by subject."),
+    as_json: bool = JsonOption,
+) -> None:
     """Concepts nearest to TEXT by cosine. By default a matching docstring sentence or
     example answers with the function it documents (shown with `via`)."""
     from meqg_mlx.concepts.search import SubjectHit, search_subjects
@@ -71,8 +88,12 @@ def search(text: Optional[str] = typer.Argument(None, help="Query text."), store
     else:
         results = search_subjects(concepts, vector, k)
     if as_json:
-        print(json.dumps([{**_plain(r.subject), "score": r.score, "via": _plain(r.via) if r.via else None}
-                          for r in results], indent=2))
+        print(
+            json.dumps(
+                [{**_plain(r.subject), "score": r.score, "via": _plain(r.via) if r.via else None} for r in results],
+                indent=2,
+            )
+        )
     else:
         print_results(text, results)
 
@@ -92,8 +113,11 @@ def _plain(hit) -> dict:
 
 
 @app.command()
-def show(concept_id: int = typer.Argument(..., help="Concept id."), store: Optional[Path] = StoreOption,
-         as_json: bool = JsonOption) -> None:
+def show(
+    concept_id: int = typer.Argument(..., help="Concept id."),
+    store: Optional[Path] = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
     """One concept with its relations resolved to their targets."""
     from meqg_mlx.errors import StoreError
 
@@ -104,9 +128,13 @@ def show(concept_id: int = typer.Argument(..., help="Concept id."), store: Optio
     row = rows[0]
     neighbors = concepts.neighbors(concept_id)
     if as_json:
-        row = {**row, "created_at": str(row["created_at"]),
-               "neighbors": [{"type": t, "weight": w, "concept_id": r["concept_id"], "text": r["text"]}
-                             for t, w, r in neighbors]}
+        row = {
+            **row,
+            "created_at": str(row["created_at"]),
+            "neighbors": [
+                {"type": t, "weight": w, "concept_id": r["concept_id"], "text": r["text"]} for t, w, r in neighbors
+            ],
+        }
         print(json.dumps(row, indent=2))
         return
     for key in ("concept_id", "key", "kind", "source", "validation", "domain", "origin_model", "created_at"):
@@ -117,13 +145,16 @@ def show(concept_id: int = typer.Argument(..., help="Concept id."), store: Optio
 
 
 @app.command("add-vectors")
-def add_vectors(column: str = typer.Option(..., "--column", help="Name of the vector column to fill."),
-                store: Optional[Path] = StoreOption,
-                model: Optional[Path] = typer.Option(None, help="Local sentence-transformers directory "
-                                                                "[default: bundled all-MiniLM-L6-v2]."),
-                backend: str = typer.Option("mlx", help="mlx | torch."),
-                output: str = typer.Option("sentence", help="sentence | mean (unnormalised, for GTR inverters)."),
-                max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens.")) -> None:
+def add_vectors(
+    column: str = typer.Option(..., "--column", help="Name of the vector column to fill."),
+    store: Optional[Path] = StoreOption,
+    model: Optional[Path] = typer.Option(
+        None, help="Local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."
+    ),
+    backend: str = typer.Option("mlx", help="mlx | torch."),
+    output: str = typer.Option("sentence", help="sentence | mean (unnormalised, for GTR inverters)."),
+    max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens."),
+) -> None:
     """Embed every concept with a second model into its own vector column (only those it lacks)."""
     from meqg_mlx.concepts.cascade import fill_vector_column
     from meqg_mlx.encoder import load_embedder
@@ -135,16 +166,20 @@ def add_vectors(column: str = typer.Option(..., "--column", help="Name of the ve
     with progress_bar() as update:
         added = fill_vector_column(concepts, column, embedder, progress=update)
     info = concepts.vector_columns()[column]
-    print(f"{column}: +{added} vectors ({info['dim']}-d from {info['origin_model']}"
-          f"{'' if info['normalized'] else ', unnormalised'}), {concepts.count()} concepts")
+    print(
+        f"{column}: +{added} vectors ({info['dim']}-d from {info['origin_model']}"
+        f"{'' if info['normalized'] else ', unnormalised'}), {concepts.count()} concepts"
+    )
 
 
 @app.command()
-def project(source: str = typer.Option(..., "--source", help="Vector column to map from (`vector` is the main one)."),
-            target: str = typer.Option(..., "--target", help="Vector column to map to."),
-            store: Optional[Path] = StoreOption,
-            held_out_every: int = typer.Option(10, min=2, help="Concepts with id % N == 0 measure the fit."),
-            as_json: bool = JsonOption) -> None:
+def project(
+    source: str = typer.Option(..., "--source", help="Vector column to map from (`vector` is the main one)."),
+    target: str = typer.Option(..., "--target", help="Vector column to map to."),
+    store: Optional[Path] = StoreOption,
+    held_out_every: int = typer.Option(10, min=2, help="Concepts with id % N == 0 measure the fit."),
+    as_json: bool = JsonOption,
+) -> None:
     """Fit a linear map between two vector columns by least squares; save it and report its fit error."""
     from dataclasses import asdict
 
@@ -157,8 +192,10 @@ def project(source: str = typer.Option(..., "--source", help="Vector column to m
     if as_json:
         print(json.dumps({"path": str(path), **report}, indent=2))
         return
-    print(f"{source} ({projection.models[0]}) -> {target} ({projection.models[1]}): {path}\n"
-          f"  {report['train_rows']} training / {report['held_out_rows']} held-out concepts\n"
-          f"  relative error ||XW-Y||/||Y||: train {report['train_relative_error']:.4f}, "
-          f"held-out {report['held_out_relative_error']:.4f}\n"
-          f"  held-out mean cosine(projected, true): {report['held_out_mean_cosine']:.4f}")
+    print(
+        f"{source} ({projection.models[0]}) -> {target} ({projection.models[1]}): {path}\n"
+        f"  {report['train_rows']} training / {report['held_out_rows']} held-out concepts\n"
+        f"  relative error ||XW-Y||/||Y||: train {report['train_relative_error']:.4f}, "
+        f"held-out {report['held_out_relative_error']:.4f}\n"
+        f"  held-out mean cosine(projected, true): {report['held_out_mean_cosine']:.4f}"
+    )

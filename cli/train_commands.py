@@ -30,8 +30,12 @@ def train(
     config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults."),
     no_gate: bool = typer.Option(False, "--no-gate", help="Plain AdamW steps, no Null-Stability Gate."),
     resume: bool = typer.Option(False, help="Continue the run in --run from its latest checkpoint."),
-    monitor: bool = typer.Option(False, "--monitor", help="Train in a worker process and watch it in the monitor "
-                                 "(q stops training after the current step, with a checkpoint)."),
+    monitor: bool = typer.Option(
+        False,
+        "--monitor",
+        help="Train in a worker process and watch it in the monitor "
+        "(q stops training after the current step, with a checkpoint).",
+    ),
 ) -> None:
     """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
     if monitor:
@@ -76,8 +80,14 @@ def train_with_monitor(command: list[str], run: Path) -> None:
     log_path = RunDir(run).train_log
     start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
-        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  start_new_session=True, env={**os.environ, MONITOR_PID: str(os.getpid())})
+        worker = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, MONITOR_PID: str(os.getpid())},
+        )
     try:
         MonitorApp(run, worker=worker).run()
     finally:
@@ -126,10 +136,12 @@ def progress_line(record: dict) -> str:
     objective, phi = record["objective"], record["phi"]
     gate = record["gate"]
     decision = "" if gate is None else (" ok" if gate["accepted"] else f" rejected:{gate['failed']}")
-    return (f"loss {step_loss(record):.3f} "
-            f"Delta {objective['Delta']:.3f} accept {record['accept_rate']:.0%}{decision} "
-            f"Phi {'n/a' if phi is None else f'{phi:.2f}'} {record['regime'] or '-'} "
-            f"{record['throughput']:.0f} concepts/s")
+    return (
+        f"loss {step_loss(record):.3f} "
+        f"Delta {objective['Delta']:.3f} accept {record['accept_rate']:.0%}{decision} "
+        f"Phi {'n/a' if phi is None else f'{phi:.2f}'} {record['regime'] or '-'} "
+        f"{record['throughput']:.0f} concepts/s"
+    )
 
 
 @contextmanager
@@ -151,8 +163,11 @@ def stop_on_sigint():
 
 def print_summary(summary) -> None:
     state = "stopped" if summary.interrupted else "finished"
-    out.print(f"[bold]{summary.run_dir}[/]: {state} at step {summary.step}, {summary.accepted} steps accepted, "
-              f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}", soft_wrap=True)
+    out.print(
+        f"[bold]{summary.run_dir}[/]: {state} at step {summary.step}, {summary.accepted} steps accepted, "
+        f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}",
+        soft_wrap=True,
+    )
     if summary.metrics:
         print_metrics(summary.metrics)
 

@@ -87,9 +87,15 @@ class SSDMixer(nn.Module):
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.d_inner + 2 * g * a.d_state, self.n_heads], -1)
         xbc = F.silu(self.conv(xbc.transpose(1, 2))[..., :length].transpose(1, 2))
         x, B, C = xbc.split([self.d_inner, g * a.d_state, g * a.d_state], -1)
-        y, _ = ssd_chunked(x.reshape(b, length, self.n_heads, a.head_dim), F.softplus(dt + self.dt_bias),
-                           -self.A_log.exp(), B.reshape(b, length, g, a.d_state),
-                           C.reshape(b, length, g, a.d_state), self.D, a.chunk_size)
+        y, _ = ssd_chunked(
+            x.reshape(b, length, self.n_heads, a.head_dim),
+            F.softplus(dt + self.dt_bias),
+            -self.A_log.exp(),
+            B.reshape(b, length, g, a.d_state),
+            C.reshape(b, length, g, a.d_state),
+            self.D,
+            a.chunk_size,
+        )
         return self.out_proj(self.norm(y.reshape(b, length, self.d_inner) * F.silu(z)))
 
 
@@ -168,7 +174,7 @@ class NextConceptHead(nn.Module):
     def forward(self, concepts: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         steps = concepts.shape[1]
         padded = F.pad(concepts, (0, 0, self.lags - 1, 0))
-        recent = torch.stack([padded[:, self.lags - 1 - j:self.lags - 1 - j + steps] for j in range(self.lags)], 2)
+        recent = torch.stack([padded[:, self.lags - 1 - j : self.lags - 1 - j + steps] for j in range(self.lags)], 2)
         out = (self.mix(h).softmax(-1)[..., None] * recent).sum(2)
         if self.correction is not None:
             out = out + self.correction(h)

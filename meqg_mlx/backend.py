@@ -59,8 +59,10 @@ def configure_blas() -> None:
         return
     path = system_openblas()
     if path is None:
-        _state["reason"] = ("no system OpenBLAS found: MLX uses its bundled reference BLAS "
-                            "(slow); install Debian's libopenblas0-pthread")
+        _state["reason"] = (
+            "no system OpenBLAS found: MLX uses its bundled reference BLAS "
+            "(slow); install Debian's libopenblas0-pthread"
+        )
         return
     if importlib.util.find_spec("torch") is not None:
         import torch  # noqa: F401  (binds torch to its own BLAS first; see module docstring)
@@ -89,12 +91,12 @@ def keep_freed_buffers() -> None:
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and libc.mallopt(M_TRIM_THRESHOLD,
-                                                                                  TRIM_THRESHOLD_BYTES)
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and libc.mallopt(
+            M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES
+        )
     except (OSError, AttributeError):
         ok = False
-    _state["malloc"] = ("glibc: buffers <= 32 MiB reused from the heap" if ok
-                        else "default (glibc mallopt unavailable)")
+    _state["malloc"] = "glibc: buffers <= 32 MiB reused from the heap" if ok else "default (glibc mallopt unavailable)"
 
 
 class _BeforeMLX(importlib.abc.MetaPathFinder):
@@ -132,8 +134,7 @@ def loaded_blas_libraries() -> list[str]:
     maps = Path("/proc/self/maps")
     if not maps.exists():
         return []
-    libs = {line.split()[-1] for line in maps.read_text().splitlines()
-            if "blas" in line.lower() and "/" in line}
+    libs = {line.split()[-1] for line in maps.read_text().splitlines() if "blas" in line.lower() and "/" in line}
     return sorted(libs)
 
 

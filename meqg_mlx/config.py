@@ -105,9 +105,9 @@ class RegimeConfig:
 class EncoderConfig:
     """Text -> concept vectors."""
 
-    backend: str = "mlx"     # mlx | torch (sentence-transformers, the reference; faster on x86 CPUs)
-    model: str = ""          # a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2
-    dtype: str = "float32"   # float32 | float16 | bfloat16 (mlx backend)
+    backend: str = "mlx"  # mlx | torch (sentence-transformers, the reference; faster on x86 CPUs)
+    model: str = ""  # a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2
+    dtype: str = "float32"  # float32 | float16 | bfloat16 (mlx backend)
 
 
 @dataclass
@@ -120,22 +120,22 @@ class InversionConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_steps: int = 100
-    held_out_every: int = 20       # concepts with id % this == 0 are never trained on (bench/inversion.py's)
+    held_out_every: int = 20  # concepts with id % this == 0 are never trained on (bench/inversion.py's)
     eval_every: int = 250
     # corrector loop: hypotheses re-embedded, the best by cosine kept
     correction_steps: int = 4
-    candidates: int = 4            # per step: one greedy, the rest sampled
+    candidates: int = 4  # per step: one greedy, the rest sampled
     temperature: float = 0.7
-    target_cosine: float = 0.99    # stop correcting a vector once its best text is this close
-    seed_with_nearest: bool = True # correction starts from the nearest store text when it is closer
-    write_back: bool = False       # add inverted texts to the store (source=inversion)
+    target_cosine: float = 0.99  # stop correcting a vector once its best text is this close
+    seed_with_nearest: bool = True  # correction starts from the nearest store text when it is closer
+    write_back: bool = False  # add inverted texts to the store (source=inversion)
     # pretrained vec2text in place of the run's inverter: the store needs a vector column from the
     # vec2text embedder (`meqg store add-vectors`) and a projection to it (`meqg store project`)
-    vec2text_inverter: str = ""    # vec2text inversion checkpoint directory
-    vec2text_corrector: str = ""   # its corrector checkpoint directory (optional)
-    vec2text_embedder: str = ""    # the sentence-transformers directory it inverts (gtr-t5-base)
-    vec2text_column: str = ""      # the store's vector column of that embedder's vectors
-    vec2text_num_beams: int = 1    # sequence beam width of vec2text's greedy passes (its paper: 8)
+    vec2text_inverter: str = ""  # vec2text inversion checkpoint directory
+    vec2text_corrector: str = ""  # its corrector checkpoint directory (optional)
+    vec2text_embedder: str = ""  # the sentence-transformers directory it inverts (gtr-t5-base)
+    vec2text_column: str = ""  # the store's vector column of that embedder's vectors
+    vec2text_num_beams: int = 1  # sequence beam width of vec2text's greedy passes (its paper: 8)
 
 
 @dataclass
@@ -143,9 +143,9 @@ class EpisodeConfig:
     """A Diamond episode: concept steps gated like training steps, on the concept trajectory."""
 
     max_steps: int = 8
-    trust_radius: float = 1.0        # longest accepted step ||x_next - x_last|| (chord; 1.0 is cosine 0.5)
-    retrieve_k: int = 2              # store concepts near the last one put in the context as view slots
-    converge_cosine: float = 0.995   # a step this close to the last concept ends the episode
+    trust_radius: float = 1.0  # longest accepted step ||x_next - x_last|| (chord; 1.0 is cosine 0.5)
+    retrieve_k: int = 2  # store concepts near the last one put in the context as view slots
+    converge_cosine: float = 0.995  # a step this close to the last concept ends the episode
     ledger_samples: int = 32
     ledger_inner: int = 8
     max_prompt_chars: int = 8000
@@ -172,8 +172,7 @@ def _coerce(key: str, expected: type, value: object) -> object:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected in (int, float) and isinstance(value, bool) or not isinstance(value, expected):
-        raise ConfigError(f"config key '{key}' expects {expected.__name__}, "
-                          f"got {type(value).__name__} {value!r}")
+        raise ConfigError(f"config key '{key}' expects {expected.__name__}, got {type(value).__name__} {value!r}")
     if expected is float and not math.isfinite(value):
         raise ConfigError(f"config key '{key}' must be finite, got {value!r}")
     return value

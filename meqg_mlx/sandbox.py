@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_GUARD = r'''
+_GUARD = r"""
 import ctypes, os, resource, sys
 _LIMITS = {LIMITS}
 resource.setrlimit(resource.RLIMIT_CPU, (_LIMITS["cpu"], _LIMITS["cpu"] + 1))
@@ -70,7 +70,7 @@ del _guard
 _code = open("main.py", encoding="utf-8").read()
 sys.argv = ["main.py"]
 exec(compile(_code, "main.py", "exec"), {"__name__": "__main__"})
-'''
+"""
 
 
 @dataclass
@@ -87,8 +87,13 @@ class SandboxResult:
         return self.returncode == 0 and not self.timed_out
 
 
-def run_python(code: str, timeout_s: float = 10.0, memory_mb: int = 512, max_output: int = 64_000,
-               files: dict[str, str] | None = None) -> SandboxResult:
+def run_python(
+    code: str,
+    timeout_s: float = 10.0,
+    memory_mb: int = 512,
+    max_output: int = 64_000,
+    files: dict[str, str] | None = None,
+) -> SandboxResult:
     """Run `code` as a script in a fresh temp dir; `files` are written beside it first."""
     with tempfile.TemporaryDirectory(prefix="meqg-sandbox-") as workdir:
         work = Path(workdir)
@@ -97,12 +102,25 @@ def run_python(code: str, timeout_s: float = 10.0, memory_mb: int = 512, max_out
         (work / "main.py").write_text(code, encoding="utf-8")
         for name, text in (files or {}).items():
             (work / name).write_text(text, encoding="utf-8")
-        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8", "LANG": "C.UTF-8"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONIOENCODING": "utf-8",
+            "LANG": "C.UTF-8",
+        }
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-I", "_guard.py"], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "_guard.py"],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         timed_out = False
         try:
             out, err = proc.communicate(timeout=timeout_s)
@@ -114,8 +132,7 @@ def run_python(code: str, timeout_s: float = 10.0, memory_mb: int = 512, max_out
         timed_out = timed_out or proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
         marker = work / ".netns"
         netns = marker.exists() and marker.read_text() == "private"
-    return SandboxResult(proc.returncode, _clip(out, max_output), _clip(err, max_output), seconds,
-                         timed_out, netns)
+    return SandboxResult(proc.returncode, _clip(out, max_output), _clip(err, max_output), seconds, timed_out, netns)
 
 
 def _clip(data: bytes, limit: int) -> str:

@@ -18,8 +18,24 @@ from .runs import RunDir
 SCHEMA_VERSION = 2  # 2: step records carry `loss`; the started record carries the regime `bands`
 
 EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may carry
-    "step": frozenset({"loss", "objective", "terms", "gate", "lr", "lr_scale", "experts", "throughput",
-                       "accept_rate", "phi", "kappa", "regime", "tokens_per_s", "seconds"}),
+    "step": frozenset(
+        {
+            "loss",
+            "objective",
+            "terms",
+            "gate",
+            "lr",
+            "lr_scale",
+            "experts",
+            "throughput",
+            "accept_rate",
+            "phi",
+            "kappa",
+            "regime",
+            "tokens_per_s",
+            "seconds",
+        }
+    ),
     "gate": frozenset({"gate"}),
     "regime": frozenset({"regime", "phi"}),
     "recovery": frozenset({"action", "phi", "lr_scale", "checkpoint", "skipped", "scale"}),
@@ -79,8 +95,14 @@ class TelemetryWriter:
         unknown = sorted(set(fields) - EVENTS[event])
         if unknown:
             raise ValueError(f"telemetry event {event!r} has no field {unknown[0]!r}")
-        record = {"schema": SCHEMA_VERSION, "ts": time.time(), "run_id": self.run_id, "step": step,
-                  "event": event, **json_safe(fields)}
+        record = {
+            "schema": SCHEMA_VERSION,
+            "ts": time.time(),
+            "run_id": self.run_id,
+            "step": step,
+            "event": event,
+            **json_safe(fields),
+        }
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
         return record

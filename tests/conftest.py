@@ -49,10 +49,18 @@ def small_store(small_store_path):
 
 
 SENTENCES = [  # a tiny store an inverter can learn by heart in seconds
-    "Read a file line by line.", "Sort a list in place.", "Open a socket to a remote host.",
-    "Parse a JSON document into a dictionary.", "Compress data with zlib.", "Join two paths together.",
-    "Format a date as ISO 8601.", "Count the words in a string.", "Spawn a child process and wait for it.",
-    "Hash a password with a random salt.", "Merge two sorted iterables lazily.", "Round a number to two decimals.",
+    "Read a file line by line.",
+    "Sort a list in place.",
+    "Open a socket to a remote host.",
+    "Parse a JSON document into a dictionary.",
+    "Compress data with zlib.",
+    "Join two paths together.",
+    "Format a date as ISO 8601.",
+    "Count the words in a string.",
+    "Spawn a child process and wait for it.",
+    "Hash a password with a random salt.",
+    "Merge two sorted iterables lazily.",
+    "Round a number to two decimals.",
 ]
 
 
@@ -63,8 +71,12 @@ def sentence_store_path(tmp_path_factory, embedder) -> Path:
     path = tmp_path_factory.mktemp("stores") / "sentences"
     store = ConceptStore.create(path, embedder.dim, embedder.name)
     first = store.reserve_ids(len(SENTENCES))
-    store.add([NewConcept(first + i, text, vector, source="test")
-               for i, (text, vector) in enumerate(zip(SENTENCES, embedder.encode(SENTENCES)))])
+    store.add(
+        [
+            NewConcept(first + i, text, vector, source="test")
+            for i, (text, vector) in enumerate(zip(SENTENCES, embedder.encode(SENTENCES)))
+        ]
+    )
     return path
 
 

@@ -11,8 +11,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1,
-               process: subprocess.Popen | None = None):
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    process: subprocess.Popen | None = None,
+):
     """Poll `condition` until it is truthy (returned) or `timeout` s pass (fails, naming `what`).
 
     With `process`, a child that exits first fails the wait at once.

@@ -13,8 +13,10 @@ def test_doctor_reports_backend_blas_and_a_measured_matmul():
     assert report["matmul_1024_gflops"] > 0
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or backend.system_openblas() is None,
-                    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)")
+@pytest.mark.skipif(
+    platform.system() != "Linux" or backend.system_openblas() is None,
+    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
+)
 def test_system_openblas_is_used_on_linux():
     """Which BLAS is loaded, not how fast it runs here (bench/matmul.py measures that against numpy)."""
     assert backend.blas_description().startswith("system OpenBLAS")

@@ -29,16 +29,19 @@ def test_partial_file_keeps_defaults_and_int_is_accepted_for_float(tmp_path):
     assert config.gate.alpha == 0.1
 
 
-@pytest.mark.parametrize("text, message", [
-    ("gate:\n  alpah: 0.1\n", "unknown config key 'gate.alpah'"),
-    ("gatee:\n  alpha: 0.1\n", "unknown config key 'gatee'"),
-    ("gate:\n  alpha: fast\n", "config key 'gate.alpha' expects float, got str"),
-    ("vmm:\n  n_experts: 2.5\n", "config key 'vmm.n_experts' expects int, got float"),
-    ("vmm:\n  n_experts: true\n", "config key 'vmm.n_experts' expects int, got bool"),
-    ("gate: 3\n", "'gate.' must be a mapping"),
-    ("gate:\n  alpha: .nan\n", "config key 'gate.alpha' must be finite"),
-    ("gate: [\n", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("gate:\n  alpah: 0.1\n", "unknown config key 'gate.alpah'"),
+        ("gatee:\n  alpha: 0.1\n", "unknown config key 'gatee'"),
+        ("gate:\n  alpha: fast\n", "config key 'gate.alpha' expects float, got str"),
+        ("vmm:\n  n_experts: 2.5\n", "config key 'vmm.n_experts' expects int, got float"),
+        ("vmm:\n  n_experts: true\n", "config key 'vmm.n_experts' expects int, got bool"),
+        ("gate: 3\n", "'gate.' must be a mapping"),
+        ("gate:\n  alpha: .nan\n", "config key 'gate.alpha' must be finite"),
+        ("gate: [\n", "is not valid YAML"),
+    ],
+)
 def test_bad_config_names_the_key(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)

@@ -7,11 +7,22 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"meqg_mlx": ROOT / "meqg_mlx", "meqg_converters": ROOT / "converters", "meqg_cli": ROOT / "cli",
-            "meqg_tui": ROOT / "tui"}
+PACKAGES = {
+    "meqg_mlx": ROOT / "meqg_mlx",
+    "meqg_converters": ROOT / "converters",
+    "meqg_cli": ROOT / "cli",
+    "meqg_tui": ROOT / "tui",
+}
 LAYERS = [  # bottom first; a module belongs to the longest prefix listed
-    ("meqg_mlx", "meqg_mlx.backend", "meqg_mlx.errors", "meqg_mlx.paths", "meqg_mlx.atomic", "meqg_mlx.runs",
-     "meqg_mlx.telemetry"),
+    (
+        "meqg_mlx",
+        "meqg_mlx.backend",
+        "meqg_mlx.errors",
+        "meqg_mlx.paths",
+        "meqg_mlx.atomic",
+        "meqg_mlx.runs",
+        "meqg_mlx.telemetry",
+    ),
     ("meqg_mlx.vmm", "meqg_mlx.encoder", "meqg_mlx.config", "meqg_mlx.inversion.inverter", "meqg_mlx.schedules"),
     ("meqg_mlx.concepts", "meqg_mlx.sandbox"),
     ("meqg_mlx.diamond",),
@@ -23,8 +34,12 @@ LAYERS = [  # bottom first; a module belongs to the longest prefix listed
 
 
 def layer_of(module: str) -> int:
-    matches = [(len(prefix), layer) for layer, prefixes in enumerate(LAYERS) for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), layer)
+        for layer, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer: add it to LAYERS (and docs/design.md)"
     return max(matches)[1]
 
@@ -47,7 +62,7 @@ def imports(module: str, path: Path, is_package: bool):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                anchor = base[:len(base) - node.level + 1]
+                anchor = base[: len(base) - node.level + 1]
                 prefix = ".".join(anchor + ([node.module] if node.module else []))
             else:
                 prefix = node.module
@@ -66,8 +81,9 @@ def test_no_module_imports_from_a_layer_above_it():
         own = layer_of(module)
         for name, line in imports(module, path, is_package):
             if layer_of(name) > own:
-                up.append(f"{path.relative_to(ROOT)}:{line} ({module}, layer {own}) imports {name} "
-                          f"(layer {layer_of(name)})")
+                up.append(
+                    f"{path.relative_to(ROOT)}:{line} ({module}, layer {own}) imports {name} (layer {layer_of(name)})"
+                )
     print(f"{sum(1 for _ in modules())} modules checked against {len(LAYERS)} layers")
     assert not up, "imports that reach up:\n" + "\n".join(up)
 

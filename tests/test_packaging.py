@@ -5,20 +5,26 @@ import sys
 
 
 def run(code: str, cwd) -> str:
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_no_top_level_cli_tui_or_converters_module(tmp_path):
-    found = run("import importlib.util as u; print([u.find_spec(n) is not None for n in "
-                "('cli', 'tui', 'converters', 'meqg_cli', 'meqg_tui', 'meqg_converters', 'meqg_mlx')])", tmp_path)
+    found = run(
+        "import importlib.util as u; print([u.find_spec(n) is not None for n in "
+        "('cli', 'tui', 'converters', 'meqg_cli', 'meqg_tui', 'meqg_converters', 'meqg_mlx')])",
+        tmp_path,
+    )
     assert found == "[False, False, False, True, True, True, True]"
 
 
 def test_library_does_not_import_cli_or_tui(tmp_path):
-    code = ("import pkgutil, importlib, sys, meqg_mlx\n"
-            "for m in pkgutil.walk_packages(meqg_mlx.__path__, 'meqg_mlx.'): importlib.import_module(m.name)\n"
-            "print(sorted(n for n in sys.modules if n.split('.')[0] in ('meqg_cli', 'meqg_tui', 'typer', 'textual')))")
+    code = (
+        "import pkgutil, importlib, sys, meqg_mlx\n"
+        "for m in pkgutil.walk_packages(meqg_mlx.__path__, 'meqg_mlx.'): importlib.import_module(m.name)\n"
+        "print(sorted(n for n in sys.modules if n.split('.')[0] in ('meqg_cli', 'meqg_tui', 'typer', 'textual')))"
+    )
     assert run(code, tmp_path) == "[]"
 
 

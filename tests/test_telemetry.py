@@ -11,9 +11,9 @@ def test_records_are_flushed_per_event_and_read_back(tmp_path):
     assert bad == 0 and records[0]["schema"] == SCHEMA_VERSION and records[0]["run_id"] == "r1"
     assert records[0]["objective"] == {"Delta": 1.5, "S_mod": None}
     with open(tmp_path / "run" / "telemetry.jsonl", "a") as handle:
-        handle.write('{"event": "step", "step": 2, "objective": {"Del')   # a torn last line
+        handle.write('{"event": "step", "step": 2, "objective": {"Del')  # a torn last line
     writer.close()
-    resumed = TelemetryWriter(tmp_path / "run", "r1")   # a resumed run appends after the torn line
+    resumed = TelemetryWriter(tmp_path / "run", "r1")  # a resumed run appends after the torn line
     resumed.emit("checkpoint", 3, path="ckpt")
     resumed.close()
     records, bad = read_telemetry(tmp_path / "run" / "telemetry.jsonl")

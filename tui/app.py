@@ -22,17 +22,22 @@ from .state import RunState
 from .tail import ReplayTail, TelemetryTail
 from .widgets import EventsLog, ExpertsPanel, GatePanel, MetricPlot, RunHeader
 
-KEYS = (("p", "pause / resume reading (a replay's clock stops too)"),
-        ("f", "follow on/off: plots show the last --window steps / the whole run"),
-        ("tab", "next panel (shift+tab: previous); arrows scroll the focused panel"),
-        ("s", "save a screenshot (SVG) to the run directory"),
-        ("?", "this help"), ("q", "quit"))
-PLOTS = (("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), False),
-         ("Phi", ("phi",), True),  # with the regime bands the run recorded
-         ("acceptance rate and backtracks", ("accept_rate", "retries"), False),
-         ("trust radius", ("trust_radius",), False),
-         ("kappa-hat", ("kappa",), False),
-         ("learning rate", ("lr",), False))
+KEYS = (
+    ("p", "pause / resume reading (a replay's clock stops too)"),
+    ("f", "follow on/off: plots show the last --window steps / the whole run"),
+    ("tab", "next panel (shift+tab: previous); arrows scroll the focused panel"),
+    ("s", "save a screenshot (SVG) to the run directory"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+PLOTS = (
+    ("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), False),
+    ("Phi", ("phi",), True),  # with the regime bands the run recorded
+    ("acceptance rate and backtracks", ("accept_rate", "retries"), False),
+    ("trust radius", ("trust_radius",), False),
+    ("kappa-hat", ("kappa",), False),
+    ("learning rate", ("lr",), False),
+)
 
 
 class HelpScreen(ModalScreen):
@@ -46,12 +51,23 @@ class HelpScreen(ModalScreen):
 class MonitorApp(App):
     CSS_PATH = "monitor.tcss"
     TITLE = "meqg monitor"
-    BINDINGS = [Binding("p", "pause", "pause"), Binding("f", "follow", "follow"),
-                Binding("s", "screenshot", "screenshot"), Binding("question_mark", "help", "keys"),
-                Binding("q", "quit", "quit")]
+    BINDINGS = [
+        Binding("p", "pause", "pause"),
+        Binding("f", "follow", "follow"),
+        Binding("s", "screenshot", "screenshot"),
+        Binding("question_mark", "help", "keys"),
+        Binding("q", "quit", "quit"),
+    ]
 
-    def __init__(self, run_dir: str | Path, replay: float | None = None, stall_after: float = 30.0,
-                 window: int = 200, tick: float = 0.25, worker=None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        replay: float | None = None,
+        stall_after: float = 30.0,
+        window: int = 200,
+        tick: float = 0.25,
+        worker=None,
+    ):
         """`worker`: the training process when `meqg train --monitor` started one (anything with poll())."""
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -66,8 +82,10 @@ class MonitorApp(App):
     def compose(self) -> ComposeResult:
         # Kept as attributes: ticks must reach them while a help screen is on top.
         self.header = RunHeader(id="header")
-        self.plots = [MetricPlot(title, series, regime_bands, id=f"plot-{i}")
-                      for i, (title, series, regime_bands) in enumerate(PLOTS)]
+        self.plots = [
+            MetricPlot(title, series, regime_bands, id=f"plot-{i}")
+            for i, (title, series, regime_bands) in enumerate(PLOTS)
+        ]
         self.gate, self.experts = GatePanel(id="gate", classes="panel"), ExpertsPanel(id="experts", classes="panel")
         self.events = EventsLog(id="events", classes="panel", max_lines=2000, wrap=False, markup=False)
         self.gate.border_title, self.experts.border_title, self.events.border_title = "gate", "experts / RVQ", "events"
@@ -124,13 +142,17 @@ class MonitorApp(App):
     def _show_header(self) -> None:
         now = None if self.replay else time.time()
         status = self.state.status(now, self.stall_after)
-        flags = [f"malformed lines {self.source.malformed}" if self.source.malformed else "",
-                 "truncated last line" if self.source.pending and status not in ("running", "waiting") else "",
-                 f"replay x{self.replay:g}" + (" done" if self.source.done else "") if self.replay else "",
-                 "follow" if self.follow else "whole run", "PAUSED" if self.paused else "",
-                 self._worker_note()]
-        self.header.show(self.state, status, self.state.elapsed(now, self.stall_after),
-                                       [flag for flag in flags if flag])
+        flags = [
+            f"malformed lines {self.source.malformed}" if self.source.malformed else "",
+            "truncated last line" if self.source.pending and status not in ("running", "waiting") else "",
+            f"replay x{self.replay:g}" + (" done" if self.source.done else "") if self.replay else "",
+            "follow" if self.follow else "whole run",
+            "PAUSED" if self.paused else "",
+            self._worker_note(),
+        ]
+        self.header.show(
+            self.state, status, self.state.elapsed(now, self.stall_after), [flag for flag in flags if flag]
+        )
 
     def _worker_note(self) -> str:
         if self.worker is None:
@@ -164,4 +186,3 @@ class MonitorApp(App):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
-

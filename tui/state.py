@@ -34,11 +34,12 @@ class RunState:
     target: int | None = None
     first_ts: float | None = None
     last_ts: float | None = None
-    ended: str | None = None          # finished | interrupted | aborted | failed, from the `run` record
+    ended: str | None = None  # finished | interrupted | aborted | failed, from the `run` record
     records: int = 0
     schemas: set = field(default_factory=set)
     series: dict[str, tuple[list[int], list[float | None]]] = field(
-        default_factory=lambda: {name: ([], []) for name in SERIES})
+        default_factory=lambda: {name: ([], []) for name in SERIES}
+    )
     accepted: int = 0
     rejected: int = 0
     unchecked: int = 0
@@ -73,10 +74,16 @@ class RunState:
             self.ended = None
         objective = r.get("objective") or {}
         gate = r.get("gate")
-        values = {"loss": step_loss(r), "phi": r.get("phi"), "accept_rate": r.get("accept_rate"), "kappa": r.get("kappa"),
-                  "lr": r.get("lr"), **{k: objective.get(k) for k in ("Delta", "S_geo", "S_ent", "S_mod")},
-                  "retries": gate.get("retries") if gate else None,
-                  "trust_radius": gate.get("trust_radius") if gate else None}
+        values = {
+            "loss": step_loss(r),
+            "phi": r.get("phi"),
+            "accept_rate": r.get("accept_rate"),
+            "kappa": r.get("kappa"),
+            "lr": r.get("lr"),
+            **{k: objective.get(k) for k in ("Delta", "S_geo", "S_ent", "S_mod")},
+            "retries": gate.get("retries") if gate else None,
+            "trust_radius": gate.get("trust_radius") if gate else None,
+        }
         for name, value in values.items():
             xs, ys = self.series[name]
             xs.append(step)
@@ -97,13 +104,23 @@ class RunState:
         self.accepted += accepted
         self.rejected += not accepted
         self.backtracks += gate.get("retries") or 0
-        self.decisions.append(Decision(step, accepted, gate.get("failed"), gate.get("retries"), gate.get("view_size"),
-                                       _number(gate.get("collapse_pressure")), _number(gate.get("trust_radius"))))
+        self.decisions.append(
+            Decision(
+                step,
+                accepted,
+                gate.get("failed"),
+                gate.get("retries"),
+                gate.get("view_size"),
+                _number(gate.get("collapse_pressure")),
+                _number(gate.get("trust_radius")),
+            )
+        )
 
     def _on_gate(self, r: dict, step: int) -> None:
         gate = r.get("gate") or {}
-        self._log((step, "gate", f"rejected: {gate.get('failed') or 'n/a'} "
-                                          f"after {gate.get('retries', 'n/a')} backtracks"))
+        self._log(
+            (step, "gate", f"rejected: {gate.get('failed') or 'n/a'} after {gate.get('retries', 'n/a')} backtracks")
+        )
 
     def _on_regime(self, r: dict, step: int) -> None:
         self.regime = r.get("regime") or self.regime
@@ -111,8 +128,9 @@ class RunState:
 
     def _on_recovery(self, r: dict, step: int) -> None:
         detail = r.get("checkpoint") or r.get("skipped") or (f"scale {r['scale']}" if "scale" in r else "")
-        self._log((step, "recovery", f"{r.get('action', 'n/a')} lr x{_fmt(r.get('lr_scale'), '.3g')} "
-                                              f"{detail}".rstrip()))
+        self._log(
+            (step, "recovery", f"{r.get('action', 'n/a')} lr x{_fmt(r.get('lr_scale'), '.3g')} {detail}".rstrip())
+        )
 
     def _on_checkpoint(self, r: dict, step: int) -> None:
         action = r.get("action", "n/a")
@@ -122,8 +140,11 @@ class RunState:
             bands = r.get("bands") or {}
             if _number(bands.get("geometric")) is not None and _number(bands.get("breakdown")) is not None:
                 self.bands = (bands["geometric"], bands["breakdown"])
-            text = f"started: {r.get('parameters', 'n/a'):,} parameters" if isinstance(r.get("parameters"), int) \
+            text = (
+                f"started: {r.get('parameters', 'n/a'):,} parameters"
+                if isinstance(r.get("parameters"), int)
                 else "started"
+            )
         elif action == "saved":
             text = f"saved {str(r.get('path', '')).rsplit('/', 1)[-1]}{'' if r.get('stable', True) else ' (unstable)'}"
         else:
@@ -133,8 +154,12 @@ class RunState:
     def _on_eval(self, r: dict, step: int) -> None:
         self.rvq = r.get("rvq", self.rvq)
         metrics = r.get("metrics") or {}
-        parts = [f"{name} l2 {_fmt(m.get('l2'), '.3f')} r@1 {_fmt(m.get('recall@1'), '.3f')} "
-                 f"r@10 {_fmt(m.get('recall@10'), '.3f')}" for name, m in metrics.items() if isinstance(m, dict)]
+        parts = [
+            f"{name} l2 {_fmt(m.get('l2'), '.3f')} r@1 {_fmt(m.get('recall@1'), '.3f')} "
+            f"r@10 {_fmt(m.get('recall@10'), '.3f')}"
+            for name, m in metrics.items()
+            if isinstance(m, dict)
+        ]
         self._log((step, "eval", " | ".join(parts) or "n/a"))
 
     def _on_run(self, r: dict, step: int) -> None:
@@ -149,7 +174,7 @@ class RunState:
     def new_events(self, seen: int) -> list[tuple[int, str, str]]:
         """The events logged after the first `seen` (as many as are still kept)."""
         fresh = min(self.events_seen - seen, len(self.events))
-        return list(self.events)[len(self.events) - fresh:] if fresh > 0 else []
+        return list(self.events)[len(self.events) - fresh :] if fresh > 0 else []
 
     def status(self, now: float | None, stall_after: float) -> str:
         """running | finished (or how it ended) | stalled (no record for `stall_after` s) | waiting."""

@@ -62,7 +62,7 @@ class ReplayTail:
         self.tail = TelemetryTail(path)
         self.speed, self.max_gap, self.read_ahead = speed, max_gap, read_ahead
         self.paused = False
-        self.clock = 0.0            # replayed run-seconds so far
+        self.clock = 0.0  # replayed run-seconds so far
         self._queue: deque[tuple[float, dict]] = deque()
         self._run_time, self._last_ts = 0.0, None
 

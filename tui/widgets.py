@@ -32,15 +32,24 @@ class RunHeader(Static):
     def show(self, state: RunState, status: str, elapsed: float | None, flags: list[str]) -> None:
         target = f"/{state.target}" if state.target else ""
         text = Text.assemble(
-            ("meqg monitor  ", "bold"), (f"run {state.run_id or 'n/a'}  ", ""),
+            ("meqg monitor  ", "bold"),
+            (f"run {state.run_id or 'n/a'}  ", ""),
             (f" {status} ", f"reverse {STATUS_STYLES.get(status, 'yellow')}"),
             f"  step {state.step}{target}  elapsed {clock(elapsed)}  {na(state.steps_per_second(), '.2f')} steps/s",
-            ("  " + "  ".join(flags)) if flags else "")
+            ("  " + "  ".join(flags)) if flags else "",
+        )
         self.update(text)
 
 
-STATUS_STYLES = {"running": "green", "finished": "blue", "stalled": "red", "failed": "red", "aborted": "red",
-                 "interrupted": "yellow", "waiting": "yellow"}
+STATUS_STYLES = {
+    "running": "green",
+    "finished": "blue",
+    "stalled": "red",
+    "failed": "red",
+    "aborted": "red",
+    "interrupted": "yellow",
+    "waiting": "yellow",
+}
 
 
 class MetricPlot(PlotextPlot):
@@ -98,14 +107,21 @@ class GatePanel(Panel):
         self.query_one("#gate-summary", Static).update(
             f"accepted {state.accepted}  rejected {state.rejected}  unchecked {state.unchecked}  ({rate} of checks)\n"
             f"backtracks {state.backtracks}  view size {na(last.view_size if last else None)}  "
-            f"collapse pressure {na(last.collapse_pressure if last else None, '.4f')}")
+            f"collapse pressure {na(last.collapse_pressure if last else None, '.4f')}"
+        )
         table = Table(box=None, pad_edge=False, expand=True)
         for column in ("step", "decision", "failed", "backtracks", "view", "collapse", "trust r"):
             table.add_column(column, justify="right" if column != "decision" else "left")
         for d in reversed(state.decisions):
-            table.add_row(str(d.step), Text("accept", "green") if d.accepted else Text("reject", "bold red"),
-                          d.failed or "-", na(d.retries), na(d.view_size), na(d.collapse_pressure, ".4f"),
-                          na(d.trust_radius, ".4f"))
+            table.add_row(
+                str(d.step),
+                Text("accept", "green") if d.accepted else Text("reject", "bold red"),
+                d.failed or "-",
+                na(d.retries),
+                na(d.view_size),
+                na(d.collapse_pressure, ".4f"),
+                na(d.trust_radius, ".4f"),
+            )
         self.query_one("#gate-decisions", Static).update(table)
 
 
@@ -131,8 +147,10 @@ class ExpertsPanel(Panel):
         rvq = state.rvq
         if rvq and rvq.get("perplexity") is not None:
             for level, (ppl, used) in enumerate(zip(rvq["perplexity"], rvq.get("used") or [None] * 99)):
-                lines.append(f"RVQ level {level}: perplexity {na(ppl, '.1f')}, used {na(used, 'd')}"
-                             f"/{rvq.get('codes', 'n/a')} codes\n")
+                lines.append(
+                    f"RVQ level {level}: perplexity {na(ppl, '.1f')}, used {na(used, 'd')}"
+                    f"/{rvq.get('codes', 'n/a')} codes\n"
+                )
         else:
             lines.append("RVQ usage n/a\n")
         self.query_one("#experts-body", Static).update(lines)
@@ -141,8 +159,14 @@ class ExpertsPanel(Panel):
 class EventsLog(RichLog):
     """Regime changes, recoveries, checkpoints, evals, rejections and the run's end, as they arrive."""
 
-    STYLES = {"regime": "magenta", "recovery": "bold yellow", "checkpoint": "blue", "eval": "green",
-              "gate": "red", "run": "bold"}
+    STYLES = {
+        "regime": "magenta",
+        "recovery": "bold yellow",
+        "checkpoint": "blue",
+        "eval": "green",
+        "gate": "red",
+        "run": "bold",
+    }
 
     def add(self, events) -> None:
         for step, kind, text in events:

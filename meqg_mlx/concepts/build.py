@@ -38,8 +38,9 @@ class BuildSummary:
     index: str = ""
 
 
-def source_records(spec: str, config: StoreConfig, progress: Progress | None = None,
-                   text_column: str = "text") -> Iterator[ConceptRecord]:
+def source_records(
+    spec: str, config: StoreConfig, progress: Progress | None = None, text_column: str = "text"
+) -> Iterator[ConceptRecord]:
     """Records for a --source value: stdlib[:MOD,...], pydoc, wordnet[:DIR], or a file/directory path."""
     from .sources.files import file_records
     from .sources.prose import pydoc_topics
@@ -61,7 +62,9 @@ def source_records(spec: str, config: StoreConfig, progress: Progress | None = N
     elif Path(spec).exists():
         yield from file_records(spec, text_column)
     else:
-        raise InputError(f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR], or an existing file/directory")
+        raise InputError(
+            f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR], or an existing file/directory"
+        )
 
 
 class _Plan:
@@ -103,9 +106,15 @@ class _Plan:
             self.key_to_id[alias] = self.key_to_id[key]
 
 
-def build_store(store_path: str | Path, sources: list[str], embedder: Embedder,
-                config: StoreConfig | None = None, limit: int | None = None,
-                progress: Progress | None = None, text_column: str = "text") -> BuildSummary:
+def build_store(
+    store_path: str | Path,
+    sources: list[str],
+    embedder: Embedder,
+    config: StoreConfig | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    text_column: str = "text",
+) -> BuildSummary:
     """Add every new concept from `sources` to the store at `store_path` (created when missing)."""
     config = config or StoreConfig()
     if not sources:
@@ -146,26 +155,43 @@ def build_store(store_path: str | Path, sources: list[str], embedder: Embedder,
     return summary
 
 
-def _write(store: ConceptStore, plan: _Plan, embedder: Embedder, config: StoreConfig,
-           summary: BuildSummary, progress: Progress | None) -> None:
+def _write(
+    store: ConceptStore,
+    plan: _Plan,
+    embedder: Embedder,
+    config: StoreConfig,
+    summary: BuildSummary,
+    progress: Progress | None,
+) -> None:
     centroids = store.domain_centroids()
     total = len(plan.new)
     for start in range(0, total, config.commit_rows):
-        chunk = plan.new[start:start + config.commit_rows]
+        chunk = plan.new[start : start + config.commit_rows]
         t0 = time.perf_counter()
         vectors = embedder.encode([r.text for r in chunk])
         t1 = time.perf_counter()
-        labels, scores = (assign(vectors, centroids)[0], vectors @ centroids.T) if centroids is not None else (None, None)
+        labels, scores = (
+            (assign(vectors, centroids)[0], vectors @ centroids.T) if centroids is not None else (None, None)
+        )
         rows = []
         for i, record in enumerate(chunk):
             relations = [(plan.key_to_id[t], ty, w) for t, ty, w in record.relations if t in plan.key_to_id]
             summary.relations += len(relations)
             summary.dangling_relations += len(record.relations) - len(relations)
-            rows.append(NewConcept(
-                concept_id=plan.key_to_id[record.key], text=record.text, vector=vectors[i], kind=record.kind,
-                key=record.key, source=record.source, validation=record.validation, relations=relations,
-                domain=int(labels[i]) if labels is not None else -1,
-                domain_scores=scores[i].tolist() if scores is not None else []))
+            rows.append(
+                NewConcept(
+                    concept_id=plan.key_to_id[record.key],
+                    text=record.text,
+                    vector=vectors[i],
+                    kind=record.kind,
+                    key=record.key,
+                    source=record.source,
+                    validation=record.validation,
+                    relations=relations,
+                    domain=int(labels[i]) if labels is not None else -1,
+                    domain_scores=scores[i].tolist() if scores is not None else [],
+                )
+            )
         store.add(rows)
         summary.embed_seconds += t1 - t0
         summary.write_seconds += time.perf_counter() - t1
@@ -174,8 +200,9 @@ def _write(store: ConceptStore, plan: _Plan, embedder: Embedder, config: StoreCo
             progress("embedding and writing", summary.added, total)
 
 
-def _refresh_domains(store: ConceptStore, config: StoreConfig, summary: BuildSummary,
-                     progress: Progress | None) -> None:
+def _refresh_domains(
+    store: ConceptStore, config: StoreConfig, summary: BuildSummary, progress: Progress | None
+) -> None:
     """First build: k-means domains for all concepts. Later builds: new rows were assigned on write."""
     started = time.perf_counter()
     if store.count() == 0:
@@ -188,8 +215,7 @@ def _refresh_domains(store: ConceptStore, config: StoreConfig, summary: BuildSum
         order = np.argsort(ids)
         texts_by_id = dict(zip(table["concept_id"].to_pylist(), table["text"].to_pylist()))
         ids, vectors = ids[order], vectors[order]
-        rows, labels, scores = compute_domains(ids, vectors, [texts_by_id[i] for i in ids.tolist()],
-                                               config.n_domains)
+        rows, labels, scores = compute_domains(ids, vectors, [texts_by_id[i] for i in ids.tolist()], config.n_domains)
         store.set_concept_domains(ids, labels, scores)
         store.write_domains(rows)
         if progress:

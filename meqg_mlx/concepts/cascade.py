@@ -20,16 +20,18 @@ Progress = Callable[[str, int, int], None]
 PROJECTIONS_DIR = "projections"
 
 
-def fill_vector_column(store: ConceptStore, name: str, embedder: Embedder, batch_size: int = 1024,
-                       progress: Progress | None = None) -> int:
+def fill_vector_column(
+    store: ConceptStore, name: str, embedder: Embedder, batch_size: int = 1024, progress: Progress | None = None
+) -> int:
     """Embed every concept the column lacks with `embedder`, one commit per batch; returns how many."""
     store.declare_vector_column(name, embedder.name, embedder.dim, embedder.normalized)
     ids, texts = store.missing_from_column(name)
     for start in range(0, len(ids), batch_size):
         if progress:
             progress(f"embedding into {name}", start, len(ids))
-        store.write_column(name, embedder.name, ids[start:start + batch_size],
-                           embedder.encode(texts[start:start + batch_size]))
+        store.write_column(
+            name, embedder.name, ids[start : start + batch_size], embedder.encode(texts[start : start + batch_size])
+        )
     if progress:
         progress(f"embedding into {name}", len(ids), len(ids))
     return len(ids)
@@ -50,14 +52,23 @@ class FitReport:
 class LinearProjection:
     """y = x @ weight + bias from one vector column's space to another's."""
 
-    def __init__(self, source: str, target: str, weight: np.ndarray, bias: np.ndarray, normalize: bool,
-                 report: FitReport, models: tuple[str, str]):
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        normalize: bool,
+        report: FitReport,
+        models: tuple[str, str],
+    ):
         self.source, self.target, self.weight, self.bias = source, target, weight, bias
         self.normalize, self.report, self.models = normalize, report, models
 
     @classmethod
-    def fit(cls, store: ConceptStore, source: str, target: str, held_out_every: int = 10,
-            ridge: float = 1e-4) -> "LinearProjection":
+    def fit(
+        cls, store: ConceptStore, source: str, target: str, held_out_every: int = 10, ridge: float = 1e-4
+    ) -> "LinearProjection":
         """Least squares (ridge-stabilised) on concepts holding both columns; every Nth id held out."""
         source_ids, x = store.read_column(source)
         target_ids, y = store.read_column(target)
@@ -65,8 +76,10 @@ class LinearProjection:
         held = shared % held_out_every == 0
         train = ~held
         if train.sum() <= x.shape[1] + 1:
-            raise InputError(f"{int(train.sum())} concepts hold both {source!r} and {target!r}; a {x.shape[1]}-d "
-                             f"map needs more than {x.shape[1] + 1} (fill the column first)")
+            raise InputError(
+                f"{int(train.sum())} concepts hold both {source!r} and {target!r}; a {x.shape[1]}-d "
+                f"map needs more than {x.shape[1] + 1} (fill the column first)"
+            )
         x, y = x[xi].astype(np.float64), y[yi].astype(np.float64)
         design = np.hstack([x[train], np.ones((int(train.sum()), 1))])
         gram = design.T @ design + ridge * len(design) * np.eye(design.shape[1])
@@ -81,9 +94,16 @@ class LinearProjection:
 
         projected = x[held] @ weight + bias
         cosines = np.einsum("ij,ij->i", projected, y[held]) / (
-            np.linalg.norm(projected, axis=1) * np.linalg.norm(y[held], axis=1) + 1e-12)
-        report = FitReport(len(shared), int(train.sum()), int(held.sum()), relative_error(train), relative_error(held),
-                           float(cosines.mean()) if held.any() else float("nan"))
+            np.linalg.norm(projected, axis=1) * np.linalg.norm(y[held], axis=1) + 1e-12
+        )
+        report = FitReport(
+            len(shared),
+            int(train.sum()),
+            int(held.sum()),
+            relative_error(train),
+            relative_error(held),
+            float(cosines.mean()) if held.any() else float("nan"),
+        )
         columns = {"vector": store.origin_model, **{n: c["origin_model"] for n, c in store.vector_columns().items()}}
         normalize = target == "vector" or store.vector_columns()[target]["normalized"]
         return cls(source, target, weight, bias, normalize, report, (columns[source], columns[target]))
@@ -91,8 +111,10 @@ class LinearProjection:
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.weight.shape[0]:
-            raise InputError(f"projection {self.source}->{self.target} takes {self.weight.shape[0]}-d rows, "
-                             f"got shape {vectors.shape}")
+            raise InputError(
+                f"projection {self.source}->{self.target} takes {self.weight.shape[0]}-d rows, "
+                f"got shape {vectors.shape}"
+            )
         out = vectors @ self.weight + self.bias
         return out / np.linalg.norm(out, axis=1, keepdims=True) if self.normalize else out
 
@@ -102,8 +124,13 @@ class LinearProjection:
 
     def save(self, store: ConceptStore) -> Path:
         path = self.path(store, self.source, self.target)
-        meta = {"source": self.source, "target": self.target, "normalize": self.normalize,
-                "models": list(self.models), "report": asdict(self.report)}
+        meta = {
+            "source": self.source,
+            "target": self.target,
+            "normalize": self.normalize,
+            "models": list(self.models),
+            "report": asdict(self.report),
+        }
         with replaced_file(path) as tmp:
             np.savez(tmp, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
         return path
@@ -112,17 +139,28 @@ class LinearProjection:
     def load(cls, store: ConceptStore, source: str, target: str) -> "LinearProjection":
         path = cls.path(store, source, target)
         if not path.is_file():
-            raise StoreError(f"no projection {source}->{target} in {store.path} "
-                             f"(fit one with `meqg store project --source {source} --target {target}`)")
+            raise StoreError(
+                f"no projection {source}->{target} in {store.path} "
+                f"(fit one with `meqg store project --source {source} --target {target}`)"
+            )
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                projection = cls(source, target, data["weight"], data["bias"], bool(meta["normalize"]),
-                                 FitReport(**meta["report"]), tuple(meta["models"]))
+                projection = cls(
+                    source,
+                    target,
+                    data["weight"],
+                    data["bias"],
+                    bool(meta["normalize"]),
+                    FitReport(**meta["report"]),
+                    tuple(meta["models"]),
+                )
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise StoreError(f"corrupt projection {path}: {exc}") from exc
         columns = {"vector": store.origin_model, **{n: c["origin_model"] for n, c in store.vector_columns().items()}}
         if (columns.get(source), columns.get(target)) != projection.models:
-            raise StoreError(f"projection {path} was fit for {projection.models}; the store's columns now hold "
-                             f"{(columns.get(source), columns.get(target))}")
+            raise StoreError(
+                f"projection {path} was fit for {projection.models}; the store's columns now hold "
+                f"{(columns.get(source), columns.get(target))}"
+            )
         return projection

@@ -41,9 +41,14 @@ def compute_domains(ids: np.ndarray, vectors: np.ndarray, texts: list[str], k: i
         members = np.flatnonzero(labels == d)
         cosines = scores[members, d]
         best = members[np.argsort(-cosines)[:REPRESENTATIVES]]
-        rows.append({
-            "domain": d, "label": names[d], "centroid": centroids[d].tolist(),
-            "variance": float(np.mean(1.0 - cosines)) if len(members) else 0.0,
-            "count": int(len(members)), "representative_ids": ids[best].tolist(),
-        })
+        rows.append(
+            {
+                "domain": d,
+                "label": names[d],
+                "centroid": centroids[d].tolist(),
+                "variance": float(np.mean(1.0 - cosines)) if len(members) else 0.0,
+                "count": int(len(members)),
+                "representative_ids": ids[best].tolist(),
+            }
+        )
     return rows, labels, scores.astype(np.float32)

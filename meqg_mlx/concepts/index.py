@@ -78,16 +78,29 @@ class PartitionedIndex:
         return max(1, int(2 * math.sqrt(n)))
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, target_recall: float = 0.98,
-              partitions: int | None = None, seed: int = 0) -> "PartitionedIndex":
+    def build(
+        cls,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        target_recall: float = 0.98,
+        partitions: int | None = None,
+        seed: int = 0,
+    ) -> "PartitionedIndex":
         """Partition, then calibrate `nprobe` to reach `target_recall`@10 on sampled stored vectors."""
         nlist = min(partitions or cls.default_partitions(len(ids)), len(ids))
         centroids = spherical_kmeans(vectors, nlist, iterations=10, sample=max(50 * nlist, 100_000), seed=seed)
         labels, _ = assign(vectors, centroids)
         order = np.argsort(labels, kind="stable")
         offsets = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=nlist))]).astype(np.int64)
-        index = cls(centroids, offsets, ids[order].astype(np.int64), np.ascontiguousarray(vectors[order]),
-                    int(ids.max()), nlist, target_recall)
+        index = cls(
+            centroids,
+            offsets,
+            ids[order].astype(np.int64),
+            np.ascontiguousarray(vectors[order]),
+            int(ids.max()),
+            nlist,
+            target_recall,
+        )
         index.nprobe = index.calibrate(target_recall, np.random.default_rng(seed))
         return index
 
@@ -101,9 +114,11 @@ class PartitionedIndex:
         sample = np.asarray(self.vectors[rows])
         truth = []
         for start in range(0, len(rows), 64):
-            scores = np.asarray(self.vectors @ sample[start:start + 64].T).T
-            truth.extend(set(self.ids[top_k(row, k + 1)].tolist()) - {int(self.ids[r])}
-                         for row, r in zip(scores, rows[start:start + 64]))
+            scores = np.asarray(self.vectors @ sample[start : start + 64].T).T
+            truth.extend(
+                set(self.ids[top_k(row, k + 1)].tolist()) - {int(self.ids[r])}
+                for row, r in zip(scores, rows[start : start + 64])
+            )
 
         def recall(nprobe: int) -> float:
             found = 0.0
@@ -129,9 +144,15 @@ class PartitionedIndex:
         with replaced_dir(store_path / INDEX_DIR) as tmp:
             for name in ("centroids", "offsets", "ids", "vectors"):
                 np.save(tmp / f"{name}.npy", getattr(self, name))
-            meta = {"format": INDEX_FORMAT, "max_id": self.max_id, "rows": len(self.ids),
-                    "partitions": len(self.centroids), "nprobe": self.nprobe, "target_recall": self.target_recall,
-                    "table_version": table_version}
+            meta = {
+                "format": INDEX_FORMAT,
+                "max_id": self.max_id,
+                "rows": len(self.ids),
+                "partitions": len(self.centroids),
+                "nprobe": self.nprobe,
+                "target_recall": self.target_recall,
+                "table_version": table_version,
+            }
             (tmp / "meta.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -142,12 +163,21 @@ class PartitionedIndex:
             meta = json.loads((directory / "meta.json").read_text())
             if meta.get("format") != INDEX_FORMAT:
                 return None
-            arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r")
-                      for name in ("centroids", "offsets", "ids", "vectors")}
+            arrays = {
+                name: np.load(directory / f"{name}.npy", mmap_mode="r")
+                for name in ("centroids", "offsets", "ids", "vectors")
+            }
             if len(arrays["ids"]) != meta["rows"] or arrays["offsets"][-1] != meta["rows"]:
                 return None
-            return cls(np.asarray(arrays["centroids"]), np.asarray(arrays["offsets"]), np.asarray(arrays["ids"]),
-                       arrays["vectors"], int(meta["max_id"]), int(meta["nprobe"]), float(meta["target_recall"]))
+            return cls(
+                np.asarray(arrays["centroids"]),
+                np.asarray(arrays["offsets"]),
+                np.asarray(arrays["ids"]),
+                arrays["vectors"],
+                int(meta["max_id"]),
+                int(meta["nprobe"]),
+                float(meta["target_recall"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

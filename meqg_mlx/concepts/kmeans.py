@@ -10,14 +10,15 @@ def assign(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> tu
     labels = np.empty(len(vectors), dtype=np.int32)
     best = np.empty(len(vectors), dtype=np.float32)
     for start in range(0, len(vectors), chunk):
-        scores = vectors[start:start + chunk] @ centroids.T
-        labels[start:start + chunk] = scores.argmax(axis=1)
-        best[start:start + chunk] = scores.max(axis=1)
+        scores = vectors[start : start + chunk] @ centroids.T
+        labels[start : start + chunk] = scores.argmax(axis=1)
+        best[start : start + chunk] = scores.max(axis=1)
     return labels, best
 
 
-def spherical_kmeans(vectors: np.ndarray, k: int, iterations: int = 15, sample: int = 200_000,
-                     seed: int = 0, restarts: int = 1) -> np.ndarray:
+def spherical_kmeans(
+    vectors: np.ndarray, k: int, iterations: int = 15, sample: int = 200_000, seed: int = 0, restarts: int = 1
+) -> np.ndarray:
     """Unit-norm centroids (k, d) trained on a sample with k-means++ seeding.
 
     Empty clusters are re-seeded from the points farthest from their centroid, so
@@ -42,7 +43,7 @@ def _lloyd(data: np.ndarray, k: int, iterations: int, rng: np.random.Generator) 
         counts = np.bincount(labels, minlength=k)
         empty = np.flatnonzero(counts == 0)
         if len(empty):
-            sums[empty] = data[np.argsort(best)[:len(empty)]]
+            sums[empty] = data[np.argsort(best)[: len(empty)]]
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centroids = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
     return centroids

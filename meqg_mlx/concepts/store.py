@@ -24,8 +24,17 @@ from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
 from .index import ExactIndex, PartitionedIndex, merge_hits
-from .schema import (CONCEPTS_TABLE, DOMAINS_TABLE, KINDS, RELATION_TYPE, VALIDATIONS, concepts_schema,
-                     domains_schema, vectors_column, vectors_from_column)
+from .schema import (
+    CONCEPTS_TABLE,
+    DOMAINS_TABLE,
+    KINDS,
+    RELATION_TYPE,
+    VALIDATIONS,
+    concepts_schema,
+    domains_schema,
+    vectors_column,
+    vectors_from_column,
+)
 
 META_FILE = "meqg_store.json"
 COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -66,8 +75,9 @@ class Hit:
 
     @classmethod
     def from_row(cls, row: dict, score: float) -> "Hit":
-        return cls(row["concept_id"], score, row["text"], row["kind"], row["domain"], row["key"],
-                   row["relations"] or [])
+        return cls(
+            row["concept_id"], score, row["text"], row["kind"], row["domain"], row["key"], row["relations"] or []
+        )
 
 
 class ConceptStore:
@@ -92,8 +102,7 @@ class ConceptStore:
         return str(self.meta["origin_model"])
 
     @classmethod
-    def create(cls, path: str | Path, dim: int, origin_model: str,
-               config: StoreConfig | None = None) -> "ConceptStore":
+    def create(cls, path: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None) -> "ConceptStore":
         path = Path(path)
         if (path / META_FILE).exists():
             raise StoreError(f"a concept store already exists at {path}")
@@ -102,9 +111,14 @@ class ConceptStore:
         path.mkdir(parents=True, exist_ok=True)
         db = lancedb.connect(str(path / "lance"))
         table = db.create_table(CONCEPTS_TABLE, schema=concepts_schema(dim))
-        meta = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION, "dim": dim,
-                "origin_model": origin_model, "next_id": 0,
-                "created_at": datetime.now(timezone.utc).isoformat()}
+        meta = {
+            "format": STORE_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "dim": dim,
+            "origin_model": origin_model,
+            "next_id": 0,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
         _write_json(path / META_FILE, meta)
         return cls(path, meta, db, table, config or StoreConfig())
 
@@ -138,8 +152,9 @@ class ConceptStore:
         return cls(path, meta, db, table, config or StoreConfig())
 
     @classmethod
-    def open_or_create(cls, path: str | Path, dim: int, origin_model: str,
-                       config: StoreConfig | None = None) -> "ConceptStore":
+    def open_or_create(
+        cls, path: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None
+    ) -> "ConceptStore":
         path = Path(path)
         if (path / META_FILE).exists():
             store = cls.open(path, config)
@@ -168,10 +183,10 @@ class ConceptStore:
             return self.table.version
         for c in concepts:
             if np.size(c.vector) != self.dim:
-                raise InputError(f"vector of concept {c.concept_id} has dimension {np.size(c.vector)}, "
-                                 f"the store expects {self.dim}")
-        vectors = check_vectors(np.stack([np.asarray(c.vector, np.float32).reshape(-1) for c in concepts]),
-                                self.dim)
+                raise InputError(
+                    f"vector of concept {c.concept_id} has dimension {np.size(c.vector)}, the store expects {self.dim}"
+                )
+        vectors = check_vectors(np.stack([np.asarray(c.vector, np.float32).reshape(-1) for c in concepts]), self.dim)
         for c in concepts:
             if not c.text or not c.text.strip():
                 raise StoreError(f"concept {c.concept_id} has empty text")
@@ -183,25 +198,32 @@ class ConceptStore:
                 raise StoreError(f"concept id {c.concept_id} was not reserved")
         now = datetime.now(timezone.utc)
         n = len(concepts)
-        data = pa.table({
-            "concept_id": pa.array([c.concept_id for c in concepts], pa.int64()),
-            "key": pa.array([c.key for c in concepts], pa.string()),
-            "text": pa.array([c.text for c in concepts], pa.string()),
-            "kind": pa.array([c.kind for c in concepts], pa.string()),
-            "vector": vectors_column(vectors, self.dim),
-            "origin_model": pa.array([self.origin_model] * n, pa.string()),
-            "dim": pa.array([self.dim] * n, pa.int32()),
-            "domain": pa.array([c.domain for c in concepts], pa.int32()),
-            "domain_scores": pa.array([list(c.domain_scores) for c in concepts], pa.list_(pa.float32())),
-            "relations": pa.array([[{"target_id": t, "type": ty, "weight": w} for t, ty, w in c.relations]
-                                   for c in concepts], pa.list_(RELATION_TYPE)),
-            "source": pa.array([c.source for c in concepts], pa.string()),
-            "validation": pa.array([c.validation for c in concepts], pa.string()),
-            "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-        }, schema=concepts_schema(self.dim))
+        data = pa.table(
+            {
+                "concept_id": pa.array([c.concept_id for c in concepts], pa.int64()),
+                "key": pa.array([c.key for c in concepts], pa.string()),
+                "text": pa.array([c.text for c in concepts], pa.string()),
+                "kind": pa.array([c.kind for c in concepts], pa.string()),
+                "vector": vectors_column(vectors, self.dim),
+                "origin_model": pa.array([self.origin_model] * n, pa.string()),
+                "dim": pa.array([self.dim] * n, pa.int32()),
+                "domain": pa.array([c.domain for c in concepts], pa.int32()),
+                "domain_scores": pa.array([list(c.domain_scores) for c in concepts], pa.list_(pa.float32())),
+                "relations": pa.array(
+                    [[{"target_id": t, "type": ty, "weight": w} for t, ty, w in c.relations] for c in concepts],
+                    pa.list_(RELATION_TYPE),
+                ),
+                "source": pa.array([c.source for c in concepts], pa.string()),
+                "validation": pa.array([c.validation for c in concepts], pa.string()),
+                "created_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            },
+            schema=concepts_schema(self.dim),
+        )
         for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
-            data = data.append_column(pa.field(name, pa.list_(pa.float32(), column["dim"])),
-                                      pa.nulls(n, pa.list_(pa.float32(), column["dim"])))
+            data = data.append_column(
+                pa.field(name, pa.list_(pa.float32(), column["dim"])),
+                pa.nulls(n, pa.list_(pa.float32(), column["dim"])),
+            )
         self.table.add(data)
         self._index = None
         return self.table.version
@@ -214,31 +236,37 @@ class ConceptStore:
     def declare_vector_column(self, name: str, origin_model: str, dim: int, normalized: bool) -> None:
         """A second vector column, from another model; re-declaring with the same model is a no-op."""
         if not COLUMN_NAME.match(name) or name in concepts_schema(self.dim).names:
-            raise InputError(f"bad vector column name {name!r}: lower-case letters, digits and _, "
-                             f"not one of the store's own columns")
+            raise InputError(
+                f"bad vector column name {name!r}: lower-case letters, digits and _, not one of the store's own columns"
+            )
         existing = self.vector_columns().get(name)
         if existing is not None:
             self.check_column_model(name, origin_model, dim)
             return
         if name not in self.table.schema.names:  # present after a crash between the two commits below
             self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
-        self.meta["vector_columns"] = {**self.vector_columns(),
-                                       name: {"origin_model": origin_model, "dim": dim, "normalized": normalized}}
+        self.meta["vector_columns"] = {
+            **self.vector_columns(),
+            name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
+        }
         _write_json(self.path / META_FILE, self.meta)
 
     def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
         if dim != column["dim"] or origin_model != column["origin_model"]:
-            raise StoreError(f"vector column {name!r} holds {column['dim']}-d vectors from {column['origin_model']}; "
-                             f"refusing {dim}-d vectors from {origin_model}")
+            raise StoreError(
+                f"vector column {name!r} holds {column['dim']}-d vectors from {column['origin_model']}; "
+                f"refusing {dim}-d vectors from {origin_model}"
+            )
 
     def _column(self, name: str) -> dict:
         if name == "vector":
             return {"origin_model": self.origin_model, "dim": self.dim, "normalized": True}
         columns = self.vector_columns()
         if name not in columns:
-            raise StoreError(f"store {self.path} has no vector column {name!r} "
-                             f"(has: {', '.join(['vector', *columns])})")
+            raise StoreError(
+                f"store {self.path} has no vector column {name!r} (has: {', '.join(['vector', *columns])})"
+            )
         return columns[name]
 
     def write_column(self, name: str, origin_model: str, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -249,8 +277,12 @@ class ConceptStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         self.check_column_model(name, origin_model, vectors.shape[-1] if vectors.ndim == 2 else -1)
         checked = check_vectors(vectors, column["dim"], f"vectors for column {name!r}")
-        update = pa.table({"concept_id": pa.array(np.asarray(ids), pa.int64()),
-                           name: vectors_column(checked if column["normalized"] else vectors, column["dim"])})
+        update = pa.table(
+            {
+                "concept_id": pa.array(np.asarray(ids), pa.int64()),
+                name: vectors_column(checked if column["normalized"] else vectors, column["dim"]),
+            }
+        )
         self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
 
     def read_column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -385,8 +417,10 @@ class ConceptStore:
         index = PartitionedIndex.load(self.path)
         if index is None:
             return "exact (in-memory matrix)"
-        return (f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe} "
-                f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed")
+        return (
+            f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe} "
+            f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed"
+        )
 
     # ----- domains ---------------------------------------------------------------------------
     def has_domains(self) -> bool:
@@ -411,20 +445,27 @@ class ConceptStore:
 
     def set_concept_domains(self, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
         """Update each concept's domain and domain_scores in one merge commit."""
-        update = pa.table({
-            "concept_id": pa.array(ids, pa.int64()),
-            "domain": pa.array(labels, pa.int32()),
-            "domain_scores": pa.array(list(scores.astype(np.float32)), pa.list_(pa.float32())),
-        })
+        update = pa.table(
+            {
+                "concept_id": pa.array(ids, pa.int64()),
+                "domain": pa.array(labels, pa.int32()),
+                "domain_scores": pa.array(list(scores.astype(np.float32)), pa.list_(pa.float32())),
+            }
+        )
         self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
 
     # ----- summary ---------------------------------------------------------------------------
     def stats(self) -> dict:
         info = self.columns(["kind", "source", "validation", "relations", "domain"])
+
         def counts(name):
-            values, freq = np.unique(np.asarray(info[name].to_pylist(), dtype=object).astype(str),
-                                     return_counts=True) if info.num_rows else ([], [])
+            values, freq = (
+                np.unique(np.asarray(info[name].to_pylist(), dtype=object).astype(str), return_counts=True)
+                if info.num_rows
+                else ([], [])
+            )
             return {str(v): int(c) for v, c in zip(values, freq)}
+
         relations = pa.compute.list_value_length(info["relations"]).to_numpy(zero_copy_only=False)
         table_stats = self.table.stats()
         return {
@@ -433,8 +474,10 @@ class ConceptStore:
             "relations": int(np.nansum(relations)) if len(relations) else 0,
             "dim": self.dim,
             "origin_model": self.origin_model,
-            "vector_columns": {name: {**column, "filled": info.num_rows - len(self.missing_from_column(name)[0])}
-                               for name, column in self.vector_columns().items()},
+            "vector_columns": {
+                name: {**column, "filled": info.num_rows - len(self.missing_from_column(name)[0])}
+                for name, column in self.vector_columns().items()
+            },
             "table_version": self.table.version,
             "fragments": table_stats["fragment_stats"]["num_fragments"],
             "bytes": table_stats["total_bytes"],

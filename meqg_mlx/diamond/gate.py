@@ -27,7 +27,7 @@ from ..config import GateConfig
 from .view import View
 
 TRUST_FLOOR_RMS = 0.1  # an array counts as having RMS >= 0.1, so zero-initialised biases can move
-LossFn = Callable[[nn.Module, View], tuple[mx.array, mx.array]]   # model, view -> (Delta, S_mod)
+LossFn = Callable[[nn.Module, View], tuple[mx.array, mx.array]]  # model, view -> (Delta, S_mod)
 
 
 @dataclass
@@ -70,8 +70,9 @@ class NullStabilityGate:
         self.config = config or GateConfig()
         self.trust_radius = self.config.trust_radius
 
-    def step(self, model: nn.Module, optimizer, loss_fn: LossFn, view: View,
-             grad_clip: float | None = None) -> GateDecision:
+    def step(
+        self, model: nn.Module, optimizer, loss_fn: LossFn, view: View, grad_clip: float | None = None
+    ) -> GateDecision:
         """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
         cfg = self.config
         params = copy_tree(model.parameters())
@@ -88,8 +89,9 @@ class NullStabilityGate:
         norms = {k: mx.linalg.norm(before[k].reshape(-1)) for k in step}
         mx.eval(slope, sizes, norms)  # one sync for all of them: per-array syncs cost more than the step
         slope, sizes = float(slope), {k: float(v) for k, v in sizes.items()}
-        allowed = {k: self.trust_radius * max(float(norms[k]), TRUST_FLOOR_RMS * math.sqrt(before[k].size))
-                   for k in step}
+        allowed = {
+            k: self.trust_radius * max(float(norms[k]), TRUST_FLOOR_RMS * math.sqrt(before[k].size)) for k in step
+        }
         scale = _trust_scale(sizes, allowed)
         projected = scale < 1.0
         proposal = (params, before, step, sizes, allowed)
@@ -104,8 +106,7 @@ class NullStabilityGate:
             retries += 1
             model.update(params)
             delta_w, s_mod_w = loss_fn(model, wider)
-            candidate = self._evaluate(model, proposal, scale, loss_fn, wider, float(delta_w), float(s_mod_w),
-                                       slope)
+            candidate = self._evaluate(model, proposal, scale, loss_fn, wider, float(delta_w), float(s_mod_w), slope)
         candidate.retries = retries
         if not candidate.accepted:
             model.update(params)
@@ -132,9 +133,22 @@ class NullStabilityGate:
         armijo = finite and delta_new <= delta + cfg.alpha * scale * slope
         kl_smooth = finite and abs(s_mod_new - s_mod) <= cfg.l_mod * step_norm
         accepted = finite and trust and armijo and kl_smooth
-        return GateDecision(accepted, armijo, trust, kl_smooth, finite, 0, view.size, s_mod_new / view.size
-                            if finite else math.nan, self.trust_radius, step_norm, delta, delta_new, s_mod,
-                            s_mod_new)
+        return GateDecision(
+            accepted,
+            armijo,
+            trust,
+            kl_smooth,
+            finite,
+            0,
+            view.size,
+            s_mod_new / view.size if finite else math.nan,
+            self.trust_radius,
+            step_norm,
+            delta,
+            delta_new,
+            s_mod,
+            s_mod_new,
+        )
 
 
 def _trust_scale(sizes: dict, allowed: dict) -> float:

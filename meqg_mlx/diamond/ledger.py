@@ -71,8 +71,9 @@ def sample_codes(q: AutoregressiveCodes, n: int, key: mx.array) -> tuple[mx.arra
     return prefix, logq
 
 
-def block_logprob_mc(q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...], inner: int,
-                     key: mx.array) -> mx.array:
+def block_logprob_mc(
+    q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...], inner: int, key: mx.array
+) -> mx.array:
     """Likelihood-weighting estimate of log q_b(z_b) for each row of z (n, K)."""
     n = z.shape[0]
     fixed = mx.repeat(z, inner, axis=0)
@@ -95,8 +96,9 @@ class LedgerEstimate:
     stderr: float
 
 
-def s_mod_mc(q: AutoregressiveCodes, view: View, samples: int = 512, inner: int = 64,
-             key: mx.array | None = None) -> LedgerEstimate:
+def s_mod_mc(
+    q: AutoregressiveCodes, view: View, samples: int = 512, inner: int = 64, key: mx.array | None = None
+) -> LedgerEstimate:
     """Monte-Carlo S_mod = E_q[log q(z) - sum_b log q_b(z_b)] with its standard error."""
     key = mx.random.key(0) if key is None else key
     outer_key, *block_keys = mx.random.split(key, 1 + view.size)

@@ -30,9 +30,14 @@ def _row_weights(rows: int, mask: mx.array | None) -> mx.array:
     return mask / mx.maximum(mask.sum(), 1.0)
 
 
-def next_concept_losses(predicted: mx.array, target: mx.array, negatives: mx.array | None = None,
-                        temperature: float = 0.05, mask: mx.array | None = None,
-                        excluded: mx.array | None = None) -> tuple[mx.array, mx.array]:
+def next_concept_losses(
+    predicted: mx.array,
+    target: mx.array,
+    negatives: mx.array | None = None,
+    temperature: float = 0.05,
+    mask: mx.array | None = None,
+    excluded: mx.array | None = None,
+) -> tuple[mx.array, mx.array]:
     """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional.
 
     `mask` (N,) drops padded rows from both averages and from the InfoNCE candidates;
@@ -91,15 +96,27 @@ class ObjectiveTerms:
     balance: mx.array
 
     def report(self) -> dict[str, float]:
-        return {"Delta": float(self.delta), "S_geo": self.s_geo, "S_ent": float(self.s_ent),
-                "S_mod": float(self.s_mod), "distance": float(self.distance),
-                "contrastive": float(self.contrastive), "planner_nll": float(self.planner),
-                "balance": float(self.balance)}
+        return {
+            "Delta": float(self.delta),
+            "S_geo": self.s_geo,
+            "S_ent": float(self.s_ent),
+            "S_mod": float(self.s_mod),
+            "distance": float(self.distance),
+            "contrastive": float(self.contrastive),
+            "planner_nll": float(self.planner),
+            "balance": float(self.balance),
+        }
 
 
 class Objective:
-    def __init__(self, config: ObjectiveConfig, args: ModelArgs, balance_weight: float = 0.01,
-                 contrastive_weight: float = 1.0, temperature: float = 0.05):
+    def __init__(
+        self,
+        config: ObjectiveConfig,
+        args: ModelArgs,
+        balance_weight: float = 0.01,
+        contrastive_weight: float = 1.0,
+        temperature: float = 0.05,
+    ):
         self.config, self.args = config, args
         self.balance_weight, self.contrastive_weight = balance_weight, contrastive_weight
         self.temperature = temperature
@@ -107,13 +124,28 @@ class Objective:
     def s_geo(self, tokens: int, tool_latency_ms: float = 0.0, kappa: float = 0.0) -> float:
         c, a = self.config, self.args
         sparsity = 1.0 - a.top_k / a.n_experts
-        return (c.lambda_flop * flops_per_token(a) * tokens + c.lambda_kv * state_bytes(a)
-                + c.lambda_lat * tool_latency_ms + c.lambda_sparse * (1.0 - sparsity)
-                + c.lambda_kappa * max(kappa, 0.0))  # curvature costs only where the loss bends up
+        return (
+            c.lambda_flop * flops_per_token(a) * tokens
+            + c.lambda_kv * state_bytes(a)
+            + c.lambda_lat * tool_latency_ms
+            + c.lambda_sparse * (1.0 - sparsity)
+            + c.lambda_kappa * max(kappa, 0.0)
+        )  # curvature costs only where the loss bends up
 
-    def __call__(self, predicted, target, negatives, planner_logits, codes, balance, s_mod,
-                 tool_latency_ms: float = 0.0, mask: mx.array | None = None,
-                 excluded: mx.array | None = None, kappa: float = 0.0) -> ObjectiveTerms:
+    def __call__(
+        self,
+        predicted,
+        target,
+        negatives,
+        planner_logits,
+        codes,
+        balance,
+        s_mod,
+        tool_latency_ms: float = 0.0,
+        mask: mx.array | None = None,
+        excluded: mx.array | None = None,
+        kappa: float = 0.0,
+    ) -> ObjectiveTerms:
         """Rows are positions (N, ...); `mask` (N,) drops padding; `excluded` see next_concept_losses.
 
         `s_mod` may carry a surrogate gradient.

@@ -59,8 +59,9 @@ BUNDLED_MODEL = "all-MiniLM-L6-v2"
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(backend: str = "mlx", model: str = "", dtype: str = "float32", max_tokens: int = 128,
-                  output: str = "sentence") -> Embedder:
+def load_embedder(
+    backend: str = "mlx", model: str = "", dtype: str = "float32", max_tokens: int = 128, output: str = "sentence"
+) -> Embedder:
     """An encoder, loaded once per process: MLX (meqg's default) or sentence-transformers (the reference).
 
     `model` is a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2

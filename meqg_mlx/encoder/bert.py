@@ -35,10 +35,22 @@ class ModelArgs:
 
 # Eigen's float32 erf: an odd rational polynomial on [-4, 4] (erf is +-1 beyond to float precision).
 # Plain multiply-adds fuse under mx.compile; MLX's CPU erf is scalar and took half of the encoder's time.
-ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
-                   -7.37332916720468e-03, -1.42647390514189e-02)
+ERF_NUMERATOR = (
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
+)
+ERF_DENOMINATOR = (
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
+)
 
 
 def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:
@@ -86,8 +98,9 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
         B, L, D = x.shape
-        q, k, v = (proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3)
-                   for proj in (self.query, self.key, self.value))
+        q, k, v = (
+            proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3) for proj in (self.query, self.key, self.value)
+        )
         o = attention(q, k, v, self.scale, mask)
         return self.out(o.transpose(0, 2, 1, 3).reshape(B, L, D))
 
@@ -127,13 +140,16 @@ class Bert(nn.Module):
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
         """HF BertModel names -> these modules' names (pooler and position_ids dropped)."""
-        renames = [(r"^bert\.", ""), (r"embeddings\.LayerNorm", "embeddings.norm"),
-                   (r"encoder\.layer\.(\d+)\.attention\.self\.", r"layers.\1.attention."),
-                   (r"encoder\.layer\.(\d+)\.attention\.output\.dense", r"layers.\1.attention.out"),
-                   (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm", r"layers.\1.attention_norm"),
-                   (r"encoder\.layer\.(\d+)\.intermediate\.dense", r"layers.\1.intermediate"),
-                   (r"encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
-                   (r"encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm")]
+        renames = [
+            (r"^bert\.", ""),
+            (r"embeddings\.LayerNorm", "embeddings.norm"),
+            (r"encoder\.layer\.(\d+)\.attention\.self\.", r"layers.\1.attention."),
+            (r"encoder\.layer\.(\d+)\.attention\.output\.dense", r"layers.\1.attention.out"),
+            (r"encoder\.layer\.(\d+)\.attention\.output\.LayerNorm", r"layers.\1.attention_norm"),
+            (r"encoder\.layer\.(\d+)\.intermediate\.dense", r"layers.\1.intermediate"),
+            (r"encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
+            (r"encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm"),
+        ]
         out = {}
         for name, value in weights.items():
             if name.endswith("position_ids") or name.startswith(("pooler.", "bert.pooler.")):

@@ -17,8 +17,11 @@ from . import bert, mpnet, t5
 from .base import check_texts, load_tokenizer
 from .sentence_transformers import length_buckets
 
-MODELS = {"bert": (bert.ModelArgs, bert.Bert), "mpnet": (mpnet.ModelArgs, mpnet.MPNet),
-          "t5": (t5.ModelArgs, t5.T5Encoder)}
+MODELS = {
+    "bert": (bert.ModelArgs, bert.Bert),
+    "mpnet": (mpnet.ModelArgs, mpnet.MPNet),
+    "t5": (t5.ModelArgs, t5.T5Encoder),
+}
 DENSE_ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": mx.tanh}
 OUTPUTS = ("sentence", "mean")
 
@@ -87,8 +90,15 @@ class MLXSentenceEncoder:
     # (backend.keep_freed_buffers) every op page-faulted them in again; 28 -> 38 long sentences/s.
     BATCH_TOKENS = 4096
 
-    def __init__(self, model_dir: str | Path, name: str | None = None, max_tokens: int = 128,
-                 batch_size: int = 64, dtype: mx.Dtype = mx.float32, output: str = "sentence"):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        name: str | None = None,
+        max_tokens: int = 128,
+        batch_size: int = 64,
+        dtype: mx.Dtype = mx.float32,
+        output: str = "sentence",
+    ):
         model_dir = Path(model_dir)
         if output not in OUTPUTS:
             raise InputError(f"unknown encoder output {output!r} (sentence, mean)")
@@ -100,8 +110,10 @@ class MLXSentenceEncoder:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"not a sentence-transformers model directory: {model_dir} ({exc})") from exc
         if config.get("model_type") not in MODELS:
-            raise InputError(f"{model_dir}: model_type {config.get('model_type')!r} is not supported in MLX "
-                             f"({', '.join(MODELS)}); use --backend torch")
+            raise InputError(
+                f"{model_dir}: model_type {config.get('model_type')!r} is not supported in MLX "
+                f"({', '.join(MODELS)}); use --backend torch"
+            )
         args_class, model_class = MODELS[config["model_type"]]
         self.args = args_class.from_config(config)
         self.model = model_class(self.args)
@@ -116,8 +128,9 @@ class MLXSentenceEncoder:
             self.model.set_dtype(dtype)
         mx.eval(self.model.parameters())
         self.tokenizer = load_tokenizer(model_dir / "tokenizer.json")
-        self.tokenizer.enable_truncation(max_length=min(max_tokens, getattr(self.args, "max_position_embeddings",
-                                                                             max_tokens)))
+        self.tokenizer.enable_truncation(
+            max_length=min(max_tokens, getattr(self.args, "max_position_embeddings", max_tokens))
+        )
         base_name = name or model_dir.name
         self.model_dir, self.name = model_dir, base_name if output == "sentence" else f"{base_name}:mean"
         self.dim = self.dense.linear.weight.shape[0] if self.dense else self.args.hidden_size
@@ -133,7 +146,7 @@ class MLXSentenceEncoder:
             ids = np.zeros((len(batch), width), np.int32)
             mask = np.zeros((len(batch), width), np.int32)
             for row, i in enumerate(batch):
-                ids[row, :lengths[i]], mask[row, :lengths[i]] = encodings[i].ids, 1
+                ids[row, : lengths[i]], mask[row, : lengths[i]] = encodings[i].ids, 1
             mask_array = mx.array(mask)
             vectors = pool(self.model(mx.array(ids), mask_array), mask_array, self.pooling).astype(mx.float32)
             if self.dense is not None:

@@ -51,8 +51,9 @@ class MPNet(nn.Module):
         length = ids.shape[1]
         positions = mx.arange(length) + self.args.pad_token_id + 1  # fairseq positions: real tokens count from pad+1
         x = self.embedding_norm(self.word_embeddings(ids) + self.position_embeddings(positions))
-        bias = (position_bias(self.relative_attention_bias, length, 128)
-                + padding_bias(attention_mask, mx.float32)).astype(x.dtype)
+        bias = (
+            position_bias(self.relative_attention_bias, length, 128) + padding_bias(attention_mask, mx.float32)
+        ).astype(x.dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return x
@@ -63,16 +64,20 @@ class MPNet(nn.Module):
     @staticmethod
     def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
         """HF MPNetModel names -> these modules' names (pooler and position_ids dropped)."""
-        renames = [(r"^mpnet\.", ""), (r"^embeddings\.LayerNorm", "embedding_norm"), (r"^embeddings\.", ""),
-                   (r"^encoder\.relative_attention_bias", "relative_attention_bias"),
-                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.q\.", r"layers.\1.attention.query."),
-                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.k\.", r"layers.\1.attention.key."),
-                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.v\.", r"layers.\1.attention.value."),
-                   (r"^encoder\.layer\.(\d+)\.attention\.attn\.o\.", r"layers.\1.attention.out."),
-                   (r"^encoder\.layer\.(\d+)\.attention\.LayerNorm", r"layers.\1.attention_norm"),
-                   (r"^encoder\.layer\.(\d+)\.intermediate\.dense", r"layers.\1.intermediate"),
-                   (r"^encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
-                   (r"^encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm")]
+        renames = [
+            (r"^mpnet\.", ""),
+            (r"^embeddings\.LayerNorm", "embedding_norm"),
+            (r"^embeddings\.", ""),
+            (r"^encoder\.relative_attention_bias", "relative_attention_bias"),
+            (r"^encoder\.layer\.(\d+)\.attention\.attn\.q\.", r"layers.\1.attention.query."),
+            (r"^encoder\.layer\.(\d+)\.attention\.attn\.k\.", r"layers.\1.attention.key."),
+            (r"^encoder\.layer\.(\d+)\.attention\.attn\.v\.", r"layers.\1.attention.value."),
+            (r"^encoder\.layer\.(\d+)\.attention\.attn\.o\.", r"layers.\1.attention.out."),
+            (r"^encoder\.layer\.(\d+)\.attention\.LayerNorm", r"layers.\1.attention_norm"),
+            (r"^encoder\.layer\.(\d+)\.intermediate\.dense", r"layers.\1.intermediate"),
+            (r"^encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
+            (r"^encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm"),
+        ]
         out = {}
         for name, value in weights.items():
             if name.endswith("position_ids") or name.startswith(("pooler.", "mpnet.pooler.")):

@@ -34,8 +34,7 @@ class SentenceTransformerEmbedder:
 
     normalized = True
 
-    def __init__(self, model_dir: str | Path, name: str | None = None,
-                 max_tokens: int = 128, batch_size: int = 64):
+    def __init__(self, model_dir: str | Path, name: str | None = None, max_tokens: int = 128, batch_size: int = 64):
         model_dir = Path(model_dir)
         if not (model_dir / "modules.json").is_file():
             raise InputError(f"not a sentence-transformers model directory: {model_dir}")
@@ -52,9 +51,11 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.model_dir = model_dir
         self.name = name or model_dir.name
-        self.dim = int(self.model.get_embedding_dimension()
-                       if hasattr(self.model, "get_embedding_dimension")
-                       else self.model.get_sentence_embedding_dimension())
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         check_texts(texts)
@@ -62,9 +63,13 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for batch in length_buckets(self.token_lengths(texts), self.batch_size):
-            out[batch] = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
-                                           normalize_embeddings=True, convert_to_numpy=True,
-                                           show_progress_bar=False)
+            out[batch] = self.model.encode(
+                [texts[i] for i in batch],
+                batch_size=len(batch),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return out
 
     @property

@@ -49,8 +49,11 @@ def relative_position_buckets(length: int, num_buckets: int, max_distance: int) 
     distance = np.abs(offsets)
     max_exact = half // 2
     with np.errstate(divide="ignore"):
-        scaled = (np.log(distance.astype(np.float32) / np.float32(max_exact))
-                  / np.float32(math.log(max_distance / max_exact)) * np.float32(half - max_exact))
+        scaled = (
+            np.log(distance.astype(np.float32) / np.float32(max_exact))
+            / np.float32(math.log(max_distance / max_exact))
+            * np.float32(half - max_exact)
+        )
     large = np.minimum(max_exact + np.where(distance < max_exact, 0, scaled).astype(np.int64), half - 1)
     return buckets + np.where(distance < max_exact, distance, large)
 
@@ -120,8 +123,10 @@ class T5Encoder(nn.Module):
     def __call__(self, ids: mx.array, attention_mask: mx.array) -> mx.array:
         """Final encoder states (B, L, d_model); padded keys (mask 0) are never attended to."""
         x = self.shared(ids)
-        bias = (position_bias(self.relative_attention_bias, ids.shape[1], self.args.relative_attention_max_distance)
-                + padding_bias(attention_mask, mx.float32)).astype(x.dtype)
+        bias = (
+            position_bias(self.relative_attention_bias, ids.shape[1], self.args.relative_attention_max_distance)
+            + padding_bias(attention_mask, mx.float32)
+        ).astype(x.dtype)
         for block in self.blocks:
             x = block(x, bias)
         return self.final_norm(x)
@@ -134,12 +139,14 @@ class T5Encoder(nn.Module):
         """HF T5EncoderModel / T5Model names -> these modules' names (decoder and lm_head dropped)."""
         if "shared.weight" not in weights and "encoder.embed_tokens.weight" in weights:
             weights = {**weights, "shared.weight": weights["encoder.embed_tokens.weight"]}
-        renames = [(r"^encoder\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias", "relative_attention_bias"),
-                   (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.", r"blocks.\1.attention."),
-                   (r"^encoder\.block\.(\d+)\.layer\.0\.layer_norm", r"blocks.\1.attention_norm"),
-                   (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.", r"blocks.\1.ff."),
-                   (r"^encoder\.block\.(\d+)\.layer\.1\.layer_norm", r"blocks.\1.ff_norm"),
-                   (r"^encoder\.final_layer_norm", "final_norm")]
+        renames = [
+            (r"^encoder\.block\.0\.layer\.0\.SelfAttention\.relative_attention_bias", "relative_attention_bias"),
+            (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.", r"blocks.\1.attention."),
+            (r"^encoder\.block\.(\d+)\.layer\.0\.layer_norm", r"blocks.\1.attention_norm"),
+            (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.", r"blocks.\1.ff."),
+            (r"^encoder\.block\.(\d+)\.layer\.1\.layer_norm", r"blocks.\1.ff_norm"),
+            (r"^encoder\.final_layer_norm", "final_norm"),
+        ]
         out = {}
         for name, value in weights.items():
             if name.startswith(("decoder.", "lm_head.", "encoder.embed_tokens.")):

@@ -28,8 +28,7 @@ class Budget:
     def __post_init__(self):
         for name in LIMITS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise InputError(f"budget {name} must be a positive finite number, got {value!r}")
 
     @classmethod
@@ -70,9 +69,11 @@ class BudgetMeter:
     def refuse(self, flops: float, kv_bytes: float, seconds: float) -> str | None:
         """The limit a step costing this much would overrun (None: it fits); remembered as stopped_by."""
         b = self.budget
-        for name, over in (("max_flops", self.flops + flops > b.max_flops),
-                           ("max_kv_bytes", kv_bytes > b.max_kv_bytes),
-                           ("seconds", self.seconds + seconds > b.seconds)):
+        for name, over in (
+            ("max_flops", self.flops + flops > b.max_flops),
+            ("max_kv_bytes", kv_bytes > b.max_kv_bytes),
+            ("seconds", self.seconds + seconds > b.seconds),
+        ):
             if over:
                 self.stopped_by = name
                 return name
@@ -84,6 +85,11 @@ class BudgetMeter:
 
     def report(self) -> dict:
         b = self.budget
-        return {"seconds": self.seconds, "flops": self.flops, "kv_bytes": self.kv_bytes,
-                "limits": {"seconds": b.seconds, "max_flops": b.max_flops, "max_kv_bytes": b.max_kv_bytes},
-                "stopped_by": self.stopped_by, "longest_unit_seconds": self.longest}
+        return {
+            "seconds": self.seconds,
+            "flops": self.flops,
+            "kv_bytes": self.kv_bytes,
+            "limits": {"seconds": b.seconds, "max_flops": b.max_flops, "max_kv_bytes": b.max_kv_bytes},
+            "stopped_by": self.stopped_by,
+            "longest_unit_seconds": self.longest,
+        }

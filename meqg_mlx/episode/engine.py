@@ -10,8 +10,8 @@ from the last concept:
       gradient, so the allowance grows with the step length instead of the slope);
   KL-smooth: |S_mod(new) - S_mod(last)| <= l_mod * ||s||.
 The episode converges when a step barely moves (episode.converge_cosine) or lands on the
-store concept the last step decoded to. A failing step backtracks towards the last concept; then the view widens (ledger blocks
-joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_ent +
+store concept the last step decoded to. A failing step backtracks towards the last concept;
+then the view widens (ledger blocks joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_ent +
 lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
 cosine distance to the nearest store concept, and S_geo prices the context's analytic
 FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup;
@@ -57,10 +57,16 @@ def code_in(prompt: str) -> str | None:
 
 class DiamondEngine:
     INVERT_SECONDS = 0.3  # budget left that an inverter pass over the episode's store misses needs to start
-    EMBED_SECONDS = 0.1   # kept back from the inverter's deadline for re-embedding its texts
+    EMBED_SECONDS = 0.1  # kept back from the inverter's deadline for re-embedding its texts
 
-    def __init__(self, model: VMM, store: ConceptStore, embedder: Embedder, config: MeqgConfig,
-                 corrector: Corrector | None = None):
+    def __init__(
+        self,
+        model: VMM,
+        store: ConceptStore,
+        embedder: Embedder,
+        config: MeqgConfig,
+        corrector: Corrector | None = None,
+    ):
         self.model, self.store, self.embedder, self.config = model, store, embedder, config
         self.corrector = corrector
         self.args = model.args
@@ -90,8 +96,9 @@ class DiamondEngine:
         """The same model, store and inverter under another config (a request's overrides)."""
         return type(self)(self.model, self.store, self.embedder, config, self.corrector)
 
-    def run(self, prompt: str, tools: list[str] | tuple = (), budget: Budget | None = None,
-            telemetry: bool = True) -> dict:
+    def run(
+        self, prompt: str, tools: list[str] | tuple = (), budget: Budget | None = None, telemetry: bool = True
+    ) -> dict:
         """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}."""
         ec = self.config.episode
         if not isinstance(prompt, str) or not prompt.strip():
@@ -121,13 +128,20 @@ class DiamondEngine:
         if self.corrector is not None and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS:
             with meter.unit():
                 episode.invert_misses(self.corrector, meter.started + meter.budget.seconds - self.EMBED_SECONDS)
-        response = {"text": "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in episode.concepts),
-                    "concepts": episode.concepts}
+        response = {
+            "text": "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in episode.concepts),
+            "concepts": episode.concepts,
+        }
         if telemetry:
             last = episode.steps[-1] if episode.steps else {}
-            response["telemetry"] = {"objective": last.get("objective"), "gate": last.get("gate"),
-                                     "budget": meter.report(), "steps": episode.steps, "tools": episode.tools,
-                                     "stopped_by": stopped_by}
+            response["telemetry"] = {
+                "objective": last.get("objective"),
+                "gate": last.get("gate"),
+                "budget": meter.report(),
+                "steps": episode.steps,
+                "tools": episode.tools,
+                "stopped_by": stopped_by,
+            }
         return response
 
 
@@ -178,9 +192,17 @@ class _Episode:
                 return "converged"  # the same store concept again: nothing new to say
             context.append(candidate)
             self.vectors.append(candidate)
-            self.concepts.append({"step": index, "concept_id": decoded.concept_id, "score": decoded.score,
-                                  "hit": decoded.hit, "source": decoded.source, "text": decoded.text,
-                                  "nearest_text": decoded.nearest_text})
+            self.concepts.append(
+                {
+                    "step": index,
+                    "concept_id": decoded.concept_id,
+                    "score": decoded.score,
+                    "hit": decoded.hit,
+                    "source": decoded.source,
+                    "text": decoded.text,
+                    "nearest_text": decoded.nearest_text,
+                }
+            )
             self.last_delta, self.last_s_mod = record["objective"]["Delta"], record["objective"]["S_mod"]
         return "max_steps"
 
@@ -208,8 +230,7 @@ class _Episode:
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)
-        s_mod = s_mod_mc(engine.model.planner.distribution(hidden), view, ec.ledger_samples, ec.ledger_inner,
-                         key).s_mod
+        s_mod = s_mod_mc(engine.model.planner.distribution(hidden), view, ec.ledger_samples, ec.ledger_inner, key).s_mod
         step, scale = proposal - last, 1.0
         for retries in range(gate.max_backtracks + 1):
             candidate = last + scale * step
@@ -220,16 +241,21 @@ class _Episode:
             checks = {
                 "finite": finite,
                 "trust": finite and norm <= ec.trust_radius,
-                "armijo": finite and (self.last_delta is None
-                                      or terms["Delta"] <= self.last_delta + gate.alpha * norm),
-                "kl_smooth": finite and (self.last_s_mod is None
-                                         or abs(s_mod - self.last_s_mod) <= gate.l_mod * norm),
+                "armijo": finite and (self.last_delta is None or terms["Delta"] <= self.last_delta + gate.alpha * norm),
+                "kl_smooth": finite and (self.last_s_mod is None or abs(s_mod - self.last_s_mod) <= gate.l_mod * norm),
             }
             if all(checks.values()):
                 break
             scale *= gate.backtrack_factor
-        decision = {"accepted": all(checks.values()), **checks, "retries": retries, "view_size": view.size,
-                    "collapse_pressure": s_mod / view.size, "step_norm": norm, "context": len(full)}
+        decision = {
+            "accepted": all(checks.values()),
+            **checks,
+            "retries": retries,
+            "view_size": view.size,
+            "collapse_pressure": s_mod / view.size,
+            "step_norm": norm,
+            "context": len(full),
+        }
         return candidate, {"objective": terms, "gate": decision}
 
     def _terms(self, candidate: np.ndarray, hidden: mx.array, tokens: int, s_mod: float) -> dict:
@@ -241,5 +267,9 @@ class _Episode:
         off_store = 1.0 - (float(scores[0]) if len(scores) else 0.0)
         s_geo = engine.objective.s_geo(tokens, self.latency_ms)
         s_ent = nll + off_store
-        return {"Delta": s_geo + s_ent + self.config.objective.lambda_mod * s_mod, "S_geo": s_geo,
-                "S_ent": s_ent, "S_mod": s_mod}
+        return {
+            "Delta": s_geo + s_ent + self.config.objective.lambda_mod * s_mod,
+            "S_geo": s_geo,
+            "S_ent": s_ent,
+            "S_mod": s_mod,
+        }

@@ -15,8 +15,11 @@ from .budget import Budget
 from .tools import TOOL_NAMES
 
 FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry")
-SECTIONS = {"obj": ("objective", ObjectiveConfig), "objective": ("objective", ObjectiveConfig),
-            "episode": ("episode", EpisodeConfig)}
+SECTIONS = {
+    "obj": ("objective", ObjectiveConfig),
+    "objective": ("objective", ObjectiveConfig),
+    "episode": ("episode", EpisodeConfig),
+}
 
 
 @dataclass
@@ -53,14 +56,15 @@ class EpisodeRequest:
         telemetry = body.get("telemetry", True)
         if not isinstance(telemetry, bool):
             raise InputError("telemetry must be true or false")
-        return cls(prompt, Budget.from_dict(body.get("budget", {})), list(dict.fromkeys(tools)), config, model,
-                   telemetry)
+        return cls(
+            prompt, Budget.from_dict(body.get("budget", {})), list(dict.fromkeys(tools)), config, model, telemetry
+        )
 
 
 def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:
     """`base` with a request's {"obj"|"objective"|"episode": {key: value}} applied; unknown keys are errors."""
     if not isinstance(overrides, dict):
-        raise InputError("config must be an object such as {\"obj\": {\"lambda_mod\": 0.4}}")
+        raise InputError('config must be an object such as {"obj": {"lambda_mod": 0.4}}')
     config = base
     for name, values in overrides.items():
         if name not in SECTIONS:

@@ -33,9 +33,15 @@ class TrainedInverter:
     def dim(self) -> int:
         return self.model.args.concept_dim
 
-    def generate(self, targets: np.ndarray, hypotheses: np.ndarray | None = None,
-                 temperature: float = 0.0, seed: int = 0, deadline: float | None = None,
-                 hypothesis_texts: list[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        targets: np.ndarray,
+        hypotheses: np.ndarray | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        deadline: float | None = None,
+        hypothesis_texts: list[str] | None = None,
+    ) -> list[str]:
         """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass).
 
         Past `deadline` (time.perf_counter()) the texts end where they are. This inverter reads
@@ -51,8 +57,13 @@ class TrainedInverter:
         with replaced_dir(directory) as tmp:
             self.model.save_weights(str(tmp / WEIGHTS))
             shutil.copyfile(self.vocab.tokenizer_path, tmp / "tokenizer.json")
-            self.meta = {**self.meta, **(extra or {}), "format": FORMAT,
-                         "args": dataclasses.asdict(self.model.args), "token_ids": self.vocab.token_ids.tolist()}
+            self.meta = {
+                **self.meta,
+                **(extra or {}),
+                "format": FORMAT,
+                "args": dataclasses.asdict(self.model.args),
+                "token_ids": self.vocab.token_ids.tolist(),
+            }
             (tmp / "inverter.json").write_text(json.dumps(self.meta))
         return directory
 
@@ -67,8 +78,10 @@ class TrainedInverter:
             model.load_weights(str(directory / WEIGHTS), strict=True)
             vocab = InverterVocab(directory / "tokenizer.json", np.array(meta["token_ids"], np.int64))
         except FileNotFoundError as exc:
-            raise MeqgError(f"no trained inverter in {directory} ({Path(exc.filename or '').name} missing): "
-                            f"train one with `meqg inverter train`") from None
+            raise MeqgError(
+                f"no trained inverter in {directory} ({Path(exc.filename or '').name} missing): "
+                f"train one with `meqg inverter train`"
+            ) from None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise MeqgError(f"corrupt inverter {directory}: {str(exc).splitlines()[0]}") from exc
         mx.eval(model.parameters())

@@ -26,8 +26,8 @@ from ..encoder.base import Embedder, check_vectors
 @dataclass
 class Inversion:
     text: str
-    cosine: float          # target vs the embedding of `text`
-    steps: int             # correction steps that ran for this vector (0: first pass only)
+    cosine: float  # target vs the embedding of `text`
+    steps: int  # correction steps that ran for this vector (0: first pass only)
     first_text: str
     first_cosine: float
     from_seed: bool = False  # the best text is the seed text itself: nothing written came closer
@@ -46,11 +46,19 @@ class Corrector:
         if written:
             embeddings[written] = self.embedder.encode([texts[i] for i in written])
             cosines[written] = np.einsum("ij,ij->i", embeddings[written], targets[written]) / (
-                np.linalg.norm(embeddings[written], axis=1) * np.linalg.norm(targets[written], axis=1))
+                np.linalg.norm(embeddings[written], axis=1) * np.linalg.norm(targets[written], axis=1)
+            )
         return embeddings, cosines
 
-    def keep_better(self, texts: list[str], embeddings: np.ndarray, cosines: np.ndarray, rows: np.ndarray,
-                    candidate: list[str], goal: np.ndarray) -> np.ndarray:
+    def keep_better(
+        self,
+        texts: list[str],
+        embeddings: np.ndarray,
+        cosines: np.ndarray,
+        rows: np.ndarray,
+        candidate: list[str],
+        goal: np.ndarray,
+    ) -> np.ndarray:
         """Replace, in place, the best texts of `rows` by the candidates that are closer; returns those rows."""
         new_embeddings, new_cosines = self.score(candidate, goal)
         better = rows[new_cosines > cosines[rows]]
@@ -59,9 +67,15 @@ class Corrector:
             texts[row], embeddings[row], cosines[row] = candidate[local], new_embeddings[local], new_cosines[local]
         return better
 
-    def invert(self, targets: np.ndarray, correction_steps: int | None = None, seed: int = 0,
-               progress: Callable[[str, int, int], None] | None = None,
-               seed_texts: list[str] | None = None, deadline: float | None = None) -> list[Inversion]:
+    def invert(
+        self,
+        targets: np.ndarray,
+        correction_steps: int | None = None,
+        seed: int = 0,
+        progress: Callable[[str, int, int], None] | None = None,
+        seed_texts: list[str] | None = None,
+        deadline: float | None = None,
+    ) -> list[Inversion]:
         """Past `deadline` (time.perf_counter()) the first pass ends its texts early and no correction starts."""
         s = self.settings
         steps = s.correction_steps if correction_steps is None else correction_steps
@@ -83,14 +97,20 @@ class Corrector:
             goal, hypothesis, written = targets[rows], embeddings[rows], [texts[i] for i in rows]
             candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
             if k > 1:
-                sampled = self.inverter.generate(np.repeat(goal, k - 1, 0), np.repeat(hypothesis, k - 1, 0),
-                                                 s.temperature, seed + step,
-                                                 hypothesis_texts=[t for t in written for _ in range(k - 1)])
-                candidates += [sampled[j::k - 1] for j in range(k - 1)]
+                sampled = self.inverter.generate(
+                    np.repeat(goal, k - 1, 0),
+                    np.repeat(hypothesis, k - 1, 0),
+                    s.temperature,
+                    seed + step,
+                    hypothesis_texts=[t for t in written for _ in range(k - 1)],
+                )
+                candidates += [sampled[j :: k - 1] for j in range(k - 1)]
             for candidate in candidates:
                 from_seed[self.keep_better(texts, embeddings, cosines, rows, candidate, goal)] = False
             taken[rows] = step
         if progress:
             progress("correcting", steps, steps)
-        return [Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]), bool(from_seed[i]))
-                for i in range(len(targets))]
+        return [
+            Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]), bool(from_seed[i]))
+            for i in range(len(targets))
+        ]

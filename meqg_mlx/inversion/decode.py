@@ -44,31 +44,50 @@ def vec2text_corrector(store: ConceptStore, settings: InversionConfig, embedder:
     name = settings.vec2text_column
     column = store.vector_columns().get(name)
     if column is None or not settings.vec2text_embedder:
-        raise InputError(f"vec2text needs inversion.vec2text_embedder and a store vector column of its vectors "
-                         f"(inversion.vec2text_column {name!r}; `meqg store add-vectors`)")
-    vec2text_embedder = load_embedder("mlx", settings.vec2text_embedder,
-                                      output="sentence" if column["normalized"] else "mean")
+        raise InputError(
+            f"vec2text needs inversion.vec2text_embedder and a store vector column of its vectors "
+            f"(inversion.vec2text_column {name!r}; `meqg store add-vectors`)"
+        )
+    vec2text_embedder = load_embedder(
+        "mlx", settings.vec2text_embedder, output="sentence" if column["normalized"] else "mean"
+    )
     store.check_column_model(name, vec2text_embedder.name, vec2text_embedder.dim)
-    inverter = Vec2TextInverter(settings.vec2text_inverter, Path(settings.vec2text_embedder) / "tokenizer.json",
-                                settings.vec2text_corrector or None, num_beams=settings.vec2text_num_beams)
+    inverter = Vec2TextInverter(
+        settings.vec2text_inverter,
+        Path(settings.vec2text_embedder) / "tokenizer.json",
+        settings.vec2text_corrector or None,
+        num_beams=settings.vec2text_num_beams,
+    )
     if inverter.dim != column["dim"]:
         raise InputError(f"the vec2text inverter reads {inverter.dim}-d vectors; column {name!r} is {column['dim']}-d")
-    return ProjectedCorrector(Corrector(inverter, vec2text_embedder, settings),
-                              LinearProjection.load(store, "vector", name), embedder)
+    return ProjectedCorrector(
+        Corrector(inverter, vec2text_embedder, settings), LinearProjection.load(store, "vector", name), embedder
+    )
 
 
 class RunDecoder:
     """Lookup in `store`; misses go to `corrector` (an inverter in its correction loop) when there is one."""
 
-    def __init__(self, store: ConceptStore, embedder: Embedder, settings: InversionConfig,
-                 corrector: Corrector | ProjectedCorrector | None = None, threshold: float | None = None):
+    def __init__(
+        self,
+        store: ConceptStore,
+        embedder: Embedder,
+        settings: InversionConfig,
+        corrector: Corrector | ProjectedCorrector | None = None,
+        threshold: float | None = None,
+    ):
         store.check_model(embedder.name, embedder.dim)
         self.store, self.embedder, self.settings, self.corrector = store, embedder, settings, corrector
         self.lookup = StoreLookup(store, settings.lookup_threshold if threshold is None else threshold)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, threshold: float | None = None, embedder: Embedder | None = None,
-                 vec2text: dict[str, str] | None = None) -> "RunDecoder":
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        threshold: float | None = None,
+        embedder: Embedder | None = None,
+        vec2text: dict[str, str] | None = None,
+    ) -> "RunDecoder":
         """A run's decoder: its store, its encoder and its inverter (or the vec2text models its settings name).
 
         `vec2text` overrides the inversion.vec2text_* settings (keys inverter, corrector, embedder, column).
@@ -78,7 +97,8 @@ class RunDecoder:
         inverter = run.inverter
         settings = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
         settings = dataclasses.replace(
-            settings, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None})
+            settings, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
+        )
         store = ConceptStore.open(meta["store"])
         embedder = embedder or embedder_from_config(config)
         store.check_model(embedder.name, embedder.dim)
@@ -91,8 +111,9 @@ class RunDecoder:
             corrector = Corrector(trained, embedder, settings)
         return cls(store, embedder, settings, corrector, threshold)
 
-    def vectors(self, vectors: np.ndarray, correction_steps: int | None = None,
-                write_back: bool | None = None) -> list[Decoded]:
+    def vectors(
+        self, vectors: np.ndarray, correction_steps: int | None = None, write_back: bool | None = None
+    ) -> list[Decoded]:
         """Lookup; misses inverted (when the run has an inverter) and optionally written to the store."""
         vectors = check_vectors(vectors, self.store.dim, "vectors to decode")
         decoded = self.lookup.decode(vectors)
@@ -109,8 +130,9 @@ class RunDecoder:
                 self.write_back([decoded[i] for i in misses], vectors[misses])
         return decoded
 
-    def texts(self, texts: list[str], correction_steps: int | None = None,
-              write_back: bool | None = None) -> list[Decoded]:
+    def texts(
+        self, texts: list[str], correction_steps: int | None = None, write_back: bool | None = None
+    ) -> list[Decoded]:
         """Each text encoded and decoded again (the round trip `meqg decode TEXT` shows)."""
         check_texts(texts)
         return self.vectors(self.embedder.encode(texts), correction_steps, write_back)

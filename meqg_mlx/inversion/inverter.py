@@ -24,7 +24,7 @@ class ModelArgs:
     layers: int = 4
     heads: int = 6
     prefix_tokens: int = 4
-    max_tokens: int = 32       # text tokens including BOS and EOS
+    max_tokens: int = 32  # text tokens including BOS and EOS
 
     @property
     def prefix_length(self) -> int:
@@ -90,8 +90,11 @@ class Inverter(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
-        self.condition = nn.Sequential(nn.Linear(3 * args.concept_dim, 2 * args.hidden), nn.ReLU(),
-                                       nn.Linear(2 * args.hidden, args.prefix_length * args.hidden))
+        self.condition = nn.Sequential(
+            nn.Linear(3 * args.concept_dim, 2 * args.hidden),
+            nn.ReLU(),
+            nn.Linear(2 * args.hidden, args.prefix_length * args.hidden),
+        )
         self.embed = nn.Embedding(args.vocab_size, args.hidden)
         self.positions = nn.Embedding(args.prefix_length + args.max_tokens, args.hidden)
         self.blocks = [Block(args) for _ in range(args.layers)]
@@ -103,8 +106,9 @@ class Inverter(nn.Module):
         conditions = mx.concatenate([targets, hypotheses, targets - hypotheses], axis=-1)
         return self.condition(conditions).reshape(targets.shape[0], self.args.prefix_length, self.args.hidden)
 
-    def __call__(self, tokens: mx.array, prefix: mx.array | None = None, cache: list[KVCache] | None = None,
-                 offset: int = 0) -> mx.array:
+    def __call__(
+        self, tokens: mx.array, prefix: mx.array | None = None, cache: list[KVCache] | None = None, offset: int = 0
+    ) -> mx.array:
         """Logits for the next token at every text position; with a prefix it comes first.
 
         `offset` is the number of positions already in the cache (generation).
@@ -116,11 +120,19 @@ class Inverter(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, cache[i] if cache is not None else None)
         if prefix is not None:
-            x = x[:, prefix.shape[1]:]
+            x = x[:, prefix.shape[1] :]
         return self.embed.as_linear(self.norm(x)) + self.bias
 
-    def generate(self, targets: mx.array, hypotheses: mx.array, bos: int, eos: int,
-                 temperature: float = 0.0, key: mx.array | None = None, deadline: float | None = None) -> mx.array:
+    def generate(
+        self,
+        targets: mx.array,
+        hypotheses: mx.array,
+        bos: int,
+        eos: int,
+        temperature: float = 0.0,
+        key: mx.array | None = None,
+        deadline: float | None = None,
+    ) -> mx.array:
         """(B, <= max_tokens - 1) token ids after BOS, greedy or sampled, EOS-padded once finished.
 
         Past `deadline` (time.perf_counter()) it stops and returns the tokens so far.

@@ -17,14 +17,14 @@ from ..errors import ConfigError
 
 @dataclass
 class Decoded:
-    text: str | None          # the store concept's text on a hit, the inverter's on a miss, else None
-    score: float              # cosine to the nearest store concept
-    concept_id: int | None    # the nearest concept (also on a miss)
+    text: str | None  # the store concept's text on a hit, the inverter's on a miss, else None
+    score: float  # cosine to the nearest store concept
+    concept_id: int | None  # the nearest concept (also on a miss)
     nearest_text: str | None  # its text (also on a miss)
-    source: str | None = None          # "store" | "inversion" | "nearest" (no inverted text came closer) | None
+    source: str | None = None  # "store" | "inversion" | "nearest" (no inverted text came closer) | None
     inversion_cosine: float | None = None  # the vector vs the re-embedded inverter text
     correction_steps: int | None = None
-    written_id: int | None = None      # the concept id it was written back to the store as
+    written_id: int | None = None  # the concept id it was written back to the store as
 
     @property
     def hit(self) -> bool:
@@ -48,6 +48,7 @@ class StoreLookup:
                 continue
             best = hits[0]
             hit = best.score >= self.threshold
-            out.append(Decoded(best.text if hit else None, best.score, best.concept_id, best.text,
-                               "store" if hit else None))
+            out.append(
+                Decoded(best.text if hit else None, best.score, best.concept_id, best.text, "store" if hit else None)
+            )
         return out

@@ -38,8 +38,8 @@ def corpus_bleu(hypotheses: list[str], references: list[str], order: int = 4) ->
         hyp, ref = words(hypothesis), words(reference)
         hyp_length, ref_length = hyp_length + len(hyp), ref_length + len(ref)
         for n in range(1, order + 1):
-            hyp_grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
-            ref_grams = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
+            hyp_grams = Counter(tuple(hyp[i : i + n]) for i in range(len(hyp) - n + 1))
+            ref_grams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
             matches[n - 1] += sum((hyp_grams & ref_grams).values())
             totals[n - 1] += max(len(hyp) - n + 1, 0)
     if not hyp_length or min(matches) == 0:

@@ -20,7 +20,7 @@ class InverterVocab:
     def __init__(self, tokenizer_path: str | Path, token_ids: np.ndarray):
         self.tokenizer_path = str(tokenizer_path)
         self.tokenizer = load_tokenizer(tokenizer_path)
-        self.token_ids = np.asarray(token_ids, dtype=np.int64)   # model id - SPECIALS -> tokenizer id
+        self.token_ids = np.asarray(token_ids, dtype=np.int64)  # model id - SPECIALS -> tokenizer id
         self._to_model = np.full(self.tokenizer.get_vocab_size(with_added_tokens=True), UNK, np.int64)
         self._to_model[self.token_ids] = np.arange(SPECIALS, SPECIALS + len(self.token_ids))
 
@@ -40,11 +40,13 @@ class InverterVocab:
 
     def encode(self, texts: list[str], max_tokens: int) -> np.ndarray:
         """(n, longest) int32: BOS text EOS, PAD after; texts longer than max_tokens are cut (EOS kept)."""
-        rows = [self._to_model[np.array(e.ids, np.int64)][: max_tokens - 2]
-                for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        rows = [
+            self._to_model[np.array(e.ids, np.int64)][: max_tokens - 2]
+            for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        ]
         out = np.full((len(rows), max(len(r) for r in rows) + 2), PAD, np.int32)
         for i, row in enumerate(rows):
-            out[i, 0], out[i, 1:len(row) + 1], out[i, len(row) + 1] = BOS, row, EOS
+            out[i, 0], out[i, 1 : len(row) + 1], out[i, len(row) + 1] = BOS, row, EOS
         return out
 
     def decode(self, rows: np.ndarray) -> list[str]:

@@ -56,8 +56,9 @@ class InverterSummary:
     interrupted: bool
 
 
-def split_examples(store: ConceptStore, tokenizer_path: str | Path, max_tokens: int,
-                   held_out_every: int) -> tuple[Examples, Examples]:
+def split_examples(
+    store: ConceptStore, tokenizer_path: str | Path, max_tokens: int, held_out_every: int
+) -> tuple[Examples, Examples]:
     """(training, held-out) store concepts whose texts fit in max_tokens (BOS and EOS included)."""
     table = store.columns(["concept_id", "text"])
     ids = table["concept_id"].to_numpy().astype(np.int64)
@@ -67,17 +68,18 @@ def split_examples(store: ConceptStore, tokenizer_path: str | Path, max_tokens: 
     ids = ids[fits]
     vectors = store.vectors(ids.tolist())
     held = ids % held_out_every == 0
-    return tuple(Examples(ids[mask], [texts[i] for i in np.flatnonzero(fits)[mask]], vectors[mask])
-                 for mask in (~held, held))
+    return tuple(
+        Examples(ids[mask], [texts[i] for i in np.flatnonzero(fits)[mask]], vectors[mask]) for mask in (~held, held)
+    )
 
 
 def nearest_others(vectors: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """Index of each row's most similar other row."""
     out = np.empty(len(vectors), np.int64)
     for start in range(0, len(vectors), chunk):
-        scores = vectors[start:start + chunk] @ vectors.T
+        scores = vectors[start : start + chunk] @ vectors.T
         scores[np.arange(len(scores)), np.arange(start, start + len(scores))] = -np.inf
-        out[start:start + chunk] = scores.argmax(axis=1)
+        out[start : start + chunk] = scores.argmax(axis=1)
     return out
 
 
@@ -96,7 +98,7 @@ def corrupt(texts: list[str], vocab: InverterVocab, rng: np.random.Generator, ra
 def embed(embedder: Embedder, texts: list[str], stage: str, progress: Progress, batch: int = 512) -> np.ndarray:
     out = np.empty((len(texts), embedder.dim), np.float32)
     for start in range(0, len(texts), batch):
-        out[start:start + batch] = embedder.encode(texts[start:start + batch])
+        out[start : start + batch] = embedder.encode(texts[start : start + batch])
         progress(stage, min(start + batch, len(texts)), len(texts))
     return out
 
@@ -120,8 +122,15 @@ def learning_rate(peak: float, warmup: int, steps: int):
 class InverterTraining:
     """Prepares the data once, then `train()` steps AdamW with telemetry, evals and atomic saves."""
 
-    def __init__(self, store: ConceptStore, run_dir: str | Path, embedder: Embedder, config: MeqgConfig,
-                 progress: Progress | None = None, seed: int = 0):
+    def __init__(
+        self,
+        store: ConceptStore,
+        run_dir: str | Path,
+        embedder: Embedder,
+        config: MeqgConfig,
+        progress: Progress | None = None,
+        seed: int = 0,
+    ):
         if not hasattr(embedder, "tokenizer_path"):
             raise InputError(f"the inverter needs its embedder's tokenizer.json; {embedder.name} has none")
         store.check_model(embedder.name, embedder.dim)
@@ -133,18 +142,23 @@ class InverterTraining:
         self.progress = progress or (lambda stage, done, total: None)
         self.rng = np.random.default_rng(seed)
         args = config.inverter
-        self.train_set, self.held_out = split_examples(store, embedder.tokenizer_path, args.max_tokens,
-                                                       self.settings.held_out_every)
+        self.train_set, self.held_out = split_examples(
+            store, embedder.tokenizer_path, args.max_tokens, self.settings.held_out_every
+        )
         if len(self.train_set.ids) < 2:
-            raise InputError(f"{store.path} has {len(self.train_set.ids)} concepts of <= {args.max_tokens} tokens "
-                             f"outside the held-out set: too few to train an inverter")
+            raise InputError(
+                f"{store.path} has {len(self.train_set.ids)} concepts of <= {args.max_tokens} tokens "
+                f"outside the held-out set: too few to train an inverter"
+            )
         self.vocab = InverterVocab.from_texts(embedder.tokenizer_path, self.train_set.texts)
         self.tokens = self.vocab.encode(self.train_set.texts, args.max_tokens)
-        self.held_tokens = self.vocab.encode(self.held_out.texts[:EVAL_TEXTS], args.max_tokens) \
-            if len(self.held_out.ids) else None
+        self.held_tokens = (
+            self.vocab.encode(self.held_out.texts[:EVAL_TEXTS], args.max_tokens) if len(self.held_out.ids) else None
+        )
         self.neighbours = nearest_others(self.train_set.vectors)
-        self.corrupted = embed(embedder, corrupt(self.train_set.texts, self.vocab, self.rng), "embedding near misses",
-                               self.progress)
+        self.corrupted = embed(
+            embedder, corrupt(self.train_set.texts, self.vocab, self.rng), "embedding near misses", self.progress
+        )
         mx.random.seed(seed)  # the same store, config and seed train the same inverter
         self.model = Inverter(replace(args, concept_dim=store.dim, vocab_size=self.vocab.size))
         table = embedder.word_embeddings() if hasattr(embedder, "word_embeddings") else None
@@ -162,7 +176,7 @@ class InverterTraining:
     def held_out_loss(self) -> tuple[float, float]:
         if self.held_tokens is None:
             return float("nan"), float("nan")
-        targets = mx.array(self.held_out.vectors[:len(self.held_tokens)])
+        targets = mx.array(self.held_out.vectors[: len(self.held_tokens)])
         loss, correct = token_loss(self.model, targets, mx.zeros_like(targets), mx.array(self.held_tokens))
         return loss.item(), correct.item()
 
@@ -191,29 +205,55 @@ class InverterTraining:
             tick = time.perf_counter()
             loss = step(*self.batch(s.batch_size)).item()
             losses.append(loss)
-            telemetry.emit("step", done, loss=loss, lr=optimizer.learning_rate.item(),
-                           tokens_per_s=tokens_per_batch / (time.perf_counter() - tick),
-                           seconds=time.perf_counter() - start)
+            telemetry.emit(
+                "step",
+                done,
+                loss=loss,
+                lr=optimizer.learning_rate.item(),
+                tokens_per_s=tokens_per_batch / (time.perf_counter() - tick),
+                seconds=time.perf_counter() - start,
+            )
             self.progress(f"inverter loss {loss:.3f}", done, s.steps)
             if done % s.eval_every == 0 or done == s.steps:
                 held = self.checkpoint(telemetry, done, losses)
         if interrupted and done:
             held = self.checkpoint(telemetry, done, losses)
         seconds = time.perf_counter() - start
-        telemetry.emit("run", done, status="interrupted" if interrupted else "finished", target=s.steps,
-                       seconds=seconds)
+        telemetry.emit(
+            "run", done, status="interrupted" if interrupted else "finished", target=s.steps, seconds=seconds
+        )
         telemetry.close()
-        return InverterSummary(self.inverter.model_dir, done, len(self.train_set.ids), len(self.held_out.ids),
-                               losses[0] if losses else float("nan"), float(np.mean(losses[-20:])) if losses else
-                               float("nan"), held[0], seconds, interrupted)
+        return InverterSummary(
+            self.inverter.model_dir,
+            done,
+            len(self.train_set.ids),
+            len(self.held_out.ids),
+            losses[0] if losses else float("nan"),
+            float(np.mean(losses[-20:])) if losses else float("nan"),
+            held[0],
+            seconds,
+            interrupted,
+        )
 
     def checkpoint(self, telemetry: TelemetryWriter, step: int, losses: list[float]) -> tuple[float, float]:
         held = self.held_out_loss()
-        telemetry.emit("eval", step, train_loss=float(np.mean(losses[-20:])), held_out_loss=held[0],
-                       held_out_token_accuracy=held[1])
-        TrainedInverter(self.model, self.vocab, {}).save(self.inverter.model_dir, {
-            "embedder": self.embedder.name, "store": str(self.store.path), "step": step,
-            "held_out_every": self.settings.held_out_every, "trained_texts": len(self.train_set.ids),
-            "held_out_loss": held[0]})
+        telemetry.emit(
+            "eval",
+            step,
+            train_loss=float(np.mean(losses[-20:])),
+            held_out_loss=held[0],
+            held_out_token_accuracy=held[1],
+        )
+        TrainedInverter(self.model, self.vocab, {}).save(
+            self.inverter.model_dir,
+            {
+                "embedder": self.embedder.name,
+                "store": str(self.store.path),
+                "step": step,
+                "held_out_every": self.settings.held_out_every,
+                "trained_texts": len(self.train_set.ids),
+                "held_out_loss": held[0],
+            },
+        )
         telemetry.emit("checkpoint", step, action="saved", path=str(self.inverter.model_dir))
         return held

@@ -54,12 +54,22 @@ def t5_config_from_weights(weights: dict, max_distance: int = 128):
     wi = weights["encoder.block.0.layer.1.DenseReluDense." + ("wi_0" if gated else "wi") + ".weight"]
     shared = weights["shared.weight"]
     tied = "lm_head.weight" not in weights or bool((weights["lm_head.weight"] == shared).all())
-    return T5Config(vocab_size=shared.shape[0], d_model=shared.shape[1], num_heads=heads,
-                    d_kv=weights["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0] // heads,
-                    d_ff=wi.shape[0], num_layers=count("encoder"), num_decoder_layers=count("decoder"),
-                    relative_attention_num_buckets=bias.shape[0], relative_attention_max_distance=max_distance,
-                    feed_forward_proj="gated-gelu" if gated else "relu", tie_word_embeddings=tied,
-                    pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD)
+    return T5Config(
+        vocab_size=shared.shape[0],
+        d_model=shared.shape[1],
+        num_heads=heads,
+        d_kv=weights["encoder.block.0.layer.0.SelfAttention.q.weight"].shape[0] // heads,
+        d_ff=wi.shape[0],
+        num_layers=count("encoder"),
+        num_decoder_layers=count("decoder"),
+        relative_attention_num_buckets=bias.shape[0],
+        relative_attention_max_distance=max_distance,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        tie_word_embeddings=tied,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+    )
 
 
 def embedding_transform(weights: dict, name: str):
@@ -67,8 +77,9 @@ def embedding_transform(weights: dict, name: str):
     import torch.nn as nn
 
     first, last = weights[f"{name}.0.weight"], weights[f"{name}.3.weight"]
-    module = nn.Sequential(nn.Linear(first.shape[1], first.shape[0]), nn.Dropout(0.0), nn.GELU(),
-                           nn.Linear(last.shape[1], last.shape[0]))
+    module = nn.Sequential(
+        nn.Linear(first.shape[1], first.shape[0]), nn.Dropout(0.0), nn.GELU(), nn.Linear(last.shape[1], last.shape[0])
+    )
     module.load_state_dict({k.removeprefix(f"{name}."): v for k, v in weights.items() if k.startswith(f"{name}.")})
     return module.eval()
 
@@ -86,13 +97,18 @@ class Vec2TextCheckpoint:
         config = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
         weights = {k: v.float() for k, v in read_weights(directory).items() if not k.startswith("embedder.")}
         self.kind = "corrector" if "embedding_transform_1.0.weight" in weights else "inversion"
-        names = ["embedding_transform_1", "embedding_transform_2", "embedding_transform_3"] \
-            if self.kind == "corrector" else ["embedding_transform"]
-        t5_weights = {k.removeprefix("encoder_decoder."): v for k, v in weights.items()
-                      if k.startswith("encoder_decoder.")}
+        names = (
+            ["embedding_transform_1", "embedding_transform_2", "embedding_transform_3"]
+            if self.kind == "corrector"
+            else ["embedding_transform"]
+        )
+        t5_weights = {
+            k.removeprefix("encoder_decoder."): v for k, v in weights.items() if k.startswith("encoder_decoder.")
+        }
         try:
-            self.t5 = T5ForConditionalGeneration(t5_config_from_weights(
-                t5_weights, config.get("relative_attention_max_distance", 128))).eval()
+            self.t5 = T5ForConditionalGeneration(
+                t5_config_from_weights(t5_weights, config.get("relative_attention_max_distance", 128))
+            ).eval()
             missing, unexpected = self.t5.load_state_dict(t5_weights, strict=False)
             if unexpected or set(missing) - set(TIED):
                 raise ValueError(f"unexpected {unexpected[:3]}, missing {sorted(set(missing) - set(TIED))[:3]}")
@@ -102,11 +118,13 @@ class Vec2TextCheckpoint:
             if self.kind == "corrector":
                 width = weights["layernorm.weight"].shape[0]
                 self.layernorm = torch.nn.LayerNorm(width).eval()
-                self.layernorm.load_state_dict({"weight": weights["layernorm.weight"],
-                                                "bias": weights["layernorm.bias"]})
+                self.layernorm.load_state_dict(
+                    {"weight": weights["layernorm.weight"], "bias": weights["layernorm.bias"]}
+                )
         except (KeyError, ValueError, RuntimeError) as exc:
-            raise MeqgError(f"{directory} is not a vec2text checkpoint this loader knows: "
-                            f"{str(exc).splitlines()[0]}") from exc
+            raise MeqgError(
+                f"{directory} is not a vec2text checkpoint this loader knows: {str(exc).splitlines()[0]}"
+            ) from exc
         self.d_model = self.t5.config.d_model
         self.embedder_dim = self.transforms[0][0].in_features
         self.repeat = self.transforms[0][3].out_features // self.d_model
@@ -123,9 +141,16 @@ class Vec2TextCheckpoint:
             return embeds, torch.ones(embeds.shape[:2], dtype=torch.long)
         n = len(targets)
         sep = self.t5.get_input_embeddings()(torch.full((n, 1), EOS, dtype=torch.long))
-        parts = [sep, self.project(self.transforms[0], targets), sep, self.project(self.transforms[2], hypotheses),
-                 sep, self.project(self.transforms[1], targets - hypotheses), sep,
-                 self.t5.get_input_embeddings()(hypothesis_ids)]
+        parts = [
+            sep,
+            self.project(self.transforms[0], targets),
+            sep,
+            self.project(self.transforms[2], hypotheses),
+            sep,
+            self.project(self.transforms[1], targets - hypotheses),
+            sep,
+            self.t5.get_input_embeddings()(hypothesis_ids),
+        ]
         embeds = self.layernorm(torch.cat(parts, dim=1))
         mask = torch.cat([torch.ones((n, 4 + 3 * self.repeat), dtype=torch.long), hypothesis_mask], dim=1)
         return embeds, mask
@@ -138,8 +163,14 @@ class Vec2TextInverter:
     (hypotheses re-embedded, best kept) with these models.
     """
 
-    def __init__(self, inversion_dir: str | Path, tokenizer_path: str | Path, corrector_dir: str | Path | None = None,
-                 max_tokens: int = 32, num_beams: int = 1):
+    def __init__(
+        self,
+        inversion_dir: str | Path,
+        tokenizer_path: str | Path,
+        corrector_dir: str | Path | None = None,
+        max_tokens: int = 32,
+        num_beams: int = 1,
+    ):
         if num_beams < 1 or max_tokens < 1:
             raise InputError(f"vec2text needs num_beams >= 1 and max_tokens >= 1, got {num_beams} and {max_tokens}")
         self.inversion = Vec2TextCheckpoint(inversion_dir)
@@ -154,8 +185,15 @@ class Vec2TextInverter:
         self.max_tokens, self.num_beams = max_tokens, num_beams
         self.normalized_inputs = False
 
-    def generate(self, targets: np.ndarray, hypotheses: np.ndarray | None = None, temperature: float = 0.0,
-                 seed: int = 0, deadline: float | None = None, hypothesis_texts: list[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        targets: np.ndarray,
+        hypotheses: np.ndarray | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+        deadline: float | None = None,
+        hypothesis_texts: list[str] | None = None,
+    ) -> list[str]:
         import torch
 
         model = self.inversion if hypotheses is None or self.corrector is None else self.corrector
@@ -163,17 +201,28 @@ class Vec2TextInverter:
             targets_t = torch.from_numpy(np.asarray(targets, np.float32))
             if model is self.corrector:
                 ids, mask = self.token_batch(hypothesis_texts or [""] * len(targets))
-                embeds, attention = model.inputs(targets_t, torch.from_numpy(np.asarray(hypotheses, np.float32)),
-                                                 ids, mask)
+                embeds, attention = model.inputs(
+                    targets_t, torch.from_numpy(np.asarray(hypotheses, np.float32)), ids, mask
+                )
             else:
                 embeds, attention = model.inputs(targets_t)
-            options = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
-                {"do_sample": False, "num_beams": self.num_beams}
+            options = (
+                {"do_sample": True, "temperature": temperature}
+                if temperature > 0
+                else {"do_sample": False, "num_beams": self.num_beams}
+            )
             if deadline is not None:
                 options["max_time"] = max(deadline - time.perf_counter(), 0.01)
             torch.manual_seed(seed)
-            out = model.t5.generate(inputs_embeds=embeds, attention_mask=attention, max_new_tokens=self.max_tokens,
-                                    decoder_start_token_id=PAD, eos_token_id=EOS, pad_token_id=PAD, **options)
+            out = model.t5.generate(
+                inputs_embeds=embeds,
+                attention_mask=attention,
+                max_new_tokens=self.max_tokens,
+                decoder_start_token_id=PAD,
+                eos_token_id=EOS,
+                pad_token_id=PAD,
+                **options,
+            )
         return [self.tokenizer.decode(row.tolist(), skip_special_tokens=True).strip() for row in out]
 
     def token_batch(self, texts: list[str]):
@@ -184,6 +233,6 @@ class Vec2TextInverter:
         ids = torch.zeros((len(texts), width), dtype=torch.long)
         mask = torch.zeros((len(texts), width), dtype=torch.long)
         for row, encoding in enumerate(encodings):
-            ids[row, :len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
-            mask[row, :len(encoding.ids)] = 1
+            ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
+            mask[row, : len(encoding.ids)] = 1
         return ids, mask

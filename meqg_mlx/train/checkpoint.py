@@ -55,7 +55,9 @@ def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> No
         trainer.model.load_weights(str(path / WEIGHTS), strict=True)
         optimizer_state = mx.load(str(path / OPTIMIZER))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise MeqgError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise MeqgError(
+            f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     trainer.optimizer.state = tree_unflatten(list(optimizer_state.items()))
     if not weights_only:
         trainer.load_state_dict(state)

@@ -40,12 +40,13 @@ def lanczos_top_eigenvalue(product: Callable[[list], list], start: list, iterati
             break
         betas.append(beta)
         basis.append([x / beta for x in w])
-    tridiagonal = np.diag(alphas) + np.diag(betas[:len(alphas) - 1], 1) + np.diag(betas[:len(alphas) - 1], -1)
+    tridiagonal = np.diag(alphas) + np.diag(betas[: len(alphas) - 1], 1) + np.diag(betas[: len(alphas) - 1], -1)
     return float(np.linalg.eigvalsh(tridiagonal)[-1])
 
 
-def top_hessian_eigenvalue(model: nn.Module, loss_fn: Callable[[nn.Module], mx.array], iterations: int = 8,
-                           seed: int = 0) -> float:
+def top_hessian_eigenvalue(
+    model: nn.Module, loss_fn: Callable[[nn.Module], mx.array], iterations: int = 8, seed: int = 0
+) -> float:
     """The largest algebraic Hessian eigenvalue after `iterations` Hessian-vector products;
     the model's weights are left as they were."""
     names, arrays = zip(*tree_flatten(model.trainable_parameters()))

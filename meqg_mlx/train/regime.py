@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..config import RegimeConfig
 
+
 def regime_of(phi: float, config: RegimeConfig) -> str:
     if phi > config.phi_breakdown:
         return "breakdown"
@@ -26,8 +27,8 @@ def regime_of(phi: float, config: RegimeConfig) -> str:
 class RecoveryPolicy:
     config: RegimeConfig = field(default_factory=RegimeConfig)
     regime: str | None = None
-    streak: int = 0          # consecutive breakdown measurements
-    calm: int = 0            # consecutive other measurements while the LR is cooled down
+    streak: int = 0  # consecutive breakdown measurements
+    calm: int = 0  # consecutive other measurements while the LR is cooled down
     lr_scale: float = 1.0
 
     def observe(self, phi: float) -> tuple[bool, list[str]]:
@@ -59,5 +60,9 @@ class RecoveryPolicy:
         return {"regime": self.regime, "streak": self.streak, "calm": self.calm, "lr_scale": self.lr_scale}
 
     def load_state(self, state: dict) -> None:
-        self.regime, self.streak, self.calm, self.lr_scale = (state["regime"], state["streak"], state["calm"],
-                                                              state["lr_scale"])
+        self.regime, self.streak, self.calm, self.lr_scale = (
+            state["regime"],
+            state["streak"],
+            state["calm"],
+            state["lr_scale"],
+        )

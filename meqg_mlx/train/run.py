@@ -37,8 +37,14 @@ class RunSummary:
 
 
 class TrainingRun:
-    def __init__(self, run_dir: str | Path, store_path: str | Path | None = None,
-                 config: MeqgConfig | None = None, resume: bool = False, steps: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        store_path: str | Path | None = None,
+        config: MeqgConfig | None = None,
+        resume: bool = False,
+        steps: int | None = None,
+    ):
         """A new run (`config`, default settings when None) or, with `resume`, the run saved in
         `run_dir` with its own config; `steps` overrides the step target either way."""
         self.run_dir = Path(run_dir)
@@ -70,17 +76,26 @@ class TrainingRun:
         self.phi: float | None = None
         self.kappa: float | None = None
         if resume:
-            self.telemetry.emit("checkpoint", self.trainer.state.step, action="resumed",
-                                path=str(checkpoint) if checkpoint else None)
+            self.telemetry.emit(
+                "checkpoint", self.trainer.state.step, action="resumed", path=str(checkpoint) if checkpoint else None
+            )
 
-    def train(self, on_step: Callable[[dict], None] | None = None,
-              should_stop: Callable[[], bool] = lambda: False) -> RunSummary:
+    def train(
+        self, on_step: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] = lambda: False
+    ) -> RunSummary:
         tc, trainer = self.config.train, self.trainer
         started, metrics, interrupted = time.perf_counter(), None, False
         if trainer.state.step == 0:
             bands = {"geometric": self.config.regime.phi_geometric, "breakdown": self.config.regime.phi_breakdown}
-            self.telemetry.emit("checkpoint", 0, action="started", parameters=trainer.model.parameter_count(),
-                                rvq=self.rvq_usage(), config_steps=tc.steps, bands=bands)
+            self.telemetry.emit(
+                "checkpoint",
+                0,
+                action="started",
+                parameters=trainer.model.parameter_count(),
+                rvq=self.rvq_usage(),
+                config_steps=tc.steps,
+                bands=bands,
+            )
         ended = "failed"  # what the final `run` record says if the loop raises
         try:
             while trainer.state.step < tc.steps:
@@ -111,13 +126,25 @@ class TrainingRun:
         if not interrupted and (metrics is None or trainer.state.step % max(tc.eval_every, 1)):
             metrics = self.evaluate()
         self._end(ended, started)
-        return RunSummary(self.run_dir, trainer.state.step, trainer.state.accepted, metrics, interrupted,
-                          time.perf_counter() - started)
+        return RunSummary(
+            self.run_dir,
+            trainer.state.step,
+            trainer.state.accepted,
+            metrics,
+            interrupted,
+            time.perf_counter() - started,
+        )
 
     def _end(self, status: str, started: float) -> None:
         """The last record of a `train()` call: how it ended (the monitor's finished/stopped status)."""
-        self.telemetry.emit("run", self.trainer.state.step, status=status, accepted=self.trainer.state.accepted,
-                            target=self.config.train.steps, seconds=time.perf_counter() - started)
+        self.telemetry.emit(
+            "run",
+            self.trainer.state.step,
+            status=status,
+            accepted=self.trainer.state.accepted,
+            target=self.config.train.steps,
+            seconds=time.perf_counter() - started,
+        )
         self.telemetry.close()
 
     def _record(self, report: StepReport) -> dict:
@@ -129,7 +156,8 @@ class TrainingRun:
             "objective": {k: terms[k] for k in ("Delta", "S_geo", "S_ent", "S_mod")},
             "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance")},
             "gate": _gate_record(report),
-            "lr": report.lr, "lr_scale": trainer.recovery.lr_scale,
+            "lr": report.lr,
+            "lr_scale": trainer.recovery.lr_scale,
             "experts": {"load": report.expert_load, "entropy": report.router_entropy},
             "throughput": report.tokens / max(report.seconds, 1e-9),
             "accept_rate": trainer.state.accepted / step,
@@ -159,13 +187,17 @@ class TrainingRun:
             elif action == "perturb":
                 trainer.perturb(self.config.regime.perturb_scale)
                 detail["scale"] = self.config.regime.perturb_scale
-            self.telemetry.emit("recovery", step, action=action, phi=phi, lr_scale=trainer.recovery.lr_scale,
-                                **detail)
+            self.telemetry.emit("recovery", step, action=action, phi=phi, lr_scale=trainer.recovery.lr_scale, **detail)
 
     def checkpoint(self) -> Path:
         path = save_checkpoint(self.run, self.trainer)
-        self.telemetry.emit("checkpoint", self.trainer.state.step, action="saved", path=str(path),
-                            stable=self.trainer.recovery.regime != "breakdown")
+        self.telemetry.emit(
+            "checkpoint",
+            self.trainer.state.step,
+            action="saved",
+            path=str(path),
+            stable=self.trainer.recovery.regime != "breakdown",
+        )
         return path
 
     def evaluate(self) -> dict[str, dict[str, float]]:
@@ -175,8 +207,11 @@ class TrainingRun:
 
     def rvq_usage(self) -> dict:
         counts, perplexity = self.trainer.model.rvq.usage(self.trainer.codes[:-1])
-        return {"perplexity": np.array(perplexity).round(3).tolist(),
-                "used": (np.array(counts) > 0).sum(axis=1).tolist(), "codes": self.config.vmm.rvq_codes}
+        return {
+            "perplexity": np.array(perplexity).round(3).tolist(),
+            "used": (np.array(counts) > 0).sum(axis=1).tolist(),
+            "codes": self.config.vmm.rvq_codes,
+        }
 
 
 def _gate_record(report: StepReport) -> dict | None:

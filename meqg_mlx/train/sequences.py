@@ -41,8 +41,11 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
         name = _document_name(key)
         if name is not None:
             groups.setdefault(name, []).append(cid)
-    docs = [Document(name, np.sort(np.array(ids, dtype=np.int64))) for name, ids in sorted(groups.items())
-            if len(ids) >= min_length]
+    docs = [
+        Document(name, np.sort(np.array(ids, dtype=np.int64)))
+        for name, ids in sorted(groups.items())
+        if len(ids) >= min_length
+    ]
     if not docs:
         raise StoreError(f"store {store.path} has no documents of {min_length}+ concepts to train on")
     return docs
@@ -50,6 +53,7 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
 
 def split_documents(docs: list[Document], validation_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
     """Deterministic split by a hash of the document name (stable as the store grows)."""
+
     def bucket(doc: Document) -> float:
         return int(hashlib.sha1(doc.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
@@ -68,8 +72,8 @@ def windows(docs: list[Document], length: int, rng: np.random.Generator, count: 
     for row, index in enumerate(rng.choice(len(usable), count, p=weights / weights.sum())):
         ids = usable[index].ids
         start = int(rng.integers(0, max(1, len(ids) - length)))
-        piece = ids[start:start + length + 1]
-        out[row, :len(piece)] = piece
+        piece = ids[start : start + length + 1]
+        out[row, : len(piece)] = piece
     return out
 
 
@@ -79,7 +83,7 @@ def tiled_windows(docs: list[Document], length: int) -> np.ndarray:
     rows = []
     for doc in docs:
         for start in range(0, max(len(doc.ids) - 1, 1), length):
-            piece = doc.ids[start:start + length + 1]
+            piece = doc.ids[start : start + length + 1]
             if len(piece) >= 2:
                 rows.append(np.pad(piece, (0, length + 1 - len(piece)), constant_values=-1))
     return np.array(rows, dtype=np.int64).reshape(-1, length + 1)

@@ -71,11 +71,13 @@ class Trainer:
         self.validation_ids = self._validation_windows()
         schedule = optim.cosine_decay(tc.learning_rate, max(tc.steps, 1))
         if tc.warmup_steps > 0:
-            schedule = optim.join_schedules([optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps),
-                                             schedule], [tc.warmup_steps])
+            schedule = optim.join_schedules(
+                [optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps), schedule], [tc.warmup_steps]
+            )
         self.recovery = RecoveryPolicy(config.regime)
-        self.optimizer = optim.AdamW(learning_rate=lambda step: self.recovery.lr_scale * schedule(step),
-                                     weight_decay=tc.weight_decay)
+        self.optimizer = optim.AdamW(
+            learning_rate=lambda step: self.recovery.lr_scale * schedule(step), weight_decay=tc.weight_decay
+        )
         self.optimizer.init(self.model.trainable_parameters())
         self.objective = Objective(config.objective, self.args, temperature=tc.temperature)
         self.gate = NullStabilityGate(config.gate) if tc.gate else None
@@ -86,11 +88,17 @@ class Trainer:
 
     def state_dict(self) -> dict:
         """What an exact resume needs besides weights and optimizer state (JSON-able; checkpoints store it)."""
-        return {"step": self.state.step, "accepted": self.state.accepted, "rng": self.rng.bit_generator.state,
-                "next_code_id": self.model.rvq.next_code_id,
-                "trust_radius": self.gate.trust_radius if self.gate else None,
-                "recovery": self.recovery.state(), "kappa": self.kappa,
-                "gate_schedule": [self._gate_gap, self._next_check], "stable": self.recovery.regime != "breakdown"}
+        return {
+            "step": self.state.step,
+            "accepted": self.state.accepted,
+            "rng": self.rng.bit_generator.state,
+            "next_code_id": self.model.rvq.next_code_id,
+            "trust_radius": self.gate.trust_radius if self.gate else None,
+            "recovery": self.recovery.state(),
+            "kappa": self.kappa,
+            "gate_schedule": [self._gate_gap, self._next_check],
+            "stable": self.recovery.regime != "breakdown",
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -153,8 +161,9 @@ class Trainer:
         candidates = mx.concatenate([targets.reshape(-1), negatives])
         own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
         seen = self.seen(inputs).reshape(targets.size, -1)
-        excluded = ((candidates[None, :, None] == seen[:, None, :]).any(-1)
-                    | ((candidates[None] == targets.reshape(-1, 1)) & ~own))
+        excluded = (candidates[None, :, None] == seen[:, None, :]).any(-1) | (
+            (candidates[None] == targets.reshape(-1, 1)) & ~own
+        )
 
         def loss(model: VMM, view: View):
             out = model(self.matrix[inputs])
@@ -164,11 +173,16 @@ class Trainer:
             s_mod_value, surrogate = self._ledger(model, out.hidden, mask, view, key)
             terms = self.objective(
                 out.next_vector.reshape(-1, self.args.concept_dim),
-                self.matrix[targets].reshape(-1, self.args.concept_dim), self.matrix[negatives],
-                planner_logits.reshape(-1, *planner_logits.shape[-2:]), codes,
+                self.matrix[targets].reshape(-1, self.args.concept_dim),
+                self.matrix[negatives],
+                planner_logits.reshape(-1, *planner_logits.shape[-2:]),
+                codes,
                 sum(s.balance_loss for s in out.router) / len(out.router),
-                s_mod_value + surrogate - mx.stop_gradient(surrogate), mask=flat_mask, excluded=excluded,
-                kappa=self.kappa)
+                s_mod_value + surrogate - mx.stop_gradient(surrogate),
+                mask=flat_mask,
+                excluded=excluded,
+                kappa=self.kappa,
+            )
             self._last = (terms, out.router)
             return terms.delta, s_mod_value
 
@@ -194,8 +208,9 @@ class Trainer:
             f = mx.stop_gradient(logq - blocks)
             h = mx.broadcast_to(flat_hidden[int(position)], (z.shape[0], flat_hidden.shape[-1]))
             logits = model.planner(h, z)
-            logq_grad = (mx.take_along_axis(logits - mx.logsumexp(logits, axis=-1, keepdims=True),
-                                            z[..., None], axis=-1)[..., 0]).sum(-1)
+            logq_grad = (
+                mx.take_along_axis(logits - mx.logsumexp(logits, axis=-1, keepdims=True), z[..., None], axis=-1)[..., 0]
+            ).sum(-1)
             values.append(mx.maximum(f.mean(), 0.0))
             surrogates.append(((f - f.mean()) * logq_grad).mean())
         if not values:
@@ -228,8 +243,16 @@ class Trainer:
         load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
         entropy = float(np.mean([float(s.entropy) for s in router]))
         self.state.step += 1
-        report = StepReport(self.state.step, terms.report(), decision, lr, load, entropy, int(mask.sum().item()),
-                            time.perf_counter() - started)
+        report = StepReport(
+            self.state.step,
+            terms.report(),
+            decision,
+            lr,
+            load,
+            entropy,
+            int(mask.sum().item()),
+            time.perf_counter() - started,
+        )
         return report
 
     def _gate_due(self) -> bool:
@@ -258,23 +281,35 @@ class Trainer:
         positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
         hidden = self.model(self.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
         keys = mx.random.split(mx.random.key(self.state.step), len(positions))
-        return float(np.mean([phi_mc(self.model.planner.distribution(hidden[int(p)]), samples, inner, k)
-                              for p, k in zip(positions, keys)]))
+        return float(
+            np.mean(
+                [
+                    phi_mc(self.model.planner.distribution(hidden[int(p)]), samples, inner, k)
+                    for p, k in zip(positions, keys)
+                ]
+            )
+        )
 
     def measure_kappa(self) -> float:
         """kappa-hat: the top Hessian eigenvalue of Delta on the last training batch."""
         loss = self._last_loss
-        self.kappa = top_hessian_eigenvalue(self.model, lambda m: loss(m, self.view)[0],
-                                            self.config.train.kappa_iterations, seed=self.state.step)
+        self.kappa = top_hessian_eigenvalue(
+            self.model, lambda m: loss(m, self.view)[0], self.config.train.kappa_iterations, seed=self.state.step
+        )
         return self.kappa
 
     def perturb(self, scale: float) -> None:
         """Add Gaussian noise of `scale` x each weight array's RMS (the recovery policy's last resort)."""
         weights = tree_flatten(self.model.trainable_parameters())
         keys = mx.random.split(mx.random.key(self.state.step), len(weights))
-        self.model.update(tree_unflatten([
-            (name, value + scale * mx.sqrt(mx.mean(value * value)) * mx.random.normal(value.shape, key=key))
-            for (name, value), key in zip(weights, keys)]))
+        self.model.update(
+            tree_unflatten(
+                [
+                    (name, value + scale * mx.sqrt(mx.mean(value * value)) * mx.random.normal(value.shape, key=key))
+                    for (name, value), key in zip(weights, keys)
+                ]
+            )
+        )
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """LCM metrics on validation documents for the model and the two baselines."""
@@ -288,5 +323,7 @@ class Trainer:
         seen_ids = np.where(seen_rows >= 0, np.append(self.ids, -1)[seen_rows], -1)
         predicted = np.array(self.model(self.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)[valid]
         neighbour = nearest_neighbour_baseline(current, current_ids, self.ids, self.vectors)
-        return {name: next_concept_metrics(p, target, target_ids, seen_ids, self.ids, self.vectors)
-                for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))}
+        return {
+            name: next_concept_metrics(p, target, target_ids, seen_ids, self.ids, self.vectors)
+            for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))
+        }

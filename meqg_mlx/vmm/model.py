@@ -47,8 +47,8 @@ class ModelArgs:
 
 @dataclass
 class VMMOutput:
-    next_vector: mx.array                  # (B, T, concept_dim), unit rows
-    hidden: mx.array                       # (B, T, d_model), input to the heads
+    next_vector: mx.array  # (B, T, concept_dim), unit rows
+    hidden: mx.array  # (B, T, d_model), input to the heads
     router: list[RouterStats] = field(default_factory=list)
 
 
@@ -56,8 +56,9 @@ class Block(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.mixer_norm = nn.RMSNorm(args.d_model)
-        self.mixer = SSDMixer(SSDArgs(args.d_model, args.d_state, args.expand, args.head_dim,
-                                      chunk_size=args.chunk_size))
+        self.mixer = SSDMixer(
+            SSDArgs(args.d_model, args.d_state, args.expand, args.head_dim, chunk_size=args.chunk_size)
+        )
         self.ffn_norm = nn.RMSNorm(args.d_model)
         self.ffn = MoEFeedForward(args.d_model, args.d_ff, args.n_experts, args.top_k, args.router_beta)
 
@@ -84,7 +85,7 @@ class NextConceptHead(nn.Module):
     def __call__(self, concepts: mx.array, h: mx.array) -> mx.array:
         padded = mx.pad(concepts, [(0, 0), (self.lags - 1, 0), (0, 0)])
         steps = concepts.shape[1]
-        recent = mx.stack([padded[:, self.lags - 1 - j:self.lags - 1 - j + steps] for j in range(self.lags)], axis=2)
+        recent = mx.stack([padded[:, self.lags - 1 - j : self.lags - 1 - j + steps] for j in range(self.lags)], axis=2)
         weights = mx.softmax(self.mix(h), axis=-1)
         out = (weights[..., None] * recent).sum(2)
         if "correction" in self:
@@ -131,8 +132,10 @@ class PlannerDistribution:
 
     def log_joint(self) -> mx.array:
         """The whole (C,)*K table of log q (only for small C**K: tests and the exact ledger)."""
-        grid = mx.array([[int(i) for i in _digits(n, self.codes, self.levels)]
-                         for n in range(self.codes ** self.levels)], dtype=mx.int32)
+        grid = mx.array(
+            [[int(i) for i in _digits(n, self.codes, self.levels)] for n in range(self.codes**self.levels)],
+            dtype=mx.int32,
+        )
         h = mx.broadcast_to(self.h, (grid.shape[0], self.h.shape[-1]))
         logits = self.head(h, grid)
         logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)

@@ -16,9 +16,9 @@ import numpy as np
 
 @dataclass
 class RouterStats:
-    balance_loss: mx.array   # Switch-Transformer loss E * sum_e f_e * P_e; 1.0 when perfectly balanced
-    load: mx.array           # (E,) tokens routed to each expert (top-k slots)
-    entropy: mx.array        # mean entropy of the router distribution, nats
+    balance_loss: mx.array  # Switch-Transformer loss E * sum_e f_e * P_e; 1.0 when perfectly balanced
+    load: mx.array  # (E,) tokens routed to each expert (top-k slots)
+    entropy: mx.array  # mean entropy of the router distribution, nats
 
 
 class ExpertsGLU(nn.Module):
@@ -60,8 +60,9 @@ class ExpertsGLU(nn.Module):
         counts = np.bincount(np.array(flat), minlength=n_experts)
         segments = mx.split(rows, np.cumsum(counts)[:-1].tolist())
         weights = (mx.split(w, n_experts) for w in (self.gate, self.up, self.down))
-        return mx.concatenate([(nn.silu(xe @ g[0].T) * (xe @ u[0].T)) @ d[0].T
-                               for xe, g, u, d in zip(segments, *weights)])
+        return mx.concatenate(
+            [(nn.silu(xe @ g[0].T) * (xe @ u[0].T)) @ d[0].T for xe, g, u, d in zip(segments, *weights)]
+        )
 
 
 class MoEFeedForward(nn.Module):
@@ -79,7 +80,7 @@ class MoEFeedForward(nn.Module):
         logits = self.router(x)
         if prior is not None:
             logits = logits + self.beta * prior
-        indices = mx.stop_gradient(mx.argpartition(-logits, self.top_k - 1, axis=-1)[:, :self.top_k])
+        indices = mx.stop_gradient(mx.argpartition(-logits, self.top_k - 1, axis=-1)[:, : self.top_k])
         gates = mx.softmax(mx.take_along_axis(logits, indices, axis=-1), axis=-1)
         return mx.softmax(logits, axis=-1), indices, gates
 

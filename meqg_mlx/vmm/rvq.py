@@ -63,10 +63,11 @@ class ResidualVQ(nn.Module):
         a = self.args
         residual, books = mx.stop_gradient(x), []
         for level, key in enumerate(mx.random.split(mx.random.key(seed), a.levels)):
-            book = residual[mx.random.permutation(residual.shape[0], key=key)[:a.codes]]
+            book = residual[mx.random.permutation(residual.shape[0], key=key)[: a.codes]]
             if book.shape[0] < a.codes:
-                book = mx.concatenate([book, residual[mx.random.randint(0, residual.shape[0], (a.codes - book.shape[0],),
-                                                                        key=key)]])
+                book = mx.concatenate(
+                    [book, residual[mx.random.randint(0, residual.shape[0], (a.codes - book.shape[0],), key=key)]]
+                )
             books.append(book)
             distances = (book**2).sum(-1) - 2 * residual @ book.T
             residual = residual - book[mx.argmin(distances, axis=-1)]
@@ -78,9 +79,9 @@ class ResidualVQ(nn.Module):
         """One EMA step on a batch; returns how many dead codes were re-seeded."""
         a = self.args
         codes, residuals = self.encode(mx.stop_gradient(x))
-        one_hot = (mx.expand_dims(codes.T, -1) == mx.arange(a.codes)).astype(x.dtype)     # (K, N, C)
+        one_hot = (mx.expand_dims(codes.T, -1) == mx.arange(a.codes)).astype(x.dtype)  # (K, N, C)
         counts = one_hot.sum(axis=1)
-        sums = one_hot.swapaxes(-1, -2) @ residuals                                      # (K, C, d)
+        sums = one_hot.swapaxes(-1, -2) @ residuals  # (K, C, d)
         self.cluster_size = a.decay * self.cluster_size + (1 - a.decay) * counts
         self.embed_sum = a.decay * self.embed_sum + (1 - a.decay) * sums
         total = self.cluster_size.sum(axis=-1, keepdims=True)
@@ -96,7 +97,7 @@ class ResidualVQ(nn.Module):
             return 0
         key = mx.random.key(seed)
         picks = mx.random.randint(0, residuals.shape[1], (a.levels, a.codes), key=key)
-        fresh = mx.take_along_axis(residuals, mx.expand_dims(picks, -1), axis=1)        # (K, C, d)
+        fresh = mx.take_along_axis(residuals, mx.expand_dims(picks, -1), axis=1)  # (K, C, d)
         mask = mx.expand_dims(dead, -1)
         self.codebooks = mx.where(mask, fresh, self.codebooks)
         self.embed_sum = mx.where(mask, fresh, self.embed_sum)

@@ -52,23 +52,23 @@ def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64, state=None):
         B, C = (mx.pad(v, [(0, 0), (0, pad), (0, 0), (0, 0)]) for v in (B, C))
     chunks = (length + pad) // chunk_size
     to_chunks = lambda v: v.reshape(b, chunks, chunk_size, *v.shape[2:])  # noqa: E731
-    xdt = to_chunks(x * dt[..., None]).transpose(0, 3, 1, 2, 4)              # (b, h, c, Q, p)
-    Bh = to_chunks(_heads(B, h)).transpose(0, 3, 1, 2, 4)                   # (b, h, c, Q, n)
-    Ch = to_chunks(_heads(C, h)).transpose(0, 3, 1, 2, 4)                   # (b, h, c, Q, n)
-    a = to_chunks(dt * A).transpose(0, 3, 1, 2)                             # (b, h, c, Q)
+    xdt = to_chunks(x * dt[..., None]).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, p)
+    Bh = to_chunks(_heads(B, h)).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, n)
+    Ch = to_chunks(_heads(C, h)).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, n)
+    a = to_chunks(dt * A).transpose(0, 3, 1, 2)  # (b, h, c, Q)
     a_cum = mx.cumsum(a, axis=-1)
 
-    within = (Ch @ Bh.swapaxes(-1, -2)) * mx.exp(segment_sums(a))           # (b, h, c, Q, Q)
+    within = (Ch @ Bh.swapaxes(-1, -2)) * mx.exp(segment_sums(a))  # (b, h, c, Q, Q)
     y = within @ xdt
-    to_end = mx.exp(a_cum[..., -1:] - a_cum)                               # decay from step j to chunk end
-    chunk_states = (xdt * to_end[..., None]).swapaxes(-1, -2) @ Bh         # (b, h, c, p, n)
-    chunk_decay = mx.exp(a_cum[..., -1])                                    # (b, h, c)
+    to_end = mx.exp(a_cum[..., -1:] - a_cum)  # decay from step j to chunk end
+    chunk_states = (xdt * to_end[..., None]).swapaxes(-1, -2) @ Bh  # (b, h, c, p, n)
+    chunk_decay = mx.exp(a_cum[..., -1])  # (b, h, c)
     S = mx.zeros((b, h, p, n), dtype=x.dtype) if state is None else state
     entering = []
     for c in range(chunks):
         entering.append(S)
         S = chunk_decay[:, :, c, None, None] * S + chunk_states[:, :, c]
-    entering = mx.stack(entering, axis=2)                                   # (b, h, c, p, n)
+    entering = mx.stack(entering, axis=2)  # (b, h, c, p, n)
     y = y + (Ch @ entering.swapaxes(-1, -2)) * mx.exp(a_cum)[..., None]
     y = y.transpose(0, 2, 3, 1, 4).reshape(b, chunks * chunk_size, h, p)[:, :length]
     return y + D[:, None] * x[:, :length], S

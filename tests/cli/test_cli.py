@@ -23,8 +23,9 @@ def test_store_stats_search_show(small_store_path):
     stats = meqg("store", "stats", "--store", str(small_store_path), "--json")
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["concepts"] > 300
-    found = meqg("store", "search", "insert an item into a sorted list", "--store", str(small_store_path),
-                 "-k", "5", "--json")
+    found = meqg(
+        "store", "search", "insert an item into a sorted list", "--store", str(small_store_path), "-k", "5", "--json"
+    )
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
     assert len(hits) == 5 and any(h["key"].startswith("py:bisect.insort") for h in hits)
@@ -64,8 +65,10 @@ def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
     one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(empty)), "is empty")
     config = tmp_path / "c.yaml"
     config.write_text("store:\n  comit_rows: 3\n")
-    one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", "pydoc", "--config",
-                        str(config)), "unknown config key 'store.comit_rows'")
+    one_line_error(
+        meqg("data", "build", "--store", str(tmp_path / "new"), "--source", "pydoc", "--config", str(config)),
+        "unknown config key 'store.comit_rows'",
+    )
 
 
 def test_search_by_vector_file_and_bad_vectors(tmp_path, small_store_path):
@@ -74,12 +77,16 @@ def test_search_by_vector_file_and_bad_vectors(tmp_path, small_store_path):
     found = meqg("store", "search", "--vector", str(tmp_path / "v.json"), "--store", str(small_store_path), "--json")
     assert found.returncode == 0, found.stderr
     assert any(h["key"].startswith("py:bisect.insort") for h in json.loads(found.stdout))
-    for content, message in [("[1.0, 2.0, 3.0]", "dimension 3, the store expects 384"),
-                             (json.dumps([float("nan")] + [0.1] * 383).replace("NaN", "NaN"), "contains NaN or Inf"),
-                             ("{not json", "is not valid JSON"), ('["a", "b"]', "not a numeric array")]:
+    for content, message in [
+        ("[1.0, 2.0, 3.0]", "dimension 3, the store expects 384"),
+        (json.dumps([float("nan")] + [0.1] * 383).replace("NaN", "NaN"), "contains NaN or Inf"),
+        ("{not json", "is not valid JSON"),
+        ('["a", "b"]', "not a numeric array"),
+    ]:
         (tmp_path / "bad.json").write_text(content)
-        one_line_error(meqg("store", "search", "--vector", str(tmp_path / "bad.json"), "--store",
-                            str(small_store_path)), message)
+        one_line_error(
+            meqg("store", "search", "--vector", str(tmp_path / "bad.json"), "--store", str(small_store_path)), message
+        )
     one_line_error(meqg("store", "search", "--store", str(small_store_path)), "give either a query TEXT")
 
 

@@ -43,11 +43,22 @@ def test_inverter_train_then_decode_inverts_misses_and_writes_them_back(sentence
     # barely trained, so its texts are new; not seeded with the nearest store text, so they are the inverter's
     save_config(tiny_config(steps=3, eval_every=2, seed_with_nearest=False), tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    trained = meqg("inverter", "train", "--store", str(store), "--run", str(run), "--config", str(tmp_path / "tiny.yaml"))
+    trained = meqg(
+        "inverter", "train", "--store", str(store), "--run", str(run), "--config", str(tmp_path / "tiny.yaml")
+    )
     assert trained.returncode == 0, trained.stderr
     assert "finished at step 3" in trained.stdout and "11 texts trained, 1 held out" in trained.stdout
-    result = meqg("decode", "--run", str(run), "--json", "--steps", "1", "--write-back",
-                  "Sort a list in place.", "A recipe for tomato soup with basil.")
+    result = meqg(
+        "decode",
+        "--run",
+        str(run),
+        "--json",
+        "--steps",
+        "1",
+        "--write-back",
+        "Sort a list in place.",
+        "A recipe for tomato soup with basil.",
+    )
     assert result.returncode == 0, result.stderr
     hit, miss = json.loads(result.stdout)
     assert hit["source"] == "store" and hit["text"] == "Sort a list in place."
@@ -62,7 +73,9 @@ def test_inverter_train_then_decode_inverts_misses_and_writes_them_back(sentence
 
 def test_inverter_train_errors_are_one_line(small_store_path, tmp_path):
     (tmp_path / "bad.yaml").write_text("inversion:\n  stepz: 3\n")
-    for args, message in ((["--store", str(tmp_path / "none")], "no concept store"),
-                          (["--store", str(small_store_path), "--config", str(tmp_path / "bad.yaml")], "stepz")):
+    for args, message in (
+        (["--store", str(tmp_path / "none")], "no concept store"),
+        (["--store", str(small_store_path), "--config", str(tmp_path / "bad.yaml")], "stepz"),
+    ):
         bad = meqg("inverter", "train", "--run", str(tmp_path / "run"), *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

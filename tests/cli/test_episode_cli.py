@@ -18,9 +18,11 @@ def test_run_prints_concepts_tools_and_budget(small_store_path, tmp_path):
     response = json.loads(meqg("run", prompt, "--run", str(run), "--json").stdout)
     assert {"text", "concepts", "telemetry"} <= set(response)
     assert {"objective", "gate", "budget", "steps"} <= set(response["telemetry"])
-    for args, message in ((["", "--run", str(run)], "prompt is empty"),
-                          (["x", "--run", str(run), "--budget-seconds", "0"], "budget seconds"),
-                          (["x", "--run", str(run), "--tools", "web"], "unknown tool 'web'"),
-                          (["x", "--run", str(tmp_path / "nope")], "run.json missing")):
+    for args, message in (
+        (["", "--run", str(run)], "prompt is empty"),
+        (["x", "--run", str(run), "--budget-seconds", "0"], "budget seconds"),
+        (["x", "--run", str(run), "--tools", "web"], "unknown tool 'web'"),
+        (["x", "--run", str(tmp_path / "nope")], "run.json missing"),
+    ):
         bad = meqg("run", *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

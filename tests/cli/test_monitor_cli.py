@@ -27,13 +27,21 @@ def test_bad_run_dir_and_replay_speed_are_one_line_errors(tmp_path):
 
 def test_the_monitor_never_loads_training_code():
     """Only the library's bottom layer (errors, telemetry, run layout): no mlx, no torch, no training."""
-    code = ("import json, sys, meqg_tui.app, meqg_cli.main; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'meqg_mlx', 'torch'))))")
+    code = (
+        "import json, sys, meqg_tui.app, meqg_cli.main; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'meqg_mlx', 'torch'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(result.stdout)
-    assert set(loaded) <= {"meqg_mlx", "meqg_mlx.atomic", "meqg_mlx.backend", "meqg_mlx.errors", "meqg_mlx.paths",
-                           "meqg_mlx.runs",
-                           "meqg_mlx.telemetry"}, loaded
+    assert set(loaded) <= {
+        "meqg_mlx",
+        "meqg_mlx.atomic",
+        "meqg_mlx.backend",
+        "meqg_mlx.errors",
+        "meqg_mlx.paths",
+        "meqg_mlx.runs",
+        "meqg_mlx.telemetry",
+    }, loaded
 
 
 class Terminal:
@@ -46,8 +54,15 @@ class Terminal:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
         exe = str(Path(sys.executable).with_name("meqg"))
-        self.process = subprocess.Popen([exe, *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                                        start_new_session=True, env={**os.environ, "TERM": "xterm-256color"})
+        self.process = subprocess.Popen(
+            [exe, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+            start_new_session=True,
+            env={**os.environ, "TERM": "xterm-256color"},
+        )
         os.close(slave)
         self.master, self.output = master, bytearray()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -99,8 +114,20 @@ def run_ended(run: Path) -> dict | None:
 
 
 def monitor_training(run: Path, store: Path, tmp_path: Path) -> Terminal:
-    return Terminal(["train", "--store", str(store), "--run", str(run), "--steps", "500",
-                     "--config", str(small_yaml(tmp_path)), "--monitor"])
+    return Terminal(
+        [
+            "train",
+            "--store",
+            str(store),
+            "--run",
+            str(run),
+            "--steps",
+            "500",
+            "--config",
+            str(small_yaml(tmp_path)),
+            "--monitor",
+        ]
+    )
 
 
 def test_train_with_monitor_trains_in_a_worker_and_q_stops_it_with_a_checkpoint(small_store_path, tmp_path):
@@ -108,8 +135,13 @@ def test_train_with_monitor_trains_in_a_worker_and_q_stops_it_with_a_checkpoint(
     try:
         with monitor_training(run, small_store_path, tmp_path) as term:
             wait_until(lambda: steps_written(run) >= 3, 180, "three training steps", 0.2, term.process)
-            wait_until(lambda: term.shows("meqg monitor") and term.shows("running"), 60,
-                       "the monitor showing the running worker", 0.2, term.process)
+            wait_until(
+                lambda: term.shows("meqg monitor") and term.shows("running"),
+                60,
+                "the monitor showing the running worker",
+                0.2,
+                term.process,
+            )
             term.press("q")
             assert term.wait(timeout=120) == 0
             shown = term.output.decode(errors="replace")
@@ -134,7 +166,8 @@ def test_a_killed_monitor_stops_its_worker_with_a_checkpoint(small_store_path, t
 
 
 def test_train_with_monitor_reports_a_worker_that_fails_at_once(tmp_path):
-    with Terminal(["train", "--store", str(tmp_path / "no-store"), "--run", str(tmp_path / "run"),
-                   "--monitor"]) as term:
+    with Terminal(
+        ["train", "--store", str(tmp_path / "no-store"), "--run", str(tmp_path / "run"), "--monitor"]
+    ) as term:
         assert term.wait(timeout=120) == 2
         assert term.shows("error: no concept store")

@@ -47,9 +47,13 @@ def server(small_store_path, tmp_path_factory):
         except (urllib.error.URLError, ConnectionError):
             return None
 
-    with child([sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run), "--port", str(port)],
-               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-               env={**os.environ, "HF_HUB_OFFLINE": "1"}) as process:
+    with child(
+        [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    ) as process:
         try:
             started = wait_until(health, 120, "meqg serve answering /healthz", 0.3, process)
         except AssertionError as exc:
@@ -60,9 +64,14 @@ def server(small_store_path, tmp_path_factory):
 
 
 def seed_request(prompt: str, **extra) -> dict:
-    return {"model": "meqg-diamond-small", "prompt": prompt,
-            "budget": {"seconds": 30, "max_flops": 2e12, "max_kv_bytes": 134217728}, "tools": ["python"],
-            "config": {"obj": {"lambda_mod": 0.4}}, **extra}
+    return {
+        "model": "meqg-diamond-small",
+        "prompt": prompt,
+        "budget": {"seconds": 30, "max_flops": 2e12, "max_kv_bytes": 134217728},
+        "tools": ["python"],
+        "config": {"obj": {"lambda_mod": 0.4}},
+        **extra,
+    }
 
 
 def test_healthz_says_what_is_loaded(server, small_store_path):
@@ -78,23 +87,33 @@ def test_seed_000_request_gets_seed_000_response(server):
     assert response["model"] == "meqg-diamond-small" and response["text"] and response["concepts"]
     telemetry = response["telemetry"]
     assert set(telemetry["objective"]) >= {"Delta", "S_geo", "S_ent", "S_mod"}
-    assert set(telemetry["gate"]) >= {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size",
-                                      "collapse_pressure"}
+    assert set(telemetry["gate"]) >= {
+        "accepted",
+        "armijo",
+        "trust",
+        "kl_smooth",
+        "retries",
+        "view_size",
+        "collapse_pressure",
+    }
     assert telemetry["tools"][0]["text"] == "42"
     assert telemetry["budget"]["flops"] <= 2e12
 
 
-@pytest.mark.parametrize("body, reason", [
-    ({"prompt": "x", "budget": {"seconds": -1}}, "budget seconds must be a positive"),
-    ({"prompt": "x", "budget": {"max_flops": "lots"}}, "budget max_flops"),
-    ({"prompt": "x", "budget": {"minutes": 1}}, "unknown budget key 'minutes'"),
-    ({"prompt": "x" * 8001}, "the limit is 8000"),
-    ({"prompt": ""}, "prompt must be a non-empty string"),
-    ({"prompt": "x", "tools": ["shell"]}, "unknown tool 'shell'"),
-    ({"prompt": "x", "config": {"obj": {"lambda_zzz": 1}}}, "lambda_zzz"),
-    ({"prompt": "x", "temperature": 2}, "unknown request field 'temperature'"),
-    ([1, 2], "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"prompt": "x", "budget": {"seconds": -1}}, "budget seconds must be a positive"),
+        ({"prompt": "x", "budget": {"max_flops": "lots"}}, "budget max_flops"),
+        ({"prompt": "x", "budget": {"minutes": 1}}, "unknown budget key 'minutes'"),
+        ({"prompt": "x" * 8001}, "the limit is 8000"),
+        ({"prompt": ""}, "prompt must be a non-empty string"),
+        ({"prompt": "x", "tools": ["shell"]}, "unknown tool 'shell'"),
+        ({"prompt": "x", "config": {"obj": {"lambda_zzz": 1}}}, "lambda_zzz"),
+        ({"prompt": "x", "temperature": 2}, "unknown request field 'temperature'"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
 def test_bad_requests_are_400_with_a_reason(server, body, reason):
     status, response = call(server[0] + "/v1/diamond/run", body)
     assert status == 400 and reason in response["error"], response

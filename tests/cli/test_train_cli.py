@@ -25,8 +25,17 @@ def small_yaml(tmp_path: Path) -> Path:
 
 def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_path):
     run = tmp_path / "run"
-    result = meqg("train", "--store", str(small_store_path), "--run", str(run), "--steps", "4",
-                  "--config", str(small_yaml(tmp_path)))
+    result = meqg(
+        "train",
+        "--store",
+        str(small_store_path),
+        "--run",
+        str(run),
+        "--steps",
+        "4",
+        "--config",
+        str(small_yaml(tmp_path)),
+    )
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "accept" in result.stdout and "Phi" in result.stdout
     assert "finished at step 4" in result.stdout
@@ -43,11 +52,31 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(small_store_path, tmp_path):
     run = tmp_path / "run"
     exe = Path(sys.executable).with_name("meqg")
     telemetry = run / "telemetry.jsonl"
-    with child([str(exe), "train", "--store", str(small_store_path), "--run", str(run), "--steps", "500",
-                "--config", str(small_yaml(tmp_path))],
-               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) as process:
-        wait_until(lambda: telemetry.exists() and telemetry.read_text().count('"event":"step"') >= 3, 240,
-                   "three training steps", 0.2, process)
+    with child(
+        [
+            str(exe),
+            "train",
+            "--store",
+            str(small_store_path),
+            "--run",
+            str(run),
+            "--steps",
+            "500",
+            "--config",
+            str(small_yaml(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    ) as process:
+        wait_until(
+            lambda: telemetry.exists() and telemetry.read_text().count('"event":"step"') >= 3,
+            240,
+            "three training steps",
+            0.2,
+            process,
+        )
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

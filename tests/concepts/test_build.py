@@ -65,8 +65,11 @@ def test_bad_sources_leave_no_store_changes(tmp_path, embedder):
     build_store(path, ["stdlib:bisect"], embedder)
     version = ConceptStore.open(path).table.version
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe broken")
-    for sources, message in [(["nowhere/at/all"], "unknown source"), ([str(tmp_path / "bad.txt")], "UTF-8"),
-                             ([], "no --source")]:
+    for sources, message in [
+        (["nowhere/at/all"], "unknown source"),
+        ([str(tmp_path / "bad.txt")], "UTF-8"),
+        ([], "no --source"),
+    ]:
         with pytest.raises(InputError, match=message):
             build_store(path, sources, embedder)
     assert ConceptStore.open(path).table.version == version
@@ -82,6 +85,7 @@ def test_kill_9_during_build_keeps_every_committed_batch(tmp_path, small_store, 
     cmd = [exe, "data", "build", "--store", str(path), "--config", str(config)]
     for source in SMALL_SOURCES:
         cmd += ["--source", source]
+
     def committed() -> int:
         return ConceptStore.open(path).count() if (path / "meqg_store.json").exists() else 0
 
@@ -100,4 +104,3 @@ def test_kill_9_during_build_keeps_every_committed_batch(tmp_path, small_store, 
     store = ConceptStore.open(path)
     assert store.count() == small_store.count()
     assert set(store.columns(["key"])["key"].to_pylist()) == set(small_store.columns(["key"])["key"].to_pylist())
-

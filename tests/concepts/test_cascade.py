@@ -69,8 +69,18 @@ def test_projection_fits_a_linear_relation_and_reports_worse_fits(store, gtr_dir
 
 
 def test_cli_add_vectors_and_project(store, gtr_dir):
-    added = meqg("store", "add-vectors", "--store", str(store.path), "--column", "gtr_mean",
-                 "--model", str(gtr_dir), "--output", "mean")
+    added = meqg(
+        "store",
+        "add-vectors",
+        "--store",
+        str(store.path),
+        "--column",
+        "gtr_mean",
+        "--model",
+        str(gtr_dir),
+        "--output",
+        "mean",
+    )
     assert added.returncode == 0 and f"+{store.count()} vectors (32-d from gtr:mean, unnormalised)" in added.stdout
     meqg("store", "add-vectors", "--store", str(store.path), "--column", "gtr", "--model", str(gtr_dir))
     fitted = meqg("store", "project", "--store", str(store.path), "--source", "gtr_mean", "--target", "gtr")

@@ -9,10 +9,15 @@ def test_sentence_hits_answer_with_the_function_they_describe(tmp_path):
     store = ConceptStore.create(tmp_path / "s", dim=3, origin_model="m")
     first = store.reserve_ids(3)
     function, sentence, other = first, first + 1, first + 2
-    store.add([NewConcept(function, "list.sort()", np.array([1.0, 0.0, 0.0]), kind="code"),
-               NewConcept(sentence, "The sort is in place.", np.array([0.0, 1.0, 0.0]),
-                          relations=[(function, "describes", 0.5)]),
-               NewConcept(other, "something else", np.array([0.6, 0.0, 0.8]))])
+    store.add(
+        [
+            NewConcept(function, "list.sort()", np.array([1.0, 0.0, 0.0]), kind="code"),
+            NewConcept(
+                sentence, "The sort is in place.", np.array([0.0, 1.0, 0.0]), relations=[(function, "describes", 0.5)]
+            ),
+            NewConcept(other, "something else", np.array([0.6, 0.0, 0.8])),
+        ]
+    )
     results = search_subjects(store, np.array([0.0, 1.0, 0.1]), k=2)
     assert results[0].subject.concept_id == function and results[0].via.concept_id == sentence
     assert results[0].score == results[0].via.score

@@ -47,10 +47,18 @@ def test_relations_and_neighbors(store):
     rng = np.random.default_rng(2)
     first = store.reserve_ids(3)
     v = unit(rng, 3)
-    store.add([NewConcept(first, "parent", v[0], relations=[(first + 1, "contains", 0.5), (first + 2, "contains", 0.5),
-                                                            (999, "contains", 1.0)]),
-               NewConcept(first + 1, "child one", v[1], relations=[(first, "defined_in", 1.0)]),
-               NewConcept(first + 2, "child two", v[2])])
+    store.add(
+        [
+            NewConcept(
+                first,
+                "parent",
+                v[0],
+                relations=[(first + 1, "contains", 0.5), (first + 2, "contains", 0.5), (999, "contains", 1.0)],
+            ),
+            NewConcept(first + 1, "child one", v[1], relations=[(first, "defined_in", 1.0)]),
+            NewConcept(first + 2, "child two", v[2]),
+        ]
+    )
     found = store.neighbors(first, "contains")
     assert sorted(t["text"] for _, _, t in found) == ["child one", "child two"]  # dangling 999 skipped
     assert [t["text"] for _, _, t in store.neighbors(first + 1)] == ["parent"]
@@ -58,11 +66,14 @@ def test_relations_and_neighbors(store):
         store.neighbors(12345)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.ones(5, np.float32), "dimension 5, the store expects 8"),
-    (np.full(8, np.nan, np.float32), "NaN or Inf"),
-    (np.zeros(8, np.float32), "all zeros"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.ones(5, np.float32), "dimension 5, the store expects 8"),
+        (np.full(8, np.nan, np.float32), "NaN or Inf"),
+        (np.zeros(8, np.float32), "all zeros"),
+    ],
+)
 def test_bad_vectors_are_refused_and_store_untouched(store, bad, message):
     rng = np.random.default_rng(3)
     good = concepts(store, 2, rng)
@@ -76,8 +87,11 @@ def test_bad_vectors_are_refused_and_store_untouched(store, bad, message):
 def test_empty_text_unknown_kind_and_unreserved_ids_are_refused(store):
     rng = np.random.default_rng(4)
     row = concepts(store, 1, rng)[0]
-    for change, message in [({"text": "  "}, "empty text"), ({"kind": "poem"}, "unknown kind"),
-                            ({"concept_id": 10**6}, "was not reserved")]:
+    for change, message in [
+        ({"text": "  "}, "empty text"),
+        ({"kind": "poem"}, "unknown kind"),
+        ({"concept_id": 10**6}, "was not reserved"),
+    ]:
         bad = NewConcept(**{**row.__dict__, **change})
         with pytest.raises(StoreError, match=message):
             store.add([bad])
@@ -120,7 +134,9 @@ def test_missing_and_corrupt_stores(tmp_path, store):
 def test_partitioned_index_sees_rows_added_after_it_was_built(tmp_path):
     from meqg_mlx.config import StoreConfig
 
-    store = ConceptStore.create(tmp_path / "big", dim=8, origin_model="m", config=StoreConfig(exact_search_max_rows=100))
+    store = ConceptStore.create(
+        tmp_path / "big", dim=8, origin_model="m", config=StoreConfig(exact_search_max_rows=100)
+    )
     rng = np.random.default_rng(5)
     store.add(concepts(store, 300, rng))
     assert store.build_index()

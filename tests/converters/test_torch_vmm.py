@@ -16,8 +16,20 @@ from meqg_mlx.vmm.model import VMM, ModelArgs
 
 from ..train.test_trainer import small_config
 
-ARGS = ModelArgs(concept_dim=48, d_model=32, n_layers=2, d_state=16, head_dim=16, chunk_size=8, n_experts=4,
-                 top_k=2, d_ff=64, rvq_levels=2, rvq_codes=16, next_correction=True)
+ARGS = ModelArgs(
+    concept_dim=48,
+    d_model=32,
+    n_layers=2,
+    d_state=16,
+    head_dim=16,
+    chunk_size=8,
+    n_experts=4,
+    top_k=2,
+    d_ff=64,
+    rvq_levels=2,
+    rvq_codes=16,
+    next_correction=True,
+)
 
 
 def unit(rng, *shape):
@@ -45,16 +57,22 @@ def mlx_loss(model, concepts, target):
     out = model(concepts)
     codes, _ = model.rvq.encode(target.reshape(-1, ARGS.concept_dim))
     logits = model.planner(out.hidden.reshape(-1, ARGS.d_model), codes)
-    return ((1 - (out.next_vector * target).sum(-1)).mean() + nn.losses.cross_entropy(logits, codes).mean()
-            + sum(s.balance_loss for s in out.router))
+    return (
+        (1 - (out.next_vector * target).sum(-1)).mean()
+        + nn.losses.cross_entropy(logits, codes).mean()
+        + sum(s.balance_loss for s in out.router)
+    )
 
 
 def torch_loss(model, concepts, target):
     out = model(concepts)
     codes = model.rvq.encode(target.reshape(-1, ARGS.concept_dim))
     logits = model.planner(out.hidden.reshape(-1, ARGS.d_model), codes)
-    return ((1 - (out.next_vector * target).sum(-1)).mean() + F.cross_entropy(logits.flatten(0, 1), codes.flatten())
-            + sum(s.balance_loss for s in out.router))
+    return (
+        (1 - (out.next_vector * target).sum(-1)).mean()
+        + F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+        + sum(s.balance_loss for s in out.router)
+    )
 
 
 @torch.no_grad()
@@ -102,8 +120,11 @@ def test_trained_checkpoint_loads_and_predicts_the_same(small_store, tmp_path):
     path = save_checkpoint(tmp_path / "run", trainer)
     twin = load_checkpoint_vmm(path)
     window = np.array(trainer.matrix[mx.array(np.arange(20))])[None]
-    np.testing.assert_allclose(twin(torch.from_numpy(window)).next_vector.detach().numpy(),
-                               np.array(trainer.model(mx.array(window)).next_vector), atol=1e-5)
+    np.testing.assert_allclose(
+        twin(torch.from_numpy(window)).next_vector.detach().numpy(),
+        np.array(trainer.model(mx.array(window)).next_vector),
+        atol=1e-5,
+    )
 
 
 def test_mismatched_weights_are_a_one_line_error(pair, tmp_path):

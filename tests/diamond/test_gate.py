@@ -36,8 +36,10 @@ def loss_fn(model, view, lambda_mod=0.5):
 
 
 def snapshot(model, optimizer):
-    return ({k: np.array(v) for k, v in tree_flatten(model.parameters())},
-            {k: np.array(v) for k, v in tree_flatten(optimizer.state)})
+    return (
+        {k: np.array(v) for k, v in tree_flatten(model.parameters())},
+        {k: np.array(v) for k, v in tree_flatten(optimizer.state)},
+    )
 
 
 def setup(lr):
@@ -72,8 +74,8 @@ def test_huge_learning_rate_steps_are_projected_onto_the_trust_region():
 
 def test_a_rejected_step_restores_weights_and_optimizer_state_exactly():
     model, optimizer = setup(1e-3)
-    gate = NullStabilityGate(GateConfig(alpha=1e6))   # Armijo cannot hold: every step is rejected
-    NullStabilityGate().step(model, optimizer, loss_fn, View.finest(2))   # optimizer state now non-trivial
+    gate = NullStabilityGate(GateConfig(alpha=1e6))  # Armijo cannot hold: every step is rejected
+    NullStabilityGate().step(model, optimizer, loss_fn, View.finest(2))  # optimizer state now non-trivial
     before_params, before_state = snapshot(model, optimizer)
     decision = gate.step(model, optimizer, loss_fn, View.finest(2))
     assert not decision.accepted and decision.failed == "armijo"
@@ -91,7 +93,8 @@ def test_non_finite_candidates_are_always_rejected():
     optimizer.learning_rate = mx.array(float("inf"))
     before, _ = snapshot(model, optimizer)
     decision = NullStabilityGate(GateConfig(trust_radius=1e9, alpha=0.0, l_mod=1e9)).step(
-        model, optimizer, loss_fn, View.finest(2))
+        model, optimizer, loss_fn, View.finest(2)
+    )
     assert not decision.accepted and not decision.finite and decision.failed == "finite"
     after, _ = snapshot(model, optimizer)
     assert all(np.array_equal(before[k], after[k]) for k in before)

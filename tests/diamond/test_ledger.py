@@ -5,8 +5,15 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from meqg_mlx.diamond.ledger import (block_logprob_mc, collapse_pressure, marginal_logprobs, phi_exact,
-                                     phi_mc, s_mod_exact, s_mod_mc)
+from meqg_mlx.diamond.ledger import (
+    block_logprob_mc,
+    collapse_pressure,
+    marginal_logprobs,
+    phi_exact,
+    phi_mc,
+    s_mod_exact,
+    s_mod_mc,
+)
 from meqg_mlx.diamond.view import View
 
 
@@ -19,8 +26,12 @@ class TableCodes:
 
     def conditional_logprobs(self, prefix):
         k = prefix.shape[1]
-        marginal = marginal_logprobs(self.log_joint, tuple(range(k + 1)))     # (C,)*(k+1)
-        rows = marginal[tuple(prefix[:, i] for i in range(k))] if k else mx.broadcast_to(marginal, (prefix.shape[0], self.codes))
+        marginal = marginal_logprobs(self.log_joint, tuple(range(k + 1)))  # (C,)*(k+1)
+        rows = (
+            marginal[tuple(prefix[:, i] for i in range(k))]
+            if k
+            else mx.broadcast_to(marginal, (prefix.shape[0], self.codes))
+        )
         return rows - mx.logsumexp(rows, axis=-1, keepdims=True)
 
 
@@ -39,7 +50,8 @@ def all_views(levels):
         for part in partitions(rest):
             yield [(first,)] + part
             for i in range(len(part)):
-                yield part[:i] + [(first,) + part[i]] + part[i + 1:]
+                yield part[:i] + [(first,) + part[i]] + part[i + 1 :]
+
     return [View(tuple(p)) for p in partitions(list(range(levels)))]
 
 

@@ -30,13 +30,23 @@ def test_planner_nll_sums_levels():
 
 
 def test_delta_is_the_sum_of_its_terms_and_geo_grows_with_model_size():
-    args = ModelArgs(concept_dim=8, d_model=16, n_layers=1, d_state=4, head_dim=8, chunk_size=4, n_experts=4,
-                     top_k=1, d_ff=16, rvq_levels=2, rvq_codes=4)
+    args = ModelArgs(
+        concept_dim=8,
+        d_model=16,
+        n_layers=1,
+        d_state=4,
+        head_dim=8,
+        chunk_size=4,
+        n_experts=4,
+        top_k=1,
+        d_ff=16,
+        rvq_levels=2,
+        rvq_codes=4,
+    )
     objective = Objective(ObjectiveConfig(), args)
     mx.random.seed(1)
     x = unit(mx.random.normal((5, 8)))
-    terms = objective(x, x, None, mx.zeros((5, 2, 4)), mx.zeros((5, 2), dtype=mx.int32), mx.array(1.0),
-                      mx.array(0.2))
+    terms = objective(x, x, None, mx.zeros((5, 2, 4)), mx.zeros((5, 2), dtype=mx.int32), mx.array(1.0), mx.array(0.2))
     report = terms.report()
     assert report["Delta"] == pytest.approx(report["S_geo"] + report["S_ent"] + 0.5 * report["S_mod"], rel=1e-6)
     bigger = ModelArgs(**{**args.__dict__, "n_layers": 4})

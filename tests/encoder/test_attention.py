@@ -17,8 +17,9 @@ def test_blocked_attention_equals_sdpa_with_padding_and_position_bias(per_query)
     B, H, L, d = 3, 4, QUERY_BLOCK * 2 + 13, 16
     q, k, v = (mx.random.normal((B, H, L, d), key=mx.random.key(i)) for i in range(3))
     lengths = [L, 40, 7]
-    padding = mx.array(np.where(np.arange(L)[None, :] < np.array(lengths)[:, None], 0.0, -1e9)[:, None, None, :],
-                       mx.float32)
+    padding = mx.array(
+        np.where(np.arange(L)[None, :] < np.array(lengths)[:, None], 0.0, -1e9)[:, None, None, :], mx.float32
+    )
     mask = padding + mx.random.normal((1, H, L, L), key=mx.random.key(9)) if per_query else padding
     ours = attention(q, k, v, 0.25, mask)
     reference = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25, mask=mask)

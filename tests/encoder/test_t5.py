@@ -10,6 +10,7 @@ from meqg_mlx.encoder.t5 import T5Encoder, relative_position_buckets
 
 from .tiny_models import TEXTS, build_tiny_gtr
 
+
 @pytest.fixture(scope="module", params=["relu", "gated-gelu"])
 def tiny_gtr(request, tmp_path_factory):
     return build_tiny_gtr(tmp_path_factory.mktemp(request.param), request.param, seed=len(request.param))

@@ -5,8 +5,12 @@ import torch
 
 from ..conftest import SENTENCES
 
-TEXTS = ["Return the sorted list.", "Open a file and read it line by line, closing it afterwards.",
-         "x", "The quick brown fox jumps over the lazy dog " * 12]
+TEXTS = [
+    "Return the sorted list.",
+    "Open a file and read it line by line, closing it afterwards.",
+    "x",
+    "The quick brown fox jumps over the lazy dog " * 12,
+]
 
 
 def word_level_tokenizer(specials: list[str], template: str):
@@ -21,12 +25,14 @@ def word_level_tokenizer(specials: list[str], template: str):
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer, tokenizer.decoder = metaspace, decoders.Metaspace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=template, special_tokens=[(t, vocab[t]) for t in specials if t in template])
+        single=template, special_tokens=[(t, vocab[t]) for t in specials if t in template]
+    )
     return tokenizer
 
 
 def save_sentence_transformer(directory, name: str, model, tokenizer, dense: int | None, **special_tokens):
-    """The HF model and tokenizer in NAME-raw/, a sentence-transformers dir (mean pooling, [Dense], Normalize) in NAME/."""
+    """The HF model and tokenizer in NAME-raw/; a sentence-transformers dir in NAME/ (mean pooling, [Dense],
+    Normalize)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
     from transformers import PreTrainedTokenizerFast
@@ -48,10 +54,27 @@ def build_tiny_gtr(directory, feed_forward_proj: str, seed: int):
 
     tokenizer = word_level_tokenizer(["<pad>", "</s>", "<unk>"], "$A </s>")
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=tokenizer.get_vocab_size(), d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_heads=4, feed_forward_proj=feed_forward_proj, pad_token_id=0, eos_token_id=1)
-    return save_sentence_transformer(directory, "gtr", T5EncoderModel(config), tokenizer, dense=24,
-                                     eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    config = T5Config(
+        vocab_size=tokenizer.get_vocab_size(),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj=feed_forward_proj,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return save_sentence_transformer(
+        directory,
+        "gtr",
+        T5EncoderModel(config),
+        tokenizer,
+        dense=24,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
 
 
 def build_tiny_mpnet(directory, seed: int):
@@ -60,8 +83,25 @@ def build_tiny_mpnet(directory, seed: int):
 
     tokenizer = word_level_tokenizer(["<s>", "<pad>", "</s>", "<unk>"], "<s> $A </s>")
     torch.manual_seed(seed)
-    config = MPNetConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=300,
-                         pad_token_id=1, bos_token_id=0, eos_token_id=2)
-    return save_sentence_transformer(directory, "mpnet", MPNetModel(config), tokenizer, dense=None,
-                                     bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    config = MPNetConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=300,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return save_sentence_transformer(
+        directory,
+        "mpnet",
+        MPNetModel(config),
+        tokenizer,
+        dense=None,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )

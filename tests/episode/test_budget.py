@@ -23,13 +23,16 @@ def test_meter_counts_wall_seconds_including_the_next_step():
     assert meter.refuse(0, 0, 0.1) == "seconds"
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"seconds": 0}, "budget seconds must be a positive"),
-    ({"max_flops": float("nan")}, "budget max_flops must be a positive"),
-    ({"seconds": "1"}, "budget seconds must be a positive"),
-    ({"tokens": 3}, "unknown budget key 'tokens'"),
-    ([1, 2], "budget must be an object"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"seconds": 0}, "budget seconds must be a positive"),
+        ({"max_flops": float("nan")}, "budget max_flops must be a positive"),
+        ({"seconds": "1"}, "budget seconds must be a positive"),
+        ({"tokens": 3}, "unknown budget key 'tokens'"),
+        ([1, 2], "budget must be an object"),
+    ],
+)
 def test_bad_budgets_are_one_line_errors(data, message):
     with pytest.raises(InputError, match=message):
         Budget.from_dict(data)

@@ -37,8 +37,9 @@ def test_an_episode_answers_with_concepts_and_seed_000_telemetry(engine):
     assert telemetry["stopped_by"] in ("converged", "max_steps", "rejected")
     assert len(response["concepts"]) >= 1 and response["text"]
     assert set(telemetry["objective"]) == {"Delta", "S_geo", "S_ent", "S_mod"}
-    assert {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size", "collapse_pressure"} \
-        <= set(telemetry["gate"])
+    assert {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size", "collapse_pressure"} <= set(
+        telemetry["gate"]
+    )
     budget = telemetry["budget"]
     assert budget["flops"] > 0 and budget["kv_bytes"] > 0 and budget["seconds"] < 5
     for concept in response["concepts"]:
@@ -60,8 +61,13 @@ def test_one_second_budget_ends_within_a_unit_of_work(engine):
     engine.config.episode.max_steps = 10_000
     try:
         for tools in ([], ["python", "store"]):
-            response = within_budget(lambda: engine.run("Read a file line by line.\n```python\nprint(2 + 3)\n```",
-                                                        tools, Budget(seconds=1.0, max_flops=1e15)))
+            response = within_budget(
+                lambda: engine.run(
+                    "Read a file line by line.\n```python\nprint(2 + 3)\n```",
+                    tools,
+                    Budget(seconds=1.0, max_flops=1e15),
+                )
+            )
             assert response["telemetry"]["stopped_by"] in ("seconds", "converged", "rejected")
     finally:
         engine.config.episode.max_steps = 6
@@ -103,11 +109,11 @@ def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_st
     assert engine.corrector is not None
     # a lookup threshold no predicted concept reaches: every concept is a store miss, whatever the VMM learned
     config = engine.config
-    engine = engine.with_config(dataclasses.replace(
-        config, inversion=dataclasses.replace(config.inversion, lookup_threshold=0.99999)))
+    engine = engine.with_config(
+        dataclasses.replace(config, inversion=dataclasses.replace(config.inversion, lookup_threshold=0.99999))
+    )
     response = engine.run("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
     misses = [c for c in response["concepts"] if not c["hit"]]
-    assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1
-                          for c in misses)
+    assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1 for c in misses)
     assert response["text"].splitlines() == [c["text"] for c in response["concepts"]]
     within_budget(lambda: engine.run("Read a file line by line.", ["store"], Budget(seconds=1.0, max_flops=1e15)))

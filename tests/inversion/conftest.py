@@ -14,8 +14,9 @@ from meqg_mlx.inversion.training import InverterTraining
 def tiny_config(**inversion) -> MeqgConfig:
     config = MeqgConfig()
     config.inverter = ModelArgs(hidden=64, layers=2, heads=2, prefix_tokens=2, max_tokens=24)
-    config.inversion = InversionConfig(**{"steps": 300, "batch_size": 16, "learning_rate": 3e-3,
-                                          "warmup_steps": 10, "eval_every": 100, **inversion})
+    config.inversion = InversionConfig(
+        **{"steps": 300, "batch_size": 16, "learning_rate": 3e-3, "warmup_steps": 10, "eval_every": 100, **inversion}
+    )
     return config
 
 

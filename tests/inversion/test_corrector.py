@@ -9,8 +9,13 @@ from meqg_mlx.inversion.corrector import Corrector
 
 def test_correction_never_lowers_the_cosine_and_uses_its_steps(memorized, embedder):
     inverter = memorized[2]
-    targets = embedder.encode(["A recipe for tomato soup with fresh basil.", "The train leaves at noon.",
-                               "Hash the file and compare the digests."])
+    targets = embedder.encode(
+        [
+            "A recipe for tomato soup with fresh basil.",
+            "The train leaves at noon.",
+            "Hash the file and compare the digests.",
+        ]
+    )
     corrector = Corrector(inverter, embedder, InversionConfig(candidates=3, target_cosine=0.9999))
     results = corrector.invert(targets, correction_steps=3)
     for r in results:

@@ -17,8 +17,11 @@ def test_write_back_skips_texts_the_store_already_has(memorized, sentence_store_
     (run / "run.json").write_text(json.dumps({**meta, "store": str(store)}))
     decoder = RunDecoder.from_run(run, embedder=embedder)
     vectors = embedder.encode(["x one", "x two", "x three"])
-    decoded = [Decoded("SORT a list  in place.", 0.5, 1, "", "inversion"), Decoded("A new text.", 0.5, 1, "", "inversion"),
-               Decoded("a NEW text.", 0.5, 1, "", "inversion")]
+    decoded = [
+        Decoded("SORT a list  in place.", 0.5, 1, "", "inversion"),
+        Decoded("A new text.", 0.5, 1, "", "inversion"),
+        Decoded("a NEW text.", 0.5, 1, "", "inversion"),
+    ]
     assert decoder.write_back(decoded, vectors) == 1
     assert [d.written_id for d in decoded] == [None, 12, None]
     assert ConceptStore.open(store).get([12])[0]["text"] == "A new text."

@@ -8,8 +8,9 @@ from meqg_mlx.inversion.inverter import Inverter, ModelArgs
 
 def tiny_model(seed=0):
     mx.random.seed(seed)
-    model = Inverter(ModelArgs(concept_dim=16, vocab_size=40, hidden=32, layers=2, heads=2, prefix_tokens=2,
-                               max_tokens=12))
+    model = Inverter(
+        ModelArgs(concept_dim=16, vocab_size=40, hidden=32, layers=2, heads=2, prefix_tokens=2, max_tokens=12)
+    )
     mx.eval(model.parameters())
     return model
 

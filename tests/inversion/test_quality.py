@@ -18,7 +18,8 @@ def test_token_f1():
 
 def test_bleu_matches_the_hand_computed_value():
     assert corpus_bleu(["the cat sat on the mat"], ["the cat sat on a mat"]) == pytest.approx(
-        100 * (5 / 6 * 3 / 5 * 1 / 2 * 1 / 3) ** 0.25)
+        100 * (5 / 6 * 3 / 5 * 1 / 2 * 1 / 3) ** 0.25
+    )
     assert corpus_bleu(["a b c d e"], ["a b c d e"]) == pytest.approx(100.0)
     assert corpus_bleu(["a b c d"], ["a b c d e f g h"]) == pytest.approx(100 * 2.718281828 ** (1 - 2))
     assert corpus_bleu(["x y"], ["a b c d"]) == 0.0

@@ -20,15 +20,30 @@ REPEAT, D_MODEL = 4, 64
 
 
 def transform(embedder_dim: int) -> torch.nn.Sequential:
-    return torch.nn.Sequential(torch.nn.Linear(embedder_dim, embedder_dim), torch.nn.Dropout(0.0), torch.nn.GELU(),
-                               torch.nn.Linear(embedder_dim, D_MODEL * REPEAT))
+    return torch.nn.Sequential(
+        torch.nn.Linear(embedder_dim, embedder_dim),
+        torch.nn.Dropout(0.0),
+        torch.nn.GELU(),
+        torch.nn.Linear(embedder_dim, D_MODEL * REPEAT),
+    )
 
 
 def tiny_t5(vocab_size: int):
     from transformers import T5Config, T5ForConditionalGeneration
 
-    config = T5Config(vocab_size=vocab_size, d_model=D_MODEL, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
-                      num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=D_MODEL,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        dropout_rate=0.0,
+    )
     return T5ForConditionalGeneration(config)
 
 
@@ -36,8 +51,9 @@ def corrector_inputs(t5, transforms, layernorm, target, hypothesis, hyp_ids, hyp
     """vec2text's CorrectorEncoderModel.get_encoder_embedding, written out again from its source."""
     n = len(target)
     sep = t5.encoder.embed_tokens(torch.ones((n, 1), dtype=torch.long))
-    emb, diff, hyp = (f(v).reshape(n, REPEAT, D_MODEL) for f, v in
-                      zip(transforms, (target, target - hypothesis, hypothesis)))
+    emb, diff, hyp = (
+        f(v).reshape(n, REPEAT, D_MODEL) for f, v in zip(transforms, (target, target - hypothesis, hypothesis))
+    )
     embeds = layernorm(torch.cat((sep, emb, sep, hyp, sep, diff, sep, t5.encoder.embed_tokens(hyp_ids)), dim=1))
     return embeds, torch.cat((torch.ones((n, 4 + 3 * REPEAT), dtype=torch.long), hyp_mask), dim=1)
 
@@ -47,12 +63,23 @@ def save_vec2text(directory, modules: dict, t5, architecture: str):
     from safetensors.torch import save_file
 
     state = {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
-    state |= {f"encoder_decoder.{k}": v for k, v in t5.state_dict().items()
-              if k not in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")}
+    state |= {
+        f"encoder_decoder.{k}": v
+        for k, v in t5.state_dict().items()
+        if k not in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+    }
     directory.mkdir()
     save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps({"architectures": [architecture], "num_repeat_tokens": REPEAT,
-                                                       "embedder_model_name": "gtr_base", "max_seq_length": 32}))
+    (directory / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": [architecture],
+                "num_repeat_tokens": REPEAT,
+                "embedder_model_name": "gtr_base",
+                "max_seq_length": 32,
+            }
+        )
+    )
     return directory
 
 
@@ -92,25 +119,39 @@ def trained(tmp_path_factory):
     def noisy():  # vec2text's embedder_gaussian_noise_level: robust to vectors that arrive by projection
         return vectors + 0.5 * spread * torch.randn_like(vectors)
 
-    inversion_loss = train([*t5.parameters(), *first.parameters()], lambda: t5(
-        inputs_embeds=first(noisy()).reshape(len(vectors), REPEAT, D_MODEL), labels=labels).loss, 300)
+    inversion_loss = train(
+        [*t5.parameters(), *first.parameters()],
+        lambda: t5(inputs_embeds=first(noisy()).reshape(len(vectors), REPEAT, D_MODEL), labels=labels).loss,
+        300,
+    )
     inversion = save_vec2text(root / "inversion", {"embedding_transform": first}, t5, "InversionModel")
 
-    t5c, transforms, layernorm = tiny_t5(vocab), [transform(vectors.shape[1]) for _ in range(3)], \
-        torch.nn.LayerNorm(D_MODEL)
+    t5c, transforms, layernorm = (
+        tiny_t5(vocab),
+        [transform(vectors.shape[1]) for _ in range(3)],
+        torch.nn.LayerNorm(D_MODEL),
+    )
     other = torch.roll(torch.arange(len(SENTENCES)), 1)  # each target paired with a wrong hypothesis
 
     def corrector_loss():
-        embeds, attention = corrector_inputs(t5c, transforms, layernorm, vectors, vectors[other], ids[other],
-                                             mask[other])
+        embeds, attention = corrector_inputs(
+            t5c, transforms, layernorm, vectors, vectors[other], ids[other], mask[other]
+        )
         return t5c(inputs_embeds=embeds, attention_mask=attention, labels=labels).loss
 
     params = [*t5c.parameters(), *layernorm.parameters(), *(p for f in transforms for p in f.parameters())]
     corrector_loss_value = train(params, corrector_loss, 300)
-    corrector = save_vec2text(root / "corrector", {"embedding_transform_1": transforms[0],
-                                                   "embedding_transform_2": transforms[1],
-                                                   "embedding_transform_3": transforms[2], "layernorm": layernorm},
-                              t5c, "CorrectorEncoderModel")
+    corrector = save_vec2text(
+        root / "corrector",
+        {
+            "embedding_transform_1": transforms[0],
+            "embedding_transform_2": transforms[1],
+            "embedding_transform_3": transforms[2],
+            "layernorm": layernorm,
+        },
+        t5c,
+        "CorrectorEncoderModel",
+    )
     assert inversion_loss < 0.05 and corrector_loss_value < 0.05
     return {"gtr": gtr, "embedder": embedder, "inversion": inversion, "corrector": corrector, "other": other}
 
@@ -158,8 +199,9 @@ def test_bad_checkpoints_are_one_line_errors(trained, tmp_path):
         Vec2TextInverter(trained["corrector"], trained["gtr"] / "tokenizer.json")
 
 
-def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trained, small_store_path, embedder,
-                                                                           tmp_path):
+def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(
+    trained, small_store_path, embedder, tmp_path
+):
     """MiniLM vectors near the sentences miss the store, are projected into the GTR column's space and
     written by vec2text; `meqg decode --vec2text` does the same from the command line."""
     import shutil
@@ -180,11 +222,17 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
     fill_vector_column(store, "gtr_mean", trained["embedder"])
     LinearProjection.fit(store, "vector", "gtr_mean").save(store)
     # no seeding with the nearest store text: every text shown must be vec2text's own
-    RunDir(tmp_path / "run").for_store(store.path, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False))))
+    RunDir(tmp_path / "run").for_store(
+        store.path, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
+    )
     noise = np.random.default_rng(0).normal(size=vectors.shape).astype(np.float32)
     near = vectors + 0.02 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
-    options = {"inverter": trained["inversion"], "corrector": trained["corrector"], "embedder": trained["gtr"],
-               "column": "gtr_mean"}
+    options = {
+        "inverter": trained["inversion"],
+        "corrector": trained["corrector"],
+        "embedder": trained["gtr"],
+        "column": "gtr_mean",
+    }
     decoder = RunDecoder.from_run(tmp_path / "run", threshold=0.99999, vec2text=options)
     decoded = decoder.vectors(near, correction_steps=1)
     assert all(d.source == "inversion" for d in decoded)
@@ -193,14 +241,30 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(trai
     exact = [d.text == text for d, text in zip(decoded, SENTENCES)]
     assert sum(exact) >= 7, [(d.text, d.inversion_cosine) for d, ok in zip(decoded, exact) if not ok]
     # cosines are in MiniLM's space: the written text re-embedded by the run's encoder against the vector
-    rescored = np.einsum("ij,ij->i", embedder.encode([d.text for d in decoded]), near / np.linalg.norm(
-        near, axis=1, keepdims=True))
+    rescored = np.einsum(
+        "ij,ij->i", embedder.encode([d.text for d in decoded]), near / np.linalg.norm(near, axis=1, keepdims=True)
+    )
     assert np.allclose([d.inversion_cosine for d in decoded], rescored, atol=1e-5)
     assert all(d.inversion_cosine > 0.99 for d, ok in zip(decoded, exact) if ok)
     np.save(tmp_path / "near.npy", near[:3])
-    result = meqg("decode", "--run", str(tmp_path / "run"), "--vectors", str(tmp_path / "near.npy"), "--threshold",
-                  "0.99999", "--vec2text", str(trained["inversion"]), "--vec2text-embedder", str(trained["gtr"]),
-                  "--column", "gtr_mean", "--steps", "0", "--json")
+    result = meqg(
+        "decode",
+        "--run",
+        str(tmp_path / "run"),
+        "--vectors",
+        str(tmp_path / "near.npy"),
+        "--threshold",
+        "0.99999",
+        "--vec2text",
+        str(trained["inversion"]),
+        "--vec2text-embedder",
+        str(trained["gtr"]),
+        "--column",
+        "gtr_mean",
+        "--steps",
+        "0",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     assert [d["text"] for d in json.loads(result.stdout)] == [d.text for d in decoded[:3]]
     with pytest.raises(InputError, match="vector column"):

@@ -16,8 +16,11 @@ def test_perfect_predictions_score_perfectly_and_baselines_do_not():
     seen = ids[current][:, None]
     perfect = next_concept_metrics(store[following], store[following], ids[following], seen, ids, store)
     assert perfect["l2"] == pytest.approx(0.0, abs=1e-6)
-    assert {k: perfect[k] for k in ("contrastive_accuracy", "recall@1", "recall@10")} == \
-        {"contrastive_accuracy": 1.0, "recall@1": 1.0, "recall@10": 1.0}
+    assert {k: perfect[k] for k in ("contrastive_accuracy", "recall@1", "recall@10")} == {
+        "contrastive_accuracy": 1.0,
+        "recall@1": 1.0,
+        "recall@10": 1.0,
+    }
     repeat = next_concept_metrics(store[current], store[following], ids[following], seen, ids, store)
     assert repeat["recall@1"] < 0.1 and repeat["l2"] > 1.0 and 0.3 < repeat["contrastive_accuracy"] < 0.7
     neighbour = nearest_neighbour_baseline(store[current], ids[current], ids, store)

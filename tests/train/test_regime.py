@@ -4,8 +4,14 @@ from meqg_mlx.train.regime import RecoveryPolicy, regime_of
 
 def test_regime_bands():
     config = RegimeConfig()
-    assert [regime_of(p, config) for p in (0.0, 0.449, 0.45, 0.8, 0.81, 1.0)] == \
-        ["linear", "linear", "geometric", "geometric", "breakdown", "breakdown"]
+    assert [regime_of(p, config) for p in (0.0, 0.449, 0.45, 0.8, 0.81, 1.0)] == [
+        "linear",
+        "linear",
+        "geometric",
+        "geometric",
+        "breakdown",
+        "breakdown",
+    ]
 
 
 def test_breakdown_escalates_cooldown_revert_perturb_then_calm_restores_the_lr():

@@ -10,8 +10,21 @@ from meqg_mlx.telemetry import read_telemetry
 
 from .test_trainer import small_config
 
-STEP_FIELDS = {"schema", "ts", "run_id", "step", "event", "objective", "gate", "phi", "kappa", "regime", "experts",
-               "lr", "throughput"}
+STEP_FIELDS = {
+    "schema",
+    "ts",
+    "run_id",
+    "step",
+    "event",
+    "objective",
+    "gate",
+    "phi",
+    "kappa",
+    "regime",
+    "experts",
+    "lr",
+    "throughput",
+}
 
 
 def run_config(steps, **train):
@@ -28,8 +41,17 @@ def test_a_run_writes_telemetry_checkpoints_and_evaluations(small_store_path, tm
     assert [r["step"] for r in steps] == list(range(1, 9))
     assert all(STEP_FIELDS <= set(r) for r in steps)
     assert set(steps[0]["objective"]) == {"Delta", "S_geo", "S_ent", "S_mod"}
-    assert {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size", "collapse_pressure",
-            "trust_radius", "step_norm"} <= set(steps[0]["gate"])
+    assert {
+        "accepted",
+        "armijo",
+        "trust",
+        "kl_smooth",
+        "retries",
+        "view_size",
+        "collapse_pressure",
+        "trust_radius",
+        "step_norm",
+    } <= set(steps[0]["gate"])
     assert len(steps[0]["experts"]["load"]) == 4
     assert steps[1]["phi"] is not None and 0 <= steps[1]["phi"] <= 1 and steps[3]["kappa"] is not None
     assert [r["step"] for r in records if r["event"] == "eval"] == [4, 8]

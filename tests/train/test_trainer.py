@@ -13,11 +13,32 @@ from meqg_mlx.train.trainer import Trainer
 
 def small_config(**train):
     config = MeqgConfig()
-    config.vmm = ModelArgs(d_model=64, n_layers=2, d_state=16, expand=2, head_dim=32, chunk_size=16, n_experts=4,
-                           d_ff=128, top_k=2, rvq_levels=2, rvq_codes=16)
-    config.train = TrainConfig(**{"steps": 100, "batch_size": 8, "seq_len": 16, "learning_rate": 1e-3,
-                                  "store_negatives": 128, "rvq_fit_steps": 10, "validation_windows": 256,
-                                  "validation_fraction": 0.2, **train})
+    config.vmm = ModelArgs(
+        d_model=64,
+        n_layers=2,
+        d_state=16,
+        expand=2,
+        head_dim=32,
+        chunk_size=16,
+        n_experts=4,
+        d_ff=128,
+        top_k=2,
+        rvq_levels=2,
+        rvq_codes=16,
+    )
+    config.train = TrainConfig(
+        **{
+            "steps": 100,
+            "batch_size": 8,
+            "seq_len": 16,
+            "learning_rate": 1e-3,
+            "store_negatives": 128,
+            "rvq_fit_steps": 10,
+            "validation_windows": 256,
+            "validation_fraction": 0.2,
+            **train,
+        }
+    )
     config.gate.trust_radius = 0.05
     return config
 

@@ -19,8 +19,12 @@ def test_recorded_run_is_summarized(recorded_records):
     assert (state.accepted, state.rejected, state.unchecked) == (60 - rejected, rejected, 0)
     assert state.backtracks == sum(r["gate"]["retries"] for r in steps)
     assert state.decisions[-1].step == 60 and len(state.decisions) == 12
-    assert any(d.failed == "armijo" for d in fold(recorded_records[:next(
-        i for i, r in enumerate(recorded_records) if r["event"] == "gate") + 1]).decisions)
+    assert any(
+        d.failed == "armijo"
+        for d in fold(
+            recorded_records[: next(i for i, r in enumerate(recorded_records) if r["event"] == "gate") + 1]
+        ).decisions
+    )
     assert len(state.expert_load) == 4 and state.router_entropy > 0
     assert state.rvq["codes"] == 16 and len(state.rvq["perplexity"]) == 2
     kinds = {kind for _, kind, _ in state.events}
@@ -68,10 +72,35 @@ def test_new_events_are_handed_out_once(recorded_records):
 
 def test_inverter_telemetry_shows_its_loss_and_learning_rate():
     """`meqg monitor RUN/inverter` follows `meqg inverter train` (its step records: loss, lr, tokens/s)."""
-    records = [{"schema": 1, "ts": 1.0 + i, "run_id": "r-inverter", "step": i, "event": "step", "loss": 8.0 - i,
-                "lr": 1e-3, "tokens_per_s": 1000.0, "seconds": float(i)} for i in range(1, 4)]
-    state = fold(records + [{"schema": 1, "ts": 9.0, "run_id": "r-inverter", "step": 3, "event": "run",
-                             "status": "finished", "target": 3, "seconds": 3.0}])
+    records = [
+        {
+            "schema": 1,
+            "ts": 1.0 + i,
+            "run_id": "r-inverter",
+            "step": i,
+            "event": "step",
+            "loss": 8.0 - i,
+            "lr": 1e-3,
+            "tokens_per_s": 1000.0,
+            "seconds": float(i),
+        }
+        for i in range(1, 4)
+    ]
+    state = fold(
+        records
+        + [
+            {
+                "schema": 1,
+                "ts": 9.0,
+                "run_id": "r-inverter",
+                "step": 3,
+                "event": "run",
+                "status": "finished",
+                "target": 3,
+                "seconds": 3.0,
+            }
+        ]
+    )
     assert state.series["loss"] == ([1, 2, 3], [7.0, 6.0, 5.0]) and state.series["lr"][1] == [1e-3] * 3
     assert state.ended == "finished" and state.series["phi"][1] == [None] * 3
 

@@ -52,13 +52,13 @@ def test_replay_releases_records_at_the_recorded_pace(tmp_path):
     path.write_text("".join(line(step, ts=100.0 + step) for step in range(10)) + line(10, ts=1000.0))
     replay = ReplayTail(path, speed=2.0, max_gap=3.0)
     assert [r["step"] for r in replay.advance(0.0)] == [0]
-    assert [r["step"] for r in replay.advance(1.0)] == [1, 2]       # 1 s of wall time = 2 run seconds
+    assert [r["step"] for r in replay.advance(1.0)] == [1, 2]  # 1 s of wall time = 2 run seconds
     replay.paused = True
     assert replay.advance(10.0) == []
     replay.paused = False
     assert [r["step"] for r in replay.advance(3.5)] == list(range(3, 10))
     assert not replay.done
-    assert [r["step"] for r in replay.advance(1.5)] == [10]         # the 891 s gap counts as 3 s
+    assert [r["step"] for r in replay.advance(1.5)] == [10]  # the 891 s gap counts as 3 s
     assert replay.done
     with pytest.raises(ValueError, match="speed"):
         ReplayTail(path, speed=0)

@@ -9,8 +9,20 @@ from meqg_mlx.diamond.ledger import s_mod_exact
 from meqg_mlx.diamond.view import View
 from meqg_mlx.vmm.model import VMM, ModelArgs, NextConceptHead
 
-TINY = ModelArgs(concept_dim=16, d_model=32, n_layers=2, d_state=8, expand=2, head_dim=16, chunk_size=4,
-                 n_experts=4, top_k=2, d_ff=32, rvq_levels=2, rvq_codes=3)
+TINY = ModelArgs(
+    concept_dim=16,
+    d_model=32,
+    n_layers=2,
+    d_state=8,
+    expand=2,
+    head_dim=16,
+    chunk_size=4,
+    n_experts=4,
+    top_k=2,
+    d_ff=32,
+    rvq_levels=2,
+    rvq_codes=3,
+)
 
 
 def unit(shape, seed=0):

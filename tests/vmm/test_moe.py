@@ -59,11 +59,11 @@ def test_balance_loss_is_one_when_uniform_and_grows_when_collapsed():
     moe = MoEFeedForward(d_model=8, d_ff=8, n_experts=4, top_k=1)
     moe.router.weight = mx.zeros_like(moe.router.weight)
     x = mx.random.normal((64, 8))
-    prior = mx.eye(4)[mx.arange(64) % 4] * 50.0   # routes token n to expert n % 4 ...
+    prior = mx.eye(4)[mx.arange(64) % 4] * 50.0  # routes token n to expert n % 4 ...
     _, balanced = moe(x, prior)
     assert np.array(balanced.load).tolist() == [16, 16, 16, 16]
     assert float(balanced.balance_loss) == pytest.approx(1.0, abs=1e-3)
-    _, collapsed = moe(x, mx.broadcast_to(mx.eye(4)[0] * 50.0, (64, 4)))   # ... or all to expert 0
+    _, collapsed = moe(x, mx.broadcast_to(mx.eye(4)[0] * 50.0, (64, 4)))  # ... or all to expert 0
     assert np.array(collapsed.load).tolist() == [64, 0, 0, 0]
     assert float(collapsed.balance_loss) == pytest.approx(4.0, abs=1e-3)
 

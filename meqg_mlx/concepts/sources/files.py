@@ -102,8 +102,11 @@ def _table_records(file: Path, rows: Iterator[tuple[int, dict]], text_column: st
         record = ConceptRecord(f"{base}:{row.get('id', number)}", text.strip(), kind, "file")
         for relation in row.get("relations") or []:
             try:
-                record.relate(f"{base}:{relation['target']}", str(relation.get("type", "related")),
-                              float(relation.get("weight", 1.0)))
+                record.relate(
+                    f"{base}:{relation['target']}",
+                    str(relation.get("type", "related")),
+                    float(relation.get("weight", 1.0)),
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(f"{file}:{number}: relations need {{target, type, weight}}") from exc
         yield record

@@ -42,8 +42,9 @@ def _cut(sentence: str) -> str:
 
 def document_records(doc_key: str, text: str, source: str, about: str | None = None) -> list[ConceptRecord]:
     """One text concept per sentence, chained by `next`; each `describes` `about` when given."""
-    records = [ConceptRecord(f"{doc_key}#{i}", sentence, "text", source)
-               for i, sentence in enumerate(split_sentences(text))]
+    records = [
+        ConceptRecord(f"{doc_key}#{i}", sentence, "text", source) for i, sentence in enumerate(split_sentences(text))
+    ]
     for current, following in zip(records, records[1:]):
         current.relate(following.key, "next")
     if about:

@@ -30,13 +30,32 @@ from .prose import document_records, paragraphs
 
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
-SKIP_MODULES = {"antigravity", "this", "turtledemo", "test", "pydoc_data", "xxsubtype", "xxlimited",
-                "xxlimited_35", "msilib", "winreg", "winsound", "msvcrt", "nt", "__main__", "__phello__",
-                "__hello__", "pip", "sitecustomize", "usercustomize", "idlelib.idle"}
+SKIP_MODULES = {
+    "antigravity",
+    "this",
+    "turtledemo",
+    "test",
+    "pydoc_data",
+    "xxsubtype",
+    "xxlimited",
+    "xxlimited_35",
+    "msilib",
+    "winreg",
+    "winsound",
+    "msvcrt",
+    "nt",
+    "__main__",
+    "__phello__",
+    "__hello__",
+    "pip",
+    "sitecustomize",
+    "usercustomize",
+    "idlelib.idle",
+}
 SKIP_PARTS = {"test", "tests", "idle_test", "__main__"}
 PROSE_MIN_CHARS = 200
 
-DOCTEST_RUNNER = r'''
+DOCTEST_RUNNER = r"""
 import doctest, importlib, json, sys, warnings, io, contextlib
 warnings.simplefilter("ignore")
 results = {}
@@ -57,7 +76,7 @@ for name in json.loads(open("modules.json").read()):
             results[test.name] = "error"
     print(json.dumps({"module": name, "results": results}), flush=True)
     results = {}
-'''
+"""
 
 
 def module_names() -> list[str]:
@@ -86,8 +105,11 @@ def _safe_find(name: str) -> bool:
 
 def _import_quietly(name: str):
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             return importlib.import_module(name)
     except BaseException:  # noqa: BLE001  (some stdlib modules raise SystemExit or need a platform)
@@ -138,8 +160,9 @@ def example_records(qualname: str, doc: str, about: str, source: str) -> list[Co
 def _is_attribute(obj) -> bool:
     """A documented property or C-level data descriptor (`int.real`)."""
     documented = bool(getattr(obj, "__doc__", None))
-    return documented and (isinstance(obj, property) or inspect.isgetsetdescriptor(obj)
-                           or inspect.ismemberdescriptor(obj))
+    return documented and (
+        isinstance(obj, property) or inspect.isgetsetdescriptor(obj) or inspect.ismemberdescriptor(obj)
+    )
 
 
 class _ModuleWalker:
@@ -237,8 +260,9 @@ def run_doctests(modules: list[str], timeout_s: float, memory_mb: int) -> dict[s
 
     A module the sandbox did not finish (time or memory limit) maps to "timeout".
     """
-    result = run_python(DOCTEST_RUNNER, timeout_s=timeout_s, memory_mb=memory_mb,
-                        files={"modules.json": json.dumps(modules)})
+    result = run_python(
+        DOCTEST_RUNNER, timeout_s=timeout_s, memory_mb=memory_mb, files={"modules.json": json.dumps(modules)}
+    )
     outcomes = {name: "timeout" for name in modules}
     for line in result.stdout.splitlines():
         with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
@@ -248,9 +272,13 @@ def run_doctests(modules: list[str], timeout_s: float, memory_mb: int) -> dict[s
     return outcomes
 
 
-def stdlib_code(modules: list[str] | None = None, run_doctest: bool = True, timeout_s: float = 20.0,
-                memory_mb: int = 1024, progress: Callable[[str, int, int], None] | None = None
-                ) -> Iterator[ConceptRecord]:
+def stdlib_code(
+    modules: list[str] | None = None,
+    run_doctest: bool = True,
+    timeout_s: float = 20.0,
+    memory_mb: int = 1024,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Iterator[ConceptRecord]:
     """Code concepts (and docstring prose) for public stdlib modules (all, or `modules` and their submodules).
 
     Doctests run in the sandbox on two workers ahead of the consumer; a consumer that
@@ -270,8 +298,11 @@ def stdlib_code(modules: list[str] | None = None, run_doctest: bool = True, time
             walkers.append(walker)
     pool = ThreadPoolExecutor(max_workers=2)
     try:
-        runs = {w.name: pool.submit(run_doctests, [w.name], timeout_s, memory_mb)
-                for w in walkers if w.has_doctests and run_doctest}
+        runs = {
+            w.name: pool.submit(run_doctests, [w.name], timeout_s, memory_mb)
+            for w in walkers
+            if w.has_doctests and run_doctest
+        }
         for done, walker in enumerate(walkers):
             outcomes = runs[walker.name].result() if walker.name in runs else {}
             if progress and runs:

@@ -9,14 +9,28 @@ from pathlib import Path
 from ...errors import InputError
 from . import ConceptRecord
 
-STANDARD_PLACES = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/opt/homebrew/share/wordnet/dict",
-                   "/usr/local/WordNet-3.0/dict", "~/nltk_data/corpora/wordnet", "~/wordnet/dict")
+STANDARD_PLACES = (
+    "/usr/share/wordnet",
+    "/usr/local/share/wordnet",
+    "/opt/homebrew/share/wordnet/dict",
+    "/usr/local/WordNet-3.0/dict",
+    "~/nltk_data/corpora/wordnet",
+    "~/wordnet/dict",
+)
 POS_FILES = (("n", "data.noun"), ("v", "data.verb"), ("a", "data.adj"), ("r", "data.adv"))
 POINTERS = {
-    "@": "hypernym", "@i": "hypernym", "~": "hyponym", "~i": "hyponym",
-    "%p": "part_meronym", "%m": "member_meronym", "%s": "substance_meronym",
-    "#p": "part_holonym", "#m": "member_holonym", "#s": "substance_holonym",
-    "!": "antonym", "&": "similar_to",
+    "@": "hypernym",
+    "@i": "hypernym",
+    "~": "hyponym",
+    "~i": "hyponym",
+    "%p": "part_meronym",
+    "%m": "member_meronym",
+    "%s": "substance_meronym",
+    "#p": "part_holonym",
+    "#m": "member_holonym",
+    "#s": "substance_holonym",
+    "!": "antonym",
+    "&": "similar_to",
 }
 
 
@@ -47,7 +61,7 @@ def parse_data_line(line: str) -> ConceptRecord:
     pointer_count = int(fields[at])
     record = ConceptRecord(_key(ss_type, offset), f"{', '.join(lemmas)}: {gloss.strip()}", "lexical", "wordnet")
     for i in range(pointer_count):
-        symbol, target, pos = fields[at + 1 + 4 * i: at + 4 + 4 * i]
+        symbol, target, pos = fields[at + 1 + 4 * i : at + 4 + 4 * i]
         if symbol in POINTERS:
             record.relate(_key(pos, target), POINTERS[symbol])
     return record

@@ -17,7 +17,9 @@ WN_LINES = """  1 This software and database is being provided to you, the LICEN
 
 def test_txt_and_md_become_sentence_chains(tmp_path):
     (tmp_path / "a.txt").write_text("The cat sat on the mat. The dog did not sit at all.")
-    (tmp_path / "b.md").write_text("# Title here\n\nSome **bold** text with a [link](http://x).\n\n```\nprint(1)\n```\n")
+    (tmp_path / "b.md").write_text(
+        "# Title here\n\nSome **bold** text with a [link](http://x).\n\n```\nprint(1)\n```\n"
+    )
     records = list(file_records(tmp_path))
     texts = [r.text for r in records]
     assert "The cat sat on the mat." in texts and "Some bold text with a link." in texts
@@ -26,8 +28,10 @@ def test_txt_and_md_become_sentence_chains(tmp_path):
 
 
 def test_jsonl_and_parquet_with_relations(tmp_path):
-    rows = [{"id": "a", "text": "alpha concept", "relations": [{"target": "b", "type": "before", "weight": 0.3}]},
-            {"id": "b", "text": "beta concept", "kind": "code"}]
+    rows = [
+        {"id": "a", "text": "alpha concept", "relations": [{"target": "b", "type": "before", "weight": 0.3}]},
+        {"id": "b", "text": "beta concept", "kind": "code"},
+    ]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     pq.write_table(pa.Table.from_pylist([{"body": "gamma concept"}]), tmp_path / "p.parquet")
     records = list(file_records(tmp_path / "r.jsonl"))
@@ -35,15 +39,18 @@ def test_jsonl_and_parquet_with_relations(tmp_path):
     assert [r.text for r in file_records(tmp_path / "p.parquet", text_column="body")] == ["gamma concept"]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.txt", b"   \n", "is empty"),
-    ("latin.txt", "caf\xe9 au lait".encode("latin-1"), "is not valid UTF-8"),
-    ("bad.jsonl", b'{"text": "ok"}\n{broken\n', "bad.jsonl:2: invalid JSON"),
-    ("notext.jsonl", b'{"body": "x"}\n', "no string column 'text'"),
-    ("blank.jsonl", b'{"text": "  "}\n', "empty text"),
-    ("x.csv", b"a,b\n", "unsupported file type .csv"),
-    ("bad.parquet", b"not parquet", "not a readable parquet file"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", b"   \n", "is empty"),
+        ("latin.txt", "caf\xe9 au lait".encode("latin-1"), "is not valid UTF-8"),
+        ("bad.jsonl", b'{"text": "ok"}\n{broken\n', "bad.jsonl:2: invalid JSON"),
+        ("notext.jsonl", b'{"body": "x"}\n', "no string column 'text'"),
+        ("blank.jsonl", b'{"text": "  "}\n', "empty text"),
+        ("x.csv", b"a,b\n", "unsupported file type .csv"),
+        ("bad.parquet", b"not parquet", "not a readable parquet file"),
+    ],
+)
 def test_bad_files_give_one_line_errors(tmp_path, name, content, message):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(InputError, match=message):

@@ -3,13 +3,13 @@ from meqg_mlx.concepts.sources.prose import document_records, pydoc_topics, spli
 
 def test_split_sentences_keeps_abbreviations_together():
     text = "Sort the list, e.g. by key. Then return it!\n\nA new paragraph starts here. Ok"
-    assert split_sentences(text) == ["Sort the list, e.g. by key.", "Then return it!",
-                                     "A new paragraph starts here."]
+    assert split_sentences(text) == ["Sort the list, e.g. by key.", "Then return it!", "A new paragraph starts here."]
 
 
 def test_documents_become_next_chains():
-    records = document_records("doc:x", "First sentence here. Second sentence here. Third one is here.", "file",
-                               about="py:thing")
+    records = document_records(
+        "doc:x", "First sentence here. Second sentence here. Third one is here.", "file", about="py:thing"
+    )
     assert [r.key for r in records] == ["doc:x#0", "doc:x#1", "doc:x#2"]
     assert ("doc:x#1", "next", 1.0) in records[0].relations
     assert all(("py:thing", "describes", 0.5) in r.relations for r in records)

@@ -20,8 +20,9 @@ def test_code_concepts_have_name_signature_docstring_and_relations():
     assert records["py:builtins.list.sort"].text.startswith("list.sort(self, /, *, key=None, reverse=False)")
     assert ("py:builtins.list", "defined_in", 1.0) in records["py:builtins.list.sort"].relations
     # bytecode references become `uses`
-    assert ("py:json.encoder.JSONEncoder", "uses", 0.5) in records["py:json.encoder.JSONEncoder.encode"].relations \
-        or any(t == "uses" for r in records.values() for _, t, _ in r.relations)
+    assert ("py:json.encoder.JSONEncoder", "uses", 0.5) in records[
+        "py:json.encoder.JSONEncoder.encode"
+    ].relations or any(t == "uses" for r in records.values() for _, t, _ in r.relations)
     # long docstrings become prose chains describing their code concept
     prose = [r for r in records.values() if r.key.startswith("pydoc-doc:json.dumps#")]
     assert prose and all(("py:json.dumps", "describes", 0.5) in r.relations for r in prose)
