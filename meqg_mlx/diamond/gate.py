@@ -1,6 +1,10 @@
-"""The Null-Stability Gate: an optimizer step is kept only if it is locally stable.
+"""The Null-Stability Gate: a step is kept only if it is locally stable (docs/design.md, Gate).
 
-On the same batch, a candidate step s is accepted iff
+`GatePolicy` holds the criteria and the backtrack loop on plain numbers the caller
+measured, so training (`NullStabilityGate`, below), episodes (episode/engine.py) and a
+PyTorch trainer decide the same way and report the same `GateDecision`.
+
+In training, on the same batch, a candidate step s is accepted iff
   finite:     every parameter of theta + s is finite;
   Armijo:     Delta(theta + s) <= Delta(theta) + alpha * grad(Delta) . s;
   trust:      for every parameter array, ||s_p|| <= r * max(||theta_p||, 0.1 * sqrt(size_p)), r adaptive;
@@ -65,9 +69,70 @@ def copy_tree(tree):
     return tree_map(lambda x: x, tree)
 
 
-class NullStabilityGate:
+class GatePolicy:
+    """The gate's criteria and backtrack loop, on numbers: nothing here touches a model."""
+
     def __init__(self, config: GateConfig | None = None):
         self.config = config or GateConfig()
+
+    def decide(
+        self,
+        *,
+        finite: bool,
+        within_trust: bool,
+        delta: float | None,
+        delta_new: float,
+        s_mod: float | None,
+        s_mod_new: float,
+        step_norm: float,
+        allowance: float,
+        view_size: int,
+        trust_radius: float,
+    ) -> GateDecision:
+        """One candidate. `finite`: its parameters (or vector) are finite; `within_trust`: each part of the
+        step is inside its trust region; `allowance`: Armijo's slope term before alpha (grad . s in training,
+        the step length in episodes); `delta`/`s_mod` None: no reference yet, that criterion holds."""
+        cfg = self.config
+        trust = finite and within_trust
+        finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new) and math.isfinite(step_norm)
+        armijo = finite and (delta is None or delta_new <= delta + cfg.alpha * allowance)
+        kl_smooth = finite and (s_mod is None or abs(s_mod_new - s_mod) <= cfg.l_mod * step_norm)
+        return GateDecision(
+            accepted=finite and trust and armijo and kl_smooth,
+            armijo=armijo,
+            trust=trust,
+            kl_smooth=kl_smooth,
+            finite=finite,
+            retries=0,
+            view_size=view_size,
+            collapse_pressure=s_mod_new / view_size if finite else math.nan,
+            trust_radius=trust_radius,
+            step_norm=step_norm,
+            delta=math.nan if delta is None else delta,
+            delta_new=delta_new,
+            s_mod=math.nan if s_mod is None else s_mod,
+            s_mod_new=s_mod_new,
+        )
+
+    def backtrack(self, evaluate: Callable[[float], GateDecision], scale: float = 1.0) -> tuple[GateDecision, float]:
+        """`evaluate(scale)` until a candidate passes, one is not finite, or `max_backtracks` scalings by
+        `backtrack_factor` are spent; the last decision (its `retries` set) and its scale."""
+        cfg = self.config
+        decision, retries = evaluate(scale), 0
+        while not decision.accepted and decision.finite and retries < cfg.max_backtracks:
+            retries += 1
+            scale *= cfg.backtrack_factor
+            decision = evaluate(scale)
+        decision.retries = retries
+        return decision, scale
+
+
+class NullStabilityGate:
+    """The policy applied to an optimizer step, with an adaptive trust radius."""
+
+    def __init__(self, config: GateConfig | None = None):
+        self.config = config or GateConfig()
+        self.policy = GatePolicy(self.config)
         self.trust_radius = self.config.trust_radius
 
     def step(
@@ -95,12 +160,11 @@ class NullStabilityGate:
         scale = _trust_scale(sizes, allowed)
         projected = scale < 1.0
         proposal = (params, before, step, sizes, allowed)
-        candidate = self._evaluate(model, proposal, scale, loss_fn, view, float(delta), float(s_mod), slope)
-        retries = 0
-        while not candidate.accepted and candidate.finite and retries < cfg.max_backtracks:
-            retries += 1
-            scale *= cfg.backtrack_factor
-            candidate = self._evaluate(model, proposal, scale, loss_fn, view, float(delta), float(s_mod), slope)
+        delta, s_mod = float(delta), float(s_mod)
+        candidate, scale = self.policy.backtrack(
+            lambda sc: self._evaluate(model, proposal, sc, loss_fn, view, delta, s_mod, slope), scale
+        )
+        retries = candidate.retries
         wider = view.widened()
         if not candidate.accepted and wider is not None and candidate.finite:
             retries += 1
@@ -120,34 +184,24 @@ class NullStabilityGate:
         return candidate
 
     def _evaluate(self, model, proposal, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
-        """Put theta + scale * s into the model and check every criterion on it."""
-        cfg = self.config
+        """Put theta + scale * s into the model and let the policy check it."""
         params, before, step, sizes, allowed = proposal
         candidate = {k: before[k] + scale * s for k, s in step.items()}
         model.update(_unflatten_like(params, candidate))
         step_norm = scale * math.sqrt(sum(n * n for n in sizes.values()))
         finite = all_finite(candidate) and math.isfinite(step_norm)
-        trust = finite and all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in step)
         delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
-        finite = finite and math.isfinite(delta_new) and math.isfinite(s_mod_new)
-        armijo = finite and delta_new <= delta + cfg.alpha * scale * slope
-        kl_smooth = finite and abs(s_mod_new - s_mod) <= cfg.l_mod * step_norm
-        accepted = finite and trust and armijo and kl_smooth
-        return GateDecision(
-            accepted,
-            armijo,
-            trust,
-            kl_smooth,
-            finite,
-            0,
-            view.size,
-            s_mod_new / view.size if finite else math.nan,
-            self.trust_radius,
-            step_norm,
-            delta,
-            delta_new,
-            s_mod,
-            s_mod_new,
+        return self.policy.decide(
+            finite=finite,
+            within_trust=all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in step),
+            delta=delta,
+            delta_new=delta_new,
+            s_mod=s_mod,
+            s_mod_new=s_mod_new,
+            step_norm=step_norm,
+            allowance=scale * slope,
+            view_size=view.size,
+            trust_radius=self.trust_radius,
         )
 
 

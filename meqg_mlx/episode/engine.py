@@ -22,6 +22,7 @@ when the run has an inverter and 0.3 s of budget is left, the misses get its fir
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ from ..inversion.lookup import StoreLookup
 from ..runs import WEIGHTS, RunDir
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
+from ..diamond.gate import GateDecision, GatePolicy
 from ..diamond.ledger import s_mod_mc
 from ..diamond.objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
 from .tools import make_tools
@@ -72,6 +74,7 @@ class DiamondEngine:
         self.args = model.args
         self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
         self.objective = Objective(config.objective, self.args)
+        self.gate = GatePolicy(config.gate)
         self.flops_per_concept = flops_per_token(self.args)
         self.state_bytes = state_bytes(self.args)
 
@@ -224,39 +227,40 @@ class _Episode:
         return context[:-1] + retrieved + context[-1:]
 
     def _propose(self, last: np.ndarray, full: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
-        """The model's next concept, backtracked towards `last` until the gate passes (or gives up)."""
-        engine, gate, ec = self.engine, self.config.gate, self.config.episode
+        """The model's next concept, backtracked towards `last` until the gate's policy passes it (or gives up)."""
+        engine, ec = self.engine, self.config.episode
         out = engine.model(mx.array(np.stack(full))[None])
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)
         s_mod = s_mod_mc(engine.model.planner.distribution(hidden), view, ec.ledger_samples, ec.ledger_inner, key).s_mod
-        step, scale = proposal - last, 1.0
-        for retries in range(gate.max_backtracks + 1):
+        step, tried = proposal - last, {}
+
+        def evaluate(scale: float) -> GateDecision:
             candidate = last + scale * step
             candidate = candidate / max(float(np.linalg.norm(candidate)), 1e-12)
             norm = float(np.linalg.norm(candidate - last))
             finite = bool(np.isfinite(candidate).all())
-            terms = self._terms(candidate, hidden, len(full), s_mod) if finite else None
-            checks = {
-                "finite": finite,
-                "trust": finite and norm <= ec.trust_radius,
-                "armijo": finite and (self.last_delta is None or terms["Delta"] <= self.last_delta + gate.alpha * norm),
-                "kl_smooth": finite and (self.last_s_mod is None or abs(s_mod - self.last_s_mod) <= gate.l_mod * norm),
-            }
-            if all(checks.values()):
-                break
-            scale *= gate.backtrack_factor
-        decision = {
-            "accepted": all(checks.values()),
-            **checks,
-            "retries": retries,
-            "view_size": view.size,
-            "collapse_pressure": s_mod / view.size,
-            "step_norm": norm,
-            "context": len(full),
-        }
-        return candidate, {"objective": terms, "gate": decision}
+            tried["candidate"], tried["terms"] = (
+                candidate,
+                self._terms(candidate, hidden, len(full), s_mod) if finite else None,
+            )
+            return engine.gate.decide(
+                finite=finite,
+                within_trust=norm <= ec.trust_radius,
+                delta=self.last_delta,
+                delta_new=tried["terms"]["Delta"] if finite else math.nan,
+                s_mod=self.last_s_mod,
+                s_mod_new=s_mod,
+                step_norm=norm,
+                allowance=norm,  # no gradient at inference: the allowance grows with the step length
+                view_size=view.size,
+                trust_radius=ec.trust_radius,
+            )
+
+        decision, _ = engine.gate.backtrack(evaluate)
+        record = {**dataclasses.asdict(decision), "failed": decision.failed, "context": len(full)}
+        return tried["candidate"], {"objective": tried["terms"], "gate": record}
 
     def _terms(self, candidate: np.ndarray, hidden: mx.array, tokens: int, s_mod: float) -> dict:
         engine = self.engine

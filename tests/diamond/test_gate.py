@@ -9,7 +9,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from meqg_mlx.config import GateConfig
-from meqg_mlx.diamond.gate import NullStabilityGate
+from meqg_mlx.diamond.gate import GatePolicy, NullStabilityGate
 from meqg_mlx.diamond.ledger import s_mod_exact
 from meqg_mlx.diamond.view import View
 
@@ -123,3 +123,29 @@ def test_backtracking_rescues_an_overlong_step():
     gate = NullStabilityGate(GateConfig(trust_radius=10.0, l_mod=1e6, max_backtracks=6))
     decisions = [gate.step(model, optimizer, loss_fn, View.finest(2)) for _ in range(20)]
     assert any(d.accepted and d.retries > 0 for d in decisions)
+
+
+def test_the_policy_decides_on_plain_numbers_and_backtracks():
+    """What a PyTorch trainer or an episode calls: no model, just the numbers it measured."""
+    policy = GatePolicy(GateConfig(alpha=0.1, l_mod=5.0, max_backtracks=3, backtrack_factor=0.5))
+    common = dict(finite=True, within_trust=True, s_mod=0.1, s_mod_new=0.1, step_norm=1.0, view_size=2, trust_radius=1)
+    assert policy.decide(delta=1.0, delta_new=0.95, allowance=-0.1, **common).accepted
+    worse = policy.decide(delta=1.0, delta_new=1.2, allowance=-0.1, **common)
+    assert not worse.accepted and worse.failed == "armijo"
+    assert policy.decide(delta=None, delta_new=99.0, allowance=0.0, **common).armijo  # no reference yet
+    jumpy = {**common, "s_mod_new": 9.0}
+    assert policy.decide(delta=1.0, delta_new=0.5, allowance=0.0, **jumpy).failed == "kl_smooth"
+    nan = policy.decide(delta=1.0, delta_new=float("nan"), allowance=0.0, **common)
+    assert nan.failed == "finite" and nan.trust  # the step itself was inside the region
+
+    # Delta(scale) = 1 - scale + 2 scale^2 with slope -1: Armijo holds once scale <= 0.45
+    seen = []
+
+    def evaluate(scale):
+        seen.append(scale)
+        return policy.decide(delta=1.0, delta_new=1 - scale + 2 * scale**2, allowance=-scale, **common)
+
+    decision, scale = policy.backtrack(evaluate)
+    assert decision.accepted and seen == [1.0, 0.5, 0.25] and scale == 0.25 and decision.retries == 2
+    never, _ = policy.backtrack(lambda sc: policy.decide(delta=1.0, delta_new=2.0, allowance=-sc, **common))
+    assert not never.accepted and never.retries == 3

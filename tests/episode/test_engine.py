@@ -117,3 +117,12 @@ def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_st
     assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1 for c in misses)
     assert response["text"].splitlines() == [c["text"] for c in response["concepts"]]
     within_budget(lambda: engine.run("Read a file line by line.", ["store"], Budget(seconds=1.0, max_flops=1e15)))
+
+
+def test_episode_steps_report_the_trainers_gate_decision(engine):
+    """One policy decides both: an episode step's gate record carries every GateDecision field."""
+    from meqg_mlx.diamond.gate import GateDecision
+
+    steps = engine.run("Sort a list. Then reverse it.", [], Budget())["telemetry"]["steps"]
+    fields = {f.name for f in dataclasses.fields(GateDecision)} | {"failed"}
+    assert steps and all(fields <= set(step["gate"]) for step in steps)
