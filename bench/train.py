@@ -115,7 +115,7 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
     config = from_dict(MeqgConfig, SETTINGS)
     trainer = Trainer(store, config)
     batches = [trainer.batch(trainer.train_docs, config.train.batch_size)[:2] for _ in range(passes + warmup)]
-    batches = [(trainer.matrix[i], trainer.matrix[t], trainer.codes[t.reshape(-1)]) for i, t in batches]
+    batches = [(trainer.table.matrix[i], trainer.table.matrix[t], trainer.codes[t.reshape(-1)]) for i, t in batches]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         trainer.model.save_weights(str(Path(tmp) / "model.safetensors"))

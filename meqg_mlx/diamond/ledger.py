@@ -123,3 +123,34 @@ def phi_mc(q: AutoregressiveCodes, samples: int = 256, inner: int = 32, key: mx.
 
 def collapse_pressure(s_mod: float, view: View) -> float:
     return s_mod / view.size
+
+
+class Planner(Protocol):
+    """What the score-function surrogate needs of a planner head: its distribution at h, and logits of codes."""
+
+    def distribution(self, hidden: mx.array) -> AutoregressiveCodes: ...
+
+    def __call__(self, hidden: mx.array, codes: mx.array) -> mx.array: ...
+
+
+def s_mod_surrogate(
+    planner: Planner, hidden: mx.array, view: View, samples: int, inner: int, key: mx.array
+) -> tuple[mx.array, mx.array]:
+    """Monte-Carlo S_mod of the planner at each row of `hidden` (P, d), averaged, and a surrogate whose
+    gradient is the score-function estimate of S_mod's (its value has mean 0; add it minus its
+    stop_gradient). With no rows both are 0."""
+    if hidden.shape[0] == 0:
+        return mx.array(0.0), mx.array(0.0)
+    values, surrogates = [], []
+    for h, row_key in zip(hidden, mx.random.split(key, hidden.shape[0])):
+        dist = planner.distribution(mx.stop_gradient(h))
+        k_sample, *k_blocks = mx.random.split(row_key, 1 + view.size)
+        z, logq = sample_codes(dist, samples, k_sample)
+        blocks = sum(block_logprob_mc(dist, z, b, inner, k) for b, k in zip(view.blocks, k_blocks))
+        f = mx.stop_gradient(logq - blocks)
+        logits = planner(mx.broadcast_to(h, (z.shape[0], h.shape[-1])), z)
+        log_softmax = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logq_grad = mx.take_along_axis(log_softmax, z[..., None], axis=-1)[..., 0].sum(-1)
+        values.append(mx.maximum(f.mean(), 0.0))
+        surrogates.append(((f - f.mean()) * logq_grad).mean())
+    return mx.stack(values).mean(), mx.stack(surrogates).mean()

@@ -27,6 +27,7 @@ from ..config import MeqgConfig, to_yaml
 from ..encoder.base import Embedder, load_tokenizer
 from ..errors import InputError
 from ..runs import RunDir
+from ..schedules import warmup_cosine
 from ..telemetry import TelemetryWriter
 from .checkpoint import TrainedInverter
 from .inverter import Inverter
@@ -114,11 +115,6 @@ def token_loss(model: Inverter, targets: mx.array, hypotheses: mx.array, tokens:
     return loss, correct
 
 
-def learning_rate(peak: float, warmup: int, steps: int):
-    warm = optim.linear_schedule(peak * 0.01, peak, max(warmup, 1))
-    return optim.join_schedules([warm, optim.cosine_decay(peak, max(steps - warmup, 1), peak * 0.05)], [warmup])
-
-
 class InverterTraining:
     """Prepares the data once, then `train()` steps AdamW with telemetry, evals and atomic saves."""
 
@@ -182,7 +178,14 @@ class InverterTraining:
 
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> InverterSummary:
         s = self.settings
-        optimizer = optim.AdamW(learning_rate(s.learning_rate, s.warmup_steps, s.steps), weight_decay=0.01)
+        schedule = warmup_cosine(
+            s.learning_rate,
+            s.warmup_steps,
+            s.steps - s.warmup_steps,
+            start=s.learning_rate * 0.01,
+            end=s.learning_rate * 0.05,
+        )
+        optimizer = optim.AdamW(schedule, weight_decay=0.01)
         state = [self.model.state, optimizer.state]
 
         @partial(mx.compile, inputs=state, outputs=state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import mlx.core as mx
 import numpy as np
 
 from ..concepts.store import ConceptStore
@@ -87,3 +88,35 @@ def tiled_windows(docs: list[Document], length: int) -> np.ndarray:
             if len(piece) >= 2:
                 rows.append(np.pad(piece, (0, length + 1 - len(piece)), constant_values=-1))
     return np.array(rows, dtype=np.int64).reshape(-1, length + 1)
+
+
+class ConceptTable:
+    """The store's concepts as rows of one matrix (sorted by id, plus a zero padding row), and
+    windows of concept ids turned into batches of row indices."""
+
+    def __init__(self, store: ConceptStore):
+        ids, vectors = store.all_vectors()
+        order = np.argsort(ids)
+        self.ids, self.vectors = ids[order], vectors[order]
+        self.row_of = np.full(int(self.ids.max()) + 2, -1, dtype=np.int64)
+        self.row_of[self.ids] = np.arange(len(self.ids))
+        self.matrix = mx.array(np.concatenate([self.vectors, np.zeros((1, store.dim), np.float32)]))
+
+    @property
+    def pad_row(self) -> int:
+        return len(self.ids)
+
+    def rows(self, ids: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
+        """(inputs, targets, mask) for windows of ids (-1 padded): rows of each position and of the next one,
+        and which (position, next) pairs are both real."""
+        rows = np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], self.pad_row)
+        inputs, targets = mx.array(rows[:, :-1]), mx.array(rows[:, 1:])
+        mask = mx.array(((rows[:, :-1] < self.pad_row) & (rows[:, 1:] < self.pad_row)).astype(np.float32))
+        return inputs, targets, mask
+
+
+def seen_before(inputs: mx.array) -> mx.array:
+    """(B, T, T) rows of the concepts seen up to each position (-1 after it): never the next one."""
+    steps = inputs.shape[1]
+    causal = mx.arange(steps)[None, :] <= mx.arange(steps)[:, None]
+    return mx.where(causal[None], inputs[:, None, :], -1)

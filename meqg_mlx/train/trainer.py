@@ -23,14 +23,15 @@ from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
 from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tree
-from ..diamond.ledger import block_logprob_mc, phi_mc, sample_codes
+from ..diamond.ledger import phi_mc, s_mod_surrogate
 from ..diamond.objective import Objective
 from ..diamond.view import View
+from ..schedules import warmup_cosine
 from ..vmm.model import VMM
 from .curvature import top_hessian_eigenvalue
 from .metrics import nearest_neighbour_baseline, next_concept_metrics
 from .regime import RecoveryPolicy
-from .sequences import documents, split_documents, tiled_windows, windows
+from .sequences import ConceptTable, documents, seen_before, split_documents, tiled_windows, windows
 
 
 @dataclass
@@ -57,23 +58,14 @@ class Trainer:
         tc = config.train
         self.rng = np.random.default_rng(tc.seed)
         mx.random.seed(tc.seed)
-        ids, vectors = store.all_vectors()
-        order = np.argsort(ids)
-        self.ids, self.vectors = ids[order], vectors[order]
-        self.row_of = np.full(int(self.ids.max()) + 2, -1, dtype=np.int64)
-        self.row_of[self.ids] = np.arange(len(self.ids))
-        self.matrix = mx.array(np.concatenate([self.vectors, np.zeros((1, store.dim), np.float32)]))
+        self.table = ConceptTable(store)
         self.args = dataclasses.replace(config.vmm, concept_dim=store.dim)
         self.model = VMM(self.args)
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
         self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
         self.validation_ids = self._validation_windows()
-        schedule = optim.cosine_decay(tc.learning_rate, max(tc.steps, 1))
-        if tc.warmup_steps > 0:
-            schedule = optim.join_schedules(
-                [optim.linear_schedule(1e-7, tc.learning_rate, tc.warmup_steps), schedule], [tc.warmup_steps]
-            )
+        schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
         self.recovery = RecoveryPolicy(config.regime)
         self.optimizer = optim.AdamW(
             learning_rate=lambda step: self.recovery.lr_scale * schedule(step), weight_decay=tc.weight_decay
@@ -112,16 +104,17 @@ class Trainer:
         self.refresh_codes()
 
     def _fit_rvq(self, steps: int) -> None:
-        data = mx.array(self.vectors)
+        vectors = self.table.vectors
+        data = mx.array(vectors)
         self.model.rvq.initialize(data, seed=self.config.train.seed)
         for step in range(steps):
-            rows = self.rng.choice(len(self.vectors), min(4096, len(self.vectors)), replace=False)
+            rows = self.rng.choice(len(vectors), min(4096, len(vectors)), replace=False)
             self.model.rvq.update(data[mx.array(rows)], seed=step)
         self.refresh_codes()
 
     def refresh_codes(self) -> None:
         """RVQ codes of every store concept (plus a padding row), the planner's targets."""
-        codes, _ = self.model.rvq.encode(mx.array(self.vectors))
+        codes, _ = self.model.rvq.encode(mx.array(self.table.vectors))
         self.codes = mx.concatenate([codes, mx.zeros((1, self.args.rvq_levels), dtype=codes.dtype)])
 
     def _set_experts(self) -> None:
@@ -131,7 +124,7 @@ class Trainer:
         self.model.set_expert_centroids(mx.array(spherical_kmeans(centroids, self.args.n_experts, seed=0)))
 
     def batch(self, docs, count: int):
-        return self._rows(windows(docs, self.config.train.seq_len, self.rng, count))
+        return self.table.rows(windows(docs, self.config.train.seq_len, self.rng, count))
 
     def _validation_windows(self) -> np.ndarray:
         """The same validation windows at every evaluation: up to `validation_windows` of the tiled
@@ -142,39 +135,31 @@ class Trainer:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
         return ids
 
-    def _rows(self, ids: np.ndarray):
-        rows = np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], len(self.ids))
-        inputs, targets = mx.array(rows[:, :-1]), mx.array(rows[:, 1:])
-        mask = mx.array(((rows[:, :-1] < len(self.ids)) & (rows[:, 1:] < len(self.ids))).astype(np.float32))
-        return inputs, targets, mask
-
-    @staticmethod
-    def seen(inputs: mx.array) -> mx.array:
-        """(B, T, T) rows of the concepts seen up to each position (-1 after it): never the next one."""
-        steps = inputs.shape[1]
-        causal = mx.arange(steps)[None, :] <= mx.arange(steps)[:, None]
-        return mx.where(causal[None], inputs[:, None, :], -1)
-
     def loss_fn(self, inputs, targets, mask, key) -> Callable:
-        tc = self.config.train
-        negatives = mx.array(self.rng.choice(len(self.ids), tc.store_negatives, replace=False))
+        """The batch's loss: (model, view) -> (Delta, S_mod, terms, router stats); the gate reads the first two."""
+        tc, table = self.config.train, self.table
+        negatives = mx.array(self.rng.choice(len(table.ids), tc.store_negatives, replace=False))
         candidates = mx.concatenate([targets.reshape(-1), negatives])
         own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
-        seen = self.seen(inputs).reshape(targets.size, -1)
+        seen = seen_before(inputs).reshape(targets.size, -1)
         excluded = (candidates[None, :, None] == seen[:, None, :]).any(-1) | (
             (candidates[None] == targets.reshape(-1, 1)) & ~own
         )
+        positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
 
         def loss(model: VMM, view: View):
-            out = model(self.matrix[inputs])
+            out = model(table.matrix[inputs])
             flat_mask = mask.reshape(-1)
             codes = self.codes[targets].reshape(-1, self.args.rvq_levels)
             planner_logits = model.planner(out.hidden, self.codes[targets])
-            s_mod_value, surrogate = self._ledger(model, out.hidden, mask, view, key)
+            hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[positions]
+            s_mod_value, surrogate = s_mod_surrogate(
+                model.planner, hidden, view, tc.ledger_samples, tc.ledger_inner, key
+            )
             terms = self.objective(
                 out.next_vector.reshape(-1, self.args.concept_dim),
-                self.matrix[targets].reshape(-1, self.args.concept_dim),
-                self.matrix[negatives],
+                table.matrix[targets].reshape(-1, self.args.concept_dim),
+                table.matrix[negatives],
                 planner_logits.reshape(-1, *planner_logits.shape[-2:]),
                 codes,
                 sum(s.balance_loss for s in out.router) / len(out.router),
@@ -183,8 +168,7 @@ class Trainer:
                 excluded=excluded,
                 kappa=self.kappa,
             )
-            self._last = (terms, out.router)
-            return terms.delta, s_mod_value
+            return terms.delta, s_mod_value, terms, out.router
 
         return loss
 
@@ -192,30 +176,6 @@ class Trainer:
     def _valid_positions(mask: mx.array, count: int) -> np.ndarray:
         """The first `count` unpadded positions of a batch (flat indices): where the ledger looks."""
         return np.flatnonzero(np.array(mask).reshape(-1))[:count]
-
-    def _ledger(self, model: VMM, hidden, mask, view: View, key):
-        """Monte-Carlo S_mod of the planner at a few valid positions, and its score-function surrogate."""
-        tc = self.config.train
-        positions = self._valid_positions(mask, tc.ledger_positions)
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-        values, surrogates = [], []
-        position_keys = mx.random.split(key, max(len(positions), 1))
-        for position, position_key in zip(positions, position_keys):
-            dist = model.planner.distribution(mx.stop_gradient(flat_hidden[int(position)]))
-            k_sample, *k_blocks = mx.random.split(position_key, 1 + view.size)
-            z, logq = sample_codes(dist, tc.ledger_samples, k_sample)
-            blocks = sum(block_logprob_mc(dist, z, b, tc.ledger_inner, k) for b, k in zip(view.blocks, k_blocks))
-            f = mx.stop_gradient(logq - blocks)
-            h = mx.broadcast_to(flat_hidden[int(position)], (z.shape[0], flat_hidden.shape[-1]))
-            logits = model.planner(h, z)
-            logq_grad = (
-                mx.take_along_axis(logits - mx.logsumexp(logits, axis=-1, keepdims=True), z[..., None], axis=-1)[..., 0]
-            ).sum(-1)
-            values.append(mx.maximum(f.mean(), 0.0))
-            surrogates.append(((f - f.mean()) * logq_grad).mean())
-        if not values:
-            return mx.array(0.0), mx.array(0.0)
-        return mx.stack(values).mean(), mx.stack(surrogates).mean()
 
     def step(self) -> StepReport:
         tc = self.config.train
@@ -225,12 +185,12 @@ class Trainer:
         loss = self.loss_fn(inputs, targets, mask, key)
         self._last_batch, self._last_loss = (inputs, targets, mask), loss
         lr = float(self.optimizer.learning_rate)
-        started_terms = []
+        started_terms = []  # (terms, router stats) of each evaluation; the first is at the step's start
 
         def recorded(model, view):
-            out = loss(model, view)
-            started_terms.append(self._last)
-            return out
+            delta, s_mod, terms, router = loss(model, view)
+            started_terms.append((terms, router))
+            return delta, s_mod
 
         if self._gate_due():
             decision = self.gate.step(self.model, self.optimizer, recorded, self.view, tc.grad_clip)
@@ -279,7 +239,7 @@ class Trainer:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""
         inputs, _, mask = self._last_batch
         positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
-        hidden = self.model(self.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
+        hidden = self.model(self.table.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
         keys = mx.random.split(mx.random.key(self.state.step), len(positions))
         return float(
             np.mean(
@@ -313,17 +273,18 @@ class Trainer:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """LCM metrics on validation documents for the model and the two baselines."""
-        inputs, targets, mask = self._rows(self.validation_ids)
+        table = self.table
+        inputs, targets, mask = table.rows(self.validation_ids)
         valid = np.array(mask).reshape(-1) > 0
-        current = np.array(self.matrix[inputs]).reshape(-1, self.args.concept_dim)[valid]
-        target = np.array(self.matrix[targets]).reshape(-1, self.args.concept_dim)[valid]
-        current_ids = self.ids[np.array(inputs).reshape(-1)[valid]]
-        target_ids = self.ids[np.array(targets).reshape(-1)[valid]]
-        seen_rows = np.array(self.seen(inputs)).reshape(-1, inputs.shape[1])[valid]
-        seen_ids = np.where(seen_rows >= 0, np.append(self.ids, -1)[seen_rows], -1)
-        predicted = np.array(self.model(self.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)[valid]
-        neighbour = nearest_neighbour_baseline(current, current_ids, self.ids, self.vectors)
+        current = np.array(table.matrix[inputs]).reshape(-1, self.args.concept_dim)[valid]
+        target = np.array(table.matrix[targets]).reshape(-1, self.args.concept_dim)[valid]
+        current_ids = table.ids[np.array(inputs).reshape(-1)[valid]]
+        target_ids = table.ids[np.array(targets).reshape(-1)[valid]]
+        seen_rows = np.array(seen_before(inputs)).reshape(-1, inputs.shape[1])[valid]
+        seen_ids = np.where(seen_rows >= 0, np.append(table.ids, -1)[seen_rows], -1)
+        predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)[valid]
+        neighbour = nearest_neighbour_baseline(current, current_ids, table.ids, table.vectors)
         return {
-            name: next_concept_metrics(p, target, target_ids, seen_ids, self.ids, self.vectors)
+            name: next_concept_metrics(p, target, target_ids, seen_ids, table.ids, table.vectors)
             for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))
         }

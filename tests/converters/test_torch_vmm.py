@@ -119,7 +119,7 @@ def test_trained_checkpoint_loads_and_predicts_the_same(small_store, tmp_path):
     trainer.step()
     path = save_checkpoint(tmp_path / "run", trainer)
     twin = load_checkpoint_vmm(path)
-    window = np.array(trainer.matrix[mx.array(np.arange(20))])[None]
+    window = np.array(trainer.table.matrix[mx.array(np.arange(20))])[None]
     np.testing.assert_allclose(
         twin(torch.from_numpy(window)).next_vector.detach().numpy(),
         np.array(trainer.model(mx.array(window)).next_vector),

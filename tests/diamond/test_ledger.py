@@ -2,6 +2,7 @@ import itertools
 import math
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 
@@ -133,3 +134,35 @@ def test_monte_carlo_phi_agrees_with_exact():
         assert estimate == pytest.approx(float(phi_exact(log_joint)), abs=0.05)
     coupled = mx.array(np.log(np.eye(4) / 4 + 1e-12).astype(np.float32))
     assert phi_mc(TableCodes(coupled), samples=500, inner=64) == pytest.approx(1.0, abs=0.02)
+
+
+def test_s_mod_surrogate_is_zero_without_rows_and_carries_a_gradient():
+    from meqg_mlx.diamond.ledger import s_mod_surrogate
+    from meqg_mlx.vmm.model import VMM, ModelArgs
+
+    mx.random.seed(0)
+    model = VMM(
+        ModelArgs(
+            concept_dim=8,
+            d_model=16,
+            n_layers=1,
+            d_state=8,
+            head_dim=8,
+            chunk_size=4,
+            n_experts=2,
+            d_ff=16,
+            rvq_levels=2,
+            rvq_codes=4,
+        )
+    )
+    view, key = View.finest(2), mx.random.key(1)
+    empty = s_mod_surrogate(model.planner, mx.zeros((0, 16)), view, 8, 4, key)
+    assert [float(v) for v in empty] == [0.0, 0.0]
+    hidden = mx.random.normal((2, 16))
+
+    def surrogate(planner):
+        return s_mod_surrogate(planner, hidden, view, 16, 4, key)[1]
+
+    value, _ = s_mod_surrogate(model.planner, hidden, view, 16, 4, key)
+    grads = nn.value_and_grad(model.planner, surrogate)(model.planner)[1]
+    assert float(value) >= 0 and any(float(mx.abs(g).sum()) > 0 for _, g in nn.utils.tree_flatten(grads))

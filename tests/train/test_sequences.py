@@ -22,3 +22,15 @@ def test_documents_split_without_overlap_and_windows_follow_reading_order(small_
     for row in batch:
         valid = row[row >= 0]
         assert (np.diff(valid) > 0).all() and set(valid.tolist()) <= train_ids
+
+
+def test_concept_table_rows_and_padding(small_store):
+    from meqg_mlx.train.sequences import ConceptTable, seen_before
+
+    table = ConceptTable(small_store)
+    ids = table.ids[:3]
+    inputs, targets, mask = table.rows(np.array([[ids[0], ids[1], ids[2]], [ids[2], ids[0], -1]]))
+    assert np.array(inputs).tolist() == [[0, 1], [2, 0]] and np.array(targets).tolist() == [[1, 2], [0, table.pad_row]]
+    assert np.array(mask).tolist() == [[1, 1], [1, 0]]
+    assert np.allclose(np.array(table.matrix[table.pad_row]), 0) and table.matrix.shape[0] == len(table.ids) + 1
+    assert np.array(seen_before(inputs))[0].tolist() == [[0, -1], [0, 1]]
