@@ -50,14 +50,17 @@ def doctor(
 ) -> None:
     """Backend, BLAS in use, devices, versions, and a measured MLX matmul GFLOP/s."""
     from meqg_mlx.backend import doctor_report
+    from meqg_mlx.encoder import choose_backend
 
     report = doctor_report()
+    backend, why = choose_backend()
+    report["encoder_backend"] = f"auto -> {backend}: {why}"
     if as_json:
         print(json.dumps(report, indent=2))
     elif brief:
         print(
             f"meqg doctor: mlx {report['versions']['mlx']} on {report['mlx_default_device']}, "
-            f"BLAS: {report['blas']}, 1024^3 matmul {report['matmul_1024_gflops']} GFLOP/s"
+            f"BLAS: {report['blas']}, 1024^3 matmul {report['matmul_1024_gflops']} GFLOP/s, encoder: {backend}"
         )
     else:
         for key, value in report.items():
@@ -111,7 +114,9 @@ def build(store: Path, source: list[str], limit: Optional[int], config: Optional
 @app.command()
 def encode(
     texts: list[str] = typer.Argument(..., help="Texts to embed."),
-    backend: str = typer.Option("mlx", help="mlx (meqg's port) | torch (sentence-transformers)."),
+    backend: str = typer.Option(
+        "auto", help="auto (the faster here) | mlx (meqg's port) | torch (sentence-transformers)."
+    ),
     model: Optional[Path] = typer.Option(
         None, help="A local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."
     ),

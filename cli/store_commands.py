@@ -151,7 +151,7 @@ def add_vectors(
     model: Optional[Path] = typer.Option(
         None, help="Local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."
     ),
-    backend: str = typer.Option("mlx", help="mlx | torch."),
+    backend: str = typer.Option("auto", help="auto | mlx | torch."),
     output: str = typer.Option("sentence", help="sentence | mean (unnormalised, for GTR inverters)."),
     max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens."),
 ) -> None:

@@ -105,7 +105,7 @@ class RegimeConfig:
 class EncoderConfig:
     """Text -> concept vectors."""
 
-    backend: str = "mlx"  # mlx | torch (sentence-transformers, the reference; faster on x86 CPUs)
+    backend: str = "auto"  # auto (the faster here: `meqg doctor` says which) | mlx | torch (sentence-transformers)
     model: str = ""  # a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2
     dtype: str = "float32"  # float32 | float16 | bfloat16 (mlx backend)
 

@@ -18,9 +18,9 @@ SMALL_SOURCES = ["stdlib:json,heapq,bisect,textwrap,string,functools,fractions,s
 
 @pytest.fixture(scope="session")
 def embedder():
-    from meqg_mlx.encoder import default_embedder
+    from meqg_mlx.encoder import load_embedder
 
-    return default_embedder()
+    return load_embedder(backend="mlx")  # meqg's own port, whatever `auto` picks on this machine
 
 
 @pytest.fixture(scope="session")

