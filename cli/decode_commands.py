@@ -74,6 +74,11 @@ def decode(
     if as_json:
         print(json.dumps([dataclasses.asdict(d) for d in decoded], indent=1))
         return
+    print_decoded(decoded, labels, decoder.lookup.threshold, run)
+
+
+def print_decoded(decoded, labels: list[str] | None, threshold: float, run: Path) -> None:
+    """Each decoded vector: where its text came from (store, inverter, nearest) and how close it is."""
     for i, d in enumerate(decoded):
         label = labels[i] if labels else f"vector {i}"
         if d.hit:
@@ -90,7 +95,7 @@ def decode(
             )
         else:
             shown = (
-                f"no store concept >= {decoder.lookup.threshold:g} and no inverter in {run}; "
+                f"no store concept >= {threshold:g} and no inverter in {run}; "
                 f"nearest cos {d.score:.3f} #{d.concept_id}: {d.nearest_text}"
             )
         out.print(Text.assemble((label, "dim"), " -> ", " ".join(shown.split())), soft_wrap=True)

@@ -38,6 +38,11 @@ def run_episode(
     if as_json:
         print(json.dumps(json_safe(response), indent=1))
         return
+    print_response(response)
+
+
+def print_response(response: dict) -> None:
+    """An episode's concepts, tool results and budget, a line each."""
     telemetry = response["telemetry"]
     for concept in response["concepts"]:
         shown = concept["text"] or f"[~ {concept['nearest_text']}]"

@@ -13,6 +13,10 @@ from .train_commands import stop_on_sigint
 app = typer.Typer(help="The inverter: vectors back to text where the store has no close concept.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="inverter")
+
+
 @app.command("train")
 def train(
     store: Path = typer.Option(..., "--store", help="Concept store whose texts and vectors it learns from."),

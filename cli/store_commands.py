@@ -8,10 +8,13 @@ from typing import Optional
 
 import typer
 
+from .options import JsonOption, StoreOption
+
 app = typer.Typer(help="Inspect and search a concept store.", no_args_is_help=True)
 
-StoreOption = typer.Option(None, "--store", help="Concept store directory [default: $MEQG_HOME/stores/stdlib]")
-JsonOption = typer.Option(False, "--json", help="Machine-readable output.")
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="store")
 
 
 def _open(store: Optional[Path]):

@@ -1,0 +1,57 @@
+"""`meqg data build`: concept stores from corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .options import StoreOption
+from .progress import out
+
+app = typer.Typer(help="Build concept stores from corpora.", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="data")
+
+
+@app.command("build")
+def data_build(
+    store: Optional[Path] = StoreOption,
+    source: list[str] = typer.Option(
+        ..., "--source", help="stdlib[:MOD,..] | pydoc | wordnet[:DIR] | PATH (repeatable)"
+    ),
+    limit: Optional[int] = typer.Option(None, help="At most N new concepts per source."),
+    config: Optional[Path] = typer.Option(None, help="YAML config (store section used here)."),
+    text_column: str = typer.Option("text", help="Text column of .jsonl/.parquet sources."),
+) -> None:
+    """Embed concepts from sources into a LanceDB store; appends only concepts not already stored."""
+    from meqg_mlx.paths import default_store
+
+    build(store or default_store(), source, limit, config, text_column)
+
+
+def build(store: Path, source: list[str], limit: Optional[int], config: Optional[Path], text_column: str) -> None:
+    from meqg_mlx.concepts import build_store
+    from meqg_mlx.config import load_config
+    from meqg_mlx.encoder import embedder_from_config
+
+    from .progress import progress_bar
+
+    loaded = load_config(config)
+    settings = loaded.store
+    with progress_bar() as update:
+        update("loading encoder", 0, 1)
+        embedder = embedder_from_config(loaded)
+        update("loading encoder", 1, 1)
+        summary = build_store(store, source, embedder, settings, limit, update, text_column)
+    out.print(
+        f"[bold]{store}[/]: +{summary.added} concepts ({summary.duplicates} duplicates skipped"
+        + f"), {summary.total_concepts} in store, {summary.relations} relations, {summary.domains} domains\n"
+        f"{summary.seconds:.1f} s: sources {summary.source_seconds:.1f} s, embedding {summary.embed_seconds:.1f} s"
+        f" ({summary.added / max(summary.embed_seconds, 1e-9):.0f}/s), writing {summary.write_seconds:.1f} s, "
+        f"domains {summary.domain_seconds:.1f} s, compaction+index {summary.index_seconds:.1f} s; "
+        f"search: {summary.index}"
+    )
