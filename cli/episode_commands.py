@@ -25,7 +25,7 @@ def run_episode(
     tools: Optional[List[str]] = typer.Option(
         None, "--tools", help="Tools: python (runs the prompt's ```python blocks in the sandbox), store. Repeatable."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole response (seed 000's schema)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole response (docs/design.md, HTTP API)."),
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.episode.budget import Budget

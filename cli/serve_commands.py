@@ -1,6 +1,6 @@
 """`meqg serve`: Diamond episodes over HTTP (Starlette app, uvicorn server).
 
-POST /v1/diamond/run takes seed 000's request and answers its response; GET /healthz
+POST /v1/diamond/run takes an episode request (docs/design.md, HTTP API); GET /healthz
 says what is loaded. A bad request is a 400 with {"error": reason}. Episodes share one
 model, so they run one at a time in a worker thread while the event loop keeps
 accepting requests; each response reports the seconds it waited in `queue_seconds`.

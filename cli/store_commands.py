@@ -159,7 +159,7 @@ def add_vectors(
     max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens."),
 ) -> None:
     """Embed every concept with a second model into its own vector column (only those it lacks)."""
-    from meqg_mlx.concepts.cascade import fill_vector_column
+    from meqg_mlx.concepts.columns import fill_vector_column
     from meqg_mlx.encoder import load_embedder
 
     from .progress import progress_bar
@@ -186,7 +186,7 @@ def project(
     """Fit a linear map between two vector columns by least squares; save it and report its fit error."""
     from dataclasses import asdict
 
-    from meqg_mlx.concepts.cascade import LinearProjection
+    from meqg_mlx.concepts.columns import LinearProjection
 
     concepts = _open(store)
     projection = LinearProjection.fit(concepts, source, target, held_out_every)

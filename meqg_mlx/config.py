@@ -23,7 +23,7 @@ from .vmm.model import ModelArgs
 
 @dataclass
 class GateConfig:
-    """Null-Stability Gate (seed 000): Armijo, trust region, KL-smoothness."""
+    """Null-Stability Gate (docs/design.md, Gate): Armijo, trust region, KL-smoothness."""
 
     alpha: float = 0.1
     trust_radius: float = 0.02
@@ -35,7 +35,7 @@ class GateConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """Weights of Delta = S_geo + S_ent + lambda_mod * S_mod (seed 000)."""
+    """Weights of Delta = S_geo + S_ent + lambda_mod * S_mod (docs/design.md, Objective)."""
 
     lambda_mod: float = 0.5
     lambda_kv: float = 1e-9
@@ -89,7 +89,7 @@ class TrainConfig:
 
 @dataclass
 class RegimeConfig:
-    """Phi regimes (seed 004) and the recovery policy for breakdown, counted in Phi measurements."""
+    """Phi regimes (docs/design.md, Regimes) and the recovery policy for breakdown, counted in Phi measurements."""
 
     phi_geometric: float = 0.45
     phi_breakdown: float = 0.80

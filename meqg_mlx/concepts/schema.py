@@ -1,4 +1,4 @@
-"""Arrow schemas of the concept store's LanceDB tables (seed 002, trimmed to what is used)."""
+"""Arrow schemas of the concept store's LanceDB tables (docs/design.md, Data flow)."""
 
 from __future__ import annotations
 

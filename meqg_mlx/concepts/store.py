@@ -228,7 +228,7 @@ class ConceptStore:
         self._index = None
         return self.table.version
 
-    # ----- more vector columns (seed 002's dimensional cascade) --------------------------------
+    # ----- more vector columns (concepts/columns.py) ------------------------------------------------
     def vector_columns(self) -> dict[str, dict]:
         """Extra vector columns: name -> {origin_model, dim, normalized}; `vector` is the main one."""
         return dict(self.meta.get("vector_columns", {}))

@@ -1,4 +1,4 @@
-"""Delta = S_geo + S_ent + lambda_mod * S_mod (seed 000), each term reported.
+"""Delta = S_geo + S_ent + lambda_mod * S_mod (docs/design.md, Objective), each term reported.
 
 S_ent is the learning signal: a next-concept loss that cannot win by predicting the
 mean (squared distance plus InfoNCE against in-batch and store negatives, after

@@ -1,4 +1,4 @@
-"""An episode's budget (seed 000): wall seconds, analytic FLOPs and bytes of state it may hold.
+"""An episode's budget (docs/design.md, Episode): wall seconds, analytic FLOPs and bytes of state it may hold.
 
 The meter refuses a step *before* it is taken when the step would overrun a limit, so
 the FLOP count never exceeds max_flops and an episode ends within its seconds plus its

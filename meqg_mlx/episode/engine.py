@@ -1,4 +1,4 @@
-"""A Diamond episode (seed 000): a prompt rolled out as gated concept steps under a budget.
+"""A Diamond episode (docs/design.md, Episode): a prompt rolled out as gated concept steps under a budget.
 
 The prompt's sentences become concepts; tools run first and their results join the
 context as observation concepts; store concepts near the current one are put in the

@@ -1,7 +1,7 @@
-"""Seed 000's episode request, validated: {model, prompt, budget, tools, config, telemetry}.
+"""The episode request (docs/design.md, HTTP API), validated: {model, prompt, budget, tools, config, telemetry}.
 
 Every problem is an InputError naming the field, so `meqg serve` can answer 400 with it.
-`config` may override the objective (seed 000 calls that section "obj") and episode settings.
+`config` may override the objective ("obj" is accepted for it) and episode settings.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..concepts.cascade import LinearProjection
+from ..concepts.columns import LinearProjection
 from ..concepts.store import ConceptStore, NewConcept, normalize_text
 from ..config import InversionConfig, load_config, load_run
 from ..encoder import embedder_from_config, load_embedder

@@ -1,4 +1,4 @@
-"""Phi regimes (seed 004) and the recovery policy for breakdown.
+"""Phi regimes and the recovery policy for breakdown (docs/design.md, Regimes).
 
 Phi < phi_geometric is the linear regime, up to phi_breakdown geometric, above it
 breakdown: the planner's code levels are so coupled that the finest view loses

@@ -206,7 +206,7 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(
     written by vec2text; `meqg decode --vec2text` does the same from the command line."""
     import shutil
 
-    from meqg_mlx.concepts.cascade import LinearProjection, fill_vector_column
+    from meqg_mlx.concepts.columns import LinearProjection, fill_vector_column
     from meqg_mlx.concepts.store import ConceptStore, NewConcept
     from meqg_mlx.config import MeqgConfig, to_yaml
     from meqg_mlx.inversion.decode import RunDecoder

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from meqg_mlx.concepts.cascade import LinearProjection, fill_vector_column
+from meqg_mlx.concepts.columns import LinearProjection, fill_vector_column
 from meqg_mlx.concepts.store import ConceptStore, NewConcept
 from meqg_mlx.encoder.mlx_encoder import MLXSentenceEncoder
 from meqg_mlx.errors import InputError, StoreError

@@ -1,4 +1,4 @@
-"""Seed 002's dimensional cascade: a store's concepts in a second model's space, and a linear
+"""Vector columns: a store's concepts in a second model's space, and a linear
 map between two vector columns fit by least squares on the texts both hold.
 """
 
