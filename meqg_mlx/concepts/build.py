@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +16,7 @@ from .domains import compute_domains
 from .kmeans import assign
 from .sources import ConceptRecord
 from .store import ConceptStore, NewConcept, normalize_text
-
-Progress = Callable[[str, int, int], None]
+from ..progress import Progress
 
 
 @dataclass

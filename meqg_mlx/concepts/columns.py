@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -15,8 +14,8 @@ from ..atomic import replaced_file
 from ..encoder.base import Embedder
 from ..errors import InputError, StoreError
 from .store import ConceptStore
+from ..progress import Progress
 
-Progress = Callable[[str, int, int], None]
 PROJECTIONS_DIR = "projections"
 
 

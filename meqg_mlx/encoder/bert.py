@@ -15,6 +15,21 @@ from ..errors import InputError
 from .attention import attention, padding_bias
 
 
+def rename_weights(
+    weights: dict[str, mx.array], renames: list[tuple[str, str]], dropped: tuple[str, ...]
+) -> dict[str, mx.array]:
+    """HF weight names through `renames` (regex, replacement) in order; position_ids and names
+    starting with `dropped` (poolers) left out. BERT-style models' `sanitize` share it."""
+    out = {}
+    for name, value in weights.items():
+        if name.endswith("position_ids") or name.startswith(dropped):
+            continue
+        for pattern, replacement in renames:
+            name = re.sub(pattern, replacement, name)
+        out[name] = value
+    return out
+
+
 @dataclass
 class ModelArgs:
     vocab_size: int = 30522
@@ -150,11 +165,5 @@ class Bert(nn.Module):
             (r"encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
             (r"encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm"),
         ]
-        out = {}
-        for name, value in weights.items():
-            if name.endswith("position_ids") or name.startswith(("pooler.", "bert.pooler.")):
-                continue
-            for pattern, replacement in renames:
-                name = re.sub(pattern, replacement, name)
-            out[name.replace(".gamma", ".weight").replace(".beta", ".bias")] = value
-        return out
+        renamed = rename_weights(weights, renames, ("pooler.", "bert.pooler."))
+        return {name.replace(".gamma", ".weight").replace(".beta", ".bias"): v for name, v in renamed.items()}

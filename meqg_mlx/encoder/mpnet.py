@@ -5,14 +5,13 @@ renamed in `sanitize`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from ..errors import InputError
-from .bert import Layer
+from .bert import Layer, rename_weights
 from .attention import padding_bias
 from .t5 import position_bias
 
@@ -78,11 +77,4 @@ class MPNet(nn.Module):
             (r"^encoder\.layer\.(\d+)\.output\.dense", r"layers.\1.output"),
             (r"^encoder\.layer\.(\d+)\.output\.LayerNorm", r"layers.\1.output_norm"),
         ]
-        out = {}
-        for name, value in weights.items():
-            if name.endswith("position_ids") or name.startswith(("pooler.", "mpnet.pooler.")):
-                continue
-            for pattern, replacement in renames:
-                name = re.sub(pattern, replacement, name)
-            out[name] = value
-        return out
+        return rename_weights(weights, renames, ("pooler.", "mpnet.pooler."))

@@ -14,13 +14,13 @@ The best cosine never goes down from one step to the next. The inverter is ours
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import InversionConfig
 from ..encoder.base import Embedder, check_vectors
+from ..progress import Progress
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Corrector:
         targets: np.ndarray,
         correction_steps: int | None = None,
         seed: int = 0,
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: Progress | None = None,
         seed_texts: list[str] | None = None,
         deadline: float | None = None,
     ) -> list[Inversion]:

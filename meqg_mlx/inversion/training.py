@@ -32,8 +32,8 @@ from ..telemetry import TelemetryWriter
 from .checkpoint import TrainedInverter
 from .inverter import Inverter
 from .tokens import PAD, InverterVocab
+from ..progress import Progress, no_progress
 
-Progress = Callable[[str, int, int], None]
 EVAL_TEXTS = 256
 
 
@@ -135,7 +135,7 @@ class InverterTraining:
         self.store, self.embedder, self.config = store, embedder, config
         self.settings = config.inversion
         self.inverter = run.inverter
-        self.progress = progress or (lambda stage, done, total: None)
+        self.progress = progress or no_progress
         self.rng = np.random.default_rng(seed)
         args = config.inverter
         self.train_set, self.held_out = split_examples(

@@ -20,13 +20,14 @@ import pkgutil
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ...sandbox import run_python
 from ...errors import InputError
 from . import ConceptRecord
 from .prose import document_records, paragraphs
+from ...progress import Progress
 
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -277,7 +278,7 @@ def stdlib_code(
     run_doctest: bool = True,
     timeout_s: float = 20.0,
     memory_mb: int = 1024,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[ConceptRecord]:
     """Code concepts (and docstring prose) for public stdlib modules (all, or `modules` and their submodules).
 
