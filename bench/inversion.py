@@ -70,9 +70,9 @@ def main() -> None:
     if decoder.corrector is None:
         raise SystemExit(f"no inverter in {args.run}: run `meqg inverter train --store ... --run {args.run}` first")
     inverter = decoder.corrector.inverter
-    settings = decoder.settings
+    inversion = decoder.inversion
     if args.candidates is not None:
-        settings.candidates = args.candidates
+        inversion.candidates = args.candidates
     _, held = split_examples(
         decoder.store, inverter.vocab.tokenizer_path, inverter.model.args.max_tokens, inverter.meta["held_out_every"]
     )
@@ -81,7 +81,7 @@ def main() -> None:
     print(
         f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.path}; inverter step "
         f"{inverter.meta['step']}, {inverter.meta['trained_texts']} training texts; "
-        f"{args.steps} correction steps x {settings.candidates} candidates",
+        f"{args.steps} correction steps x {inversion.candidates} candidates",
         flush=True,
     )
 
@@ -91,7 +91,7 @@ def main() -> None:
     rows.append(
         measure("lookup (text removed)", outputs["lookup"], references, targets, time.perf_counter() - tick, decoder)
     )
-    corrector = Corrector(inverter, decoder.embedder, settings)
+    corrector = Corrector(inverter, decoder.embedder, inversion)
     tick = time.perf_counter()
     first = corrector.invert(targets, 0)
     rows.append(measure("inverter", [r.text for r in first], references, targets, time.perf_counter() - tick, decoder))

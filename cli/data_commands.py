@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,34 +19,35 @@ def register(root: typer.Typer) -> None:
 
 @app.command("build")
 def data_build(
-    store: Optional[Path] = StoreOption,
-    source: list[str] = typer.Option(
-        ..., "--source", help="stdlib[:MOD,..] | pydoc | wordnet[:DIR] | PATH (repeatable)"
-    ),
-    limit: Optional[int] = typer.Option(None, help="At most N new concepts per source."),
-    config: Optional[Path] = typer.Option(None, help="YAML config (store section used here)."),
-    text_column: str = typer.Option("text", help="Text column of .jsonl/.parquet sources."),
+    source: Annotated[
+        list[str], typer.Option("--source", help="stdlib[:MOD,..] | pydoc | wordnet[:DIR] | PATH (repeatable)")
+    ],
+    store: StoreOption = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most N new concepts per source.")] = None,
+    config_file: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML config (store section used here).")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of .jsonl/.parquet sources.")] = "text",
 ) -> None:
     """Embed concepts from sources into a LanceDB store; appends only concepts not already stored."""
     from meqg_mlx.paths import default_store
 
-    build(store or default_store(), source, limit, config, text_column)
+    build(store or default_store(), source, limit, config_file, text_column)
 
 
-def build(store: Path, source: list[str], limit: Optional[int], config: Optional[Path], text_column: str) -> None:
+def build(store: Path, source: list[str], limit: Optional[int], config_file: Optional[Path], text_column: str) -> None:
     from meqg_mlx.concepts import build_store
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
 
     from .progress import progress_bar
 
-    loaded = load_config(config)
-    settings = loaded.store
+    config = load_config(config_file)
     with progress_bar() as update:
         update("loading encoder", 0, 1)
-        embedder = embedder_from_config(loaded)
+        embedder = embedder_from_config(config)
         update("loading encoder", 1, 1)
-        summary = build_store(store, source, embedder, settings, limit, update, text_column)
+        summary = build_store(store, source, embedder, config.store, limit, update, text_column)
     out.print(
         f"[bold]{store}[/]: +{summary.added} concepts ({summary.duplicates} duplicates skipped"
         + f"), {summary.total_concepts} in store, {summary.relations} relations, {summary.domains} domains\n"

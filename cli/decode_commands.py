@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.text import Text
@@ -17,35 +17,47 @@ def register(app: typer.Typer) -> None:
 
 
 def decode(
-    texts: Optional[List[str]] = typer.Argument(None, help="Texts to encode and decode again."),
-    run: Path = typer.Option(..., "--run", help="Run directory (its store and inversion settings)."),
-    vectors: Optional[Path] = typer.Option(None, "--vectors", help="Decode vectors from a .npy or JSON file."),
-    threshold: Optional[float] = typer.Option(
-        None, help="Cosine a store concept needs [default: config inversion.lookup_threshold]."
-    ),
-    steps: Optional[int] = typer.Option(
-        None, "--steps", help="Correction steps for inverted vectors [default: config inversion.correction_steps]."
-    ),
-    write_back: Optional[bool] = typer.Option(
-        None,
-        "--write-back/--no-write-back",
-        help="Add inverted texts to the store (source=inversion) [default: config inversion.write_back].",
-    ),
-    vec2text: Optional[Path] = typer.Option(
-        None,
-        "--vec2text",
-        help="A pretrained vec2text inversion model "
-        "directory to invert with [default: config inversion.vec2text_inverter].",
-    ),
-    vec2text_corrector: Optional[Path] = typer.Option(None, help="Its corrector directory."),
-    vec2text_embedder: Optional[Path] = typer.Option(
-        None, help="The sentence-transformers directory vec2text inverts (gtr-t5-base)."
-    ),
-    column: Optional[str] = typer.Option(
-        None,
-        help="The store's vector column of that embedder's vectors (`meqg store add-vectors`, `meqg store project`).",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    run: Annotated[Path, typer.Option("--run", help="Run directory (its store and inversion settings).")],
+    texts: Annotated[Optional[List[str]], typer.Argument(help="Texts to encode and decode again.")] = None,
+    vectors: Annotated[
+        Optional[Path], typer.Option("--vectors", help="Decode vectors from a .npy or JSON file.")
+    ] = None,
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Cosine a store concept needs [default: config inversion.lookup_threshold].")
+    ] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps", help="Correction steps for inverted vectors [default: config inversion.correction_steps]."
+        ),
+    ] = None,
+    write_back: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--write-back/--no-write-back",
+            help="Add inverted texts to the store (source=inversion) [default: config inversion.write_back].",
+        ),
+    ] = None,
+    vec2text: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--vec2text",
+            help="A pretrained vec2text inversion model "
+            "directory to invert with [default: config inversion.vec2text_inverter].",
+        ),
+    ] = None,
+    vec2text_corrector: Annotated[Optional[Path], typer.Option(help="Its corrector directory.")] = None,
+    vec2text_embedder: Annotated[
+        Optional[Path], typer.Option(help="The sentence-transformers directory vec2text inverts (gtr-t5-base).")
+    ] = None,
+    column: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The store's vector column of that embedder's vectors "
+            "(`meqg store add-vectors`, `meqg store project`)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Vectors back to text: the nearest store concept when it is close enough, else the run's inverter
     (`meqg inverter train`), or a pretrained vec2text model, with the corrector loop."""

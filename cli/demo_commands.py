@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,9 +37,9 @@ def register(app: typer.Typer) -> None:
 
 
 def demo(
-    store: Optional[Path] = StoreOption,
-    run: Optional[Path] = typer.Option(None, "--run", help="Run directory [default: $MEQG_HOME/runs/demo]"),
-    steps: int = typer.Option(DEMO_SETTINGS["train"]["steps"], help="Training steps."),
+    store: StoreOption = None,
+    run: Annotated[Optional[Path], typer.Option("--run", help="Run directory [default: $MEQG_HOME/runs/demo]")] = None,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = DEMO_SETTINGS["train"]["steps"],
 ) -> None:
     """The main job: store (built if missing), search, a small gated VMM, one episode, one decode round trip."""
     from meqg_mlx.concepts import ConceptStore

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from typing import Annotated
+
 import typer
 
 
@@ -12,8 +14,8 @@ def register(app: typer.Typer) -> None:
 
 
 def doctor(
-    brief: bool = typer.Option(False, help="One line: backend, BLAS and matmul speed."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    brief: Annotated[bool, typer.Option(help="One line: backend, BLAS and matmul speed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Backend, BLAS in use, devices, versions, and a measured MLX matmul GFLOP/s."""
     from meqg_mlx.backend import doctor_report

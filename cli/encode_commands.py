@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -14,19 +14,22 @@ def register(app: typer.Typer) -> None:
 
 
 def encode(
-    texts: list[str] = typer.Argument(..., help="Texts to embed."),
-    backend: str = typer.Option(
-        "auto", help="auto (the faster here) | mlx (meqg's port) | torch (sentence-transformers)."
-    ),
-    model: Optional[Path] = typer.Option(
-        None, help="A local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."
-    ),
-    dtype: str = typer.Option("float32", help="float32 | float16 | bfloat16 (mlx)."),
-    output: str = typer.Option(
-        "sentence",
-        help="sentence (the model's own vector) | mean (unnormalised mean-pooled states, for GTR inverters; mlx).",
-    ),
-    max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens."),
+    texts: Annotated[list[str], typer.Argument(help="Texts to embed.")],
+    backend: Annotated[
+        str, typer.Option(help="auto (the faster here) | mlx (meqg's port) | torch (sentence-transformers).")
+    ] = "auto",
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="A local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."),
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="float32 | float16 | bfloat16 (mlx).")] = "float32",
+    output: Annotated[
+        str,
+        typer.Option(
+            help="sentence (the model's own vector) | mean (unnormalised mean-pooled states, for GTR inverters; mlx)."
+        ),
+    ] = "sentence",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Truncate texts to this many tokens.")] = 128,
 ) -> None:
     """Print vectors as JSON: {model, dim, normalized, vectors}."""
     from meqg_mlx.encoder import load_embedder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.text import Text
@@ -17,15 +17,21 @@ def register(app: typer.Typer) -> None:
 
 
 def run_episode(
-    prompt: str = typer.Argument(..., help="What to reason about."),
-    run: Path = typer.Option(..., "--run", help="Trained run directory (its latest checkpoint and store)."),
-    budget_seconds: float = typer.Option(2.0, help="Wall-clock budget of the episode."),
-    max_flops: float = typer.Option(3e11, help="Analytic VMM FLOPs the episode may spend."),
-    max_kv_bytes: float = typer.Option(128 * 2**20, help="Bytes of context and recurrent state it may hold."),
-    tools: Optional[List[str]] = typer.Option(
-        None, "--tools", help="Tools: python (runs the prompt's ```python blocks in the sandbox), store. Repeatable."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole response (docs/design.md, HTTP API)."),
+    prompt: Annotated[str, typer.Argument(help="What to reason about.")],
+    run: Annotated[Path, typer.Option("--run", help="Trained run directory (its latest checkpoint and store).")],
+    budget_seconds: Annotated[float, typer.Option(help="Wall-clock budget of the episode.")] = 2.0,
+    max_flops: Annotated[float, typer.Option(help="Analytic VMM FLOPs the episode may spend.")] = 3e11,
+    max_kv_bytes: Annotated[float, typer.Option(help="Bytes of context and recurrent state it may hold.")] = 128
+    * 2**20,
+    tools: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--tools", help="Tools: python (runs the prompt's ```python blocks in the sandbox), store. Repeatable."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole response (docs/design.md, HTTP API).")
+    ] = False,
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.episode.budget import Budget

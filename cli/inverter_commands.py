@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,14 +19,17 @@ def register(root: typer.Typer) -> None:
 
 @app.command("train")
 def train(
-    store: Path = typer.Option(..., "--store", help="Concept store whose texts and vectors it learns from."),
-    run: Path = typer.Option(
-        ...,
-        "--run",
-        help="Run directory; the inverter goes to RUN/inverter/ (a trained VMM run there decodes with it).",
-    ),
-    steps: Optional[int] = typer.Option(None, help="Training steps [default: config inversion.steps]."),
-    config: Optional[Path] = typer.Option(None, help="YAML config (inversion and inverter sections used here)."),
+    store: Annotated[Path, typer.Option("--store", help="Concept store whose texts and vectors it learns from.")],
+    run: Annotated[
+        Path,
+        typer.Option(
+            "--run", help="Run directory; the inverter goes to RUN/inverter/ (a trained VMM run there decodes with it)."
+        ),
+    ],
+    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: config inversion.steps].")] = None,
+    config_file: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML config (inversion and inverter sections used here).")
+    ] = None,
 ) -> None:
     """Train the inverter; Ctrl-C stops after the current step and saves it."""
     from meqg_mlx.concepts.store import ConceptStore
@@ -34,11 +37,11 @@ def train(
     from meqg_mlx.encoder import embedder_from_config
     from meqg_mlx.inversion.training import InverterTraining
 
-    settings = load_config(config)
+    config = load_config(config_file)
     if steps is not None:
-        settings.inversion.steps = steps
+        config.inversion.steps = steps
     opened = ConceptStore.open(store)
-    every = max(settings.inversion.steps // 10, 1)
+    every = max(config.inversion.steps // 10, 1)
     with progress_bar() as bar, stop_on_sigint() as stopped:
 
         def update(stage: str, done: int, total: int) -> None:
@@ -48,9 +51,9 @@ def train(
                 out.print(f"step {done}/{total} {stage.removeprefix('inverter ')}")
 
         update("loading encoder", 0, 1)
-        embedder = embedder_from_config(settings)
+        embedder = embedder_from_config(config)
         update("loading encoder", 1, 1)
-        training = InverterTraining(opened, run, embedder, settings, update)
+        training = InverterTraining(opened, run, embedder, config, update)
         console.print(
             f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
             f"vocabulary {training.vocab.size}; telemetry in {training.inverter.telemetry_path}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,12 +16,15 @@ def register(app: typer.Typer) -> None:
 
 
 def monitor(
-    run_dir: Path = typer.Argument(..., help="Run directory written by `meqg train` (its telemetry.jsonl)."),
-    replay: Optional[float] = typer.Option(
-        None, "--replay", metavar="SPEED", help="Replay the run from its start at SPEED x its recorded pace."
-    ),
-    stall_after: float = typer.Option(30.0, help="Seconds without a record before a live run shows as stalled."),
-    window: int = typer.Option(200, help="Steps the plots show while following."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `meqg train` (its telemetry.jsonl).")],
+    replay: Annotated[
+        Optional[float],
+        typer.Option("--replay", metavar="SPEED", help="Replay the run from its start at SPEED x its recorded pace."),
+    ] = None,
+    stall_after: Annotated[
+        float, typer.Option(help="Seconds without a record before a live run shows as stalled.")
+    ] = 30.0,
+    window: Annotated[int, typer.Option(help="Steps the plots show while following.")] = 200,
 ) -> None:
     """Watch a training run live (p pause, f follow, tab panels, s screenshot, ? keys, q quit)."""
     if not run_dir.is_dir():

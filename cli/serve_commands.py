@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from typing import Annotated
+
 import typer
 
 from .progress import console
@@ -25,9 +27,9 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    run: Path = typer.Option(..., "--run", help="Trained run directory (its latest checkpoint, store, inverter)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    run: Annotated[Path, typer.Option("--run", help="Trained run directory (its latest checkpoint, store, inverter).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
     import uvicorn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -25,7 +25,7 @@ def _open(store: Optional[Path]):
 
 
 @app.command()
-def stats(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> None:
+def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Counts by kind, source and validation; relations; domains; index."""
     info = _open(store).stats()
     if as_json:
@@ -60,12 +60,12 @@ def stats(store: Optional[Path] = StoreOption, as_json: bool = JsonOption) -> No
 
 @app.command()
 def search(
-    text: Optional[str] = typer.Argument(None, help="Query text."),
-    store: Optional[Path] = StoreOption,
-    vector: Optional[Path] = typer.Option(None, help="Search by a vector file (.npy or JSON) instead."),
-    k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="Number of hits."),
-    raw: bool = typer.Option(False, "--raw", help="Plain nearest concept vectors, no grouping by subject."),
-    as_json: bool = JsonOption,
+    text: Annotated[Optional[str], typer.Argument(help="Query text.")] = None,
+    store: StoreOption = None,
+    vector: Annotated[Optional[Path], typer.Option(help="Search by a vector file (.npy or JSON) instead.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Number of hits.")] = 10,
+    raw: Annotated[bool, typer.Option("--raw", help="Plain nearest concept vectors, no grouping by subject.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Concepts nearest to TEXT by cosine. By default a matching docstring sentence or
     example answers with the function it documents (shown with `via`)."""
@@ -117,9 +117,9 @@ def _plain(hit) -> dict:
 
 @app.command()
 def show(
-    concept_id: int = typer.Argument(..., help="Concept id."),
-    store: Optional[Path] = StoreOption,
-    as_json: bool = JsonOption,
+    concept_id: Annotated[int, typer.Argument(help="Concept id.")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """One concept with its relations resolved to their targets."""
     from meqg_mlx.errors import StoreError
@@ -149,14 +149,14 @@ def show(
 
 @app.command("add-vectors")
 def add_vectors(
-    column: str = typer.Option(..., "--column", help="Name of the vector column to fill."),
-    store: Optional[Path] = StoreOption,
-    model: Optional[Path] = typer.Option(
-        None, help="Local sentence-transformers directory [default: bundled all-MiniLM-L6-v2]."
-    ),
-    backend: str = typer.Option("auto", help="auto | mlx | torch."),
-    output: str = typer.Option("sentence", help="sentence | mean (unnormalised, for GTR inverters)."),
-    max_tokens: int = typer.Option(128, min=1, help="Truncate texts to this many tokens."),
+    column: Annotated[str, typer.Option("--column", help="Name of the vector column to fill.")],
+    store: StoreOption = None,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Local sentence-transformers directory [default: bundled all-MiniLM-L6-v2].")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto | mlx | torch.")] = "auto",
+    output: Annotated[str, typer.Option(help="sentence | mean (unnormalised, for GTR inverters).")] = "sentence",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Truncate texts to this many tokens.")] = 128,
 ) -> None:
     """Embed every concept with a second model into its own vector column (only those it lacks)."""
     from meqg_mlx.concepts.columns import fill_vector_column
@@ -177,11 +177,11 @@ def add_vectors(
 
 @app.command()
 def project(
-    source: str = typer.Option(..., "--source", help="Vector column to map from (`vector` is the main one)."),
-    target: str = typer.Option(..., "--target", help="Vector column to map to."),
-    store: Optional[Path] = StoreOption,
-    held_out_every: int = typer.Option(10, min=2, help="Concepts with id % N == 0 measure the fit."),
-    as_json: bool = JsonOption,
+    source: Annotated[str, typer.Option("--source", help="Vector column to map from (`vector` is the main one).")],
+    target: Annotated[str, typer.Option("--target", help="Vector column to map to.")],
+    store: StoreOption = None,
+    held_out_every: Annotated[int, typer.Option(min=2, help="Concepts with id % N == 0 measure the fit.")] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """Fit a linear map between two vector columns by least squares; save it and report its fit error."""
     from dataclasses import asdict

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,23 +24,29 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    store: Optional[Path] = typer.Option(None, "--store", help="Concept store to train on (a new run needs one)."),
-    run: Path = typer.Option(..., "--run", help="Run directory: config, telemetry.jsonl, checkpoints."),
-    steps: Optional[int] = typer.Option(None, help="Train until this step [default: config train.steps]."),
-    config: Optional[Path] = typer.Option(None, help="YAML config overlaid on the defaults."),
-    no_gate: bool = typer.Option(False, "--no-gate", help="Plain AdamW steps, no Null-Stability Gate."),
-    resume: bool = typer.Option(False, help="Continue the run in --run from its latest checkpoint."),
-    monitor: bool = typer.Option(
-        False,
-        "--monitor",
-        help="Train in a worker process and watch it in the monitor "
-        "(q stops training after the current step, with a checkpoint).",
-    ),
+    run: Annotated[Path, typer.Option("--run", help="Run directory: config, telemetry.jsonl, checkpoints.")],
+    store: Annotated[
+        Optional[Path], typer.Option("--store", help="Concept store to train on (a new run needs one).")
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Train until this step [default: config train.steps].")] = None,
+    config_file: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML config overlaid on the defaults.")
+    ] = None,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="Plain AdamW steps, no Null-Stability Gate.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --run from its latest checkpoint.")] = False,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            "--monitor",
+            help="Train in a worker process and watch it in the monitor "
+            "(q stops training after the current step, with a checkpoint).",
+        ),
+    ] = False,
 ) -> None:
     """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
     if monitor:
         command = [sys.executable, "-m", "meqg_cli.main", "train", "--run", str(run)]
-        for flag, value in (("--store", store), ("--steps", steps), ("--config", config)):
+        for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
             command += [flag, str(value)] if value is not None else []
         command += ["--no-gate"] * no_gate + ["--resume"] * resume
         train_with_monitor(command, run)
@@ -48,14 +54,14 @@ def train(
     from meqg_mlx.config import load_config
     from meqg_mlx.train.run import TrainingRun
 
-    if resume and (config or no_gate):
+    if resume and (config_file or no_gate):
         raise ConfigError("a resumed run keeps the config saved in its run dir: drop --config/--no-gate")
-    settings = None if resume else load_config(config)
+    config = None if resume else load_config(config_file)
     if no_gate:
-        settings.train.gate = False
+        config.train.gate = False
     if console.is_terminal:
         console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
-    training = TrainingRun(run, store, settings, resume, steps)
+    training = TrainingRun(run, store, config, resume, steps)
     summary = train_with_progress(training, monitor_gone())
     print_summary(summary)
 

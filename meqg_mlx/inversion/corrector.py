@@ -34,9 +34,9 @@ class Inversion:
 
 
 class Corrector:
-    def __init__(self, inverter, embedder: Embedder, settings: InversionConfig | None = None):
+    def __init__(self, inverter, embedder: Embedder, inversion: InversionConfig | None = None):
         self.inverter, self.embedder = inverter, embedder
-        self.settings = settings or InversionConfig()
+        self.inversion = inversion or InversionConfig()
 
     def score(self, texts: list[str], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of the texts and their cosines to the targets (an empty text: zeros, cosine -1)."""
@@ -77,7 +77,7 @@ class Corrector:
         deadline: float | None = None,
     ) -> list[Inversion]:
         """Past `deadline` (time.perf_counter()) the first pass ends its texts early and no correction starts."""
-        s = self.settings
+        s = self.inversion
         steps = s.correction_steps if correction_steps is None else correction_steps
         targets = check_vectors(targets, self.inverter.dim, "vectors to invert", unit=self.embedder.normalized)
         texts = self.inverter.generate(targets, deadline=deadline)

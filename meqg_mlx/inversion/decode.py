@@ -37,31 +37,31 @@ class ProjectedCorrector:
         return inversions
 
 
-def vec2text_corrector(store: ConceptStore, settings: InversionConfig, embedder: Embedder) -> ProjectedCorrector:
+def vec2text_corrector(store: ConceptStore, inversion: InversionConfig, embedder: Embedder) -> ProjectedCorrector:
     """vec2text models on the store's column of their embedder's vectors, reached by the store's projection."""
     from .vec2text import Vec2TextInverter
 
-    name = settings.vec2text_column
+    name = inversion.vec2text_column
     column = store.vector_columns().get(name)
-    if column is None or not settings.vec2text_embedder:
+    if column is None or not inversion.vec2text_embedder:
         raise InputError(
             f"vec2text needs inversion.vec2text_embedder and a store vector column of its vectors "
             f"(inversion.vec2text_column {name!r}; `meqg store add-vectors`)"
         )
     vec2text_embedder = load_embedder(
-        "mlx", settings.vec2text_embedder, output="sentence" if column["normalized"] else "mean"
+        "mlx", inversion.vec2text_embedder, output="sentence" if column["normalized"] else "mean"
     )
     store.check_column_model(name, vec2text_embedder.name, vec2text_embedder.dim)
     inverter = Vec2TextInverter(
-        settings.vec2text_inverter,
-        Path(settings.vec2text_embedder) / "tokenizer.json",
-        settings.vec2text_corrector or None,
-        num_beams=settings.vec2text_num_beams,
+        inversion.vec2text_inverter,
+        Path(inversion.vec2text_embedder) / "tokenizer.json",
+        inversion.vec2text_corrector or None,
+        num_beams=inversion.vec2text_num_beams,
     )
     if inverter.dim != column["dim"]:
         raise InputError(f"the vec2text inverter reads {inverter.dim}-d vectors; column {name!r} is {column['dim']}-d")
     return ProjectedCorrector(
-        Corrector(inverter, vec2text_embedder, settings), LinearProjection.load(store, "vector", name), embedder
+        Corrector(inverter, vec2text_embedder, inversion), LinearProjection.load(store, "vector", name), embedder
     )
 
 
@@ -72,13 +72,13 @@ class RunDecoder:
         self,
         store: ConceptStore,
         embedder: Embedder,
-        settings: InversionConfig,
+        inversion: InversionConfig,
         corrector: Corrector | ProjectedCorrector | None = None,
         threshold: float | None = None,
     ):
         store.check_model(embedder.name, embedder.dim)
-        self.store, self.embedder, self.settings, self.corrector = store, embedder, settings, corrector
-        self.lookup = StoreLookup(store, settings.lookup_threshold if threshold is None else threshold)
+        self.store, self.embedder, self.inversion, self.corrector = store, embedder, inversion, corrector
+        self.lookup = StoreLookup(store, inversion.lookup_threshold if threshold is None else threshold)
 
     @classmethod
     def from_run(
@@ -95,21 +95,21 @@ class RunDecoder:
         run = RunDir(run_dir)
         meta, config = load_run(run)
         inverter = run.inverter
-        settings = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
-        settings = dataclasses.replace(
-            settings, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
+        inversion = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
+        inversion = dataclasses.replace(
+            inversion, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
         )
         store = ConceptStore.open(meta["store"])
         embedder = embedder or embedder_from_config(config)
         store.check_model(embedder.name, embedder.dim)
         corrector = None
-        if settings.vec2text_inverter:
-            corrector = vec2text_corrector(store, settings, embedder)
+        if inversion.vec2text_inverter:
+            corrector = vec2text_corrector(store, inversion, embedder)
         elif inverter.model_dir.exists():
             trained = TrainedInverter.load(inverter.model_dir)
             store.check_model(trained.meta.get("embedder", "?"), trained.dim)
-            corrector = Corrector(trained, embedder, settings)
-        return cls(store, embedder, settings, corrector, threshold)
+            corrector = Corrector(trained, embedder, inversion)
+        return cls(store, embedder, inversion, corrector, threshold)
 
     def vectors(
         self, vectors: np.ndarray, correction_steps: int | None = None, write_back: bool | None = None
@@ -119,14 +119,14 @@ class RunDecoder:
         decoded = self.lookup.decode(vectors)
         misses = [i for i, d in enumerate(decoded) if not d.hit]
         if misses and self.corrector is not None:
-            seeds = [decoded[i].nearest_text or "" for i in misses] if self.settings.seed_with_nearest else None
+            seeds = [decoded[i].nearest_text or "" for i in misses] if self.inversion.seed_with_nearest else None
             inversions = self.corrector.invert(vectors[misses], correction_steps, seed_texts=seeds)
             for i, inversion in zip(misses, inversions):
                 if inversion.text.strip():
                     decoded[i].text = inversion.text
                     decoded[i].source = "nearest" if inversion.from_seed else "inversion"
                     decoded[i].inversion_cosine, decoded[i].correction_steps = inversion.cosine, inversion.steps
-            if self.settings.write_back if write_back is None else write_back:
+            if self.inversion.write_back if write_back is None else write_back:
                 self.write_back([decoded[i] for i in misses], vectors[misses])
         return decoded
 

@@ -133,13 +133,13 @@ class InverterTraining:
         run = RunDir(run_dir)
         self.run_id = run.for_store(store.path, to_yaml(config))["run_id"]
         self.store, self.embedder, self.config = store, embedder, config
-        self.settings = config.inversion
+        self.inversion = config.inversion
         self.inverter = run.inverter
         self.progress = progress or no_progress
         self.rng = np.random.default_rng(seed)
         args = config.inverter
         self.train_set, self.held_out = split_examples(
-            store, embedder.tokenizer_path, args.max_tokens, self.settings.held_out_every
+            store, embedder.tokenizer_path, args.max_tokens, self.inversion.held_out_every
         )
         if len(self.train_set.ids) < 2:
             raise InputError(
@@ -177,7 +177,7 @@ class InverterTraining:
         return loss.item(), correct.item()
 
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> InverterSummary:
-        s = self.settings
+        s = self.inversion
         schedule = warmup_cosine(
             s.learning_rate,
             s.warmup_steps,
@@ -253,7 +253,7 @@ class InverterTraining:
                 "embedder": self.embedder.name,
                 "store": str(self.store.path),
                 "step": step,
-                "held_out_every": self.settings.held_out_every,
+                "held_out_every": self.inversion.held_out_every,
                 "trained_texts": len(self.train_set.ids),
                 "held_out_loss": held[0],
             },

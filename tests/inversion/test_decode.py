@@ -30,12 +30,12 @@ def test_write_back_skips_texts_the_store_already_has(memorized, sentence_store_
 def test_hits_come_from_the_store_and_misses_from_the_inverter(memorized, embedder):
     decoder = RunDecoder.from_run(memorized[0], embedder=embedder)
     texts = ["Sort a list in place.", "A recipe for tomato soup with basil."]
-    decoder.settings.seed_with_nearest = False
+    decoder.inversion.seed_with_nearest = False
     hit, miss = decoder.texts(texts, correction_steps=2)
     assert hit.source == "store" and hit.text == "Sort a list in place." and hit.inversion_cosine is None
     assert miss.source == "inversion" and miss.text and miss.correction_steps == 2 and not miss.hit
     assert miss.nearest_text and miss.score < decoder.lookup.threshold
-    decoder.settings.seed_with_nearest = True  # now it can do no worse than the nearest store text
+    decoder.inversion.seed_with_nearest = True  # now it can do no worse than the nearest store text
     _, seeded = decoder.texts(texts, correction_steps=2)
     assert seeded.inversion_cosine >= seeded.score - 1e-5 and seeded.source in ("inversion", "nearest")
     assert seeded.source == "inversion" or seeded.text == seeded.nearest_text
