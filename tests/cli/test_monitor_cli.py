@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..conftest import meqg
 from ..processes import end_group, wait_until
-from .test_train_cli import small_yaml
+from .test_train_cli import train_args
 
 
 def test_bad_run_dir_and_replay_speed_are_one_line_errors(tmp_path):
@@ -114,20 +114,7 @@ def run_ended(run: Path) -> dict | None:
 
 
 def monitor_training(run: Path, store: Path, tmp_path: Path) -> Terminal:
-    return Terminal(
-        [
-            "train",
-            "--store",
-            str(store),
-            "--run",
-            str(run),
-            "--steps",
-            "500",
-            "--config",
-            str(small_yaml(tmp_path)),
-            "--monitor",
-        ]
-    )
+    return Terminal([*train_args(store, run, 500, tmp_path), "--monitor"])
 
 
 def test_train_with_monitor_trains_in_a_worker_and_q_stops_it_with_a_checkpoint(small_store_path, tmp_path):

@@ -23,19 +23,15 @@ def small_yaml(tmp_path: Path) -> Path:
     return path
 
 
+def train_args(store: Path, run: Path, steps: int, tmp_path: Path) -> list[str]:
+    """`meqg train` on the small config: the arguments after `meqg`."""
+    return ["train", "--store", str(store), "--run", str(run), "--steps", str(steps),
+            "--config", str(small_yaml(tmp_path))]  # fmt: skip
+
+
 def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_path):
     run = tmp_path / "run"
-    result = meqg(
-        "train",
-        "--store",
-        str(small_store_path),
-        "--run",
-        str(run),
-        "--steps",
-        "4",
-        "--config",
-        str(small_yaml(tmp_path)),
-    )
+    result = meqg(*train_args(small_store_path, run, 4, tmp_path))
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "accept" in result.stdout and "Phi" in result.stdout
     assert "finished at step 4" in result.stdout
@@ -53,18 +49,7 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(small_store_path, tmp_path):
     exe = Path(sys.executable).with_name("meqg")
     telemetry = run / "telemetry.jsonl"
     with child(
-        [
-            str(exe),
-            "train",
-            "--store",
-            str(small_store_path),
-            "--run",
-            str(run),
-            "--steps",
-            "500",
-            "--config",
-            str(small_yaml(tmp_path)),
-        ],
+        [str(exe), *train_args(small_store_path, run, 500, tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
