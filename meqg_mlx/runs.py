@@ -31,6 +31,10 @@ class RunDir:
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
 
+    def __fspath__(self) -> str:
+        """A RunDir is a path too, so `RunDir(run)` takes a RunDir, a str or a Path alike."""
+        return str(self.path)
+
     @property
     def meta_path(self) -> Path:
         return self.path / "run.json"

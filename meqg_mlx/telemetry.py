@@ -81,7 +81,7 @@ def step_loss(record: dict) -> float | None:
 
 class TelemetryWriter:
     def __init__(self, run: RunDir | str | Path, run_id: str):
-        self.path = (run if isinstance(run, RunDir) else RunDir(run)).telemetry_path
+        self.path = RunDir(run).telemetry_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
         torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")

@@ -81,12 +81,12 @@ class DiamondEngine:
     @classmethod
     def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
         """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
-        decoder = RunDecoder.from_run(run_dir, embedder=embedder)
         run = RunDir(run_dir)
-        _, config = load_run(run)
+        meta, config = load_run(run)
         checkpoint = run.latest_checkpoint()
         if checkpoint is None:
             raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
+        decoder = RunDecoder.for_run(run, meta, config, embedder=embedder)
         model = VMM(dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
         try:
             model.load_weights(str(checkpoint / WEIGHTS), strict=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..concepts.columns import LinearProjection
 from ..concepts.store import ConceptStore, NewConcept, normalize_text
-from ..config import InversionConfig, load_config, load_run
+from ..config import InversionConfig, MeqgConfig, load_config, load_run
 from ..encoder import embedder_from_config, load_embedder
 from ..encoder.base import Embedder, check_texts, check_vectors
 from ..errors import InputError
@@ -94,6 +94,19 @@ class RunDecoder:
         """
         run = RunDir(run_dir)
         meta, config = load_run(run)
+        return cls.for_run(run, meta, config, threshold, embedder, vec2text)
+
+    @classmethod
+    def for_run(
+        cls,
+        run: RunDir,
+        meta: dict,
+        config: MeqgConfig,
+        threshold: float | None = None,
+        embedder: Embedder | None = None,
+        vec2text: dict[str, str] | None = None,
+    ) -> "RunDecoder":
+        """`from_run` for a caller that has read the run's run.json and config already."""
         inverter = run.inverter
         inversion = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
         inversion = dataclasses.replace(

@@ -18,7 +18,7 @@ FORMAT = 1
 
 
 def save_checkpoint(run: RunDir | str | Path, trainer) -> Path:
-    run = run if isinstance(run, RunDir) else RunDir(run)
+    run = RunDir(run)
     target = run.checkpoint(trainer.state.step)
     with replaced_dir(target) as tmp:
         trainer.model.save_weights(str(tmp / WEIGHTS))

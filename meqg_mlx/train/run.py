@@ -47,7 +47,6 @@ class TrainingRun:
     ):
         """A new run (`config`, default settings when None) or, with `resume`, the run saved in
         `run_dir` with its own config; `steps` overrides the step target either way."""
-        self.run_dir = Path(run_dir)
         run = self.run = RunDir(run_dir)
         if steps is not None and steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
@@ -127,7 +126,7 @@ class TrainingRun:
             metrics = self.evaluate()
         self._end(ended, started)
         return RunSummary(
-            self.run_dir,
+            self.run.path,
             trainer.state.step,
             trainer.state.accepted,
             metrics,
