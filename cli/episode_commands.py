@@ -29,6 +29,10 @@ def run_episode(
             "--tools", help="Tools: python (runs the prompt's ```python blocks in the sandbox), store. Repeatable."
         ),
     ] = None,
+    unsafe_python: Annotated[
+        bool,
+        typer.Option(help="Run python blocks even where no OS sandbox exists (bubblewrap, sandbox-exec): UNSAFE."),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole response (docs/design.md, HTTP API).")
     ] = False,
@@ -40,7 +44,7 @@ def run_episode(
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
     names = [name for item in tools or [] for name in item.split(",") if name]
-    response = DiamondEngine.from_run(run).run(prompt, names, budget)
+    response = DiamondEngine.from_run(run).run(prompt, names, budget, allow_unsafe_python=unsafe_python)
     if as_json:
         print(json.dumps(json_safe(response), indent=1))
         return

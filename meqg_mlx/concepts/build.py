@@ -47,11 +47,11 @@ def source_records(
     from .sources.wordnet import find_wordnet, wordnet_records
 
     if spec == "stdlib":
-        yield from stdlib_code(None, True, config.doctest_timeout_s, config.doctest_memory_mb, progress)
+        yield from stdlib_code(None, config.doctests, config.doctest_timeout_s, config.doctest_memory_mb, progress)
         yield from pydoc_topics()
     elif spec.startswith("stdlib:"):
         modules = [m for m in spec.partition(":")[2].split(",") if m]
-        yield from stdlib_code(modules, True, config.doctest_timeout_s, config.doctest_memory_mb, progress)
+        yield from stdlib_code(modules, config.doctests, config.doctest_timeout_s, config.doctest_memory_mb, progress)
     elif spec == "pydoc":
         yield from pydoc_topics()
     elif spec == "wordnet" or spec.startswith("wordnet:"):

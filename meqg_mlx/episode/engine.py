@@ -100,9 +100,17 @@ class DiamondEngine:
         return type(self)(self.model, self.store, self.embedder, config, self.corrector)
 
     def run(
-        self, prompt: str, tools: list[str] | tuple = (), budget: Budget | None = None, telemetry: bool = True
+        self,
+        prompt: str,
+        tools: list[str] | tuple = (),
+        budget: Budget | None = None,
+        telemetry: bool = True,
+        allow_unsafe_python: bool = False,
     ) -> dict:
-        """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}."""
+        """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}.
+
+        The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`).
+        """
         ec = self.config.episode
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty")
@@ -110,7 +118,7 @@ class DiamondEngine:
             raise InputError(f"the prompt has {len(prompt)} characters; the limit is {ec.max_prompt_chars}")
         meter = BudgetMeter(budget or Budget())
         episode = _Episode(self, meter)
-        chosen = make_tools(list(tools), self.store, self.embedder)
+        chosen = make_tools(list(tools), self.store, self.embedder, allow_unsafe_python)
         with meter.unit():
             context = list(self.embedder.encode(split_sentences(prompt) or [prompt.strip()]))
         encode_seconds = meter.seconds

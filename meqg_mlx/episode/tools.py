@@ -1,7 +1,7 @@
 """Tools an episode may call; each result becomes an observation concept.
 
-`python` runs a program in the sandbox (subprocess, CPU-time and memory limits, no
-network, a temp working dir removed afterwards, output truncated); `store` returns
+`python` runs a program in the OS sandbox (`meqg_mlx.sandbox`: namespaces and seccomp
+on Linux, sandbox-exec on macOS; time, memory, disk and output limits); `store` returns
 the texts of the store concepts nearest a query. Latency is measured, for S_geo.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..concepts.store import ConceptStore
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
-from ..sandbox import run_python
+from ..sandbox import SandboxUnavailable, isolation, run_python, unavailable_message
 
 
 @dataclass
@@ -27,13 +27,26 @@ class Observation:
 class PythonTool:
     name = "python"
 
-    def __init__(self, timeout_s: float = 5.0, memory_mb: int = 512, max_output: int = 2000):
+    def __init__(
+        self, timeout_s: float = 5.0, memory_mb: int = 512, max_output: int = 2000, allow_unsafe: bool = False
+    ):
         self.timeout_s, self.memory_mb, self.max_output = timeout_s, memory_mb, max_output
+        self.allow_unsafe = allow_unsafe
 
     def __call__(self, code: str) -> Observation:
-        result = run_python(code, timeout_s=self.timeout_s, memory_mb=self.memory_mb, max_output=self.max_output)
+        result = run_python(
+            code,
+            timeout_s=self.timeout_s,
+            memory_mb=self.memory_mb,
+            max_output=self.max_output,
+            allow_unsafe=self.allow_unsafe,
+        )
         if result.timed_out:
             text = f"killed after {self.timeout_s:g} s"
+        elif result.output_limited:
+            text = "killed: too much output"
+        elif result.disk_limited:
+            text = "killed: too much disk"
         elif result.ok:
             text = result.stdout.strip() or "(no output)"
         else:
@@ -58,12 +71,18 @@ class StoreLookupTool:
 TOOL_NAMES = ("python", "store")
 
 
-def make_tools(names: list[str], store: ConceptStore, embedder: Embedder) -> dict:
-    """Tools by name; an unknown name is a one-line error that lists the known ones."""
+def make_tools(names: list[str], store: ConceptStore, embedder: Embedder, allow_unsafe_python: bool = False) -> dict:
+    """Tools by name; an unknown name is a one-line error that lists the known ones.
+
+    Without OS isolation the python tool is refused here, before the episode starts,
+    unless `allow_unsafe_python`.
+    """
     tools = {}
     for name in names:
         if name == "python":
-            tools[name] = PythonTool()
+            if not (allow_unsafe_python or isolation().safe):
+                raise SandboxUnavailable(unavailable_message())
+            tools[name] = PythonTool(allow_unsafe=allow_unsafe_python)
         elif name == "store":
             tools[name] = StoreLookupTool(store, embedder)
         else:

@@ -14,7 +14,7 @@ def test_python_tool_returns_output_and_latency():
 def test_python_tool_reports_errors_and_limits(tmp_path):
     escaped = tmp_path / "x.txt"
     observation = PythonTool()(f"open({str(escaped)!r}, 'w')")
-    assert not observation.ok and "outside the working directory" in observation.text and not escaped.exists()
+    assert not observation.ok and "No such file or directory" in observation.text and not escaped.exists()
     observation = PythonTool(timeout_s=1.0)("while True: pass")
     assert not observation.ok and observation.text == "killed after 1 s" and observation.latency_ms < 5000
 

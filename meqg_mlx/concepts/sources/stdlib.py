@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ...sandbox import run_python
+from ...sandbox import SandboxUnavailable, isolation, run_python
 from ...errors import InputError
 from . import ConceptRecord
 from .prose import document_records, paragraphs
@@ -288,6 +288,11 @@ def stdlib_code(
     names = [n for n in module_names() if modules is None or any(n == m or n.startswith(m + ".") for m in modules)]
     if modules is not None and not names:
         raise InputError(f"no public stdlib module named {', '.join(modules)}")
+    if run_doctest and not isolation().safe:
+        raise SandboxUnavailable(
+            f"stdlib doctests run in the OS sandbox and there is none here ({isolation().detail}); "
+            "install bubblewrap, or set store.doctests: false in the config"
+        )
     walkers = []
     for i, name in enumerate(names):
         if progress:
