@@ -7,6 +7,9 @@ import sys
 
 import typer
 
+# typer 0.29 vendors click; its exceptions are what a standalone_mode=False call raises
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from meqg_mlx.errors import MeqgError
 
 from . import (
@@ -46,15 +49,26 @@ for commands in (
 
 
 def run() -> None:
-    """Console-script entry: one line on stderr and exit 2 for any meqg error."""
+    """Console-script entry: one line on stderr and exit 2 for any meqg error or bad argument."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.format_message(), file=sys.stderr)
+        sys.exit(2)
+    except UsageError as exc:
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        print(f"error: {' '.join(exc.format_message().split())}{where}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except MeqgError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

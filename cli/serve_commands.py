@@ -1,25 +1,13 @@
-"""`meqg serve`: Diamond episodes over HTTP (Starlette app, uvicorn server).
-
-POST /v1/diamond/run takes an episode request (docs/design.md, HTTP API); GET /healthz
-says what is loaded. A bad request is a 400 with {"error": reason}. Episodes share one
-model, so they run one at a time in a worker thread while the event loop keeps
-accepting requests; each response reports the seconds it waited in `queue_seconds`.
-"""
+"""`meqg serve`: Diamond episodes over HTTP (the app is `meqg_mlx.episode.server`)."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from pathlib import Path
-
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from .progress import console
-
-MAX_BODY_BYTES = 1 << 20
 
 
 def register(app: typer.Typer) -> None:
@@ -28,73 +16,46 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     run: Annotated[Path, typer.Option("--run", help="Trained run directory (its latest checkpoint, store, inverter).")],
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on; other than loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    token: Annotated[
+        Optional[str],
+        typer.Option(envvar="MEQG_SERVE_TOKEN", help="Every request must carry 'Authorization: Bearer TOKEN'."),
+    ] = None,
+    allow_python: Annotated[
+        bool, typer.Option(help="Let requests use the python tool (needs the OS sandbox: meqg doctor).")
+    ] = False,
+    max_queue: Annotated[int, typer.Option(min=1, max=1024, help="Episodes waiting or running; more get 503.")] = 8,
+    max_seconds: Annotated[float, typer.Option(min=0.01, help="Longest episode budget a request may ask for.")] = 60.0,
+    max_flops: Annotated[float, typer.Option(min=1.0, help="Largest FLOP budget a request may ask for.")] = 1e13,
+    request_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send a request's headers, and then its body.")
+    ] = 10.0,
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
-    import uvicorn
-
+    from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
+    from meqg_mlx.episode.server import ServerLimits, create_app, is_loopback, serve_app
+    from meqg_mlx.errors import InputError
+    from meqg_mlx.sandbox import isolation
 
+    if not is_loopback(host) and not token:
+        raise InputError(f"listening on {host} (not loopback) needs --token, which every request must then carry")
+    if token is not None and len(token) < 16:
+        raise InputError("--token must have at least 16 characters")
+    if allow_python and not isolation().safe:
+        raise InputError(f"--allow-python needs the OS sandbox, and there is none here ({isolation().detail})")
+    limits = ServerLimits(
+        token=token,
+        allow_python=allow_python,
+        max_queue=max_queue,
+        body_timeout_s=request_timeout,
+        header_timeout_s=request_timeout,
+        budget=Budget(seconds=max_seconds, max_flops=max_flops, max_kv_bytes=2**30),
+    )
     console.print(f"meqg serve: loading {run}")
     engine = DiamondEngine.from_run(run)
-    console.print(f"meqg serve: http://{host}:{port}/v1/diamond/run (Ctrl-C stops)")
-    uvicorn.run(create_app(engine, run), host=host, port=port, log_level="warning")
-
-
-def create_app(engine, run: Path):
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    from meqg_mlx.episode.request import EpisodeRequest
-    from meqg_mlx.errors import MeqgError
-    from meqg_mlx.runs import RunDir
-    from meqg_mlx.telemetry import json_safe
-
-    lock = threading.Lock()
-    run_id = RunDir(run).read_meta()["run_id"]
-
-    def error(status: int, reason: str) -> JSONResponse:
-        return JSONResponse({"error": reason}, status_code=status)
-
-    async def healthz(request):
-        return JSONResponse(
-            {
-                "status": "ok",
-                "run": str(run),
-                "run_id": run_id,
-                "store": str(engine.store.path),
-                "concepts": engine.store.count(),
-                "inverter": engine.corrector is not None,
-            }
-        )
-
-    def episode(parsed: EpisodeRequest, arrived: float) -> dict:
-        with lock:
-            waited = time.perf_counter() - arrived
-            response = engine.with_config(parsed.config).run(
-                parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry
-            )
-        return {"model": parsed.model or run_id, **response, "queue_seconds": waited}
-
-    async def diamond_run(request):
-        arrived = time.perf_counter()
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return error(413, f"request body has {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        try:
-            parsed = EpisodeRequest.from_json(json.loads(body), engine.config)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return error(400, f"the body is not JSON ({exc})")
-        except MeqgError as exc:
-            return error(400, str(exc))
-        try:
-            return JSONResponse(json_safe(await run_in_threadpool(episode, parsed, arrived)))
-        except MeqgError as exc:
-            return error(400, str(exc))
-
-    return Starlette(
-        routes=[Route("/healthz", healthz, methods=["GET"]), Route("/v1/diamond/run", diamond_run, methods=["POST"])]
+    console.print(
+        f"meqg serve: http://{host}:{port}/v1/diamond/run (python tool {'on' if allow_python else 'off'}; Ctrl-C stops)"
     )
+    serve_app(create_app(engine, run, limits), host, port, limits)

@@ -166,6 +166,28 @@ class MeqgConfig:
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
 
+# Inclusive bounds of numeric settings, checked on every load (files, run configs, HTTP requests).
+RANGES: dict[type, dict[str, tuple[float, float]]] = {
+    GateConfig: {
+        "alpha": (0.0, 1.0),
+        "trust_radius": (1e-9, 1e3),
+        "l_mod": (0.0, 1e6),
+        "max_backtracks": (0, 32),
+        "backtrack_factor": (0.01, 0.99),
+        "check_interval": (1, 10_000),
+    },
+    ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)},
+    EpisodeConfig: {
+        "max_steps": (1, 1024),
+        "trust_radius": (1e-6, 2.0),  # a chord between unit vectors is at most 2
+        "retrieve_k": (0, 64),
+        "converge_cosine": (-1.0, 1.0),
+        "ledger_samples": (1, 4096),
+        "ledger_inner": (1, 256),
+        "max_prompt_chars": (1, 1_000_000),
+    },
+}
+
 T = typing.TypeVar("T")
 
 
@@ -196,6 +218,9 @@ def from_dict(cls: type[T], data: object, prefix: str = "") -> T:
             values[name] = from_dict(expected, value, key + ".")
         else:
             values[name] = _coerce(key, expected, value)
+            low, high = RANGES.get(cls, {}).get(name, (None, None))
+            if low is not None and not low <= values[name] <= high:
+                raise ConfigError(f"config key '{key}' must be in [{low:g}, {high:g}], got {value!r}")
     return cls(**values)
 
 

@@ -175,6 +175,7 @@ class _Episode:
         ec = self.config.episode
         for index in range(ec.max_steps):
             view, slots = View.finest(self.engine.args.rvq_levels), ec.retrieve_k
+            charged = 0.0
             while True:
                 started = time.perf_counter()
                 full = self._with_slots(context, slots)
@@ -185,6 +186,7 @@ class _Episode:
                     self.meter.note(time.perf_counter() - started)
                     return refused
                 self.meter.charge(flops, kv_bytes)
+                charged += flops
                 candidate, record = self._propose(context[-1], full, view)
                 self.step_seconds = max(self.step_seconds, time.perf_counter() - started)
                 self.meter.note(self.step_seconds)
@@ -192,7 +194,7 @@ class _Episode:
                 if record["gate"]["accepted"] or wider is None:
                     break
                 view, slots = wider, 2 * slots
-            record["index"] = index
+            record["index"], record["flops"] = index, charged  # every view this step tried
             self.steps.append(record)
             if not record["gate"]["accepted"]:
                 return "rejected"

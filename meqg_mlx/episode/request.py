@@ -1,7 +1,9 @@
 """The episode request (docs/design.md, HTTP API), validated: {model, prompt, budget, tools, config, telemetry}.
 
 Every problem is an InputError naming the field, so `meqg serve` can answer 400 with it.
-`config` may override the objective ("obj" is accepted for it) and episode settings.
+`config` may override the objective ("obj" is accepted for it) and episode settings
+within their ranges (`config.RANGES`); the settings that bound an episode's cost
+(CEILINGS) and the budget may only be tightened below the server's own.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from dataclasses import dataclass
 
 from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, from_dict
 from ..errors import ConfigError, InputError
-from .budget import Budget
+from .budget import LIMITS, Budget
 from .tools import TOOL_NAMES
 
 FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry")
+CEILINGS = {
+    "episode": ("max_steps", "trust_radius", "retrieve_k", "ledger_samples", "ledger_inner", "max_prompt_chars")
+}
 SECTIONS = {
     "obj": ("objective", ObjectiveConfig),
     "objective": ("objective", ObjectiveConfig),
@@ -32,7 +37,8 @@ class EpisodeRequest:
     telemetry: bool = True
 
     @classmethod
-    def from_json(cls, body: object, base: MeqgConfig) -> "EpisodeRequest":
+    def from_json(cls, body: object, base: MeqgConfig, ceiling: Budget | None = None) -> "EpisodeRequest":
+        """The request on `base`; with `ceiling`, a budget above it is refused and defaults are cut to it."""
         if not isinstance(body, dict):
             raise InputError(f"the request must be a JSON object, got {type(body).__name__}")
         unknown = sorted(set(body) - set(FIELDS))
@@ -56,9 +62,14 @@ class EpisodeRequest:
         telemetry = body.get("telemetry", True)
         if not isinstance(telemetry, bool):
             raise InputError("telemetry must be true or false")
-        return cls(
-            prompt, Budget.from_dict(body.get("budget", {})), list(dict.fromkeys(tools)), config, model, telemetry
-        )
+        given = body.get("budget", {})
+        budget = Budget.from_dict(given)
+        if ceiling is not None:
+            for name in LIMITS:
+                if name in given and given[name] > getattr(ceiling, name):
+                    raise InputError(f"budget {name} {given[name]:g} is above this server's {getattr(ceiling, name):g}")
+            budget = Budget(**{name: min(getattr(budget, name), getattr(ceiling, name)) for name in LIMITS})
+        return cls(prompt, budget, list(dict.fromkeys(tools)), config, model, telemetry)
 
 
 def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:
@@ -76,5 +87,11 @@ def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:
             section = from_dict(cls, {**dataclasses.asdict(getattr(config, field)), **values}, f"config.{name}.")
         except ConfigError as exc:
             raise InputError(str(exc)) from exc
+        for key in CEILINGS.get(field, ()):
+            if getattr(section, key) > getattr(getattr(base, field), key):
+                raise InputError(
+                    f"config.{name}.{key} {getattr(section, key)!r} is above this server's "
+                    f"{getattr(getattr(base, field), key)!r}: a request may only lower it"
+                )
         config = dataclasses.replace(config, **{field: section})
     return config
