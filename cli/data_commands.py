@@ -47,7 +47,7 @@ def build(store: Path, source: list[str], limit: Optional[int], config_file: Opt
         update("loading encoder", 0, 1)
         embedder = embedder_from_config(config)
         update("loading encoder", 1, 1)
-        summary = build_store(store, source, embedder, config.store, limit, update, text_column)
+        summary = build_store(store, source, embedder, config.store, limit, update, text_column, on_wait=out.print)
     out.print(
         f"[bold]{store}[/]: +{summary.added} concepts ({summary.duplicates} duplicates skipped"
         + f"), {summary.total_concepts} in store, {summary.relations} relations, {summary.domains} domains\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,16 +113,29 @@ def build_store(
     limit: int | None = None,
     progress: Progress | None = None,
     text_column: str = "text",
+    on_wait: Callable[[str], None] | None = None,
 ) -> BuildSummary:
-    """Add every new concept from `sources` to the store at `store_path` (created when missing)."""
+    """Add every new concept from `sources` to the store at `store_path` (created when missing).
+
+    The store's write lock is held throughout; `on_wait` hears once if another writer has it.
+    """
     config = config or StoreConfig()
     if not sources:
         raise InputError("no --source given")
     if limit is not None and limit <= 0:
         raise InputError(f"--limit must be positive, got {limit}")
     started = time.perf_counter()
-    summary = BuildSummary()
     store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config)
+    try:
+        with store.writing(on_wait):  # from planning to indexing: another build's rows are planned against
+            return _build(store, sources, embedder, config, limit, progress, text_column, started)
+    except BaseException:
+        store.remove_if_empty()  # a build that failed before its first commit leaves no empty store
+        raise
+
+
+def _build(store, sources, embedder, config, limit, progress, text_column, started) -> BuildSummary:
+    summary = BuildSummary()
     plan = _Plan(store)
     for spec in sources:
         taken = 0

@@ -3,13 +3,19 @@
 Every `add` is one Lance commit, so a crash loses at most the batch in flight and
 never corrupts the table. Concept ids are reserved in the store's metadata file
 before rows are written, so an id is never handed out twice, even after a crash.
+Every write holds the store's write lock (`lock.py`), and taking it re-reads what
+other processes committed, so two writers at once cannot collide.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +30,7 @@ from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
 from .index import ExactIndex, PartitionedIndex, merge_hits
+from .lock import LOCK_FILE, write_lock
 from .schema import (
     CONCEPTS_TABLE,
     DOMAINS_TABLE,
@@ -106,7 +113,7 @@ class ConceptStore:
         path = Path(path)
         if (path / META_FILE).exists():
             raise StoreError(f"a concept store already exists at {path}")
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != LOCK_FILE for p in path.iterdir())):
             raise StoreError(f"{path} exists and is not an empty directory")
         path.mkdir(parents=True, exist_ok=True)
         db = lancedb.connect(str(path / "lance"))
@@ -127,21 +134,12 @@ class ConceptStore:
         path = Path(path)
         if not path.exists():
             raise StoreError(f"no concept store at {path} (build one with `meqg data build --store {path}`)")
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise StoreError(f"{path} is not a meqg concept store (no {META_FILE})")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("format") != STORE_FORMAT or int(meta["dim"]) <= 0:
-                raise ValueError("unexpected format")
-            int(meta["next_id"]), str(meta["origin_model"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise StoreError(f"corrupt store metadata {meta_path}: {exc}") from exc
+        meta = _read_meta(path)
         try:
             db = lancedb.connect(str(path / "lance"))
             table = db.open_table(CONCEPTS_TABLE)
             vector_type = table.schema.field("vector").type
-            table.count_rows()
+            table.search().select(["concept_id"]).limit(None).to_arrow()  # touches every data file
         except Exception as exc:  # noqa: BLE001  (lance raises many types for damaged data)
             raise StoreError(f"corrupt store {path}: concepts table unreadable ({_first_line(exc)})") from exc
         if getattr(vector_type, "list_size", None) != int(meta["dim"]):
@@ -156,11 +154,14 @@ class ConceptStore:
         cls, path: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None
     ) -> "ConceptStore":
         path = Path(path)
-        if (path / META_FILE).exists():
-            store = cls.open(path, config)
-            store.check_model(origin_model, dim)
-            return store
-        return cls.create(path, dim, origin_model, config)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path} exists and is not a directory")
+        with write_lock(path):  # two builds creating one store at once: one creates, the other opens
+            if (path / META_FILE).exists():
+                store = cls.open(path, config)
+                store.check_model(origin_model, dim)
+                return store
+            return cls.create(path, dim, origin_model, config)
 
     def check_model(self, origin_model: str, dim: int) -> None:
         """Refuse to mix models or dims in one vector column."""
@@ -170,12 +171,37 @@ class ConceptStore:
             raise StoreError(f"store {self.path} holds vectors from {self.origin_model}; refusing {origin_model}")
 
     # ----- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def writing(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the store's write lock (`lock.py`); on taking it, re-read what other writers committed."""
+        with write_lock(self.path, on_wait) as taken:
+            if taken:
+                self.meta = _read_meta(self.path)
+                self.table.checkout_latest()
+                self._index = self._positions = None
+            yield
+
+    def remove_if_empty(self) -> None:
+        """Delete the store if it holds no concept (a build that failed before writing any)."""
+        with self.writing():
+            if self.count() > 0:
+                return
+            for entry in self.path.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                elif entry.name != LOCK_FILE:
+                    entry.unlink()
+        with contextlib.suppress(OSError):
+            (self.path / LOCK_FILE).unlink()
+            self.path.rmdir()
+
     def reserve_ids(self, count: int) -> int:
         """Durably reserve `count` fresh concept ids; returns the first."""
-        first = max(int(self.meta["next_id"]), self._max_id() + 1)
-        self.meta["next_id"] = first + count
-        _write_json(self.path / META_FILE, self.meta)
-        return first
+        with self.writing():
+            first = max(int(self.meta["next_id"]), self._max_id() + 1)
+            self.meta["next_id"] = first + count
+            _write_json(self.path / META_FILE, self.meta)
+            return first
 
     def add(self, concepts: list[NewConcept]) -> int:
         """Append rows in one atomic commit; returns the new table version."""
@@ -219,14 +245,15 @@ class ConceptStore:
             },
             schema=concepts_schema(self.dim),
         )
-        for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
-            data = data.append_column(
-                pa.field(name, pa.list_(pa.float32(), column["dim"])),
-                pa.nulls(n, pa.list_(pa.float32(), column["dim"])),
-            )
-        self.table.add(data)
-        self._index = None
-        return self.table.version
+        with self.writing():
+            for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
+                data = data.append_column(
+                    pa.field(name, pa.list_(pa.float32(), column["dim"])),
+                    pa.nulls(n, pa.list_(pa.float32(), column["dim"])),
+                )
+            self.table.add(data)
+            self._index = None
+            return self.table.version
 
     # ----- more vector columns (concepts/columns.py) ------------------------------------------------
     def vector_columns(self) -> dict[str, dict]:
@@ -239,17 +266,17 @@ class ConceptStore:
             raise InputError(
                 f"bad vector column name {name!r}: lower-case letters, digits and _, not one of the store's own columns"
             )
-        existing = self.vector_columns().get(name)
-        if existing is not None:
-            self.check_column_model(name, origin_model, dim)
-            return
-        if name not in self.table.schema.names:  # present after a crash between the two commits below
-            self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
-        self.meta["vector_columns"] = {
-            **self.vector_columns(),
-            name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
-        }
-        _write_json(self.path / META_FILE, self.meta)
+        with self.writing():
+            if self.vector_columns().get(name) is not None:
+                self.check_column_model(name, origin_model, dim)
+                return
+            if name not in self.table.schema.names:  # present after a crash between the two commits below
+                self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
+            self.meta["vector_columns"] = {
+                **self.vector_columns(),
+                name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
+            }
+            _write_json(self.path / META_FILE, self.meta)
 
     def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
@@ -283,7 +310,8 @@ class ConceptStore:
                 name: vectors_column(checked if column["normalized"] else vectors, column["dim"]),
             }
         )
-        self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
+        with self.writing():
+            self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
 
     def read_column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the concepts that have column `name` set."""
@@ -299,9 +327,10 @@ class ConceptStore:
 
     def optimize(self) -> None:
         """Compact small fragments left by batched appends; keep a B-tree on concept_id for lookups."""
-        self.table.optimize()
-        if not any(index.columns == ["concept_id"] for index in self.table.list_indices()):
-            self.table.create_index("concept_id", config=BTree())
+        with self.writing():
+            self.table.optimize()
+            if not any(index.columns == ["concept_id"] for index in self.table.list_indices()):
+                self.table.create_index("concept_id", config=BTree())
 
     # ----- reading ---------------------------------------------------------------------------
     def count(self) -> int:
@@ -399,19 +428,20 @@ class ConceptStore:
 
         An index that already covers >= 90% of the rows is kept: the rest is searched exactly.
         """
-        n = self.count()
-        if n < self.config.exact_search_max_rows and not force:
-            PartitionedIndex.remove(self.path)
+        with self.writing():
+            n = self.count()
+            if n < self.config.exact_search_max_rows and not force:
+                PartitionedIndex.remove(self.path)
+                self._index = None
+                return False
+            existing = PartitionedIndex.load(self.path)
+            if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
+                return False
+            ids, vectors = self.all_vectors()
+            index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
+            index.save(self.path, self.table.version)
             self._index = None
-            return False
-        existing = PartitionedIndex.load(self.path)
-        if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
-            return False
-        ids, vectors = self.all_vectors()
-        index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
-        index.save(self.path, self.table.version)
-        self._index = None
-        return True
+            return True
 
     def index_kind(self) -> str:
         index = PartitionedIndex.load(self.path)
@@ -441,7 +471,8 @@ class ConceptStore:
     def write_domains(self, domains: list[dict]) -> None:
         """Replace the domains table in one commit."""
         table = pa.Table.from_pylist(domains, schema=domains_schema(self.dim))
-        self.db.create_table(DOMAINS_TABLE, table, mode="overwrite")
+        with self.writing():
+            self.db.create_table(DOMAINS_TABLE, table, mode="overwrite")
 
     def set_concept_domains(self, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
         """Update each concept's domain and domain_scores in one merge commit."""
@@ -452,7 +483,8 @@ class ConceptStore:
                 "domain_scores": pa.array(list(scores.astype(np.float32)), pa.list_(pa.float32())),
             }
         )
-        self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
+        with self.writing():
+            self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
 
     # ----- summary ---------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -498,6 +530,30 @@ def _table_names(db) -> list[str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_meta(path: Path) -> dict:
+    """The store's metadata file, checked field by field: a bad one is a one-line StoreError."""
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise StoreError(f"{path} is not a meqg concept store (no {META_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"it holds {type(meta).__name__}, not an object")
+        if meta.get("format") != STORE_FORMAT:
+            raise ValueError(f"format is {meta.get('format')!r}, not {STORE_FORMAT!r}")
+        if int(meta["dim"]) <= 0 or int(meta["next_id"]) < 0 or not isinstance(meta["origin_model"], str):
+            raise ValueError("dim, next_id or origin_model out of range")
+        columns = meta.get("vector_columns", {})
+        if not isinstance(columns, dict) or not all(
+            isinstance(c, dict) and isinstance(c.get("dim"), int) and isinstance(c.get("origin_model"), str)
+            for c in columns.values()
+        ):
+            raise ValueError("vector_columns must map names to {origin_model, dim, normalized}")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"corrupt store metadata {meta_path}: {_first_line(exc)}") from None
+    return meta
 
 
 def _write_json(path: Path, data: dict) -> None:
