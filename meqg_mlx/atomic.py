@@ -49,8 +49,13 @@ def replaced_file(target: str | Path) -> Iterator[Path]:
 
 def write_text(target: str | Path, text: str) -> None:
     """`target` holds `text`, flushed to disk before the rename."""
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_bytes(target: str | Path, data: bytes) -> None:
+    """`target` holds `data`, flushed to disk before the rename."""
     with replaced_file(target) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -35,6 +35,9 @@ class RunDir:
         """A RunDir is a path too, so `RunDir(run)` takes a RunDir, a str or a Path alike."""
         return str(self.path)
 
+    def __str__(self) -> str:  # messages name the directory, not the dataclass
+        return str(self.path)
+
     @property
     def meta_path(self) -> Path:
         return self.path / "run.json"
@@ -83,8 +86,13 @@ class RunDir:
         write_text(self.checkpoints / "latest", checkpoint.name)
 
     # run.json and config.yaml
+    def check_directory(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise MeqgError(f"{self.path} is a file, not a run directory")
+
     def read_meta(self, missing: str = "no run in") -> dict:
         """run.json: run id, store path, creation time."""
+        self.check_directory()
         try:
             return json.loads(self.meta_path.read_text())
         except FileNotFoundError:
@@ -102,10 +110,14 @@ class RunDir:
     def create(self, store_path: str | Path, config_yaml: str) -> dict:
         """A new run on `store_path`: config.yaml, then run.json (written once, here)."""
         self.ensure_new()
+        self.check_directory()
         meta = {"run_id": uuid.uuid4().hex[:12], "store": str(Path(store_path).resolve()), "created_at": time.time()}
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.write_config(config_yaml)
-        write_text(self.meta_path, json.dumps(meta, indent=1))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.write_config(config_yaml)
+            write_text(self.meta_path, json.dumps(meta, indent=1))
+        except OSError as exc:
+            raise MeqgError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
         return meta
 
     def for_store(self, store_path: str | Path, config_yaml: str) -> dict:

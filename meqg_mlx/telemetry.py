@@ -13,6 +13,7 @@ import math
 import time
 from pathlib import Path
 
+from .atomic import write_bytes
 from .runs import RunDir
 
 SCHEMA_VERSION = 2  # 2: step records carry `loss`; the started record carries the regime `bands`
@@ -39,7 +40,7 @@ EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may car
     "gate": frozenset({"gate"}),
     "regime": frozenset({"regime", "phi"}),
     "recovery": frozenset({"action", "phi", "lr_scale", "checkpoint", "skipped", "scale"}),
-    "checkpoint": frozenset({"action", "path", "stable", "parameters", "rvq", "config_steps", "bands"}),
+    "checkpoint": frozenset({"action", "path", "stable", "parameters", "rvq", "config_steps", "bands", "superseded"}),
     "eval": frozenset({"metrics", "rvq", "train_loss", "held_out_loss", "held_out_token_accuracy"}),
     "run": frozenset({"status", "accepted", "target", "seconds"}),
 }
@@ -80,14 +81,34 @@ def step_loss(record: dict) -> float | None:
 
 
 class TelemetryWriter:
-    def __init__(self, run: RunDir | str | Path, run_id: str):
+    def __init__(self, run: RunDir | str | Path, run_id: str, resume_step: int | None = None):
+        """Appends to the run's telemetry; with `resume_step`, records of later steps (written after
+        the checkpoint being resumed, then undone by a crash) are cut first, so each step is there once."""
         self.path = RunDir(run).telemetry_path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id
+        self.superseded = self._cut_after(resume_step) if resume_step is not None else 0
         torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         self._file = open(self.path, "a", encoding="utf-8")
         if torn:  # a crash cut the last line: keep it malformed on its own, not glued to ours
             self._file.write("\n")
+
+    def _cut_after(self, step: int) -> int:
+        """Drop the lines after the last record of step <= `step` (atomically); returns how many went."""
+        if not self.path.exists():
+            return 0
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        kept = 0
+        for number, line in enumerate(lines, 1):
+            record = parse_line(line)
+            if record is not None and isinstance(record.get("step"), int) and record["step"] > step:
+                break
+            if record is not None:
+                kept = number
+        if kept < len(lines):
+            replaced = b"".join(lines[:kept])
+            write_bytes(self.path, replaced if replaced.endswith(b"\n") or not replaced else replaced + b"\n")
+        return len(lines) - kept
 
     def emit(self, event: str, step: int, **fields) -> dict:
         if event not in EVENTS:

@@ -29,6 +29,10 @@ def check_texts(texts: list[str]) -> None:
             raise InputError(f"text #{i} is {type(text).__name__}, not str")
         if not text.strip():
             raise InputError(f"text #{i} is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a command-line argument that was not UTF-8 arrives this way
+            raise InputError(f"text #{i} is not valid UTF-8 (at character {exc.start})") from None
 
 
 def check_vectors(vectors: object, dim: int, what: str = "vectors", unit: bool = True) -> np.ndarray:

@@ -58,6 +58,14 @@ def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> No
         raise MeqgError(
             f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
+    missing = sorted(set(trainer.state_dict()) - set(state))
+    if missing:
+        raise MeqgError(f"corrupt checkpoint {path}: {STATE} lacks {', '.join(missing)}")
     trainer.optimizer.state = tree_unflatten(list(optimizer_state.items()))
     if not weights_only:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MeqgError(
+                f"corrupt checkpoint {path}: {STATE} has a bad value ({type(exc).__name__}: {exc})"
+            ) from None

@@ -64,6 +64,8 @@ class TrainingRun:
         self.config = config
         self.trainer = Trainer(self.store, config)
         checkpoint = run.latest_checkpoint() if resume else None
+        if resume and checkpoint is None:
+            raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")
         if checkpoint is not None:
             load_checkpoint(checkpoint, self.trainer)
         if resume:
@@ -71,12 +73,16 @@ class TrainingRun:
         else:
             meta = run.create(store_path, to_yaml(config))
         self.run_id = meta["run_id"]
-        self.telemetry = TelemetryWriter(run, self.run_id)
+        self.telemetry = TelemetryWriter(run, self.run_id, self.trainer.state.step if resume else None)
         self.phi: float | None = None
         self.kappa: float | None = None
         if resume:
             self.telemetry.emit(
-                "checkpoint", self.trainer.state.step, action="resumed", path=str(checkpoint) if checkpoint else None
+                "checkpoint",
+                self.trainer.state.step,
+                action="resumed",
+                path=str(checkpoint),
+                superseded=self.telemetry.superseded,
             )
 
     def train(

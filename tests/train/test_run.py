@@ -1,13 +1,20 @@
 """TrainingRun on a real store: telemetry per DESIGN.md, checkpoints, exact resume, recovery events."""
 
 import json
+import signal
+import sys
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
+from meqg_mlx.config import to_yaml
 from meqg_mlx.errors import MeqgError
-from meqg_mlx.train.run import TrainingRun
+from meqg_mlx.runs import RunDir
 from meqg_mlx.telemetry import read_telemetry
+from meqg_mlx.train.run import TrainingRun
 
+from ..processes import child
 from .test_trainer import small_config
 
 STEP_FIELDS = {
@@ -99,3 +106,100 @@ def test_breakdown_triggers_cooldown_revert_and_perturbation(small_store_path, t
     steps = [r for r in records if r["event"] == "step"]
     assert steps[-1]["lr_scale"] < 1.0
     assert json.loads((tmp_path / "run" / "checkpoints" / "step-0000014" / "state.json").read_text())["stable"] is False
+
+
+def binding_config(steps: int):
+    """A config under which resuming is hard: the trust radius binds, the gate interval adapts."""
+    config = run_config(steps)
+    config.gate.trust_radius, config.gate.check_interval = 0.01, 4
+    return config
+
+
+def final_state(run_dir):
+    """Weights, optimizer state and trainer state of a run's latest checkpoint, as numpy."""
+    checkpoint = RunDir(run_dir).latest_checkpoint()
+    arrays = {
+        f"{name}:{key}": np.array(value)
+        for name in ("model.safetensors", "optimizer.safetensors")
+        for key, value in mx.load(str(checkpoint / name)).items()
+    }
+    return arrays, json.loads((checkpoint / "state.json").read_text())
+
+
+def assert_same_state(a, b):
+    (arrays_a, state_a), (arrays_b, state_b) = final_state(a), final_state(b)
+    assert arrays_a.keys() == arrays_b.keys() and len(arrays_a) > 10
+    for key in arrays_a:
+        assert np.array_equal(arrays_a[key], arrays_b[key]), key
+    assert state_a == state_b
+
+
+def steps_once(run_dir) -> dict[int, float]:
+    records, malformed = read_telemetry(RunDir(run_dir).telemetry_path)
+    steps = [r["step"] for r in records if r["event"] == "step"]
+    assert malformed == 0 and steps == sorted(set(steps)), steps
+    return {r["step"]: r["objective"]["Delta"] for r in records if r["event"] == "step"}
+
+
+def test_a_stop_between_checkpoints_resumes_bit_for_bit_under_a_binding_gate_and_recovery(small_store_path, tmp_path):
+    """Stopped (as Ctrl-C stops it) at step 7, between checkpoints at 4 and 8, while the trust radius
+    binds, the gate interval adapts and the recovery policy is acting: the resumed run's weights,
+    optimizer state and counters equal the uninterrupted run's, bit for bit."""
+    config = binding_config(12)
+    config.regime.revert_after, config.regime.perturb_after = 2, 3
+
+    def breakdown_after_step_5(run):
+        return lambda record: record["step"] >= 5 and setattr(run.config.regime, "phi_breakdown", -1.0)
+
+    straight = TrainingRun(tmp_path / "straight", small_store_path, config)
+    straight.train(on_step=breakdown_after_step_5(straight))
+    split = TrainingRun(tmp_path / "split", small_store_path, config)
+    split.train(on_step=breakdown_after_step_5(split), should_stop=lambda: split.trainer.state.step == 7)
+    assert split.trainer.state.step == 7
+    resumed = TrainingRun(tmp_path / "split", resume=True)
+    resumed.config.regime.phi_breakdown = -1.0  # the intervention of step 5 on, as in the straight run
+    resumed.train()
+
+    records, _ = read_telemetry(tmp_path / "straight" / "telemetry.jsonl")
+    gates = [r["gate"] for r in records if r["event"] == "step" and r["gate"]]
+    assert any(g["step_norm"] >= 0.999 * g["trust_radius"] for g in gates), "the trust radius never bound"
+    assert len(gates) < 12, "the gate interval never adapted"
+    assert any(r["event"] == "recovery" for r in records if r["step"] > 7), "no recovery action after the stop"
+    assert steps_once(tmp_path / "split") == steps_once(tmp_path / "straight")
+    assert_same_state(tmp_path / "split", tmp_path / "straight")
+
+
+KILLED_WHILE_SAVING = """
+import os, signal, sys
+from meqg_mlx.config import load_config  # first: meqg_mlx sets MLX's BLAS up when MLX loads
+from meqg_mlx.train import checkpoint
+from meqg_mlx.train.run import TrainingRun
+import mlx.core as mx
+
+save = mx.save_safetensors
+def save_then_die(path, arrays):
+    save(path, arrays)
+    if "step-0000008" in path:  # weights written into the temp dir, optimizer next: kill -9 now
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.mx = type("mx", (), {"save_safetensors": staticmethod(save_then_die)})
+TrainingRun(sys.argv[1], sys.argv[2], load_config(sys.argv[3])).train()
+"""
+
+
+def test_kill_9_while_a_checkpoint_is_saved_then_resume(small_store_path, tmp_path):
+    config = binding_config(12)
+    TrainingRun(tmp_path / "straight", small_store_path, config).train()
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(to_yaml(config))
+    run = tmp_path / "killed"
+    with child([sys.executable, "-c", KILLED_WHILE_SAVING, str(run), str(small_store_path), str(config_file)]) as p:
+        p.wait(timeout=600)
+    assert p.returncode == -signal.SIGKILL
+    assert RunDir(run).latest_checkpoint().name == "step-0000004"  # the one being saved never became latest
+    records, _ = read_telemetry(RunDir(run).telemetry_path)
+    assert max(r["step"] for r in records if r["event"] == "step") == 8  # steps 5-8 ran, then were lost
+    resumed = TrainingRun(run, resume=True)
+    assert resumed.telemetry.superseded > 0
+    resumed.train()
+    assert steps_once(run) == steps_once(tmp_path / "straight")
+    assert_same_state(run, tmp_path / "straight")
