@@ -43,7 +43,7 @@ def test_partitioned_index_matches_exact_search():
     index = PartitionedIndex.build(ids, x, target_recall=0.99)
     assert 1 <= index.nprobe < len(index.centroids)
     recall = np.mean([len(set(exact.search(q, 10)[0]) & set(index.search(q, 10)[0])) / 10 for q in queries])
-    assert recall >= 0.97
+    assert recall >= 0.99  # what it was calibrated for (measured 0.996 on this seeded data)
     all_probes = index.search(queries[0], 10, nprobe=len(index.centroids))
     assert all_probes[0].tolist() == exact.search(queries[0], 10)[0].tolist()
 

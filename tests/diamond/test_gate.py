@@ -6,6 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+import pytest
 from mlx.utils import tree_flatten
 
 from meqg_mlx.config import GateConfig
@@ -60,16 +61,91 @@ def test_reasonable_steps_are_accepted_and_lower_delta():
     assert all(d.delta_new <= d.delta + 1e-6 for d in decisions if d.accepted)
 
 
+def bounds(gate, params):
+    """Each array's trust bound at the gate's current radius (docs/design.md, Gate)."""
+    return {k: gate.trust_radius * max(np.linalg.norm(v), 0.1 * np.sqrt(v.size)) for k, v in params.items()}
+
+
 def test_huge_learning_rate_steps_are_projected_onto_the_trust_region():
     model, optimizer = setup(50.0)
-    gate = NullStabilityGate()
+    gate = NullStabilityGate(GateConfig(l_mod=1e9))
     before, _ = snapshot(model, optimizer)
+    allowed = bounds(gate, before)
     decision = gate.step(model, optimizer, loss_fn, View.finest(2))
     after, _ = snapshot(model, optimizer)
-    for key in before:
-        allowed = gate.config.trust_radius * 10 * max(np.linalg.norm(before[key]), 0.1 * np.sqrt(before[key].size))
-        assert np.linalg.norm(after[key] - before[key]) <= allowed * 1.001
-    assert decision.accepted == (decision.delta_new <= decision.delta)
+    assert decision.accepted, decision
+    ratios = {k: np.linalg.norm(after[k] - before[k]) / allowed[k] for k in before}
+    # the longest step of any array lands on its bound, times the backtracking it needed
+    assert max(ratios.values()) <= 1 + 1e-4
+    assert max(ratios.values()) >= 0.999 * GateConfig().backtrack_factor ** decision.retries
+
+
+def radii(gate, model, optimizer, steps, loss=loss_fn):
+    """(radius before, decision) per gated step."""
+    seen = []
+    for _ in range(steps):
+        radius = gate.trust_radius
+        seen.append((radius, gate.step(model, optimizer, loss, View.finest(2))))
+    return seen
+
+
+def test_the_radius_halves_on_rejection_down_to_its_floor():
+    model, optimizer = setup(1e-3)
+    gate = NullStabilityGate(GateConfig(alpha=1e6, trust_radius=0.04))  # Armijo cannot hold
+    after = [decision.trust_radius for _, decision in radii(gate, model, optimizer, 5)]
+    assert after == pytest.approx([0.02, 0.01, 0.005, 0.004, 0.004])  # x0.5, floor 0.1 x the configured 0.04
+
+
+def test_the_radius_grows_on_projected_passes_up_to_its_cap_and_shrinks_after_backtracking():
+    """A radius small enough that every step is projected onto it: each clean pass grows it x1.2
+    (capped at 10x the configured radius), a pass after backtracking shrinks it x0.7, a rejection x0.5."""
+    model, optimizer = setup(1.0)
+    r0 = 1e-4
+    gate = NullStabilityGate(GateConfig(trust_radius=r0, alpha=0.0, l_mod=1e9))
+    seen = radii(gate, model, optimizer, 30)
+    for before, decision in seen:
+        if decision.accepted and decision.retries == 0:
+            expected = min(before * 1.2, 10 * r0)
+        elif decision.accepted:
+            expected = max(before * 0.7, 0.1 * r0)
+        else:
+            expected = max(before * 0.5, 0.1 * r0)
+        assert decision.trust_radius == pytest.approx(expected), (before, decision)
+    assert sum(d.accepted and d.retries == 0 for _, d in seen) >= 13
+    assert max(d.trust_radius for _, d in seen) == pytest.approx(10 * r0)  # reached the cap
+
+
+class ThreeLevelModel(Model):
+    """The planner over 3 levels x 3 codes, so the wider view (levels 0+1 joined, 2 apart) has S_mod > 0 too."""
+
+    def __init__(self):
+        super().__init__()
+        self.planner = nn.Linear(8, 27)
+
+    def __call__(self, x):
+        return self.body(x), self.planner(x).reshape(-1, 3, 3, 3)
+
+
+def three_level_loss(model, view):
+    prediction, logits = model(X)
+    log_joint = logits - mx.logsumexp(logits.reshape(logits.shape[0], -1), axis=-1)[:, None, None, None]
+    s_mod = mx.mean(mx.stack([s_mod_exact(lj, view) for lj in log_joint[:8]]))
+    return ((prediction - Y) ** 2).mean() + 0.5 * s_mod, s_mod
+
+
+def test_kl_smoothness_alone_can_reject_a_step():
+    mx.random.seed(1)
+    model = ThreeLevelModel()
+    optimizer = optim.AdamW(learning_rate=1e-3)
+    optimizer.init(model.trainable_parameters())
+    gate = NullStabilityGate(GateConfig(alpha=0.0, l_mod=1e-6, trust_radius=1.0))
+    before, before_state = snapshot(model, optimizer)
+    decision = gate.step(model, optimizer, three_level_loss, View.finest(3))
+    assert not decision.accepted and decision.failed == "kl_smooth" and decision.armijo and decision.trust
+    assert decision.view_size == 2 and decision.retries == GateConfig().max_backtracks + 1
+    after, after_state = snapshot(model, optimizer)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert all(np.array_equal(before_state[k], after_state[k]) for k in before_state)
 
 
 def test_a_rejected_step_restores_weights_and_optimizer_state_exactly():

@@ -8,6 +8,7 @@ from mlx.utils import tree_flatten
 
 from meqg_mlx.config import MeqgConfig, TrainConfig
 from meqg_mlx.vmm.model import ModelArgs
+from meqg_mlx.diamond.gate import TRUST_FLOOR_RMS
 from meqg_mlx.train.trainer import Trainer
 
 
@@ -52,32 +53,63 @@ def test_gated_training_beats_both_baselines_on_held_out_documents(small_store):
     metrics = trainer.evaluate()
     print({name: {k: round(v, 3) for k, v in m.items()} for name, m in metrics.items()})
     model, baselines = metrics["model"], [metrics["repeat_last"], metrics["nearest_neighbour"]]
-    assert all(model["l2"] < b["l2"] - 0.03 for b in baselines)
-    # deterministic since signatures lost their memory addresses (the store differed per process):
-    # model 0.196 recall@1 / 0.541 recall@10 against the best baseline's 0.135 / 0.514
-    assert all(model["recall@1"] > b["recall@1"] + 0.01 for b in baselines)
-    # thin margins here on ~300 held-out transitions; they must at least not lose
-    assert all(model["contrastive_accuracy"] > b["contrastive_accuracy"] - 0.01 for b in baselines)
-    assert all(model["recall@10"] > b["recall@10"] - 0.02 for b in baselines)
+    # deterministic (seeded, one store): model l2 0.987, recall@1 0.196, recall@10 0.541, contrastive
+    # accuracy 0.901 against the best baseline's 1.047, 0.135, 0.514, 0.894; margins just under those
+    assert all(model["l2"] < b["l2"] - 0.05 for b in baselines)
+    assert all(model["recall@1"] > b["recall@1"] + 0.05 for b in baselines)
+    assert all(model["recall@10"] > b["recall@10"] + 0.02 for b in baselines)
+    assert all(model["contrastive_accuracy"] > b["contrastive_accuracy"] + 0.005 for b in baselines)
 
 
 def largest_weight(trainer):
     return max(float(mx.abs(v).max()) for _, v in tree_flatten(trainer.model.trainable_parameters()))
 
 
+def trainable(trainer) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in tree_flatten(trainer.model.trainable_parameters())}
+
+
 def test_a_huge_learning_rate_is_contained_by_the_gate_and_diverges_without_it(small_store):
+    """Each accepted step moves every array by at most its trust bound; each rejected one not at all."""
     huge = {"learning_rate": 100.0, "warmup_steps": 0, "grad_clip": 1e9, "steps": 8}
     gated = Trainer(small_store, small_config(**huge))
     start = largest_weight(gated)
-    reports = [gated.step() for _ in range(8)]
-    assert all(math.isfinite(r.terms["Delta"]) for r in reports)
-    assert largest_weight(gated) < 2 * start
-    radius = max(r.gate.trust_radius for r in reports)
-    assert all(not r.gate.accepted or r.gate.trust for r in reports) and radius <= 0.5
+    accepted = 0
+    for _ in range(8):
+        radius, before = gated.gate.trust_radius, trainable(gated)
+        report = gated.step()
+        after = trainable(gated)
+        assert math.isfinite(report.terms["Delta"])
+        for key in before:
+            moved = np.linalg.norm(after[key] - before[key])
+            if not report.gate.accepted:
+                assert moved == 0, key
+            else:
+                bound = radius * max(np.linalg.norm(before[key]), TRUST_FLOOR_RMS * np.sqrt(before[key].size))
+                assert moved <= bound * (1 + 1e-4), (key, moved, bound)
+        accepted += report.gate.accepted
+    assert accepted >= 2 and largest_weight(gated) < 2 * start
 
     ungated = Trainer(small_store, small_config(**huge, gate=False))
     reports = [ungated.step() for _ in range(8)]
     assert not math.isfinite(reports[-1].terms["Delta"]) or largest_weight(ungated) > 100 * start
+
+
+def test_a_rejected_step_leaves_weights_rvq_codes_and_optimizer_state_bit_identical(small_store):
+    trainer = Trainer(small_store, small_config(steps=4))
+    trainer.step()  # an accepted step: the optimizer state is no longer empty
+    trainer.gate.config.alpha = 1e6  # from here Armijo cannot hold
+    params = {k: np.array(v) for k, v in tree_flatten(trainer.model.parameters())}
+    state = {k: np.array(v) for k, v in tree_flatten(trainer.optimizer.state)}
+    codes, next_code = np.array(trainer.codes), trainer.model.rvq.next_code_id
+    report = trainer.step()
+    assert not report.gate.accepted and report.gate.failed == "armijo"
+    after = {k: np.array(v) for k, v in tree_flatten(trainer.model.parameters())}
+    assert after.keys() == params.keys() and all(np.array_equal(params[k], after[k]) for k in params)
+    after_state = {k: np.array(v) for k, v in tree_flatten(trainer.optimizer.state)}
+    assert after_state.keys() == state.keys() and all(np.array_equal(state[k], after_state[k]) for k in state)
+    assert np.array_equal(codes, np.array(trainer.codes)) and trainer.model.rvq.next_code_id == next_code
+    assert len(state) > 2 and trainer.state.step == 2 and trainer.state.accepted == 1
 
 
 def test_adaptive_gate_interval_checks_less_often_after_clean_accepts(small_store):
