@@ -1,6 +1,7 @@
 """Diamond episodes on a real run (a VMM trained briefly on the small real store)."""
 
 import dataclasses
+import shutil
 import time
 
 import pytest
@@ -73,13 +74,50 @@ def test_one_second_budget_ends_within_a_unit_of_work(engine):
         engine.config.episode.max_steps = 6
 
 
-def test_max_flops_is_never_exceeded(engine):
-    per_token = engine.run("Sort a list.", [], Budget())["telemetry"]["steps"][0]
-    for limit in (1e6, 3e6, 1e7):
-        budget = engine.run("Sort a list. Then reverse it.", [], Budget(max_flops=limit))["telemetry"]["budget"]
-        assert budget["flops"] <= limit
-    tiny = engine.run("Sort a list.", [], Budget(max_flops=10))["telemetry"]
-    assert tiny["stopped_by"] == "max_flops" and tiny["budget"]["flops"] == 0 and per_token
+def endless(engine: DiamondEngine, **episode) -> DiamondEngine:
+    """The engine with steps that never count as converged (and any other episode settings)."""
+    config = engine.config
+    return engine.with_config(
+        dataclasses.replace(config, episode=dataclasses.replace(config.episode, converge_cosine=1.0, **episode))
+    )
+
+
+def test_max_flops_stops_the_episode_at_the_exact_count(engine):
+    engine = endless(engine)
+    prompt = "Sort a list. Then reverse it."
+    free = engine.run(prompt, [], Budget(max_flops=1e15))["telemetry"]
+    assert len(free["steps"]) >= 2, free["stopped_by"]  # (this prompt ends by converging after 2 steps)
+    assert sum(step["flops"] for step in free["steps"]) == free["budget"]["flops"]
+    limit = free["steps"][0]["flops"] + 1.0  # room for the first step, not the second
+    capped = engine.run(prompt, [], Budget(max_flops=limit))["telemetry"]
+    assert capped["stopped_by"] == "max_flops" and len(capped["steps"]) == 1
+    assert capped["budget"]["flops"] == limit - 1.0
+    tiny = engine.run(prompt, [], Budget(max_flops=10))["telemetry"]
+    assert tiny["stopped_by"] == "max_flops" and tiny["budget"]["flops"] == 0 and tiny["steps"] == []
+
+
+def test_a_step_outside_any_trust_region_backtracks_widens_the_view_and_is_rejected(engine):
+    max_backtracks = engine.config.gate.max_backtracks
+    response = endless(engine, trust_radius=1e-6).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))
+    telemetry = response["telemetry"]
+    assert telemetry["stopped_by"] == "rejected" and response["concepts"] == []
+    (step,) = telemetry["steps"]
+    finest = engine.args.rvq_levels
+    assert not step["gate"]["accepted"] and step["gate"]["failed"] == "trust"
+    assert step["gate"]["retries"] == max_backtracks and step["gate"]["view_size"] < finest  # widened, then gave up
+    # both views were charged: the finest with retrieve_k slots, the widened one with twice as many
+    k, context = engine.config.episode.retrieve_k, step["gate"]["context"]
+    assert step["flops"] == ((context - k) + context) * engine.flops_per_concept
+
+
+def test_backtracking_brings_an_overlong_step_inside_the_trust_region(engine):
+    free = endless(engine).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))["telemetry"]["steps"][0]
+    assert free["gate"]["accepted"] and free["gate"]["retries"] == 0
+    radius = 0.3 * free["gate"]["step_norm"]  # the full step is too long; a quarter of it fits
+    step = endless(engine, trust_radius=radius).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))
+    first = step["telemetry"]["steps"][0]["gate"]
+    assert first["accepted"] and first["retries"] >= 1 and first["step_norm"] <= radius
+    assert first["view_size"] == engine.args.rvq_levels
 
 
 def test_python_tool_result_joins_the_context(engine):
@@ -103,9 +141,11 @@ def test_bad_prompts_tools_and_runs_are_one_line_errors(engine, tmp_path):
         DiamondEngine.from_run(tmp_path)
 
 
-def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_store, embedder):
-    InverterTraining(small_store, run_dir, embedder, tiny_config(steps=40)).train()
-    engine = DiamondEngine.from_run(run_dir, embedder)
+def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_store, embedder, tmp_path):
+    run_with_inverter = tmp_path / "run"  # a copy: the module's run stays without an inverter
+    shutil.copytree(run_dir, run_with_inverter)
+    InverterTraining(small_store, run_with_inverter, embedder, tiny_config(steps=40)).train()
+    engine = DiamondEngine.from_run(run_with_inverter, embedder)
     assert engine.corrector is not None
     # a lookup threshold no predicted concept reaches: every concept is a store miss, whatever the VMM learned
     config = engine.config
