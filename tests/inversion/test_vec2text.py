@@ -103,15 +103,19 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("vec2text")
     gtr, _ = build_tiny_gtr(root, "relu", seed=5)
     embedder = MLXSentenceEncoder(gtr, output="mean")
-    inverter = Vec2TextInverter.__new__(Vec2TextInverter)  # only for its tokenizer helpers
-    from meqg_mlx.encoder.base import load_tokenizer
+    # labels from transformers' own tokenizer, not meqg's helpers: the reference is independent of the code tested
+    from transformers import PreTrainedTokenizerFast
 
-    inverter.tokenizer = load_tokenizer(gtr / "tokenizer.json")
-    ids, mask = Vec2TextInverter.token_batch(inverter, SENTENCES)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_file=str(gtr / "tokenizer.json"), pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert all(row[row_mask.bool()][-1] == tokenizer.eos_token_id for row, row_mask in zip(ids, mask))
     labels = ids.masked_fill(mask == 0, -100)
     vectors = torch.from_numpy(embedder.encode(SENTENCES))
     torch.manual_seed(0)
-    vocab = inverter.tokenizer.get_vocab_size()
+    vocab = len(tokenizer)
 
     t5, first = tiny_t5(vocab), transform(vectors.shape[1])
     spread = float((vectors - vectors.mean(0)).norm(dim=1).mean()) / vectors.shape[1] ** 0.5

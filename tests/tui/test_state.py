@@ -113,3 +113,45 @@ def test_regime_bands_are_the_ones_the_run_used(recorded_records):
     regime = yaml.safe_load(RECORDED.with_suffix(".yaml").read_text())["regime"]
     assert fold(recorded_records).bands == (regime["phi_geometric"], regime["phi_breakdown"])
     assert fold(recorded_records[1:]).bands is None  # a run that did not say: no bands drawn
+
+
+def test_a_live_training_run_folds_as_it_is_written(small_store_path, tmp_path):
+    """A real `meqg train` writing telemetry while the monitor's tail reads it: the state seen live
+    says running, and ends where a fold of the finished file ends."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from meqg_mlx.telemetry import read_telemetry
+    from meqg_tui.tail import TelemetryTail
+
+    from ..cli.test_train_cli import train_args
+    from ..processes import child, wait_until
+
+    run = tmp_path / "run"
+    tail, live, seen = TelemetryTail(run / "telemetry.jsonl"), RunState(), []
+    command = [str(Path(sys.executable).with_name("meqg")), *train_args(small_store_path, run, 30, tmp_path)]
+    with child(command, stdout=open(tmp_path / "train.out", "w"), stderr=open(tmp_path / "train.err", "w")) as train:
+
+        def folded_to_the_end():
+            for record in tail.read():
+                live.apply(record)
+            seen.append((live.step, live.status(now=time.time(), stall_after=60), train.poll() is None))
+            return live.ended
+
+        wait_until(folded_to_the_end, 300, "the live run's last record", 0.05)
+        train.wait(timeout=60)
+    assert train.returncode == 0, (tmp_path / "train.err").read_text()
+    assert any(status == "running" and alive and 0 < step < 30 for step, status, alive in seen), seen[-5:]
+    records, malformed = read_telemetry(run / "telemetry.jsonl")
+    final = fold(records)
+    assert malformed == 0 and tail.malformed == 0 and (live.step, live.target, live.ended) == (30, 30, "finished")
+    assert (live.accepted, live.rejected, live.unchecked, live.backtracks) == (
+        final.accepted,
+        final.rejected,
+        final.unchecked,
+        final.backtracks,
+    )
+    assert live.accepted + live.rejected + live.unchecked == 30
+    assert live.series["loss"] == final.series["loss"] and len(live.series["loss"][0]) == 30
+    assert live.expert_load == final.expert_load and live.records == final.records

@@ -7,19 +7,25 @@ from meqg_mlx.vmm.moe import MoEFeedForward
 
 
 def dense_reference(moe, x, prior=None):
-    """Every token through its chosen experts by explicit loops."""
-    flat = x.reshape(-1, x.shape[-1])
-    _, indices, gates = moe.route(flat, None if prior is None else prior.reshape(flat.shape[0], -1))
-    e = moe.experts
+    """Every token through its top-k experts by explicit loops, in numpy float64: routing included,
+    so nothing of MoEFeedForward's own code (route, dispatch) is in the reference."""
+    flat = np.array(x, np.float64).reshape(-1, x.shape[-1])
+    weights = {k: np.array(v, np.float64) for k, v in nn.utils.tree_flatten(moe.parameters())}
+    logits = flat @ weights["router.weight"].T + weights.get("router.bias", 0.0)
+    if prior is not None:
+        logits = logits + float(moe.beta) * np.array(prior, np.float64).reshape(flat.shape[0], -1)
+    gate_w, up_w, down_w = weights["experts.gate"], weights["experts.up"], weights["experts.down"]
     rows = []
-    for n in range(flat.shape[0]):
-        total = mx.zeros((x.shape[-1],))
-        for j in range(indices.shape[1]):
-            i = int(indices[n, j])
-            hidden = nn.silu(e.gate[i] @ flat[n]) * (e.up[i] @ flat[n])
-            total = total + gates[n, j] * (e.down[i] @ hidden)
+    for n, token in enumerate(flat):
+        chosen = np.argsort(-logits[n], kind="stable")[: moe.top_k]
+        gates = np.exp(logits[n, chosen] - logits[n, chosen].max())
+        gates /= gates.sum()
+        total = np.zeros(flat.shape[1])
+        for i, g in zip(chosen, gates):
+            pre = gate_w[i] @ token
+            total += g * (down_w[i] @ ((pre / (1 + np.exp(-pre))) * (up_w[i] @ token)))
         rows.append(total)
-    return mx.stack(rows).reshape(x.shape)
+    return mx.array(np.stack(rows).reshape(x.shape).astype(np.float32))
 
 
 def test_gathered_dispatch_equals_explicit_loops():
