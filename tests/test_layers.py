@@ -28,6 +28,7 @@ LAYERS = [  # bottom first; a module belongs to the longest prefix listed
     ("meqg_mlx.diamond",),
     ("meqg_mlx.train", "meqg_mlx.inversion"),
     ("meqg_mlx.episode",),
+    ("meqg_mlx.eval",),
     ("meqg_converters",),
     ("meqg_cli", "meqg_tui"),
 ]

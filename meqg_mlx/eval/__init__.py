@@ -1,0 +1,1 @@
+"""`meqg eval`: does the gate, does the ledger help? Metrics, tasks, ablations and the report."""
