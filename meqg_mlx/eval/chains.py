@@ -1,0 +1,117 @@
+"""Multi-step tasks: chains of concepts a model must follow, rolled out free-running and teacher-forced.
+
+A chain is concept vectors in order. Given its first `prefix` concepts, a free-running
+rollout feeds the model its own previous predictions; a teacher-forced one feeds the
+truth. A step is right when the true next concept is the nearest candidate to the
+prediction (also reported within the top 5), the candidates being the store's
+concepts plus any chain text the store lacks, minus those already in the context.
+Confidence is the top candidate's softmax probability over the candidates' cosines,
+at a temperature fitted on a calibration split (`metrics.fit_temperature`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], np.ndarray]  # (N, t, d) contexts -> (N, d) next-concept vectors
+TOP_K = 5
+CANDIDATES_SCORED = 32  # the softmax for confidence runs over this many best candidates
+
+
+@dataclass
+class Chain:
+    name: str
+    rows: np.ndarray  # candidate rows of its concepts, in order
+
+
+@dataclass
+class Candidates:
+    """Unit vectors a prediction is decoded against, with the text of each row."""
+
+    vectors: np.ndarray
+    texts: list[str]
+
+    def __post_init__(self):
+        if len(self.vectors) != len(self.texts):
+            raise ValueError(f"{len(self.vectors)} candidate vectors for {len(self.texts)} texts")
+
+
+@dataclass
+class Rollout:
+    """Per chain and step (chains x horizon; steps past a chain's length are False / NaN)."""
+
+    correct: np.ndarray  # the true next concept is the nearest candidate
+    in_top_k: np.ndarray  # ... among the TOP_K nearest
+    scores: np.ndarray  # (chains, horizon, CANDIDATES_SCORED) best cosines, descending
+    truth_rank: np.ndarray  # index of the truth among `scores`' columns, -1 when not among them
+    lengths: np.ndarray  # steps per chain
+
+    def confidence(self, temperature: float) -> np.ndarray:
+        from .metrics import softmax_confidence
+
+        return softmax_confidence(np.nan_to_num(self.scores, nan=-1.0), temperature)
+
+    def valid(self) -> np.ndarray:
+        return np.arange(self.correct.shape[1])[None, :] < self.lengths[:, None]
+
+
+def rollout(
+    predict: Predict, candidates: Candidates, chains: list[Chain], prefix: int, teacher_forced: bool
+) -> Rollout:
+    """Each chain's steps after its first `prefix` concepts, all chains at once."""
+    if prefix < 1:
+        raise ValueError("a rollout needs at least one concept of context")
+    usable = [c for c in chains if len(c.rows) > prefix]
+    if not usable:
+        raise ValueError(f"no chain is longer than its prefix of {prefix}")
+    lengths = np.array([len(c.rows) - prefix for c in usable])
+    horizon = int(lengths.max())
+    width = min(CANDIDATES_SCORED, len(candidates.vectors))
+    correct = np.zeros((len(usable), horizon), bool)
+    in_top_k = np.zeros_like(correct)
+    scores = np.full((len(usable), horizon, width), np.nan)
+    truth_rank = np.full((len(usable), horizon), -1)
+    truth = np.stack([np.pad(c.rows, (0, prefix + horizon - len(c.rows)), constant_values=-1) for c in usable])
+    context = candidates.vectors[truth[:, :prefix]]
+    used = [set(row[:prefix].tolist()) for row in truth]
+    for step in range(horizon):
+        active = np.flatnonzero(lengths > step)
+        predicted = np.asarray(predict(context[active]), np.float64)
+        predicted /= np.maximum(np.linalg.norm(predicted, axis=1, keepdims=True), 1e-12)
+        cosines = predicted @ candidates.vectors.T
+        for position, chain in enumerate(active):
+            cosines[position, list(used[chain])] = -np.inf
+        order = np.argsort(-cosines, axis=1)[:, :width]
+        target = truth[active, prefix + step]
+        correct[active, step] = order[:, 0] == target
+        in_top_k[active, step] = (order[:, :TOP_K] == target[:, None]).any(axis=1)
+        scores[active, step] = np.take_along_axis(cosines, order, axis=1)
+        hits = order == target[:, None]
+        truth_rank[active, step] = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+        fed = candidates.vectors[target] if teacher_forced else predicted
+        decoded = target if teacher_forced else order[:, 0]
+        grown = np.concatenate([context, np.zeros_like(context[:, :1])], axis=1)
+        grown[active, -1] = fed
+        context = grown
+        for position, chain in enumerate(active):
+            used[chain].add(int(decoded[position]))
+    return Rollout(correct, in_top_k, scores, truth_rank, lengths)
+
+
+def calibration_split(chains: list[Chain], share: float = 0.5) -> tuple[list[Chain], list[Chain]]:
+    """(calibration, test): by a hash of the chain's name, stable across runs and variants."""
+
+    def bucket(chain: Chain) -> float:
+        return int(hashlib.sha1(chain.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    return [c for c in chains if bucket(c) < share], [c for c in chains if bucket(c) >= share]
+
+
+def cut(name: str, rows: np.ndarray, length: int) -> list[Chain]:
+    """Consecutive, non-overlapping chains of `length` concepts from one document (a shorter tail kept if >= 2)."""
+    pieces = [rows[start : start + length] for start in range(0, len(rows), length)]
+    return [Chain(f"{name}@{i}", piece) for i, piece in enumerate(pieces) if len(piece) >= 2]

@@ -1,0 +1,77 @@
+"""Rollouts on constructed chains whose right answers are known: a successor map over random unit vectors."""
+
+import numpy as np
+import pytest
+
+from meqg_mlx.eval.chains import Candidates, Chain, calibration_split, cut, rollout
+from meqg_mlx.eval.metrics import cascade_fail, fit_temperature, reliability
+
+RNG = np.random.default_rng(0)
+VECTORS = RNG.normal(size=(60, 16))
+VECTORS /= np.linalg.norm(VECTORS, axis=1, keepdims=True)
+CANDIDATES = Candidates(VECTORS, [f"concept {i}" for i in range(60)])
+SUCCESSOR = np.roll(np.arange(50), -1)  # rows 0..49 form one cycle; 50..59 are never in a chain
+
+
+def successor_chains(count=20, length=7):
+    starts = RNG.choice(50, count, replace=False)
+    return [Chain(f"c{i}", np.array([(s + k) % 50 for k in range(length)])) for i, s in enumerate(starts)]
+
+
+def oracle(context):
+    """Knows the task: the successor of the concept nearest its last input."""
+    return VECTORS[SUCCESSOR[np.argmax(context[:, -1] @ VECTORS.T, axis=1)]]
+
+
+def test_a_model_that_copies_the_truth_never_fails_and_is_calibrated_when_confident():
+    chains = successor_chains()
+    for teacher_forced in (False, True):
+        result = rollout(oracle, CANDIDATES, chains, prefix=2, teacher_forced=teacher_forced)
+        assert result.correct[result.valid()].all() and (result.truth_rank[result.valid()] == 0).all()
+        assert cascade_fail(result.correct, result.lengths).tolist() == [0.0] * 5
+    confidence = result.confidence(temperature=0.01)[result.valid()]
+    assert confidence.min() > 0.99 and reliability(confidence, result.correct[result.valid()]).ece < 0.01
+
+
+def test_a_constant_model_fails_every_chain():
+    result = rollout(lambda context: np.tile(VECTORS[55], (len(context), 1)), CANDIDATES, successor_chains(), 1, False)
+    assert not result.correct[:, 0].any()  # (later steps may hit the truth by luck, after the chain failed)
+    assert cascade_fail(result.correct, result.lengths).tolist() == [1.0] * 6
+
+
+def test_free_running_feeds_the_models_own_mistakes_back():
+    """Right from true inputs, wrong from its own: a model whose one slip (at concept 10) sends it off the
+    cycle for good. Teacher-forced it errs once; free-running every step after the slip is wrong."""
+
+    def slips_at_10(context):
+        nearest = np.argmax(context[:, -1] @ VECTORS.T, axis=1)
+        return VECTORS[np.where(nearest == 10, 55, np.where(nearest >= 50, 56, SUCCESSOR[nearest % 50]))]
+
+    chain = [Chain("through-10", np.arange(8, 15))]  # 8 9 10 11 12 13 14: the step after 10 is 11
+    forced = rollout(slips_at_10, CANDIDATES, chain, 1, teacher_forced=True)
+    free = rollout(slips_at_10, CANDIDATES, chain, 1, teacher_forced=False)
+    assert forced.correct[0].tolist() == [True, True, False, True, True, True]
+    assert free.correct[0].tolist() == [True, True, False, False, False, False]
+
+
+def test_concepts_already_in_the_context_are_not_candidates():
+    back_to_start = rollout(lambda context: context[:, 0], CANDIDATES, [Chain("c", np.array([3, 4, 5]))], 1, True)
+    assert (back_to_start.scores[0, :, 0] < 0.999).all()  # the start itself is excluded
+
+
+def test_fitted_temperature_on_teacher_forced_scores():
+    result = rollout(oracle, CANDIDATES, successor_chains(), prefix=1, teacher_forced=True)
+    valid = result.valid()
+    temperature = fit_temperature(result.scores[valid], result.truth_rank[valid])
+    assert temperature < 0.05  # always right: the sharper, the likelier
+
+
+def test_chains_are_cut_from_documents_and_split_stably():
+    chains = cut("doc", np.arange(11), 4)
+    assert [c.rows.tolist() for c in chains] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10]]
+    calibration, test = calibration_split(successor_chains(40))
+    assert calibration and test and {c.name for c in calibration}.isdisjoint(c.name for c in test)
+    again, _ = calibration_split(list(reversed(calibration + test)))
+    assert sorted(c.name for c in again) == sorted(c.name for c in calibration)
+    with pytest.raises(ValueError, match="longer than its prefix"):
+        rollout(oracle, CANDIDATES, [Chain("short", np.array([1]))], 1, False)
