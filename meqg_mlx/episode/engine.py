@@ -39,7 +39,8 @@ from ..errors import InputError, MeqgError
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
-from ..runs import WEIGHTS, RunDir
+from ..runs import RunDir
+from ..train.checkpoint import load_model
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
 from ..diamond.gate import GateDecision, GatePolicy
@@ -87,12 +88,7 @@ class DiamondEngine:
         if checkpoint is None:
             raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
         decoder = RunDecoder.for_run(run, meta, config, embedder=embedder)
-        model = VMM(dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
-        try:
-            model.load_weights(str(checkpoint / WEIGHTS), strict=True)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise MeqgError(f"corrupt checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
-        mx.eval(model.parameters())
+        model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
         return cls(model, decoder.store, decoder.embedder, config, decoder.corrector)
 
     def with_config(self, config: MeqgConfig) -> "DiamondEngine":

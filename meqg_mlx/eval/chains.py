@@ -48,6 +48,7 @@ class Rollout:
     in_top_k: np.ndarray  # ... among the TOP_K nearest
     scores: np.ndarray  # (chains, horizon, CANDIDATES_SCORED) best cosines, descending
     truth_rank: np.ndarray  # index of the truth among `scores`' columns, -1 when not among them
+    truth_score: np.ndarray  # the truth's cosine (-inf when it was already in the context)
     lengths: np.ndarray  # steps per chain
 
     def confidence(self, temperature: float) -> np.ndarray:
@@ -57,6 +58,15 @@ class Rollout:
 
     def valid(self) -> np.ndarray:
         return np.arange(self.correct.shape[1])[None, :] < self.lengths[:, None]
+
+    def calibration_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, truth index) per valid step, for `fit_temperature`: the best cosines plus one column
+        holding the truth's cosine when it is not among them (-inf, weightless, when it is)."""
+        valid = self.valid()
+        ranks, truth = self.truth_rank[valid], self.truth_score[valid]
+        extra = np.where(ranks < 0, truth, -np.inf)
+        scores = np.concatenate([np.nan_to_num(self.scores[valid], nan=-np.inf), extra[:, None]], axis=1)
+        return scores, np.where(ranks < 0, scores.shape[1] - 1, ranks)
 
 
 def rollout(
@@ -75,6 +85,7 @@ def rollout(
     in_top_k = np.zeros_like(correct)
     scores = np.full((len(usable), horizon, width), np.nan)
     truth_rank = np.full((len(usable), horizon), -1)
+    truth_score = np.full((len(usable), horizon), -np.inf)
     truth = np.stack([np.pad(c.rows, (0, prefix + horizon - len(c.rows)), constant_values=-1) for c in usable])
     context = candidates.vectors[truth[:, :prefix]]
     used = [set(row[:prefix].tolist()) for row in truth]
@@ -90,6 +101,7 @@ def rollout(
         correct[active, step] = order[:, 0] == target
         in_top_k[active, step] = (order[:, :TOP_K] == target[:, None]).any(axis=1)
         scores[active, step] = np.take_along_axis(cosines, order, axis=1)
+        truth_score[active, step] = cosines[np.arange(len(active)), target]
         hits = order == target[:, None]
         truth_rank[active, step] = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
         fed = candidates.vectors[target] if teacher_forced else predicted
@@ -99,7 +111,7 @@ def rollout(
         context = grown
         for position, chain in enumerate(active):
             used[chain].add(int(decoded[position]))
-    return Rollout(correct, in_top_k, scores, truth_rank, lengths)
+    return Rollout(correct, in_top_k, scores, truth_rank, truth_score, lengths)
 
 
 def calibration_split(chains: list[Chain], share: float = 0.5) -> tuple[list[Chain], list[Chain]]:

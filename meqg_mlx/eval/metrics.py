@@ -89,6 +89,11 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
     if scores.size == 0:
         raise ValueError("no validation scores to fit a temperature on")
 
+    finite = np.isfinite(scores[np.arange(len(truth)), truth])
+    scores, truth = scores[finite], truth[finite]  # a truth with no score (-inf) carries no information
+    if len(truth) == 0:
+        raise ValueError("no validation step has a scored truth to fit a temperature on")
+
     def nll(temperature: float) -> float:
         scaled = scores / temperature
         scaled -= scaled.max(axis=-1, keepdims=True)

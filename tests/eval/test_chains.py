@@ -61,9 +61,10 @@ def test_concepts_already_in_the_context_are_not_candidates():
 
 def test_fitted_temperature_on_teacher_forced_scores():
     result = rollout(oracle, CANDIDATES, successor_chains(), prefix=1, teacher_forced=True)
-    valid = result.valid()
-    temperature = fit_temperature(result.scores[valid], result.truth_rank[valid])
+    temperature = fit_temperature(*result.calibration_scores())
     assert temperature < 0.05  # always right: the sharper, the likelier
+    scores, truth = rollout(lambda c: -c[:, -1], CANDIDATES, successor_chains(), 1, True).calibration_scores()
+    assert scores.shape[1] == 33 and (truth == 32).any()  # truths outside the best 32 keep their own score
 
 
 def test_chains_are_cut_from_documents_and_split_stably():

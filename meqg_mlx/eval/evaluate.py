@@ -1,0 +1,125 @@
+"""One run's multi-step numbers: cascade failure against teacher-forced error, and calibration.
+
+The chains are split by name into a calibration half (teacher-forced, where the
+softmax temperature is fitted) and a test half (where everything is reported), so
+the confidence is never tuned on the steps it is scored on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .chains import Candidates, Chain, Predict, Rollout, calibration_split, rollout
+from .metrics import ECE_BINS, brier, cascade_fail, fit_temperature, reliability
+
+DEFAULT_HORIZON = 8
+DEFAULT_PREFIX = 1
+
+
+@dataclass
+class ChainReport:
+    chains: int
+    calibration_chains: int
+    temperature: float
+    cascade_fail: list[float]  # free-running, per horizon 1..H
+    cascade_fail_top5: list[float]  # the same with "right" meaning the truth is among the 5 nearest
+    teacher_forced_error: list[float]  # per step index, from true inputs
+    free_running_error: list[float]  # per step index, from the model's own inputs
+    ece: list[float]  # free-running, over steps 1..h
+    brier: list[float]
+    reliability: dict  # all free-running steps: edges, confidence, accuracy, count
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def per_step_error(result: Rollout) -> list[float]:
+    valid = result.valid()
+    reached = valid.sum(axis=0)
+    wrong = (valid & ~result.correct).sum(axis=0)
+    return [float(w / r) if r else float("nan") for w, r in zip(wrong, reached)]
+
+
+def evaluate_chains(
+    predict: Predict, candidates: Candidates, chains: list[Chain], prefix: int = DEFAULT_PREFIX
+) -> ChainReport:
+    calibration, test = calibration_split([c for c in chains if len(c.rows) > prefix])
+    if not calibration or not test:
+        raise InputError(
+            f"{len(chains)} chains are too few to hold some out for calibrating the confidence: give at least 4"
+        )
+    temperature = fit_temperature(*rollout(predict, candidates, calibration, prefix, True).calibration_scores())
+    free = rollout(predict, candidates, test, prefix, teacher_forced=False)
+    forced = rollout(predict, candidates, test, prefix, teacher_forced=True)
+    valid = free.valid()
+    confidence = free.confidence(temperature)
+    ece, brier_scores = [], []
+    for horizon in range(1, valid.shape[1] + 1):
+        upto = valid[:, :horizon]
+        ece.append(reliability(confidence[:, :horizon][upto], free.correct[:, :horizon][upto]).ece)
+        brier_scores.append(brier(confidence[:, :horizon][upto], free.correct[:, :horizon][upto]))
+    diagram = reliability(confidence[valid], free.correct[valid], ECE_BINS)
+    return ChainReport(
+        chains=len(test),
+        calibration_chains=len(calibration),
+        temperature=temperature,
+        cascade_fail=cascade_fail(free.correct, free.lengths).tolist(),
+        cascade_fail_top5=cascade_fail(free.in_top_k, free.lengths).tolist(),
+        teacher_forced_error=per_step_error(forced),
+        free_running_error=per_step_error(free),
+        ece=ece,
+        brier=brier_scores,
+        reliability={k: getattr(diagram, k).tolist() for k in ("edges", "confidence", "accuracy", "count")},
+    )
+
+
+def vmm_predictor(model) -> Predict:
+    """The VMM's next-concept vector after each context (the last position's output)."""
+    import mlx.core as mx
+
+    def predict(context: np.ndarray) -> np.ndarray:
+        out = model(mx.array(context.astype(np.float32)))
+        return np.array(out.next_vector[:, -1], dtype=np.float64)
+
+    return predict
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    chains_file: str | Path | None = None,
+    horizon: int = DEFAULT_HORIZON,
+    prefix: int = DEFAULT_PREFIX,
+    embedder=None,
+) -> ChainReport:
+    """The run's latest checkpoint on held-out chains of its store (or the file's chains)."""
+    import dataclasses
+
+    from ..concepts.store import ConceptStore
+    from ..config import load_run
+    from ..encoder import embedder_from_config
+    from ..errors import MeqgError
+    from ..runs import RunDir
+    from ..train.checkpoint import load_model
+    from ..train.sequences import ConceptTable
+    from .tasks import file_chains, held_out_chains, store_candidates
+
+    if horizon < 1 or prefix < 1:
+        raise InputError(f"horizon and prefix must be at least 1, got {horizon} and {prefix}")
+    run = RunDir(run_dir)
+    meta, config = load_run(run)
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is None:
+        raise MeqgError(f"no checkpoint in {run}: train it first (meqg train --run {run})")
+    store = ConceptStore.open(meta["store"])
+    model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=store.dim))
+    table = ConceptTable(store)
+    candidates = store_candidates(store, table)
+    if chains_file is not None:
+        chains, candidates = file_chains(chains_file, candidates, embedder or embedder_from_config(config))
+    else:
+        chains = held_out_chains(store, table, config.train.validation_fraction, prefix + horizon)
+    return evaluate_chains(vmm_predictor(model), candidates, chains, prefix)

@@ -1,0 +1,85 @@
+"""Where chains come from: a run's held-out documents, or a user's `--chains F.jsonl`.
+
+Held-out means the trainer's own validation documents (`train.sequences.split_documents`
+with the run's `validation_fraction`), so no chain concept was trained on. A chains
+file holds one JSON list of texts per line; a text the store lacks (matched after
+`normalize_text`) is embedded with the run's encoder and becomes a candidate too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..concepts.store import ConceptStore, normalize_text
+from ..encoder.base import Embedder, check_texts
+from ..errors import InputError
+from ..train.sequences import ConceptTable, documents, split_documents
+from .chains import Candidates, Chain, cut
+
+
+def store_candidates(store: ConceptStore, table: ConceptTable) -> Candidates:
+    """Every store concept, in the table's row order (sorted by id)."""
+    columns = store.columns(["concept_id", "text"])
+    text_of = dict(zip(columns["concept_id"].to_pylist(), columns["text"].to_pylist()))
+    return Candidates(table.vectors.astype(np.float64), [text_of[int(i)] for i in table.ids])
+
+
+def held_out_chains(store: ConceptStore, table: ConceptTable, validation_fraction: float, length: int) -> list[Chain]:
+    """The validation documents cut into chains of `length` concepts."""
+    _, validation = split_documents(documents(store), validation_fraction)
+    return [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
+
+
+def read_chains_file(path: str | Path) -> list[list[str]]:
+    """The chains in a .jsonl file, each a list of >= 2 non-empty texts; anything else is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"chains file not found: {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not valid UTF-8 (byte {exc.start})") from None
+    chains = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            chain = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(chain, list) or not all(isinstance(text, str) for text in chain):
+            raise InputError(f"{path}:{number}: each line must be a JSON list of texts")
+        if len(chain) < 2:
+            raise InputError(f"{path}:{number}: a chain needs at least 2 texts, got {len(chain)}")
+        try:
+            check_texts(chain)
+        except InputError as exc:
+            raise InputError(f"{path}:{number}: {exc}") from None
+        chains.append(chain)
+    if not chains:
+        raise InputError(f"{path} holds no chains")
+    return chains
+
+
+def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) -> tuple[list[Chain], Candidates]:
+    """The file's chains as candidate rows; texts the store lacks are embedded and appended as candidates."""
+    texts = read_chains_file(path)
+    row_of = {normalize_text(text): row for row, text in enumerate(candidates.texts)}
+    missing = list(dict.fromkeys(t for chain in texts for t in chain if normalize_text(t) not in row_of))
+    vectors, names = candidates.vectors, list(candidates.texts)
+    if missing:
+        extra = embedder.encode(missing).astype(np.float64)
+        if extra.shape[1] != vectors.shape[1]:
+            raise InputError(f"the encoder gives {extra.shape[1]}-d vectors; the store holds {vectors.shape[1]}-d")
+        for text in missing:
+            row_of[normalize_text(text)] = len(names)
+            names.append(text)
+        vectors = np.concatenate([vectors, extra])
+    chains = [
+        Chain(f"{Path(path).name}:{i + 1}", np.array([row_of[normalize_text(t)] for t in chain]))
+        for i, chain in enumerate(texts)
+    ]
+    return chains, Candidates(vectors, names)

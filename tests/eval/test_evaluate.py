@@ -1,0 +1,62 @@
+"""One run's multi-step evaluation end to end on the small real store, and the chains file's errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from meqg_mlx.concepts.store import ConceptStore
+from meqg_mlx.errors import InputError
+from meqg_mlx.eval.evaluate import evaluate_run
+from meqg_mlx.eval.tasks import read_chains_file
+from meqg_mlx.train.run import TrainingRun
+
+from ..train.test_trainer import small_config
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_store_path, tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    TrainingRun(run, small_store_path, small_config(steps=30, learning_rate=3e-3, warmup_steps=5)).train()
+    return run
+
+
+def test_a_run_is_evaluated_on_its_held_out_chains(trained_run):
+    report = evaluate_run(trained_run, horizon=4)
+    assert report.chains > 0 and report.calibration_chains > 0 and report.temperature > 0
+    cascade = np.array(report.cascade_fail)
+    assert len(cascade) == 4 and np.all(np.diff(cascade) >= 0) and 0 <= cascade[0] <= 1
+    assert cascade[0] == pytest.approx(report.free_running_error[0])  # one step: no cascade yet
+    assert report.teacher_forced_error[0] == pytest.approx(report.free_running_error[0])  # same inputs at step 1
+    assert np.all(np.array(report.cascade_fail_top5) <= cascade + 1e-12)
+    assert all(0 <= e <= 1 for e in report.ece) and all(0 <= b <= 1 for b in report.brier)
+    assert sum(report.reliability["count"]) > 0 and len(report.reliability["edges"]) == 16
+    json.dumps(report.as_dict())
+
+
+def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run, small_store_path, tmp_path, embedder):
+    texts = ConceptStore.open(small_store_path).columns(["text"])["text"].to_pylist()[:40]
+    lines = [[texts[i], texts[i + 1], f"An invented sentence number {i} about heaps."] for i in range(0, 36, 3)]
+    path = tmp_path / "chains.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = evaluate_run(trained_run, chains_file=path, horizon=2, embedder=embedder)
+    assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("", "holds no chains"),
+        ('["a", "b"]\nnot json\n', ":2: invalid JSON"),
+        ('{"a": 1}\n', ":1: each line must be a JSON list of texts"),
+        ('["only one"]\n', ":1: a chain needs at least 2 texts, got 1"),
+        ('["fine", "   "]\n', ":1: text #1 is empty"),
+    ],
+)
+def test_bad_chain_files_are_one_line_errors(tmp_path, content, reason):
+    path = tmp_path / "chains.jsonl"
+    path.write_text(content)
+    with pytest.raises(InputError, match=reason.replace("[", "\\[")):
+        read_chains_file(path)
+    with pytest.raises(InputError, match="chains file not found"):
+        read_chains_file(tmp_path / "missing.jsonl")
