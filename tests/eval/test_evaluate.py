@@ -60,3 +60,19 @@ def test_bad_chain_files_are_one_line_errors(tmp_path, content, reason):
         read_chains_file(path)
     with pytest.raises(InputError, match="chains file not found"):
         read_chains_file(tmp_path / "missing.jsonl")
+
+
+def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path):
+    from ..conftest import meqg
+
+    out = tmp_path / "report"
+    result = meqg("eval", "--run", str(trained_run), "--horizon", "3", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "cascade" in result.stdout and len(result.stdout.strip().splitlines()) >= 5
+    data = json.loads((out / "report.json").read_text())
+    assert len(data["cascade_fail"]) == 3 and data["run"] == str(trained_run)
+    assert (out / "report.md").read_text().count("\n| ") == 3 + 1  # the header and one row per horizon
+    for png in ("cascade.png", "reliability.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = meqg("eval", "--run", str(trained_run), "--out", str(out))
+    assert again.returncode == 2 and again.stderr.strip() == f"error: {out} exists: choose a new --out directory"
