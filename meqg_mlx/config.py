@@ -86,6 +86,9 @@ class TrainConfig:
     kappa_every: int = 50
     kappa_iterations: int = 4
     seed: int = 0
+    # forward-equivalents training steps may spend (a forward 1, its backward 2; gate checks are forwards):
+    # 0 trains for `steps`; otherwise training stops at `steps` or here, whichever comes first
+    compute: float = 0.0
 
 
 @dataclass
@@ -176,7 +179,9 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
         "backtrack_factor": (0.01, 0.99),
         "check_interval": (1, 10_000),
     },
-    ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)},
+    # lambda_mod may be negative: the sign-flip ablation of `meqg eval` rewards modal collapse on purpose
+    ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)}
+    | {"lambda_mod": (-1e6, 1e6)},
     EpisodeConfig: {
         "max_steps": (1, 1024),
         "trust_radius": (1e-6, 2.0),  # a chord between unit vectors is at most 2

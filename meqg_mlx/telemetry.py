@@ -30,6 +30,7 @@ EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may car
             "experts",
             "throughput",
             "accept_rate",
+            "forwards",
             "phi",
             "kappa",
             "regime",

@@ -15,6 +15,7 @@ from ..errors import MeqgError
 from ..runs import CONFIG, OPTIMIZER, STATE, WEIGHTS, RunDir
 
 FORMAT = 1
+OPTIONAL_STATE = {"forwards"}  # added after format 1 was first written; older checkpoints lack it
 
 
 def save_checkpoint(run: RunDir | str | Path, trainer) -> Path:
@@ -71,7 +72,7 @@ def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> No
         raise MeqgError(
             f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
-    missing = sorted(set(trainer.state_dict()) - set(state))
+    missing = sorted(set(trainer.state_dict()) - set(state) - OPTIONAL_STATE)
     if missing:
         raise MeqgError(f"corrupt checkpoint {path}: {STATE} lacks {', '.join(missing)}")
     trainer.optimizer.state = tree_unflatten(list(optimizer_state.items()))

@@ -103,7 +103,7 @@ class TrainingRun:
             )
         ended = "failed"  # what the final `run` record says if the loop raises
         try:
-            while trainer.state.step < tc.steps:
+            while trainer.state.step < tc.steps and not (tc.compute and trainer.state.forwards >= tc.compute):
                 record = self._record(trainer.step())
                 step = trainer.state.step
                 self.telemetry.emit("step", step, **record)
@@ -166,6 +166,7 @@ class TrainingRun:
             "experts": {"load": report.expert_load, "entropy": report.router_entropy},
             "throughput": report.tokens / max(report.seconds, 1e-9),
             "accept_rate": trainer.state.accepted / step,
+            "forwards": trainer.state.forwards,
         }
         if tc.phi_every and step % tc.phi_every == 0:
             self.phi = trainer.measure_phi()

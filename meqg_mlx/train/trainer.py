@@ -50,6 +50,10 @@ class StepReport:
 class TrainState:
     step: int = 0
     accepted: int = 0
+    forwards: float = 0.0  # compute spent on steps, in forward-equivalents (TrainConfig.compute)
+
+
+BACKWARD_COST = 2.0  # a backward pass costs about two forwards
 
 
 class Trainer:
@@ -90,6 +94,7 @@ class Trainer:
             "kappa": self.kappa,
             "gate_schedule": [self._gate_gap, self._next_check],
             "stable": self.recovery.regime != "breakdown",
+            "forwards": self.state.forwards,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -101,6 +106,7 @@ class Trainer:
         if self.gate and state["trust_radius"] is not None:
             self.gate.trust_radius = state["trust_radius"]
         self.state.step, self.state.accepted = state["step"], state["accepted"]
+        self.state.forwards = float(state.get("forwards", 0.0))  # checkpoints before compute accounting
         self.refresh_codes()
 
     def _fit_rvq(self, steps: int) -> None:
@@ -199,6 +205,7 @@ class Trainer:
             decision = None
             self._plain_step(recorded)
         self.state.accepted += decision.accepted if decision else 1
+        self.state.forwards += len(started_terms) + BACKWARD_COST  # every loss evaluation, one backward
         terms, router = started_terms[0]  # this batch at the weights the step started from
         load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
         entropy = float(np.mean([float(s.entropy) for s in router]))

@@ -155,7 +155,7 @@ def test_a_flop_budget_stops_the_episode_at_its_exact_count(server):
         ({"prompt": "x", "config": {"episode": {"retrieve_k": -1}}}, "episode.retrieve_k' must be in"),
         ({"prompt": "x", "config": {"episode": {"max_steps": -3}}}, "episode.max_steps' must be in"),
         ({"prompt": "x", "config": {"episode": {"trust_radius": -1.0}}}, "episode.trust_radius' must be in"),
-        ({"prompt": "x", "config": {"obj": {"lambda_mod": -5.0}}}, "obj.lambda_mod' must be in"),
+        ({"prompt": "x", "config": {"obj": {"lambda_sparse": -5.0}}}, "obj.lambda_sparse' must be in"),
     ],
 )
 def test_bad_requests_are_400_with_a_reason(server, body, reason):

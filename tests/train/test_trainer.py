@@ -120,3 +120,24 @@ def test_adaptive_gate_interval_checks_less_often_after_clean_accepts(small_stor
     checked = [r.step for r in reports if r.gate is not None]
     assert checked[:3] == [1, 3, 7] and 4 <= len(checked) < 16  # gaps 2, 4, then at most 4
     assert all(math.isfinite(r.terms["Delta"]) for r in reports)
+
+
+def test_compute_is_counted_in_forwards_and_gate_checks_cost_more(small_store):
+    plain = Trainer(small_store, small_config(steps=3, gate=False))
+    for _ in range(3):
+        plain.step()
+    assert plain.state.forwards == 3 * 3  # a forward and a backward (two forwards) per step
+    gated = Trainer(small_store, small_config(steps=3))
+    reports = [gated.step() for _ in range(3)]
+    checks = sum(1 + r.gate.retries for r in reports)  # each candidate the gate looked at is one forward
+    assert gated.state.forwards == 3 * 3 + checks
+
+
+def test_training_stops_at_its_compute_budget(small_store_path, tmp_path):
+    from meqg_mlx.train.run import TrainingRun
+
+    config = small_config(steps=50, eval_every=0, checkpoint_every=0, phi_every=0, kappa_every=0)
+    config.train.compute = 30.0
+    summary = TrainingRun(tmp_path / "run", small_store_path, config).train()
+    trainer_forwards = TrainingRun(tmp_path / "run", resume=True).trainer.state.forwards
+    assert summary.step < 10 and trainer_forwards >= 30.0 and trainer_forwards - 30.0 < 3 + 2 * 4
