@@ -1,4 +1,4 @@
-"""`meqg eval`: a run's multi-step numbers (docs/design.md, Eval)."""
+"""`meqg eval`: a run's multi-step numbers, or ablations of the gate and the ledger (docs/design.md, Eval)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,46 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    run: Annotated[Path, typer.Option("--run", help="Trained run directory (its latest checkpoint and store).")],
+    run: Annotated[
+        Optional[Path], typer.Option("--run", help="Evaluate this trained run (its latest checkpoint and store).")
+    ] = None,
+    store: Annotated[
+        Optional[Path], typer.Option("--store", help="Train and evaluate every variant x seed on this store.")
+    ] = None,
     chains: Annotated[
         Optional[Path], typer.Option("--chains", help="Chains to follow: one JSON list of texts per line.")
     ] = None,
     horizon: Annotated[int, typer.Option(min=1, max=64, help="Steps to roll out after the prefix.")] = 8,
     prefix: Annotated[int, typer.Option(min=1, max=64, help="True concepts a rollout starts from.")] = 1,
     output: Annotated[
-        Optional[Path], typer.Option("--out", help="Write report.json, report.md and PNGs into this new directory.")
+        Optional[Path],
+        typer.Option("--out", help="Report directory (with --store: also the runs; reused by a second call)."),
+    ] = None,
+    variants: Annotated[
+        str, typer.Option(help="With --store: comma-separated (full, no-ledger, no-gate, plain, sign-flip).")
+    ] = "full,no-ledger,no-gate,plain,sign-flip",
+    seeds: Annotated[int, typer.Option(min=1, max=100, help="With --store: runs per variant.")] = 3,
+    steps: Annotated[
+        int, typer.Option(min=1, help="With --store: every run gets the compute of this many ungated steps.")
+    ] = 300,
+    config_file: Annotated[
+        Optional[Path], typer.Option("--config", help="With --store: the YAML config every variant starts from.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Roll the run over held-out chains: cascade-fail by horizon, teacher-forced error, calibration."""
+    """Roll runs over held-out chains: cascade-fail by horizon, teacher-forced error, calibration."""
+    from meqg_mlx.errors import InputError
+
+    if (run is None) == (store is None):
+        raise InputError("give --run RUN (one run) or --store STORE (the ablations), not both or neither")
+    if store is not None:
+        if output is None:
+            raise InputError("--store needs --out: the variant runs and the report are written there")
+        return ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, as_json)
+    one_run(run, chains, horizon, prefix, output, as_json)
+
+
+def one_run(run, chains, horizon, prefix, output, as_json) -> None:
     from meqg_mlx.eval.evaluate import evaluate_run
     from meqg_mlx.eval.report import check_new_output, write_run_report
 
@@ -52,3 +80,27 @@ def evaluate(
         )
     if output is not None:
         out.print(f"report: {output / 'report.md'}")
+
+
+def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, as_json) -> None:
+    from meqg_mlx.concepts.store import ConceptStore
+    from meqg_mlx.config import load_config
+    from meqg_mlx.encoder import embedder_from_config
+    from meqg_mlx.eval.ablation import run_ablation
+    from meqg_mlx.eval.report import write_ablation_report
+
+    from .progress import progress_bar
+
+    config = load_config(config_file)
+    ConceptStore.open(store)  # a missing or damaged store fails here, before anything is written
+    embedder = embedder_from_config(config) if chains else None
+    names = [name.strip() for name in variants.split(",") if name.strip()]
+    with progress_bar() as update:
+        summary = run_ablation(output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update)
+    write_ablation_report(output, summary)
+    if as_json:
+        print(json.dumps(summary, indent=1))
+        return
+    for kill in summary["kill_numbers"]:
+        out.print(f"{kill['name']}: {kill['verdict']} ({kill['claim']})", soft_wrap=True)
+    out.print(f"report: {output / 'report.md'}")

@@ -99,3 +99,99 @@ def plot_reliability(report: ChainReport, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def _fmt(interval: dict) -> str:
+    if interval["n"] == 0:
+        return "n/a"
+    if interval["n"] == 1 or interval["low"] != interval["low"]:  # NaN: one run has no interval
+        return f"{interval['mean']:.3f}"
+    return f"{interval['mean']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
+def ablation_markdown(summary: dict) -> str:
+    settings, variants = summary["settings"], summary["variants"]
+    horizon = settings["horizon"]
+    lines = [
+        "# meqg eval: does the gate, does the ledger help?",
+        "",
+        f"Store `{settings['store']}`; chains: {settings['chains'] or 'held-out documents'}; "
+        f"{settings['seeds']} seed(s) per variant; each run may spend the compute of {settings['steps']} "
+        f"ungated steps; horizon {horizon}, prefix {settings['prefix']}. Means with 95% t-intervals over seeds.",
+        "",
+        "## Kill-numbers",
+        "",
+    ]
+    for kill in summary["kill_numbers"]:
+        measured = f": measured {_fmt(kill['measured'])} ({kill['where']})" if "measured" in kill else ""
+        gap = f"; ECE gap to no-gate {_fmt(kill['gap_to_no_gate'])}" if "gap_to_no_gate" in kill else ""
+        lines.append(f"- **{kill['name']}** ({kill['claim']}){measured}{gap}: **{kill['verdict']}**")
+    lines += [
+        "",
+        "## Variants",
+        "",
+        f"| variant | steps | forwards | cascade-fail h=1 | cascade-fail h={horizon} | top-5 h={horizon} | "
+        f"teacher-forced error h={horizon} | ECE | Brier |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in variants.items():
+        lines.append(
+            f"| {name} ({v['description']}) | {_fmt(v['steps'])} | {_fmt(v['forwards'])} | "
+            f"{_fmt(v['cascade_fail'][0])} | {_fmt(v['cascade_fail'][-1])} | {_fmt(v['cascade_fail_top5'][-1])} | "
+            f"{_fmt(v['teacher_forced_error'][-1])} | {_fmt(v['ece'])} | {_fmt(v['brier'])} |"
+        )
+    lines += ["", "![cascade-fail by horizon](cascade.png)", "", "![reliability](reliability.png)", ""]
+    return "\n".join(lines)
+
+
+def write_ablation_report(out: str | Path, summary: dict) -> None:
+    """report.json, report.md and the two PNGs into the eval's OUT, each replaced atomically."""
+    import json
+
+    from ..atomic import replaced_file, write_text
+
+    out = Path(out)
+    write_text(out / "report.json", json.dumps(summary, indent=1))
+    write_text(out / "report.md", ablation_markdown(summary))
+    for name, draw in (("cascade.png", plot_variant_cascade), ("reliability.png", plot_variant_reliability)):
+        with replaced_file(out / name) as tmp:
+            draw(summary, tmp)
+
+
+def plot_variant_cascade(summary: dict, path: Path) -> None:
+    plt, (figure, axes) = _figure()
+    for offset, (name, v) in enumerate(summary["variants"].items()):
+        horizons = [h + 1 + 0.06 * (offset - 2) for h in range(len(v["cascade_fail"]))]
+        means = [c["mean"] for c in v["cascade_fail"]]
+        below = [c["mean"] - c["low"] if c["n"] > 1 else 0 for c in v["cascade_fail"]]
+        above = [c["high"] - c["mean"] if c["n"] > 1 else 0 for c in v["cascade_fail"]]
+        axes.errorbar(horizons, means, yerr=[below, above], marker="o", capsize=3, label=name)
+    axes.set(xlabel="horizon h", ylabel="cascade-fail rate", ylim=(0, 1.02), title="Cascade failure (95% CI)")
+    axes.set_xticks(range(1, summary["settings"]["horizon"] + 1))
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+
+
+def plot_variant_reliability(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = summary["variants"]
+    figure, grid = plt.subplots(1, len(variants), figsize=(2.6 * len(variants), 2.8), dpi=120, squeeze=False)
+    for axes, (name, v) in zip(grid[0], variants.items()):
+        diagram = v["reliability"]
+        edges = diagram["edges"]
+        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        accuracy = [a if c else 0.0 for a, c in zip(diagram["accuracy"], diagram["count"])]
+        axes.bar(centres, accuracy, width=edges[1] - edges[0], edgecolor="black", alpha=0.7)
+        axes.plot([0, 1], [0, 1], "k--", linewidth=1)
+        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name}\nECE {_fmt(v['ece'])}")
+        axes.title.set_fontsize(8)
+    grid[0][0].set_ylabel("accuracy")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)

@@ -1,0 +1,67 @@
+"""Ablations: variant configs at equal compute, verdicts on constructed reports, and a tiny run end to end."""
+
+import json
+
+import pytest
+
+from meqg_mlx.config import MeqgConfig
+from meqg_mlx.errors import InputError
+from meqg_mlx.eval.ablation import kill_numbers, variant_config
+from meqg_mlx.eval.evaluate import ChainReport
+
+from ..conftest import meqg
+from ..cli.test_train_cli import small_yaml
+
+
+def test_variants_change_only_what_they_name_and_share_the_compute():
+    base = MeqgConfig()
+    configs = {name: variant_config(base, name, seed=2, steps=10) for name in ("full", "no-ledger", "no-gate", "plain")}
+    flipped = variant_config(base, "sign-flip", 2, 10)
+    assert [c.train.gate for c in configs.values()] == [True, True, False, False]
+    assert [c.objective.lambda_mod for c in configs.values()] == [0.5, 0.0, 0.5, 0.0]
+    assert flipped.objective.lambda_mod == -0.5 and base.objective.lambda_mod == 0.5  # the base is untouched
+    assert all(c.train.compute == 30.0 and c.train.seed == 2 and c.train.steps == 10 for c in configs.values())
+    with pytest.raises(InputError, match="unknown variant 'half'"):
+        variant_config(base, "half", 0, 10)
+
+
+def report(cascade_at_horizon: float, ece: float) -> ChainReport:
+    return ChainReport(10, 10, 0.1, [cascade_at_horizon], [cascade_at_horizon], [0.5], [0.5], [ece], [0.2], {})
+
+
+def test_kill_number_verdicts_follow_the_intervals():
+    met = kill_numbers({"full": [report(0.5, 0.02), report(0.52, 0.03), report(0.48, 0.025)],
+                        "plain": [report(0.8, 0.1), report(0.81, 0.1), report(0.79, 0.1)],
+                        "no-gate": [report(0.7, 0.04)] * 3}, horizon=1)  # fmt: skip
+    assert [k["verdict"] for k in met] == ["met", "met", "not measured: the tool-success harness is not built yet"]
+    assert met[1]["gap_to_no_gate"]["mean"] == pytest.approx(0.025 - 0.04)
+    worse = kill_numbers({"full": [report(0.8, 0.2)] * 2 + [report(0.81, 0.21)],
+                          "plain": [report(0.8, 0.1)] * 3}, horizon=1)  # fmt: skip
+    assert [k["verdict"] for k in worse[:2]] == ["not met", "not met"]
+    one_seed = kill_numbers({"full": [report(0.5, 0.02)], "plain": [report(0.8, 0.1)]}, horizon=1)
+    assert [k["verdict"] for k in one_seed[:2]] == ["inconclusive", "inconclusive"]  # no interval from one seed
+
+
+def test_a_tiny_two_variant_one_seed_eval_end_to_end(small_store_path, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--store", str(small_store_path), "--variants", "full,plain", "--seeds", "1", "--steps", "6",
+            "--horizon", "3", "--config", str(small_yaml(tmp_path)), "--out", str(out)]  # fmt: skip
+    first = meqg(*args)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((out / "report.json").read_text())
+    assert set(summary["variants"]) == {"full", "plain"}
+    assert summary["variants"]["plain"]["steps"]["mean"] == 6  # ungated: exactly the steps the compute buys
+    assert summary["variants"]["full"]["steps"]["mean"] < 6  # the gate's checks cost forwards
+    assert all(v["forwards"]["mean"] >= 18 for v in summary["variants"].values())
+    assert [k["name"] for k in summary["kill_numbers"]] == ["cascade", "calibration", "tool-success"]
+    assert "cascade: inconclusive" in first.stdout  # one seed: no interval
+    assert (out / "report.md").read_text().startswith("# meqg eval")
+    assert (out / "cascade.png").read_bytes()[:4] == b"\x89PNG" and (out / "reliability.png").is_file()
+    telemetry = (out / "runs" / "full-seed0" / "telemetry.jsonl").read_text()
+
+    again = meqg(*args)  # reuses the finished runs and their evaluations
+    assert again.returncode == 0, again.stderr
+    assert (out / "runs" / "full-seed0" / "telemetry.jsonl").read_text() == telemetry
+    assert json.loads((out / "report.json").read_text())["variants"] == summary["variants"]
+    other = meqg(*[a if a != "6" else "7" for a in args])
+    assert other.returncode == 2 and "holds an eval with other settings (steps)" in other.stderr
