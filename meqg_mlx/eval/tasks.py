@@ -28,9 +28,37 @@ def store_candidates(store: ConceptStore, table: ConceptTable) -> Candidates:
 
 
 def held_out_chains(store: ConceptStore, table: ConceptTable, validation_fraction: float, length: int) -> list[Chain]:
-    """The validation documents cut into chains of `length` concepts."""
-    _, validation = split_documents(documents(store), validation_fraction)
-    return [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
+    """The validation documents cut into chains of `length` concepts (prose `next` chains, code modules in
+    reading order), then relation chains: module -> class -> method paths inside those documents, and
+    WordNet hypernym paths (WordNet synsets are never in a training document)."""
+    training, validation = split_documents(documents(store), validation_fraction)
+    chains = [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
+    trained = {int(i) for doc in training for i in doc.ids}
+    return chains + relation_chains(store, table, trained, length)
+
+
+RELATION_PATHS = {"contains": 3, "hypernym": None}  # relation followed -> longest path (None: the horizon's)
+
+
+def relation_chains(store: ConceptStore, table: ConceptTable, trained: set[int], length: int) -> list[Chain]:
+    """Paths along one relation type (first target each time), none touching a trained-on concept."""
+    columns = store.columns(["concept_id", "relations"])
+    follow: dict[str, dict[int, int]] = {kind: {} for kind in RELATION_PATHS}
+    for concept_id, relations in zip(columns["concept_id"].to_pylist(), columns["relations"].to_pylist()):
+        for relation in relations or []:
+            if relation["type"] in follow and relation["target_id"] is not None:
+                follow[relation["type"]].setdefault(concept_id, relation["target_id"])
+    chains = []
+    for kind, longest in RELATION_PATHS.items():
+        edges, limit = follow[kind], min(longest or length, length)
+        starts = sorted(set(edges) - set(edges.values()))  # where no path of this kind leads in
+        for start in starts:
+            path = [start]
+            while path[-1] in edges and len(path) < limit and edges[path[-1]] not in path:
+                path.append(edges[path[-1]])
+            if len(path) >= 2 and not trained.intersection(path):
+                chains.append(Chain(f"{kind}:{start}", table.row_of[np.array(path)]))
+    return chains
 
 
 def read_chains_file(path: str | Path) -> list[list[str]]:

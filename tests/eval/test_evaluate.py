@@ -76,3 +76,22 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = meqg("eval", "--run", str(trained_run), "--out", str(out))
     assert again.returncode == 2 and again.stderr.strip() == f"error: {out} exists: choose a new --out directory"
+
+
+def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path):
+    from meqg_mlx.eval.tasks import held_out_chains, relation_chains
+    from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
+
+    store = ConceptStore.open(small_store_path)
+    table = ConceptTable(store)
+    training, _ = split_documents(documents(store), 0.2)
+    trained = {int(i) for doc in training for i in doc.ids}
+    chains = relation_chains(store, table, trained, 8)
+    assert chains and all(c.name.startswith("contains:") and 2 <= len(c.rows) <= 3 for c in chains)
+    keys = dict(zip(*(store.columns(["concept_id", "key"])[k].to_pylist() for k in ("concept_id", "key"))))
+    for chain in chains:
+        ids = table.ids[chain.rows]
+        assert not trained.intersection(ids.tolist())
+        assert all(keys[int(b)].startswith(keys[int(a)] + ".") for a, b in zip(ids, ids[1:]))  # parent -> member
+    names = {c.name for c in held_out_chains(store, table, 0.2, 8)}
+    assert {c.name for c in chains} <= names
