@@ -143,9 +143,8 @@ def run_ablation(
                 training = TrainingRun(run, resume=True) if run.exists() else TrainingRun(run, store, config)
                 training.train(on_step=lambda record, name=name: progress(f"training {name}", record["step"], steps))
             cached = out / "evals" / f"{name}.json"
-            if cached.is_file():
-                report = ChainReport(**json.loads(cached.read_text()))
-            else:
+            report = _cached_report(cached)
+            if report is None:
                 progress(f"evaluating {name}", 0, 1)
                 report = evaluate_run(run, chains, horizon, prefix, embedder)
                 write_text(cached, json.dumps(report.as_dict()))
@@ -153,6 +152,14 @@ def run_ablation(
             reports[variant].append(report)
             compute[variant].append(_compute_spent(run))
     return summarise(settings, reports, compute)
+
+
+def _cached_report(path: Path) -> ChainReport | None:
+    """A run's saved evaluation, or None when there is none or it is from a meqg that reported other fields."""
+    try:
+        return ChainReport(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _compute_spent(run: RunDir) -> dict:
@@ -184,6 +191,8 @@ def summarise(settings: dict, reports: dict[str, list[ChainReport]], compute: di
             ],
             "ece": _interval_dict(mean_interval([r.ece[-1] for r in runs])),
             "brier": _interval_dict(mean_interval([r.brier[-1] for r in runs])),
+            "mean_confidence": _interval_dict(mean_interval([r.mean_confidence for r in runs])),
+            "accuracy": _interval_dict(mean_interval([r.accuracy for r in runs])),
             "reliability": _pooled_reliability(runs),
         }
     return {"settings": settings, "variants": variants, "kill_numbers": kill_numbers(reports, horizon)}

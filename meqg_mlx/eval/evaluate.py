@@ -25,6 +25,8 @@ class ChainReport:
     chains: int
     calibration_chains: int
     temperature: float
+    mean_confidence: float  # free-running, all steps: beside the accuracy, whether the confidence says anything
+    accuracy: float  # free-running, all steps
     cascade_fail: list[float]  # free-running, per horizon 1..H
     cascade_fail_top5: list[float]  # the same with "right" meaning the truth is among the 5 nearest
     teacher_forced_error: list[float]  # per step index, from true inputs
@@ -67,6 +69,8 @@ def evaluate_chains(
         chains=len(test),
         calibration_chains=len(calibration),
         temperature=temperature,
+        mean_confidence=float(confidence[valid].mean()),
+        accuracy=float(free.correct[valid].mean()),
         cascade_fail=cascade_fail(free.correct, free.lengths).tolist(),
         cascade_fail_top5=cascade_fail(free.in_top_k, free.lengths).tolist(),
         teacher_forced_error=per_step_error(forced),

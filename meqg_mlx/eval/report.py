@@ -45,7 +45,8 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
             f"# meqg eval: {run}",
             "",
             f"Chains: {chains}; {report.chains} test chains, {report.calibration_chains} for calibration "
-            f"(softmax temperature {report.temperature:.4g}, fitted teacher-forced on those only).",
+            f"(softmax temperature {report.temperature:.4g}, fitted teacher-forced on those only); "
+            f"free-running: mean confidence {report.mean_confidence:.3f}, accuracy {report.accuracy:.3f}.",
             "",
             "| horizon h | cascade-fail | cascade-fail (top-5) | free-running error at h | "
             "teacher-forced error at h | ECE (steps 1..h) | Brier (steps 1..h) |",
@@ -131,14 +132,15 @@ def ablation_markdown(summary: dict) -> str:
         "## Variants",
         "",
         f"| variant | steps | forwards | cascade-fail h=1 | cascade-fail h={horizon} | top-5 h={horizon} | "
-        f"teacher-forced error h={horizon} | ECE | Brier |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"teacher-forced error h={horizon} | ECE | Brier | mean confidence | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in variants.items():
         lines.append(
             f"| {name} ({v['description']}) | {_fmt(v['steps'])} | {_fmt(v['forwards'])} | "
             f"{_fmt(v['cascade_fail'][0])} | {_fmt(v['cascade_fail'][-1])} | {_fmt(v['cascade_fail_top5'][-1])} | "
-            f"{_fmt(v['teacher_forced_error'][-1])} | {_fmt(v['ece'])} | {_fmt(v['brier'])} |"
+            f"{_fmt(v['teacher_forced_error'][-1])} | {_fmt(v['ece'])} | {_fmt(v['brier'])} | "
+            f"{_fmt(v['mean_confidence'])} | {_fmt(v['accuracy'])} |"
         )
     lines += ["", "![cascade-fail by horizon](cascade.png)", "", "![reliability](reliability.png)", ""]
     return "\n".join(lines)

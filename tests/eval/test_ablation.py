@@ -26,7 +26,9 @@ def test_variants_change_only_what_they_name_and_share_the_compute():
 
 
 def report(cascade_at_horizon: float, ece: float) -> ChainReport:
-    return ChainReport(10, 10, 0.1, [cascade_at_horizon], [cascade_at_horizon], [0.5], [0.5], [ece], [0.2], {})
+    return ChainReport(
+        10, 10, 0.1, 0.5, 0.5, [cascade_at_horizon], [cascade_at_horizon], [0.5], [0.5], [ece], [0.2], {}
+    )
 
 
 def test_kill_number_verdicts_follow_the_intervals():
