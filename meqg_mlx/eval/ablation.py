@@ -26,7 +26,7 @@ from ..runs import RunDir
 from ..telemetry import read_telemetry
 from ..train.trainer import BACKWARD_COST
 from .evaluate import ChainReport, evaluate_run
-from .metrics import Interval, mean_interval, verdict
+from .metrics import TEMPERATURE_BOUND, Interval, mean_interval, verdict
 
 
 def _sign_flip(config: MeqgConfig) -> None:
@@ -229,6 +229,11 @@ def kill_numbers(reports: dict[str, list[ChainReport]], horizon: int) -> list[di
         if "no-gate" in reports:
             gaps = [f.ece[-1] - g.ece[-1] for f, g in zip(reports["full"], reports["no-gate"])]
             line["gap_to_no_gate"] = _interval_dict(mean_interval(gaps))
+        if any(r.temperature >= TEMPERATURE_BOUND for r in reports["full"]):
+            line["note"] = (
+                "the fitted temperature is at its bound: the confidence is uniform over the candidates, "
+                "so this ECE only says a flat forecast matches a low accuracy"
+            )
         lines.append(line)
     else:
         lines.append({"name": calibration.name, "claim": calibration.claim, "verdict": "not measured (needs full)"})

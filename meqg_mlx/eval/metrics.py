@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 ECE_BINS = 15
+TEMPERATURE_BOUND = 1e3  # the fit's grid ends here: a temperature this high means a uniform confidence
 
 
 def cascade_fail(correct: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -100,9 +101,11 @@ def fit_temperature(scores: np.ndarray, truth: np.ndarray) -> float:
         log_z = np.log(np.exp(scaled).sum(axis=-1))
         return float(np.mean(log_z - scaled[np.arange(len(truth)), truth]))
 
-    grid = np.logspace(-4, 3, 85)  # up to near-uniform over the candidates: cosines span at most 2
+    grid = np.logspace(
+        -4, np.log10(TEMPERATURE_BOUND), 85
+    )  # up to near-uniform over the candidates: cosines span at most 2
     best = grid[np.argmin([nll(t) for t in grid])]
-    fine = np.linspace(best / 1.25, best * 1.25, 41)
+    fine = np.linspace(best / 1.25, min(best * 1.25, TEMPERATURE_BOUND), 41)
     return float(fine[np.argmin([nll(t) for t in fine])])
 
 

@@ -126,7 +126,8 @@ def ablation_markdown(summary: dict) -> str:
     for kill in summary["kill_numbers"]:
         measured = f": measured {_fmt(kill['measured'])} ({kill['where']})" if "measured" in kill else ""
         gap = f"; ECE gap to no-gate {_fmt(kill['gap_to_no_gate'])}" if "gap_to_no_gate" in kill else ""
-        lines.append(f"- **{kill['name']}** ({kill['claim']}){measured}{gap}: **{kill['verdict']}**")
+        note = f" ({kill['note']})" if "note" in kill else ""
+        lines.append(f"- **{kill['name']}** ({kill['claim']}){measured}{gap}: **{kill['verdict']}**{note}")
     lines += [
         "",
         "## Variants",

@@ -40,6 +40,10 @@ def test_kill_number_verdicts_follow_the_intervals():
     worse = kill_numbers({"full": [report(0.8, 0.2)] * 2 + [report(0.81, 0.21)],
                           "plain": [report(0.8, 0.1)] * 3}, horizon=1)  # fmt: skip
     assert [k["verdict"] for k in worse[:2]] == ["not met", "not met"]
+    assert "note" not in met[1]
+    flat = report(0.5, 0.02)
+    flat.temperature = 1e3
+    assert "uniform" in kill_numbers({"full": [flat] * 3}, horizon=1)[1]["note"]
     one_seed = kill_numbers({"full": [report(0.5, 0.02)], "plain": [report(0.8, 0.1)]}, horizon=1)
     assert [k["verdict"] for k in one_seed[:2]] == ["inconclusive", "inconclusive"]  # no interval from one seed
 
