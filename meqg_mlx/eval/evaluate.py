@@ -33,6 +33,8 @@ class ChainReport:
     free_running_error: list[float]  # per step index, from the model's own inputs
     ece: list[float]  # free-running, over steps 1..h
     brier: list[float]
+    ece_per_step: list[float]  # free-running, at step h alone
+    brier_per_step: list[float]
     reliability: dict  # all free-running steps: edges, confidence, accuracy, count
 
     def as_dict(self) -> dict:
@@ -59,11 +61,13 @@ def evaluate_chains(
     forced = rollout(predict, candidates, test, prefix, teacher_forced=True)
     valid = free.valid()
     confidence = free.confidence(temperature)
-    ece, brier_scores = [], []
+    ece, brier_scores, ece_step, brier_step = [], [], [], []
     for horizon in range(1, valid.shape[1] + 1):
-        upto = valid[:, :horizon]
+        upto, at = valid[:, :horizon], valid[:, horizon - 1]
         ece.append(reliability(confidence[:, :horizon][upto], free.correct[:, :horizon][upto]).ece)
         brier_scores.append(brier(confidence[:, :horizon][upto], free.correct[:, :horizon][upto]))
+        ece_step.append(reliability(confidence[at, horizon - 1], free.correct[at, horizon - 1]).ece)
+        brier_step.append(brier(confidence[at, horizon - 1], free.correct[at, horizon - 1]))
     diagram = reliability(confidence[valid], free.correct[valid], ECE_BINS)
     return ChainReport(
         chains=len(test),
@@ -77,6 +81,8 @@ def evaluate_chains(
         free_running_error=per_step_error(free),
         ece=ece,
         brier=brier_scores,
+        ece_per_step=ece_step,
+        brier_per_step=brier_step,
         reliability={k: getattr(diagram, k).tolist() for k in ("edges", "confidence", "accuracy", "count")},
     )
 

@@ -37,7 +37,7 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
     rows = [
         f"| {h} | {report.cascade_fail[h - 1]:.3f} | {report.cascade_fail_top5[h - 1]:.3f} | "
         f"{report.free_running_error[h - 1]:.3f} | {report.teacher_forced_error[h - 1]:.3f} | "
-        f"{report.ece[h - 1]:.3f} | {report.brier[h - 1]:.3f} |"
+        f"{report.ece[h - 1]:.3f} | {report.brier[h - 1]:.3f} | {report.ece_per_step[h - 1]:.3f} |"
         for h in range(1, len(report.cascade_fail) + 1)
     ]
     return "\n".join(
@@ -49,8 +49,8 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
             f"free-running: mean confidence {report.mean_confidence:.3f}, accuracy {report.accuracy:.3f}.",
             "",
             "| horizon h | cascade-fail | cascade-fail (top-5) | free-running error at h | "
-            "teacher-forced error at h | ECE (steps 1..h) | Brier (steps 1..h) |",
-            "|---|---|---|---|---|---|---|",
+            "teacher-forced error at h | ECE (steps 1..h) | Brier (steps 1..h) | ECE (step h) |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "Cascade-fail at h: the share of chains with a wrong step among their first h (free-running).",

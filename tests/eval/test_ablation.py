@@ -27,7 +27,20 @@ def test_variants_change_only_what_they_name_and_share_the_compute():
 
 def report(cascade_at_horizon: float, ece: float) -> ChainReport:
     return ChainReport(
-        10, 10, 0.1, 0.5, 0.5, [cascade_at_horizon], [cascade_at_horizon], [0.5], [0.5], [ece], [0.2], {}
+        chains=10,
+        calibration_chains=10,
+        temperature=0.1,
+        mean_confidence=0.5,
+        accuracy=0.5,
+        cascade_fail=[cascade_at_horizon],
+        cascade_fail_top5=[cascade_at_horizon],
+        teacher_forced_error=[0.5],
+        free_running_error=[0.5],
+        ece=[ece],
+        brier=[0.2],
+        ece_per_step=[ece],
+        brier_per_step=[0.2],
+        reliability={},
     )
 
 

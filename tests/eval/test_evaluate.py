@@ -30,6 +30,7 @@ def test_a_run_is_evaluated_on_its_held_out_chains(trained_run):
     assert report.teacher_forced_error[0] == pytest.approx(report.free_running_error[0])  # same inputs at step 1
     assert np.all(np.array(report.cascade_fail_top5) <= cascade + 1e-12)
     assert all(0 <= e <= 1 for e in report.ece) and all(0 <= b <= 1 for b in report.brier)
+    assert report.ece_per_step[0] == pytest.approx(report.ece[0]) and len(report.brier_per_step) == 4
     assert sum(report.reliability["count"]) > 0 and len(report.reliability["edges"]) == 16
     json.dumps(report.as_dict())
 
