@@ -8,11 +8,11 @@ file holds one JSON list of texts per line; a text the store lacks (matched afte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..concepts.sources.files import jsonl_values
 from ..concepts.store import ConceptStore, normalize_text
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
@@ -66,18 +66,8 @@ def read_chains_file(path: str | Path) -> list[list[str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"chains file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not valid UTF-8 (byte {exc.start})") from None
     chains = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            chain = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+    for number, chain in jsonl_values(path):
         if not isinstance(chain, list) or not all(isinstance(text, str) for text in chain):
             raise InputError(f"{path}:{number}: each line must be a JSON list of texts")
         if len(chain) < 2:
@@ -87,9 +77,7 @@ def read_chains_file(path: str | Path) -> list[list[str]]:
         except InputError as exc:
             raise InputError(f"{path}:{number}: {exc}") from None
         chains.append(chain)
-    if not chains:
-        raise InputError(f"{path} holds no chains")
-    return chains
+    return chains  # never empty: a file without a non-blank line is refused as empty
 
 
 def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) -> tuple[list[Chain], Candidates]:

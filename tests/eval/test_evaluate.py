@@ -47,7 +47,8 @@ def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run, small_st
 @pytest.mark.parametrize(
     "content, reason",
     [
-        ("", "holds no chains"),
+        ("", "is empty"),
+        ("\n\n", "is empty"),
         ('["a", "b"]\nnot json\n', ":2: invalid JSON"),
         ('{"a": 1}\n', ":1: each line must be a JSON list of texts"),
         ('["only one"]\n', ":1: a chain needs at least 2 texts, got 1"),

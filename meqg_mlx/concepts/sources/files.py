@@ -63,14 +63,19 @@ def _prose_records(file: Path) -> Iterator[ConceptRecord]:
     yield from records
 
 
-def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_values(file: Path) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a UTF-8 JSON-lines file; a bad line is a one-line error."""
     for number, line in enumerate(_read_text(file).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{file}:{number}: invalid JSON ({exc.msg})") from exc
+            raise InputError(f"{file}:{number}: invalid JSON ({exc.msg})") from None
+
+
+def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict]]:
+    for number, row in jsonl_values(file):
         if not isinstance(row, dict):
             raise InputError(f"{file}:{number}: each line must be a JSON object")
         yield number, row
