@@ -200,8 +200,8 @@ def summarise(settings: dict, reports: dict[str, list[ChainReport]], compute: di
 
 def _pooled_reliability(runs: list[ChainReport]) -> dict:
     count = np.sum([r.reliability["count"] for r in runs], axis=0)
-    hits = np.nansum([np.nan_to_num(r.reliability["accuracy"]) * r.reliability["count"] for r in runs], axis=0)
-    confidence = np.nansum([np.nan_to_num(r.reliability["confidence"]) * r.reliability["count"] for r in runs], axis=0)
+    hits = np.sum([np.nan_to_num(r.reliability["accuracy"]) * r.reliability["count"] for r in runs], axis=0)
+    confidence = np.sum([np.nan_to_num(r.reliability["confidence"]) * r.reliability["count"] for r in runs], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "edges": runs[0].reliability["edges"],

@@ -63,17 +63,36 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
     )
 
 
-def _figure():
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, plt.subplots(figsize=(5.5, 4), dpi=120)
+    return plt
+
+
+def _save(plt, figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+
+
+def _draw_reliability(axes, diagram: dict, labels: bool) -> None:
+    """Accuracy per confidence bin (empty bins at 0) against the diagonal of perfect calibration."""
+    edges = diagram["edges"]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    accuracy = [a if c else 0.0 for a, c in zip(diagram["accuracy"], diagram["count"])]
+    axes.bar(centres, accuracy, width=edges[1] - edges[0], edgecolor="black", alpha=0.7, label="accuracy")
+    axes.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    axes.set(xlabel="confidence", xlim=(0, 1), ylim=(0, 1))
+    if labels:
+        axes.legend(loc="upper left", fontsize=8)
 
 
 def plot_cascade(report: ChainReport, path: Path) -> None:
-    plt, (figure, axes) = _figure()
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
     horizons = range(1, len(report.cascade_fail) + 1)
     axes.plot(horizons, report.cascade_fail, "o-", label="cascade-fail (free-running)")
     axes.plot(horizons, report.cascade_fail_top5, "s--", label="cascade-fail, top-5")
@@ -81,25 +100,15 @@ def plot_cascade(report: ChainReport, path: Path) -> None:
     axes.set(xlabel="horizon h", ylabel="rate", ylim=(0, 1.02), title="Chains: failure by horizon")
     axes.set_xticks(list(horizons))
     axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def plot_reliability(report: ChainReport, path: Path) -> None:
-    plt, (figure, axes) = _figure()
-    diagram = report.reliability
-    edges = diagram["edges"]
-    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-    accuracy = [a if c else 0.0 for a, c in zip(diagram["accuracy"], diagram["count"])]
-    axes.bar(centres, accuracy, width=edges[1] - edges[0], edgecolor="black", alpha=0.7, label="accuracy")
-    axes.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
-    axes.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    axes.set_title(f"Reliability (free-running), ECE {report.ece[-1]:.3f}")
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
+    _draw_reliability(axes, report.reliability, labels=True)
+    axes.set(ylabel="accuracy", title=f"Reliability (free-running), ECE {report.ece[-1]:.3f}")
+    _save(plt, figure, path)
 
 
 def _fmt(interval: dict) -> str:
@@ -162,7 +171,8 @@ def write_ablation_report(out: str | Path, summary: dict) -> None:
 
 
 def plot_variant_cascade(summary: dict, path: Path) -> None:
-    plt, (figure, axes) = _figure()
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
     for offset, (name, v) in enumerate(summary["variants"].items()):
         horizons = [h + 1 + 0.06 * (offset - 2) for h in range(len(v["cascade_fail"]))]
         means = [c["mean"] for c in v["cascade_fail"]]
@@ -172,29 +182,15 @@ def plot_variant_cascade(summary: dict, path: Path) -> None:
     axes.set(xlabel="horizon h", ylabel="cascade-fail rate", ylim=(0, 1.02), title="Cascade failure (95% CI)")
     axes.set_xticks(range(1, summary["settings"]["horizon"] + 1))
     axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def plot_variant_reliability(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     variants = summary["variants"]
     figure, grid = plt.subplots(1, len(variants), figsize=(2.6 * len(variants), 2.8), dpi=120, squeeze=False)
     for axes, (name, v) in zip(grid[0], variants.items()):
-        diagram = v["reliability"]
-        edges = diagram["edges"]
-        centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-        accuracy = [a if c else 0.0 for a, c in zip(diagram["accuracy"], diagram["count"])]
-        axes.bar(centres, accuracy, width=edges[1] - edges[0], edgecolor="black", alpha=0.7)
-        axes.plot([0, 1], [0, 1], "k--", linewidth=1)
-        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{name}\nECE {_fmt(v['ece'])}")
-        axes.title.set_fontsize(8)
+        _draw_reliability(axes, v["reliability"], labels=False)
+        axes.set_title(f"{name}\nECE {_fmt(v['ece'])}", fontsize=8)
     grid[0][0].set_ylabel("accuracy")
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
+    _save(plt, figure, path)
