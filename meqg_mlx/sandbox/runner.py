@@ -149,18 +149,18 @@ def _run(
             "PYTHONIOENCODING": "utf-8",
             "LANG": "C.UTF-8",
         }
-        fds = []
+        fds, disk_bytes = [], disk_mb * 2**20
         try:
             if chosen.kind == "bubblewrap":
                 (host / ".seccomp").write_bytes(seccomp.program())
                 named = {name: os.open(host / name, os.O_RDONLY) for name in {"main.py", *files}}
                 fds = [*named.values(), os.open(host / ".seccomp", os.O_RDONLY)]
-                argv = bubblewrap.command(named, fds[-1], disk_mb * 2**20, env, argv)
+                argv = bubblewrap.command(named, fds[-1], disk_bytes, env, argv)
             elif chosen.kind == "sandbox-exec":
-                argv = [seatbelt.executable(), "-p", seatbelt.profile(host_dir, argv[0], bubblewrap.read_only_roots())]
-                argv += [bubblewrap.interpreter(), "-I", "-c", _LAUNCHER.replace("{LIMITS}", repr(limits))]
+                profile = seatbelt.profile(host_dir, argv[0], bubblewrap.read_only_roots())
+                argv = [seatbelt.executable(), "-p", profile, *argv]
             watch = None if chosen.kind == "bubblewrap" else host
-            return _supervise(argv, host_dir, env, fds, timeout_s, max_output, disk_mb * 2**20, watch, chosen)
+            return _supervise(argv, host_dir, env, fds, timeout_s, max_output, disk_bytes, watch, chosen)
         finally:
             for fd in fds:
                 os.close(fd)
