@@ -82,6 +82,13 @@ class RunDir:
         pointer = self.checkpoints / "latest"
         return self.checkpoints / pointer.read_text().strip() if pointer.is_file() else None
 
+    def require_checkpoint(self) -> Path:
+        """The latest checkpoint, for what needs a trained model (episodes, eval); none is a one-line error."""
+        checkpoint = self.latest_checkpoint()
+        if checkpoint is None:
+            raise MeqgError(f"no checkpoint in {self.path}: train it first (meqg train --run {self.path})")
+        return checkpoint
+
     def point_latest(self, checkpoint: Path) -> None:
         write_text(self.checkpoints / "latest", checkpoint.name)
 

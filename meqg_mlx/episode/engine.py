@@ -35,7 +35,7 @@ from ..concepts.sources.prose import split_sentences
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, load_run
 from ..encoder.base import Embedder
-from ..errors import InputError, MeqgError
+from ..errors import InputError
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
@@ -84,9 +84,7 @@ class DiamondEngine:
         """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
         run = RunDir(run_dir)
         meta, config = load_run(run)
-        checkpoint = run.latest_checkpoint()
-        if checkpoint is None:
-            raise MeqgError(f"no checkpoint in {run_dir}: train it first (meqg train --run {run_dir})")
+        checkpoint = run.require_checkpoint()
         decoder = RunDecoder.for_run(run, meta, config, embedder=embedder)
         model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
         return cls(model, decoder.store, decoder.embedder, config, decoder.corrector)

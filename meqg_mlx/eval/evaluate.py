@@ -111,7 +111,6 @@ def evaluate_run(
     from ..concepts.store import ConceptStore
     from ..config import load_run
     from ..encoder import embedder_from_config
-    from ..errors import MeqgError
     from ..runs import RunDir
     from ..train.checkpoint import load_model
     from ..train.sequences import ConceptTable
@@ -121,9 +120,7 @@ def evaluate_run(
         raise InputError(f"horizon and prefix must be at least 1, got {horizon} and {prefix}")
     run = RunDir(run_dir)
     meta, config = load_run(run)
-    checkpoint = run.latest_checkpoint()
-    if checkpoint is None:
-        raise MeqgError(f"no checkpoint in {run}: train it first (meqg train --run {run})")
+    checkpoint = run.require_checkpoint()
     store = ConceptStore.open(meta["store"])
     model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=store.dim))
     table = ConceptTable(store)

@@ -61,10 +61,12 @@ def test_run_directories_that_cannot_be_runs(small_store_path, tmp_path):
     )
 
 
-def test_resume_needs_a_checkpoint(small_store_path, tmp_path):
+def test_resume_episodes_and_eval_need_a_checkpoint(small_store_path, tmp_path):
     run = RunDir(tmp_path / "run")
     run.create(small_store_path, small_yaml(tmp_path).read_text())  # a run killed before its first checkpoint
     one_line_error(meqg("train", "--run", str(run), "--resume"), "has no checkpoint yet")
+    for command in (["run", "Sort a list.", "--run", str(run)], ["eval", "--run", str(run)]):
+        one_line_error(meqg(*command), f"no checkpoint in {run}: train it first")
 
 
 def test_a_checkpoint_whose_state_lacks_keys(small_store_path, tmp_path):
