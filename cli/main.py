@@ -57,12 +57,10 @@ def run() -> None:
     except NoArgsIsHelpError as exc:
         print(exc.format_message(), file=sys.stderr)
         sys.exit(2)
-    except UsageError as exc:
-        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+    except ClickException as exc:  # bad arguments (UsageError) among them: point at the command's help
+        ctx = exc.ctx if isinstance(exc, UsageError) else None
+        where = f" (see: {ctx.command_path} --help)" if ctx else ""
         print(f"error: {' '.join(exc.format_message().split())}{where}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except ClickException as exc:
-        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except MeqgError as exc:
         print(f"error: {exc}", file=sys.stderr)
