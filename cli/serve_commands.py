@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,7 +34,6 @@ def serve(
     ] = 10.0,
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
-    from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
     from meqg_mlx.episode.server import ServerLimits, create_app, is_loopback, serve_app
     from meqg_mlx.errors import InputError
@@ -51,7 +51,7 @@ def serve(
         max_queue=max_queue,
         body_timeout_s=request_timeout,
         header_timeout_s=request_timeout,
-        budget=Budget(seconds=max_seconds, max_flops=max_flops, max_kv_bytes=2**30),
+        budget=dataclasses.replace(ServerLimits().budget, seconds=max_seconds, max_flops=max_flops),
     )
     console.print(f"meqg serve: loading {run}")
     engine = DiamondEngine.from_run(run)
