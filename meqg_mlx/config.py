@@ -153,6 +153,7 @@ class EpisodeConfig:
     ledger_samples: int = 32
     ledger_inner: int = 8
     max_prompt_chars: int = 8000
+    gate: bool = True  # false: every finite step is accepted unchecked (the no-gate ablation of `meqg eval`)
 
 
 @dataclass

@@ -11,8 +11,9 @@ from the last concept:
   KL-smooth: |S_mod(new) - S_mod(last)| <= l_mod * ||s||.
 The episode converges when a step barely moves (episode.converge_cosine) or lands on the
 store concept the last step decoded to. A failing step backtracks towards the last concept;
-then the view widens (ledger blocks joined, twice the retrieved slots); then the episode stops. Delta = S_geo + S_ent +
-lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
+then the view widens (ledger blocks joined, twice the retrieved slots); then the episode stops.
+With episode.gate false (`meqg eval`'s ungated variants) every finite proposal is accepted as it
+stands. Delta = S_geo + S_ent + lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
 cosine distance to the nearest store concept, and S_geo prices the context's analytic
 FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup;
 when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text
@@ -56,6 +57,12 @@ def code_in(prompt: str) -> str | None:
     """The program a prompt hands to the python tool: its fenced code blocks."""
     blocks = _CODE.findall(prompt)
     return "\n".join(blocks) if blocks else None
+
+
+@dataclasses.dataclass
+class EpisodeResult:
+    response: dict
+    final: np.ndarray  # the trajectory's last concept: the last accepted step, else the last observation
 
 
 class DiamondEngine:
@@ -105,6 +112,17 @@ class DiamondEngine:
 
         The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`).
         """
+        return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python).response
+
+    def episode(
+        self,
+        prompt: str,
+        tools: list[str] | tuple = (),
+        budget: Budget | None = None,
+        telemetry: bool = True,
+        allow_unsafe_python: bool = False,
+    ) -> EpisodeResult:
+        """`run`'s response together with the vector the episode ended on (what `meqg eval` decodes)."""
         ec = self.config.episode
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty")
@@ -147,7 +165,7 @@ class DiamondEngine:
                 "tools": episode.tools,
                 "stopped_by": stopped_by,
             }
-        return response
+        return EpisodeResult(response, context[-1])
 
 
 class _Episode:
@@ -262,7 +280,11 @@ class _Episode:
                 trust_radius=ec.trust_radius,
             )
 
-        decision, _ = engine.gate.backtrack(evaluate)
+        if ec.gate:
+            decision, _ = engine.gate.backtrack(evaluate)
+        else:  # the ungated ablation: every finite proposal is taken as it stands
+            decision = evaluate(1.0)
+            decision.accepted = decision.finite
         record = {**dataclasses.asdict(decision), "failed": decision.failed, "context": len(full)}
         return tried["candidate"], {"objective": tried["terms"], "gate": record}
 

@@ -110,6 +110,18 @@ def test_a_step_outside_any_trust_region_backtracks_widens_the_view_and_is_rejec
     assert step["flops"] == ((context - k) + context) * engine.flops_per_concept
 
 
+def test_an_ungated_episode_takes_the_step_the_gate_rejects_as_it_stands(engine):
+    gated = endless(engine, trust_radius=1e-6).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))
+    ungated = endless(engine, trust_radius=1e-6, gate=False).run(
+        "Sort a list. Then reverse it.", [], Budget(max_flops=1e15)
+    )
+    assert gated["telemetry"]["stopped_by"] == "rejected" and ungated["concepts"]
+    first = ungated["telemetry"]["steps"][0]["gate"]
+    assert first["accepted"] and not first["trust"] and first["retries"] == 0  # unchecked, unscaled
+    free = endless(engine).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))["telemetry"]["steps"][0]
+    assert first["step_norm"] == pytest.approx(free["gate"]["step_norm"], rel=1e-5)  # the same, whole proposal
+
+
 def test_backtracking_brings_an_overlong_step_inside_the_trust_region(engine):
     free = endless(engine).run("Sort a list. Then reverse it.", [], Budget(max_flops=1e15))["telemetry"]["steps"][0]
     assert free["gate"]["accepted"] and free["gate"]["retries"] == 0
