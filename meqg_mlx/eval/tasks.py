@@ -80,11 +80,10 @@ def read_chains_file(path: str | Path) -> list[list[str]]:
     return chains  # never empty: a file without a non-blank line is refused as empty
 
 
-def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) -> tuple[list[Chain], Candidates]:
-    """The file's chains as candidate rows; texts the store lacks are embedded and appended as candidates."""
-    texts = read_chains_file(path)
+def with_texts(candidates: Candidates, texts: list[str], embedder: Embedder) -> tuple[Candidates, dict[str, int]]:
+    """The candidates plus every text they lack (embedded), and each text's row (keyed by `normalize_text`)."""
     row_of = {normalize_text(text): row for row, text in enumerate(candidates.texts)}
-    missing = list(dict.fromkeys(t for chain in texts for t in chain if normalize_text(t) not in row_of))
+    missing = list(dict.fromkeys(t for t in texts if normalize_text(t) not in row_of))
     vectors, names = candidates.vectors, list(candidates.texts)
     if missing:
         extra = embedder.encode(missing).astype(np.float64)
@@ -94,8 +93,15 @@ def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) ->
             row_of[normalize_text(text)] = len(names)
             names.append(text)
         vectors = np.concatenate([vectors, extra])
+    return Candidates(vectors, names), row_of
+
+
+def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) -> tuple[list[Chain], Candidates]:
+    """The file's chains as candidate rows; texts the store lacks are embedded and appended as candidates."""
+    texts = read_chains_file(path)
+    candidates, row_of = with_texts(candidates, [t for chain in texts for t in chain], embedder)
     chains = [
         Chain(f"{Path(path).name}:{i + 1}", np.array([row_of[normalize_text(t)] for t in chain]))
         for i, chain in enumerate(texts)
     ]
-    return chains, Candidates(vectors, names)
+    return chains, candidates
