@@ -41,32 +41,47 @@ def evaluate(
     config_file: Annotated[
         Optional[Path], typer.Option("--config", help="With --store: the YAML config every variant starts from.")
     ] = None,
+    tool_budgets: Annotated[
+        str,
+        typer.Option(help="Seconds per episode for tool success, comma-separated; '' skips it (needs the sandbox)."),
+    ] = "0.1,0.25,0.5,1.0",
+    tool_tasks: Annotated[int, typer.Option(min=1, max=1000, help="Generated programs per budget.")] = 24,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Roll runs over held-out chains: cascade-fail by horizon, teacher-forced error, calibration."""
     from meqg_mlx.errors import InputError
+    from meqg_mlx.eval.tool_success import parse_budgets
 
+    budgets = parse_budgets(tool_budgets)
     if (run is None) == (store is None):
         raise InputError("give --run RUN (one run) or --store STORE (the ablations), not both or neither")
     if store is not None:
         if output is None:
             raise InputError("--store needs --out: the variant runs and the report are written there")
-        return ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, as_json)
-    one_run(run, chains, horizon, prefix, output, as_json)
+        tools = (budgets, tool_tasks)
+        return ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, tools, as_json)
+    one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json)
 
 
-def one_run(run, chains, horizon, prefix, output, as_json) -> None:
+def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) -> None:
     from meqg_mlx.eval.evaluate import evaluate_run
-    from meqg_mlx.eval.report import check_new_output, write_run_report
+    from meqg_mlx.eval.report import check_new_output, run_report_json, write_run_report
+    from meqg_mlx.eval.tool_success import evaluate_run_tools
+
+    from .progress import progress_bar
 
     if output is not None:
         check_new_output(output)
     report = evaluate_run(run, chains, horizon, prefix)
+    tools = None
+    if budgets:
+        with progress_bar() as update:
+            tools = evaluate_run_tools(run, budgets, tool_tasks, progress=update)
     source = str(chains) if chains else "held-out documents of the run's store"
     if output is not None:
-        write_run_report(output, run, report, source)
+        write_run_report(output, run, report, source, tools)
     if as_json:
-        print(json.dumps({"run": str(run), "chains": source, **report.as_dict()}, indent=1))
+        print(json.dumps(run_report_json(run, report, source, tools), indent=1))
         return
     out.print(
         f"[bold]{run}[/]: {report.chains} test chains ({source}), temperature {report.temperature:.3g}", soft_wrap=True
@@ -78,11 +93,18 @@ def one_run(run, chains, horizon, prefix, output, as_json) -> None:
             f"{report.free_running_error[h]:8.3f}  {report.teacher_forced_error[h]:10.3f}  "
             f"{report.ece[h]:5.3f}  {report.brier[h]:5.3f}"
         )
+    if tools is not None:
+        out.print(" budget  success  tool answered  kept   seconds")
+        for b, seconds in enumerate(tools.budgets):
+            out.print(
+                f"{seconds:6g} s  {tools.success[b]:7.3f}  {tools.tool_answered[b]:13.3f}  "
+                f"{tools.kept[b]:5.3f}  {tools.mean_seconds[b]:7.3f}"
+            )
     if output is not None:
         out.print(f"report: {output / 'report.md'}")
 
 
-def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, as_json) -> None:
+def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, tools, as_json) -> None:
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
@@ -93,10 +115,13 @@ def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, co
 
     config = load_config(config_file)
     ConceptStore.open(store)  # a missing or damaged store fails here, before anything is written
-    embedder = embedder_from_config(config) if chains else None
+    budgets, tool_tasks = tools
+    embedder = embedder_from_config(config) if chains or budgets else None
     names = [name.strip() for name in variants.split(",") if name.strip()]
     with progress_bar() as update:
-        summary = run_ablation(output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update)
+        summary = run_ablation(
+            output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update, budgets, tool_tasks
+        )
     write_ablation_report(output, summary)
     if as_json:
         print(json.dumps(summary, indent=1))

@@ -27,6 +27,7 @@ from ..telemetry import read_telemetry
 from ..train.trainer import BACKWARD_COST
 from .evaluate import ChainReport, evaluate_run
 from .metrics import TEMPERATURE_BOUND, Interval, mean_interval, verdict
+from .tool_success import DEFAULT_TASKS, ToolReport, evaluate_run_tools, require_sandbox
 
 
 def _sign_flip(config: MeqgConfig) -> None:
@@ -34,7 +35,7 @@ def _sign_flip(config: MeqgConfig) -> None:
 
 
 def _no_gate(config: MeqgConfig) -> None:
-    config.train.gate = False
+    config.train.gate = config.episode.gate = False
 
 
 def _no_ledger(config: MeqgConfig) -> None:
@@ -44,12 +45,13 @@ def _no_ledger(config: MeqgConfig) -> None:
 VARIANTS: dict[str, tuple[str, Callable[[MeqgConfig], None]]] = {
     "full": ("gate and ledger, as configured", lambda config: None),
     "no-ledger": ("lambda_mod = 0", _no_ledger),
-    "no-gate": ("plain AdamW steps", _no_gate),
+    "no-gate": ("plain AdamW steps, ungated episodes", _no_gate),
     "plain": ("neither: the backbone the kill-numbers compare against", lambda c: (_no_gate(c), _no_ledger(c))),
     "sign-flip": ("lambda_mod < 0: the ledger's pull reversed", _sign_flip),
 }
 DEFAULT_VARIANTS = ("full", "no-ledger", "no-gate", "plain", "sign-flip")
 SETTINGS_FILE = "eval.json"
+TOOL_FIELDS = ("success", "tool_answered", "kept", "mean_seconds", "mean_steps")  # summarised per budget
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class KillNumber:
 KILL_NUMBERS = (
     KillNumber("cascade", "relative cascade-fail reduction of full against plain at the horizon >= 10%", 0.10, True),
     KillNumber("calibration", "ECE of full over steps 1..horizon <= 0.05", 0.05, False),
+    KillNumber("tool-success", "relative tool-success gain of full over plain at the tight budgets >= 15%", 0.15, True),
 )
 
 
@@ -111,6 +114,8 @@ def run_ablation(
     chains: str | Path | None = None,
     embedder=None,
     progress: Progress = no_progress,
+    tool_budgets: tuple[float, ...] = (),
+    tool_tasks: int = DEFAULT_TASKS,
 ) -> dict:
     """Train (or reuse) every variant x seed, evaluate each, and summarise; returns the report dict."""
     from ..train.run import TrainingRun
@@ -121,6 +126,8 @@ def run_ablation(
         raise InputError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})" if unknown else "no variant")
     if seeds < 1 or steps < 1:
         raise InputError(f"--seeds and --steps must be at least 1, got {seeds} and {steps}")
+    if tool_budgets:
+        require_sandbox()  # before any training: its absence would otherwise end the eval an hour in
     settings = {
         "store": str(Path(store).resolve()),
         "variants": list(variants),
@@ -130,10 +137,13 @@ def run_ablation(
         "prefix": prefix,
         "chains": str(Path(chains).resolve()) if chains else None,
         "config": to_yaml(base),
+        "tool_budgets": list(tool_budgets),
+        "tool_tasks": tool_tasks,
     }
     check_settings(out, settings)
     reports: dict[str, list[ChainReport]] = {v: [] for v in variants}
     compute: dict[str, list[dict]] = {v: [] for v in variants}
+    tools: dict[str, list[ToolReport]] = {v: [] for v in variants}
     for variant in variants:
         for seed in range(seeds):
             name = f"{variant}-seed{seed}"
@@ -143,7 +153,7 @@ def run_ablation(
                 training = TrainingRun(run, resume=True) if run.exists() else TrainingRun(run, store, config)
                 training.train(on_step=lambda record, name=name: progress(f"training {name}", record["step"], steps))
             cached = out / "evals" / f"{name}.json"
-            report = _cached_report(cached)
+            report = _cached(cached, ChainReport)
             if report is None:
                 progress(f"evaluating {name}", 0, 1)
                 report = evaluate_run(run, chains, horizon, prefix, embedder)
@@ -151,13 +161,21 @@ def run_ablation(
                 progress(f"evaluating {name}", 1, 1)
             reports[variant].append(report)
             compute[variant].append(_compute_spent(run))
-    return summarise(settings, reports, compute)
+            if tool_budgets:
+                cached = out / "evals" / f"{name}-tools.json"
+                tool_report = _cached(cached, ToolReport)
+                if tool_report is None:
+                    label = f"tool episodes {name}"
+                    tool_report = evaluate_run_tools(run, tool_budgets, tool_tasks, embedder, progress, label)
+                    write_text(cached, json.dumps(tool_report.as_dict()))
+                tools[variant].append(tool_report)
+    return summarise(settings, reports, compute, tools)
 
 
-def _cached_report(path: Path) -> ChainReport | None:
+def _cached(path: Path, kind: type):
     """A run's saved evaluation, or None when there is none or it is from a meqg that reported other fields."""
     try:
-        return ChainReport(**json.loads(path.read_text()))
+        return kind(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -172,8 +190,14 @@ def _interval_dict(interval: Interval) -> dict:
     return {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n}
 
 
-def summarise(settings: dict, reports: dict[str, list[ChainReport]], compute: dict[str, list[dict]]) -> dict:
+def summarise(
+    settings: dict,
+    reports: dict[str, list[ChainReport]],
+    compute: dict[str, list[dict]],
+    tools: dict[str, list[ToolReport]] | None = None,
+) -> dict:
     """Means and 95% intervals over seeds per variant, and the kill-number verdicts."""
+    tools = tools or {}
     horizon = settings["horizon"]
     variants = {}
     for variant, runs in reports.items():
@@ -195,7 +219,14 @@ def summarise(settings: dict, reports: dict[str, list[ChainReport]], compute: di
             "accuracy": _interval_dict(mean_interval([r.accuracy for r in runs])),
             "reliability": _pooled_reliability(runs),
         }
-    return {"settings": settings, "variants": variants, "kill_numbers": kill_numbers(reports, horizon)}
+        if tools.get(variant):
+            budgets = range(len(settings["tool_budgets"]))
+            variants[variant]["tools"] = {
+                field: [_interval_dict(mean_interval([getattr(t, field)[b] for t in tools[variant]])) for b in budgets]
+                for field in TOOL_FIELDS
+            }
+    lines = kill_numbers(reports, horizon) + [tool_kill_number(tools, settings.get("tool_budgets", []))]
+    return {"settings": settings, "variants": variants, "kill_numbers": lines}
 
 
 def _pooled_reliability(runs: list[ChainReport]) -> dict:
@@ -213,7 +244,7 @@ def _pooled_reliability(runs: list[ChainReport]) -> dict:
 
 def kill_numbers(reports: dict[str, list[ChainReport]], horizon: int) -> list[dict]:
     lines = []
-    cascade, calibration = KILL_NUMBERS
+    cascade, calibration, _ = KILL_NUMBERS
     if "full" in reports and "plain" in reports:
         reductions = [
             (p.cascade_fail[-1] - f.cascade_fail[-1]) / p.cascade_fail[-1] if p.cascade_fail[-1] > 0 else float("nan")
@@ -237,14 +268,39 @@ def kill_numbers(reports: dict[str, list[ChainReport]], horizon: int) -> list[di
         lines.append(line)
     else:
         lines.append({"name": calibration.name, "claim": calibration.claim, "verdict": "not measured (needs full)"})
-    lines.append(
-        {
-            "name": "tool-success",
-            "claim": ">= 15% better tool success at tight budgets",
-            "verdict": "not measured: the tool-success harness is not built yet",
-        }
-    )
     return lines
+
+
+def tight(budgets: list[float]) -> list[int]:
+    """The indices of the tight budgets: every swept budget but the largest (one budget: that one)."""
+    return list(range(max(len(budgets) - 1, 1)))
+
+
+def tool_kill_number(tools: dict[str, list[ToolReport]], budgets: list[float]) -> dict:
+    """Full against plain, paired by seed: (success_full - success_plain) / success_plain, success being a
+    run's mean over the tight budgets; a seed where plain never succeeds has no ratio and is left out."""
+    kill = KILL_NUMBERS[2]
+    if not budgets:
+        return {"name": kill.name, "claim": kill.claim, "verdict": "not measured (--tool-budgets is empty)"}
+    if not tools.get("full") or not tools.get("plain"):
+        return {"name": kill.name, "claim": kill.claim, "verdict": "not measured (needs full and plain)"}
+    chosen = tight(budgets)
+
+    def success(report: ToolReport) -> float:
+        return float(np.mean([report.success[b] for b in chosen]))
+
+    gains = [
+        (success(f) - success(p)) / success(p) if success(p) > 0 else float("nan")
+        for f, p in zip(tools["full"], tools["plain"])
+    ]
+    where = f"paired by seed, success averaged over budgets {', '.join(f'{budgets[b]:g}' for b in chosen)} s"
+    line = _kill_line(kill, mean_interval(gains), where)
+    if line["measured"]["n"] == 0:
+        line["note"] = "plain never succeeded at the tight budgets: a relative gain has no value"
+    line["absolute_gain"] = _interval_dict(
+        mean_interval([success(f) - success(p) for f, p in zip(tools["full"], tools["plain"])])
+    )
+    return line
 
 
 def _kill_line(kill: KillNumber, interval: Interval, where: str) -> dict:

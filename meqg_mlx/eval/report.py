@@ -1,5 +1,6 @@
 """An evaluation's files: report.json (every number), report.md (what a reader looks at first) and
-PNGs (cascade failure against horizon, the reliability diagram), written atomically into --out."""
+PNGs (cascade failure against horizon, the reliability diagram, tool success against budget),
+written atomically into --out."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pathlib import Path
 from ..atomic import replaced_dir
 from ..errors import InputError
 from .evaluate import ChainReport
-
-FILES = ("report.json", "report.md", "cascade.png", "reliability.png")
+from .tool_success import ToolReport
 
 
 def check_new_output(out: str | Path) -> None:
@@ -18,18 +18,28 @@ def check_new_output(out: str | Path) -> None:
         raise InputError(f"{out} exists: choose a new --out directory")
 
 
-def write_run_report(out: str | Path, run: str | Path, report: ChainReport, chains: str) -> Path:
+def run_report_json(run: str | Path, report: ChainReport, chains: str, tools: ToolReport | None) -> dict:
+    return {"run": str(run), "chains": chains, **report.as_dict(), "tools": tools.as_dict() if tools else None}
+
+
+def write_run_report(
+    out: str | Path, run: str | Path, report: ChainReport, chains: str, tools: ToolReport | None = None
+) -> Path:
     """Write one run's report into `out`, which must not exist yet."""
     import json
 
     out = Path(out)
     check_new_output(out)
     with replaced_dir(out) as tmp:
-        data = {"run": str(run), "chains": chains, **report.as_dict()}
-        (tmp / "report.json").write_text(json.dumps(data, indent=1))
-        (tmp / "report.md").write_text(markdown(run, report, chains))
+        (tmp / "report.json").write_text(json.dumps(run_report_json(run, report, chains, tools), indent=1))
+        text = markdown(run, report, chains)
         plot_cascade(report, tmp / "cascade.png")
         plot_reliability(report, tmp / "reliability.png")
+        if tools is not None:
+            series = {Path(run).name: single_tool_series(tools)}
+            text += "\n".join(tool_markdown(series, tools.budgets, tools.tasks)) + "\n"
+            plot_tool_success(series, tools.budgets, tmp / "tools.png")
+        (tmp / "report.md").write_text(text)
     return out
 
 
@@ -111,6 +121,58 @@ def plot_reliability(report: ChainReport, path: Path) -> None:
     _save(plt, figure, path)
 
 
+def single_tool_series(tools: ToolReport) -> dict:
+    """One run's tool numbers in the shape of a variant's summary (intervals of one run each)."""
+    nan = float("nan")
+    fields = ("success", "tool_answered", "kept")
+    return {f: [{"mean": x, "low": nan, "high": nan, "n": 1} for x in getattr(tools, f)] for f in fields}
+
+
+def variant_tool_series(summary: dict) -> dict:
+    return {name: v["tools"] for name, v in summary["variants"].items() if "tools" in v}
+
+
+def tool_markdown(series: dict[str, dict], budgets: list[float], tasks: int) -> list[str]:
+    """Tool success per budget for each run or variant: success, and beside it how often the tool answered."""
+    header = " | ".join(f"{b:g} s" for b in budgets)
+    lines = [
+        "## Tool success",
+        "",
+        f"{tasks} generated programs, each in a Diamond episode with the python tool at every budget. Success: "
+        "the episode ends within its budget on a concept that decodes to the printed answer. Tool answered: "
+        "the sandboxed program printed the answer in time (the tool runs before the rollout, so this is the "
+        "same for every variant by construction). Kept: of those, the share the rollout ended on the answer.",
+        "",
+        f"| | {header} |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for name, tools in series.items():
+        for field, label in (("success", "success"), ("tool_answered", "tool answered"), ("kept", "kept")):
+            lines.append(f"| {name}: {label} | " + " | ".join(_fmt(i) for i in tools[field]) + " |")
+    return lines + ["", "![tool success by budget](tools.png)", ""]
+
+
+def plot_tool_success(series: dict[str, dict], budgets: list[float], path: Path) -> None:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
+    for name, tools in series.items():
+        _error_bars(axes, budgets, tools["success"], name)
+    answered = [sum(t["tool_answered"][b]["mean"] for t in series.values()) / len(series) for b in range(len(budgets))]
+    axes.plot(budgets, answered, "k:", label="tool answered (mean)")
+    axes.set(xscale="log", xlabel="budget (s)", ylabel="success rate", ylim=(0, 1.02), title="Tool success (95% CI)")
+    axes.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    axes.legend(loc="lower right", fontsize=8)
+    _save(plt, figure, path)
+
+
+def _error_bars(axes, xs: list[float], intervals: list[dict], label: str) -> None:
+    """Means with their 95% intervals (none drawn for a single run)."""
+    means = [c["mean"] for c in intervals]
+    below = [c["mean"] - c["low"] if c["n"] > 1 else 0 for c in intervals]
+    above = [c["high"] - c["mean"] if c["n"] > 1 else 0 for c in intervals]
+    axes.errorbar(xs, means, yerr=[below, above], marker="o", capsize=3, label=label)
+
+
 def _fmt(interval: dict) -> str:
     if interval["n"] == 0:
         return "n/a"
@@ -135,6 +197,7 @@ def ablation_markdown(summary: dict) -> str:
     for kill in summary["kill_numbers"]:
         measured = f": measured {_fmt(kill['measured'])} ({kill['where']})" if "measured" in kill else ""
         gap = f"; ECE gap to no-gate {_fmt(kill['gap_to_no_gate'])}" if "gap_to_no_gate" in kill else ""
+        gap += f"; absolute gain {_fmt(kill['absolute_gain'])}" if "absolute_gain" in kill else ""
         note = f" ({kill['note']})" if "note" in kill else ""
         lines.append(f"- **{kill['name']}** ({kill['claim']}){measured}{gap}: **{kill['verdict']}**{note}")
     lines += [
@@ -153,6 +216,9 @@ def ablation_markdown(summary: dict) -> str:
             f"{_fmt(v['mean_confidence'])} | {_fmt(v['accuracy'])} |"
         )
     lines += ["", "![cascade-fail by horizon](cascade.png)", "", "![reliability](reliability.png)", ""]
+    series = variant_tool_series(summary)
+    if series:
+        lines += tool_markdown(series, settings["tool_budgets"], settings["tool_tasks"])
     return "\n".join(lines)
 
 
@@ -168,6 +234,10 @@ def write_ablation_report(out: str | Path, summary: dict) -> None:
     for name, draw in (("cascade.png", plot_variant_cascade), ("reliability.png", plot_variant_reliability)):
         with replaced_file(out / name) as tmp:
             draw(summary, tmp)
+    series = variant_tool_series(summary)
+    if series:
+        with replaced_file(out / "tools.png") as tmp:
+            plot_tool_success(series, summary["settings"]["tool_budgets"], tmp)
 
 
 def plot_variant_cascade(summary: dict, path: Path) -> None:
@@ -175,10 +245,7 @@ def plot_variant_cascade(summary: dict, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
     for offset, (name, v) in enumerate(summary["variants"].items()):
         horizons = [h + 1 + 0.06 * (offset - 2) for h in range(len(v["cascade_fail"]))]
-        means = [c["mean"] for c in v["cascade_fail"]]
-        below = [c["mean"] - c["low"] if c["n"] > 1 else 0 for c in v["cascade_fail"]]
-        above = [c["high"] - c["mean"] if c["n"] > 1 else 0 for c in v["cascade_fail"]]
-        axes.errorbar(horizons, means, yerr=[below, above], marker="o", capsize=3, label=name)
+        _error_bars(axes, horizons, v["cascade_fail"], name)
     axes.set(xlabel="horizon h", ylabel="cascade-fail rate", ylim=(0, 1.02), title="Cascade failure (95% CI)")
     axes.set_xticks(range(1, summary["settings"]["horizon"] + 1))
     axes.legend(loc="lower right", fontsize=8)

@@ -48,7 +48,7 @@ def test_kill_number_verdicts_follow_the_intervals():
     met = kill_numbers({"full": [report(0.5, 0.02), report(0.52, 0.03), report(0.48, 0.025)],
                         "plain": [report(0.8, 0.1), report(0.81, 0.1), report(0.79, 0.1)],
                         "no-gate": [report(0.7, 0.04)] * 3}, horizon=1)  # fmt: skip
-    assert [k["verdict"] for k in met] == ["met", "met", "not measured: the tool-success harness is not built yet"]
+    assert [k["verdict"] for k in met] == ["met", "met"]
     assert met[1]["gap_to_no_gate"]["mean"] == pytest.approx(0.025 - 0.04)
     worse = kill_numbers({"full": [report(0.8, 0.2)] * 2 + [report(0.81, 0.21)],
                           "plain": [report(0.8, 0.1)] * 3}, horizon=1)  # fmt: skip
@@ -64,7 +64,8 @@ def test_kill_number_verdicts_follow_the_intervals():
 def test_a_tiny_two_variant_one_seed_eval_end_to_end(small_store_path, tmp_path):
     out = tmp_path / "eval"
     args = ["eval", "--store", str(small_store_path), "--variants", "full,plain", "--seeds", "1", "--steps", "6",
-            "--horizon", "3", "--config", str(small_yaml(tmp_path)), "--out", str(out)]  # fmt: skip
+            "--horizon", "3", "--config", str(small_yaml(tmp_path)), "--out", str(out),
+            "--tool-budgets", "0.01,30", "--tool-tasks", "2"]  # fmt: skip
     first = meqg(*args)
     assert first.returncode == 0, first.stderr
     summary = json.loads((out / "report.json").read_text())
@@ -74,6 +75,12 @@ def test_a_tiny_two_variant_one_seed_eval_end_to_end(small_store_path, tmp_path)
     assert all(v["forwards"]["mean"] >= 18 for v in summary["variants"].values())
     assert [k["name"] for k in summary["kill_numbers"]] == ["cascade", "calibration", "tool-success"]
     assert "cascade: inconclusive" in first.stdout  # one seed: no interval
+    for variant in summary["variants"].values():  # 10 ms cannot start a sandbox; 30 s always does
+        assert [b["mean"] for b in variant["tools"]["tool_answered"]] == [0.0, 1.0]
+        assert variant["tools"]["success"][0]["mean"] == 0.0
+    assert summary["kill_numbers"][2]["where"].endswith("budgets 0.01 s")  # the tight one
+    assert "## Tool success" in (out / "report.md").read_text() and (out / "tools.png").is_file()
+    assert json.loads((out / "evals" / "plain-seed0-tools.json").read_text())["tasks"] == 2
     assert (out / "report.md").read_text().startswith("# meqg eval")
     assert (out / "cascade.png").read_bytes()[:4] == b"\x89PNG" and (out / "reliability.png").is_file()
     telemetry = (out / "runs" / "full-seed0" / "telemetry.jsonl").read_text()

@@ -68,16 +68,21 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
     from ..conftest import meqg
 
     out = tmp_path / "report"
-    result = meqg("eval", "--run", str(trained_run), "--horizon", "3", "--out", str(out))
+    args = ["eval", "--run", str(trained_run), "--horizon", "3", "--tool-budgets", "30", "--tool-tasks", "2"]
+    result = meqg(*args, "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "cascade" in result.stdout and len(result.stdout.strip().splitlines()) >= 5
+    assert "cascade" in result.stdout and len(result.stdout.strip().splitlines()) >= 5 + 2
     data = json.loads((out / "report.json").read_text())
     assert len(data["cascade_fail"]) == 3 and data["run"] == str(trained_run)
-    assert (out / "report.md").read_text().count("\n| ") == 3 + 1  # the header and one row per horizon
-    for png in ("cascade.png", "reliability.png"):
+    assert data["tools"]["tool_answered"] == [1.0] and data["tools"]["tasks"] == 2
+    # the chains table (its header and one row per horizon), then the tools table (header, 3 rows for 1 budget)
+    assert (out / "report.md").read_text().count("\n| ") == (3 + 1) + (1 + 3)
+    for png in ("cascade.png", "reliability.png", "tools.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = meqg("eval", "--run", str(trained_run), "--out", str(out))
     assert again.returncode == 2 and again.stderr.strip() == f"error: {out} exists: choose a new --out directory"
+    bad = meqg("eval", "--run", str(trained_run), "--tool-budgets", "0.1,soon")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --tool-budgets: 'soon' is not a number of seconds"
 
 
 def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path):
