@@ -76,3 +76,12 @@ def test_chains_are_cut_from_documents_and_split_stably():
     assert sorted(c.name for c in again) == sorted(c.name for c in calibration)
     with pytest.raises(ValueError, match="longer than its prefix"):
         rollout(oracle, CANDIDATES, [Chain("short", np.array([1]))], 1, False)
+
+
+def test_which_chains_are_kept_does_not_decide_which_calibrate():
+    chains = [Chain(f"hypernym:{i}", np.array([i, i + 1])) for i in range(400)]
+    kept = sorted(chains, key=lambda c: c.bucket("kept:"))[:100]  # as relation_chains keeps them
+    calibration, test = calibration_split(kept)
+    assert 30 <= len(calibration) <= 70 and len(calibration) + len(test) == 100
+    unsalted = sorted(chains, key=lambda c: c.bucket())[:100]
+    assert calibration_split(unsalted)[1] == []  # what the salt prevents: every kept chain calibrating

@@ -85,7 +85,8 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --tool-budgets: 'soon' is not a number of seconds"
 
 
-def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path):
+def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path, monkeypatch):
+    from meqg_mlx.eval import tasks
     from meqg_mlx.eval.tasks import held_out_chains, relation_chains
     from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
 
@@ -102,3 +103,7 @@ def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small
         assert all(keys[int(b)].startswith(keys[int(a)] + ".") for a, b in zip(ids, ids[1:]))  # parent -> member
     names = {c.name for c in held_out_chains(store, table, 0.2, 8)}
     assert {c.name for c in chains} <= names
+    monkeypatch.setattr(tasks, "RELATION_CHAINS_LIMIT", 2)  # kept: the first two by a salted hash
+    kept = relation_chains(store, table, trained, 8)
+    assert [c.name for c in kept] == [c.name for c in sorted(chains, key=lambda c: c.bucket("kept:"))[:2]]
+    assert len(chains) > 2
