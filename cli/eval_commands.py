@@ -66,12 +66,14 @@ def evaluate(
 def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) -> None:
     from meqg_mlx.eval.evaluate import evaluate_run
     from meqg_mlx.eval.report import check_new_output, run_report_json, write_run_report
-    from meqg_mlx.eval.tool_success import evaluate_run_tools
+    from meqg_mlx.eval.tool_success import evaluate_run_tools, require_sandbox
 
     from .progress import progress_bar
 
     if output is not None:
         check_new_output(output)
+    if budgets:
+        require_sandbox()
     report = evaluate_run(run, chains, horizon, prefix)
     tools = None
     if budgets:

@@ -91,3 +91,12 @@ def test_a_tiny_two_variant_one_seed_eval_end_to_end(small_store_path, tmp_path)
     assert json.loads((out / "report.json").read_text())["variants"] == summary["variants"]
     other = meqg(*[a if a != "6" else "7" for a in args])
     assert other.returncode == 2 and "holds an eval with other settings (steps)" in other.stderr
+
+
+def test_without_an_os_sandbox_tool_success_refuses_before_training(small_store_path, tmp_path):
+    out = tmp_path / "eval"
+    no_sandbox = {"PATH": str(tmp_path)}  # no bwrap (nor sandbox-exec) to be found
+    result = meqg("eval", "--store", str(small_store_path), "--out", str(out), env=no_sandbox)
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr.startswith("error: tool success needs the OS sandbox") and result.stderr.count("\n") == 1
+    assert "--tool-budgets ''" in result.stderr
