@@ -141,7 +141,8 @@ def tool_markdown(series: dict[str, dict], budgets: list[float], tasks: int) -> 
         f"{tasks} generated programs, each in a Diamond episode with the python tool at every budget. Success: "
         "the episode ends within its budget on a concept that decodes to the printed answer. Tool answered: "
         "the sandboxed program printed the answer in time (the tool runs before the rollout, so this is the "
-        "same for every variant by construction). Kept: of those, the share the rollout ended on the answer.",
+        "same for every variant by construction). Kept: of those, the share the rollout ended on the answer. "
+        "Intervals are Student-t over seeds: with 3 seeds they are wide and may pass 0 or 1.",
         "",
         f"| | {header} |",
         "|---|" + "---|" * len(budgets),
@@ -155,13 +156,14 @@ def tool_markdown(series: dict[str, dict], budgets: list[float], tasks: int) -> 
 def plot_tool_success(series: dict[str, dict], budgets: list[float], path: Path) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4), dpi=120)
-    for name, tools in series.items():
-        _error_bars(axes, budgets, tools["success"], name)
+    for offset, (name, tools) in enumerate(series.items()):
+        shifted = [b * 1.03 ** (offset - (len(series) - 1) / 2) for b in budgets]  # side by side, bars apart
+        _error_bars(axes, shifted, tools["success"], name)
     answered = [sum(t["tool_answered"][b]["mean"] for t in series.values()) / len(series) for b in range(len(budgets))]
     axes.plot(budgets, answered, "k:", label="tool answered (mean)")
     axes.set(xscale="log", xlabel="budget (s)", ylabel="success rate", ylim=(0, 1.02), title="Tool success (95% CI)")
     axes.set_xticks(budgets, [f"{b:g}" for b in budgets])
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="upper left", fontsize=8)
     _save(plt, figure, path)
 
 
