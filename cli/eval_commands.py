@@ -112,12 +112,15 @@ def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, co
     from meqg_mlx.encoder import embedder_from_config
     from meqg_mlx.eval.ablation import run_ablation
     from meqg_mlx.eval.report import write_ablation_report
+    from meqg_mlx.eval.tool_success import require_sandbox
 
     from .progress import progress_bar
 
     config = load_config(config_file)
     ConceptStore.open(store)  # a missing or damaged store fails here, before anything is written
     budgets, tool_tasks = tools
+    if budgets:
+        require_sandbox()  # before the encoder loads: the library checks again, but only after that
     embedder = embedder_from_config(config) if chains or budgets else None
     names = [name.strip() for name in variants.split(",") if name.strip()]
     with progress_bar() as update:
