@@ -24,7 +24,6 @@ from ..errors import InputError
 from ..progress import Progress, no_progress
 from .chains import Candidates
 
-DEFAULT_BUDGETS = (0.1, 0.25, 0.5, 1.0)
 DEFAULT_TASKS = 24
 WARM_UP_SECONDS = 10.0  # the first episode pays for loading and the sandbox probe; it is not counted
 WORDS = ("pear", "plum", "fig", "kiwi", "lime", "date", "apple", "mango", "grape", "melon", "peach", "cherry")
@@ -198,8 +197,7 @@ class Outcome:
     def of(cls, result, answer: str, budget: float, candidates: Candidates, answer_row: int) -> "Outcome":
         telemetry = result.response["telemetry"]
         observation = telemetry["tools"][0]  # {"skipped": why} when there was no time to run it
-        final = result.final / max(float(np.linalg.norm(result.final)), 1e-12)
-        ends_on_answer = int(np.argmax(candidates.vectors @ final)) == answer_row
+        ends_on_answer = int(np.argmax(candidates.vectors @ result.final)) == answer_row  # scale cannot move argmax
         spent = telemetry["budget"]["seconds"]
         return cls(
             success=ends_on_answer and spent <= budget,
