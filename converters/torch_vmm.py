@@ -1,23 +1,74 @@
 """The Vector Mamba MoE in PyTorch: the same math and parameter names as `meqg_mlx.vmm.model`.
 
-Used to run meqg weights on CUDA machines and as the peer in bench/train.py. Parameter
-names and layouts match the MLX model's safetensors (weights.py maps the one
-difference, the depthwise convolution's kernel axis), so a state dict moves between
-the two unchanged otherwise. The MoE dispatches per expert (the usual PyTorch way:
-each expert runs on the tokens routed to it) where MLX uses `gather_mm`.
+Used to run meqg weights on CUDA machines, to train them there (meqg_converters.train) and as
+the peer in bench/train.py. Parameter names and layouts match the MLX model's safetensors
+(weights.py maps the one difference, the depthwise convolution's kernel axis), so a state
+dict moves between the two unchanged otherwise. The MoE dispatches per expert (the usual
+PyTorch way: each expert runs on the tokens routed to it) where MLX uses `gather_mm`.
+
+This file imports only torch and safetensors: `meqg export torch` ships it as the export's
+`modeling_meqg.py`, and `load_pretrained(directory)` there needs nothing else. `args` is
+any object with `meqg_mlx.vmm.model.ModelArgs`'s fields (the one definition of them).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meqg_mlx.vmm.model import ModelArgs
-
 RMS_EPS = 1e-5  # mlx.nn.RMSNorm's default
+CONV_KERNEL = 4  # the MLX SSDArgs.conv_kernel
+
+
+class WindowCache:
+    """The last `size` rows fed along the sequence axis (zeros before the first), for causal windows."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.state: torch.Tensor | None = None
+
+    def update_and_fetch(self, x: torch.Tensor) -> torch.Tensor:
+        history = self.state if self.state is not None else x.new_zeros(x.shape[0], self.size, x.shape[-1])
+        window = torch.cat([history, x], 1)
+        self.state = window[:, window.shape[1] - self.size :]
+        return window
+
+    def copy(self) -> "WindowCache":
+        new = WindowCache(self.size)
+        new.state = self.state
+        return new
+
+
+class MixerCache:
+    def __init__(self, conv_kernel: int):
+        self.conv = WindowCache(conv_kernel - 1)
+        self.ssm: torch.Tensor | None = None
+
+    def copy(self) -> "MixerCache":
+        new = MixerCache(self.conv.size + 1)
+        new.conv, new.ssm = self.conv.copy(), self.ssm
+        return new
+
+
+class VMMCache:
+    """Decoding state (as `meqg_mlx.vmm.cache.VMMCache`): `model(x, cache=cache)` continues a sequence."""
+
+    def __init__(self, n_layers: int, conv_kernel: int, context_lags: int):
+        self.layers = [MixerCache(conv_kernel) for _ in range(n_layers)]
+        self.concepts = WindowCache(context_lags - 1)
+        self.offset = 0
+
+    def copy(self) -> "VMMCache":
+        new = VMMCache(0, 1, 1)
+        new.layers = [layer.copy() for layer in self.layers]
+        new.concepts, new.offset = self.concepts.copy(), self.offset
+        return new
 
 
 def _heads(v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -32,7 +83,17 @@ def segment_sums(a: torch.Tensor) -> torch.Tensor:
     return sums.masked_fill(~causal, float("-inf"))
 
 
-def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64):
+def ssd_step(x, dt, A, B, C, D, state=None):
+    """One position of the recurrence (x (b, 1, h, p)), as `meqg_mlx.vmm.ssd.ssd_sequential`."""
+    h = x.shape[2]
+    Bh, Ch = _heads(B, h)[:, 0], _heads(C, h)[:, 0]
+    S = x.new_zeros(x.shape[0], h, x.shape[3], B.shape[-1]) if state is None else state
+    S = (dt[:, 0] * A).exp()[..., None, None] * S + (dt[:, 0, :, None, None] * x[:, 0, :, :, None]) * Bh[:, :, None]
+    y = (S * Ch[:, :, None]).sum(-1) + D[:, None] * x[:, 0]
+    return y[:, None], S
+
+
+def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64, state=None):
     """Mamba-2's chunked scan, as `meqg_mlx.vmm.ssd.ssd_chunked` (shapes in its docstring)."""
     b, length, h, p = x.shape
     n = B.shape[-1]
@@ -55,7 +116,7 @@ def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64):
     to_end = (a_cum[..., -1:] - a_cum).exp()
     chunk_states = (xdt * to_end[..., None]).transpose(-1, -2) @ Bh
     chunk_decay = a_cum[..., -1].exp()
-    S = x.new_zeros(b, h, p, n)
+    S = x.new_zeros(b, h, p, n) if state is None else state
     entering = []
     for c in range(chunks):
         entering.append(S)
@@ -67,35 +128,40 @@ def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64):
 
 
 class SSDMixer(nn.Module):
-    def __init__(self, args: ModelArgs, n_groups: int = 1, conv_kernel: int = 4):
+    def __init__(self, args, n_groups: int = 1, conv_kernel: int = CONV_KERNEL):
         super().__init__()
         self.args, self.n_groups = args, n_groups
         self.d_inner = args.expand * args.d_model
         self.n_heads = self.d_inner // args.head_dim
         conv_dim = self.d_inner + 2 * n_groups * args.d_state
         self.in_proj = nn.Linear(args.d_model, self.d_inner + conv_dim + self.n_heads, bias=False)
-        self.conv = nn.Conv1d(conv_dim, conv_dim, conv_kernel, groups=conv_dim, padding=conv_kernel - 1)
+        self.conv = nn.Conv1d(conv_dim, conv_dim, conv_kernel, groups=conv_dim)  # causal: inputs come left-padded
         self.dt_bias = nn.Parameter(torch.zeros(self.n_heads))
         self.A_log = nn.Parameter(torch.zeros(self.n_heads))
         self.D = nn.Parameter(torch.ones(self.n_heads))
         self.norm = nn.RMSNorm(self.d_inner, eps=RMS_EPS)
         self.out_proj = nn.Linear(self.d_inner, args.d_model, bias=False)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def forward(self, u: torch.Tensor, cache: MixerCache | None = None) -> torch.Tensor:
         b, length, _ = u.shape
         a, g = self.args, self.n_groups
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.d_inner + 2 * g * a.d_state, self.n_heads], -1)
-        xbc = F.silu(self.conv(xbc.transpose(1, 2))[..., :length].transpose(1, 2))
+        window = (cache.conv if cache is not None else WindowCache(self.conv.kernel_size[0] - 1)).update_and_fetch(xbc)
+        xbc = F.silu(self.conv(window.transpose(1, 2)).transpose(1, 2))
         x, B, C = xbc.split([self.d_inner, g * a.d_state, g * a.d_state], -1)
-        y, _ = ssd_chunked(
+        scan = ssd_step if cache is not None and length == 1 else ssd_chunked
+        y, state = scan(
             x.reshape(b, length, self.n_heads, a.head_dim),
             F.softplus(dt + self.dt_bias),
             -self.A_log.exp(),
             B.reshape(b, length, g, a.d_state),
             C.reshape(b, length, g, a.d_state),
             self.D,
-            a.chunk_size,
+            **({"chunk_size": a.chunk_size} if scan is ssd_chunked else {}),
+            state=cache.ssm if cache is not None else None,
         )
+        if cache is not None:
+            cache.ssm = state
         return self.out_proj(self.norm(y.reshape(b, length, self.d_inner) * F.silu(z)))
 
 
@@ -151,15 +217,17 @@ class MoEFeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args):
         super().__init__()
         self.mixer_norm = nn.RMSNorm(args.d_model, eps=RMS_EPS)
         self.mixer = SSDMixer(args)
         self.ffn_norm = nn.RMSNorm(args.d_model, eps=RMS_EPS)
         self.ffn = MoEFeedForward(args.d_model, args.d_ff, args.n_experts, args.top_k, args.router_beta)
 
-    def forward(self, h: torch.Tensor, prior: torch.Tensor | None) -> tuple[torch.Tensor, RouterStats]:
-        h = h + self.mixer(self.mixer_norm(h))
+    def forward(
+        self, h: torch.Tensor, prior: torch.Tensor | None, cache: MixerCache | None = None
+    ) -> tuple[torch.Tensor, RouterStats]:
+        h = h + self.mixer(self.mixer_norm(h), cache)
         out, stats = self.ffn(self.ffn_norm(h), prior)
         return h + out, stats
 
@@ -171,9 +239,9 @@ class NextConceptHead(nn.Module):
         self.mix = nn.Linear(d_model, lags)
         self.correction = nn.Linear(d_model, concept_dim) if correction else None
 
-    def forward(self, concepts: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, concepts: torch.Tensor, h: torch.Tensor, cache: WindowCache | None = None) -> torch.Tensor:
         steps = concepts.shape[1]
-        padded = F.pad(concepts, (0, 0, self.lags - 1, 0))
+        padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
         recent = torch.stack([padded[:, self.lags - 1 - j : self.lags - 1 - j + steps] for j in range(self.lags)], 2)
         out = (self.mix(h).softmax(-1)[..., None] * recent).sum(2)
         if self.correction is not None:
@@ -230,7 +298,7 @@ class VMMOutput:
 
 
 class VMM(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args):
         super().__init__()
         self.args = args
         self.in_proj = nn.Linear(args.concept_dim, args.d_model)
@@ -241,12 +309,30 @@ class VMM(nn.Module):
         self.rvq = ResidualVQ(args.concept_dim, args.rvq_levels, args.rvq_codes)
         self.register_buffer("expert_centroids", torch.zeros(args.n_experts, args.concept_dim))
 
-    def forward(self, concepts: torch.Tensor) -> VMMOutput:
+    def make_cache(self) -> VMMCache:
+        return VMMCache(self.args.n_layers, CONV_KERNEL, self.args.context_lags)
+
+    def forward(self, concepts: torch.Tensor, cache: VMMCache | None = None) -> VMMOutput:
+        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept (continuing `cache`)."""
         prior = concepts @ self.expert_centroids.T
         h = self.in_proj(concepts)
         stats = []
-        for block in self.blocks:
-            h, block_stats = block(h, prior)
+        for i, block in enumerate(self.blocks):
+            h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)
             stats.append(block_stats)
         h = self.norm(h)
-        return VMMOutput(self.next_head(concepts, h), h, stats)
+        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None)
+        if cache is not None:
+            cache.offset += concepts.shape[1]
+        return VMMOutput(next_vector, h, stats)
+
+
+def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> VMM:
+    """The VMM of a `meqg export torch` directory (config.json and model.safetensors)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    model = VMM(SimpleNamespace(**config["model_args"]))
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    return model.to(device).eval()

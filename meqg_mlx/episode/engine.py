@@ -14,8 +14,11 @@ store concept the last step decoded to. A failing step backtracks towards the la
 then the view widens (ledger blocks joined, twice the retrieved slots); then the episode stops.
 With episode.gate false (`meqg eval`'s ungated variants) every finite proposal is accepted as it
 stands. Delta = S_geo + S_ent + lambda_mod S_mod, where S_ent is the planner's NLL of the proposal's own codes plus its
-cosine distance to the nearest store concept, and S_geo prices the context's analytic
-FLOPs, its state bytes and the tools' latency. Accepted concepts are decoded by store lookup;
+cosine distance to the nearest store concept, and S_geo prices the analytic FLOPs of the
+concepts the step feeds the VMM, its state bytes and the tools' latency. The VMM reads the
+context through its cache (docs/design.md, Decoding): a step feeds the retrieved slots and the
+last concept into a fork of the cache holding the context before it, so it costs the same
+at any context length. Accepted concepts are decoded by store lookup;
 when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text
 (cut short where the budget ends).
 """
@@ -182,31 +185,34 @@ class _Episode:
         self.step_seconds = 0.0  # the longest step so far: what the next one is expected to cost
         self.last_delta = self.last_s_mod = None
         self.key = mx.random.key(0)
+        self.cache = engine.model.make_cache()  # the context before its last concept, as the VMM has read it
 
     def roll_out(self, context: list[np.ndarray]) -> str:
         ec = self.config.episode
         for index in range(ec.max_steps):
             view, slots = View.finest(self.engine.args.rvq_levels), ec.retrieve_k
-            charged = 0.0
+            charged = fed = 0
             while True:
                 started = time.perf_counter()
-                full = self._with_slots(context, slots)
-                flops = len(full) * self.engine.flops_per_concept
-                kv_bytes = self.engine.state_bytes + len(full) * self.engine.args.concept_dim * BYTES_PER_FLOAT
+                retrieved = self._retrieve(context[-1], slots)
+                feeding = len(context) - 1 - self.cache.offset + len(retrieved) + 1  # what this proposal computes
+                flops = feeding * self.engine.flops_per_concept
+                held = len(context) + len(retrieved)
+                kv_bytes = self.engine.state_bytes + held * self.engine.args.concept_dim * BYTES_PER_FLOAT
                 refused = self.meter.refuse(flops, kv_bytes, self.step_seconds)
                 if refused:
                     self.meter.note(time.perf_counter() - started)
                     return refused
                 self.meter.charge(flops, kv_bytes)
-                charged += flops
-                candidate, record = self._propose(context[-1], full, view)
+                charged, fed = charged + flops, fed + feeding
+                candidate, record = self._propose(context, retrieved, view)
                 self.step_seconds = max(self.step_seconds, time.perf_counter() - started)
                 self.meter.note(self.step_seconds)
                 wider = view.widened()
                 if record["gate"]["accepted"] or wider is None:
                     break
                 view, slots = wider, 2 * slots
-            record["index"], record["flops"] = index, charged  # every view this step tried
+            record["index"], record["flops"], record["fed"] = index, charged, fed  # every view this step tried
             self.steps.append(record)
             if not record["gate"]["accepted"]:
                 return "rejected"
@@ -241,17 +247,24 @@ class _Episode:
             if inversion.text.strip():
                 self.concepts[i].update(text=inversion.text, source="inversion", inversion_cosine=inversion.cosine)
 
-    def _with_slots(self, context: list[np.ndarray], slots: int) -> list[np.ndarray]:
-        """The context with the store concepts nearest its last one placed just before it."""
-        found, scores = self.engine.store.nearest(context[-1], slots + 1)
+    def _retrieve(self, last: np.ndarray, slots: int) -> list[np.ndarray]:
+        """The store concepts nearest the last one, which the proposal sees just before it (view slots)."""
+        found, scores = self.engine.store.nearest(last, slots + 1)
         ids = [int(i) for i, score in zip(found, scores) if score < 0.9999][:slots]
-        retrieved = list(self.engine.store.vectors(ids)) if ids else []
-        return context[:-1] + retrieved + context[-1:]
+        return list(self.engine.store.vectors(ids)) if ids else []
 
-    def _propose(self, last: np.ndarray, full: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
-        """The model's next concept, backtracked towards `last` until the gate's policy passes it (or gives up)."""
+    def _propose(self, context: list[np.ndarray], retrieved: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
+        """The model's next concept after context[:-1] + retrieved + context[-1], backtracked towards the
+        last concept until the gate's policy passes it (or gives up).
+
+        The cache holds context[:-1] (the part new here is fed first); the retrieved slots and the last
+        concept go into a fork of it, since the next step retrieves other slots.
+        """
         engine, ec = self.engine, self.config.episode
-        out = engine.model(mx.array(np.stack(full))[None])
+        last, fed = context[-1], len(context) - 1 - self.cache.offset + len(retrieved) + 1
+        if self.cache.offset < len(context) - 1:
+            engine.model(mx.array(np.stack(context[self.cache.offset : -1]))[None], cache=self.cache)
+        out = engine.model(mx.array(np.stack(retrieved + [last]))[None], cache=self.cache.copy())
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)
@@ -265,7 +278,7 @@ class _Episode:
             finite = bool(np.isfinite(candidate).all())
             tried["candidate"], tried["terms"] = (
                 candidate,
-                self._terms(candidate, hidden, len(full), s_mod) if finite else None,
+                self._terms(candidate, hidden, fed, s_mod) if finite else None,
             )
             return engine.gate.decide(
                 finite=finite,
@@ -285,7 +298,8 @@ class _Episode:
         else:  # the ungated ablation: every finite proposal is taken as it stands
             decision = evaluate(1.0)
             decision.accepted = decision.finite
-        record = {**dataclasses.asdict(decision), "failed": decision.failed, "context": len(full)}
+        context_length = len(context) + len(retrieved)
+        record = {**dataclasses.asdict(decision), "failed": decision.failed, "context": context_length}
         return tried["candidate"], {"objective": tried["terms"], "gate": record}
 
     def _terms(self, candidate: np.ndarray, hidden: mx.array, tokens: int, s_mod: float) -> dict:

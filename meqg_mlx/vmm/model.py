@@ -19,6 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from .cache import MixerCache, VMMCache, WindowCache
 from .moe import MoEFeedForward, RouterStats
 from .rvq import ResidualVQ, RVQArgs
 from .ssd import SSDArgs, SSDMixer
@@ -62,8 +63,10 @@ class Block(nn.Module):
         self.ffn_norm = nn.RMSNorm(args.d_model)
         self.ffn = MoEFeedForward(args.d_model, args.d_ff, args.n_experts, args.top_k, args.router_beta)
 
-    def __call__(self, h: mx.array, prior: mx.array | None) -> tuple[mx.array, RouterStats]:
-        h = h + self.mixer(self.mixer_norm(h))
+    def __call__(
+        self, h: mx.array, prior: mx.array | None, cache: MixerCache | None = None
+    ) -> tuple[mx.array, RouterStats]:
+        h = h + self.mixer(self.mixer_norm(h), cache)
         out, stats = self.ffn(self.ffn_norm(h), prior)
         return h + out, stats
 
@@ -82,8 +85,9 @@ class NextConceptHead(nn.Module):
             self.correction.weight = mx.zeros_like(self.correction.weight)
             self.correction.bias = mx.zeros_like(self.correction.bias)
 
-    def __call__(self, concepts: mx.array, h: mx.array) -> mx.array:
-        padded = mx.pad(concepts, [(0, 0), (self.lags - 1, 0), (0, 0)])
+    def __call__(self, concepts: mx.array, h: mx.array, cache: WindowCache | None = None) -> mx.array:
+        """`cache` holds the concepts fed before `concepts` (zeros before the first)."""
+        padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
         steps = concepts.shape[1]
         recent = mx.stack([padded[:, self.lags - 1 - j : self.lags - 1 - j + steps] for j in range(self.lags)], axis=2)
         weights = mx.softmax(self.mix(h), axis=-1)
@@ -170,16 +174,26 @@ class VMM(nn.Module):
             raise ValueError(f"expert centroids must be {self.expert_centroids.shape}, got {centroids.shape}")
         self.expert_centroids = centroids
 
-    def __call__(self, concepts: mx.array) -> VMMOutput:
-        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept."""
+    def make_cache(self) -> VMMCache:
+        return VMMCache(self.args.n_layers, self.blocks[0].mixer.args.conv_kernel, self.args.context_lags)
+
+    def __call__(self, concepts: mx.array, cache: VMMCache | None = None) -> VMMOutput:
+        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept.
+
+        With `cache` (from `make_cache`), the concepts continue the sequence fed into it so far, and
+        the outputs are those of the whole sequence's forward at these positions.
+        """
         prior = concepts @ self.expert_centroids.T
         h = self.in_proj(concepts)
         stats = []
-        for block in self.blocks:
-            h, block_stats = block(h, prior)
+        for i, block in enumerate(self.blocks):
+            h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)
             stats.append(block_stats)
         h = self.norm(h)
-        return VMMOutput(self.next_head(concepts, h), h, stats)
+        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None)
+        if cache is not None:
+            cache.offset += concepts.shape[1]
+        return VMMOutput(next_vector, h, stats)
 
     def parameter_count(self, trainable_only: bool = True) -> int:
         tree = self.trainable_parameters() if trainable_only else self.parameters()

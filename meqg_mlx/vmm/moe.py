@@ -28,8 +28,11 @@ class ExpertsGLU(nn.Module):
     indices (as mlx-lm's SwitchGLU does); on the CPU, where `gather_mm` runs one tiny
     product per pair and its gradient is slower still (~30x a whole PyTorch step, seen),
     each expert's contiguous segment is one plain matrix product instead. Segment sizes
-    need the routing on the host: one sync per layer, cheap on the CPU.
+    need the routing on the host: one sync per layer, cheap on the CPU, yet a fixed ~2 ms
+    that `gather_mm` beats for a handful of tokens (a decoding step: SEGMENTED_MIN_PAIRS, measured).
     """
+
+    SEGMENTED_MIN_PAIRS = 16
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int):
         super().__init__()
@@ -40,9 +43,9 @@ class ExpertsGLU(nn.Module):
 
     def __call__(self, x: mx.array, indices: mx.array, segmented: bool | None = None) -> mx.array:
         """x (N, d), indices (N, k) -> (N, k, d): expert indices[n, j] applied to x[n]."""
-        if segmented is None:
-            segmented = mx.default_device() == mx.cpu
         flat = indices.flatten()
+        if segmented is None:
+            segmented = mx.default_device() == mx.cpu and flat.size >= self.SEGMENTED_MIN_PAIRS
         order = mx.argsort(flat)
         rows = x[order // indices.shape[1]]
         out = self._segments(rows, flat) if segmented else self._gathered(rows, flat[order])

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from .cache import MixerCache, WindowCache
+
 
 def _heads(v: mx.array, heads: int) -> mx.array:
     """(b, l, g, n) -> (b, l, h, n): each group serves heads // g consecutive heads."""
@@ -97,27 +99,35 @@ class SSDMixer(nn.Module):
         self.n_heads = self.d_inner // args.head_dim
         conv_dim = self.d_inner + 2 * args.n_groups * args.d_state
         self.in_proj = nn.Linear(args.d_model, self.d_inner + conv_dim + self.n_heads, bias=False)
-        self.conv = nn.Conv1d(conv_dim, conv_dim, args.conv_kernel, groups=conv_dim, padding=args.conv_kernel - 1)
+        self.conv = nn.Conv1d(conv_dim, conv_dim, args.conv_kernel, groups=conv_dim)  # causal: inputs come left-padded
         self.dt_bias = mx.log(mx.expm1(mx.exp(mx.random.uniform(mx.log(1e-3), mx.log(1e-1), (self.n_heads,)))))
         self.A_log = mx.log(mx.random.uniform(1.0, 16.0, (self.n_heads,)))
         self.D = mx.ones((self.n_heads,))
         self.norm = nn.RMSNorm(self.d_inner)
         self.out_proj = nn.Linear(self.d_inner, args.d_model, bias=False)
 
-    def __call__(self, u: mx.array, reference: bool = False) -> mx.array:
+    def __call__(self, u: mx.array, cache: MixerCache | None = None, reference: bool = False) -> mx.array:
+        """u (b, l, d_model) -> (b, l, d_model); with `cache`, continue the sequence it holds and update it.
+
+        A single new position steps the recurrence; longer inputs (and `reference` False) use the chunked scan.
+        """
         b, length, _ = u.shape
         a = self.args
         z, xbc, dt = mx.split(self.in_proj(u), [self.d_inner, 2 * self.d_inner + 2 * a.n_groups * a.d_state], -1)
-        xbc = nn.silu(self.conv(xbc)[:, :length])
+        window = (cache.conv if cache is not None else WindowCache(a.conv_kernel - 1)).update_and_fetch(xbc)
+        xbc = nn.silu(self.conv(window))
         x, B, C = mx.split(xbc, [self.d_inner, self.d_inner + a.n_groups * a.d_state], -1)
         x = x.reshape(b, length, self.n_heads, a.head_dim)
         B = B.reshape(b, length, a.n_groups, a.d_state)
         C = C.reshape(b, length, a.n_groups, a.d_state)
         dt = nn.softplus(dt + self.dt_bias)
         A = -mx.exp(self.A_log)
-        if reference:
-            y, _ = ssd_sequential(x, dt, A, B, C, self.D)
+        state = cache.ssm if cache is not None else None
+        if reference or (cache is not None and length == 1):
+            y, state = ssd_sequential(x, dt, A, B, C, self.D, state)
         else:
-            y, _ = ssd_chunked(x, dt, A, B, C, self.D, a.chunk_size)
+            y, state = ssd_chunked(x, dt, A, B, C, self.D, a.chunk_size, state)
+        if cache is not None:
+            cache.ssm = state
         y = self.norm(y.reshape(b, length, self.d_inner) * nn.silu(z))
         return self.out_proj(y)

@@ -4,8 +4,11 @@ import dataclasses
 import shutil
 import time
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
+from meqg_mlx.concepts.sources.prose import split_sentences
 from meqg_mlx.episode.budget import Budget
 from meqg_mlx.episode.engine import DiamondEngine, code_in
 from meqg_mlx.errors import InputError, MeqgError
@@ -82,6 +85,19 @@ def endless(engine: DiamondEngine, **episode) -> DiamondEngine:
     )
 
 
+def test_steps_read_the_context_through_the_cache_as_the_whole_forward_would(engine, embedder):
+    prompt = "Open a file. Read its lines. Count the words. Print the total."
+    result = endless(engine, gate=False, retrieve_k=0, max_steps=5).episode(prompt, [], Budget(max_flops=1e15))
+    steps = result.response["telemetry"]["steps"]
+    assert len(steps) >= 2 and [s["fed"] for s in steps[1:]] == [2] * (len(steps) - 1)  # last concept, new one
+    context = list(embedder.encode(split_sentences(prompt)))
+    assert steps[0]["fed"] == len(context)
+    for _ in result.response["concepts"]:  # the whole context through the VMM at every step, no cache
+        proposal = np.array(engine.model(mx.array(np.stack(context))[None]).next_vector[0, -1])
+        context.append(proposal / np.linalg.norm(proposal))
+    np.testing.assert_allclose(result.final, context[-1], atol=1e-5)
+
+
 def test_max_flops_stops_the_episode_at_the_exact_count(engine):
     engine = endless(engine)
     prompt = "Sort a list. Then reverse it."
@@ -105,9 +121,11 @@ def test_a_step_outside_any_trust_region_backtracks_widens_the_view_and_is_rejec
     finest = engine.args.rvq_levels
     assert not step["gate"]["accepted"] and step["gate"]["failed"] == "trust"
     assert step["gate"]["retries"] == max_backtracks and step["gate"]["view_size"] < finest  # widened, then gave up
-    # both views were charged: the finest with retrieve_k slots, the widened one with twice as many
+    # both views were charged for what they fed the VMM: the finest the prompt (its cache was empty), k slots
+    # and the last concept; the widened one, from the same cache, only its 2k slots and the last concept
     k, context = engine.config.episode.retrieve_k, step["gate"]["context"]
-    assert step["flops"] == ((context - k) + context) * engine.flops_per_concept
+    assert step["fed"] == (context - 2 * k) + k + (2 * k + 1)
+    assert step["flops"] == step["fed"] * engine.flops_per_concept
 
 
 def test_an_ungated_episode_takes_the_step_the_gate_rejects_as_it_stands(engine):
