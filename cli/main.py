@@ -20,6 +20,7 @@ from . import (
     encode_commands,
     eval_commands,
     episode_commands,
+    export_commands,
     inverter_commands,
     monitor_commands,
     serve_commands,
@@ -44,6 +45,7 @@ for commands in (
     decode_commands,
     eval_commands,
     inverter_commands,
+    export_commands,
     serve_commands,
     demo_commands,
 ):

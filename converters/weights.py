@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from meqg_mlx.config import load_config
@@ -44,7 +45,7 @@ def load_vmm(weights_path: str | Path, args: ModelArgs | None = None, device: st
         args = dataclasses.replace(args or ModelArgs(), concept_dim=state["in_proj.weight"].shape[1])
         model = VMM(args)
         model.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
         raise MeqgError(f"cannot load {weights_path} into the PyTorch VMM: {str(exc).splitlines()[0]}") from exc
     return model.to(device)
 

@@ -1,0 +1,131 @@
+"""`meqg export torch`: a trained run that plain PyTorch loads and runs as MLX does."""
+
+import json
+import shutil
+import sys
+import textwrap
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from meqg_converters.export import export_torch
+from meqg_mlx.errors import MeqgError
+from meqg_mlx.runs import WEIGHTS, RunDir
+from meqg_mlx.train.checkpoint import load_model
+from meqg_mlx.train.run import TrainingRun
+from meqg_mlx.vmm.model import ModelArgs
+
+from ..conftest import meqg
+from ..processes import run as run_process
+from ..train.test_trainer import small_config
+
+# Runs in a fresh interpreter in which mlx and meqg cannot be imported: what a PyTorch user has.
+PLAIN_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoMeqg(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("mlx", "meqg_mlx", "meqg_converters", "meqg_cli", "meqg_tui"):
+                raise ImportError(f"{name} is not installed here")
+
+    sys.meta_path.insert(0, NoMeqg())
+    for name in ("mlx", "meqg_mlx"):
+        try:
+            __import__(name)
+            sys.exit(f"{name} imported")
+        except ImportError:
+            pass
+
+    import numpy as np, torch
+    export, inputs, result = sys.argv[1:4]
+    sys.path.insert(0, export)
+    import modeling_meqg
+
+    model = modeling_meqg.load_pretrained(export)
+    concepts = torch.from_numpy(np.load(inputs))
+    with torch.no_grad():
+        out = model(concepts)
+        codes = model.rvq.encode(out.next_vector)
+        logits = model.planner(out.hidden, codes)
+        cache = model.make_cache()
+        steps = [model(concepts[:, t : t + 1], cache=cache).next_vector for t in range(concepts.shape[1])]
+        stepped = torch.cat(steps, 1)
+    np.savez(result, next_vector=out.next_vector.numpy(), codes=codes.numpy(), logits=logits.numpy(),
+             stepped=stepped.numpy(), modules=sorted(m for m in sys.modules if m.startswith(("mlx", "meqg"))))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_store_path, tmp_path_factory):
+    run = tmp_path_factory.mktemp("export") / "run"
+    TrainingRun(run, small_store_path, small_config(steps=12, learning_rate=3e-3, warmup_steps=2)).train()
+    return run
+
+
+def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, small_store, tmp_path):
+    out = tmp_path / "export"
+    result = meqg("export", "torch", "--run", str(trained_run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = ["README.md", "config.json", "model.safetensors", "modeling_meqg.py"]
+    assert sorted(p.name for p in out.iterdir()) == files
+    config = json.loads((out / "config.json").read_text())
+    assert config["store"] == {
+        "path": str(small_store.path),
+        "origin_model": small_store.origin_model,
+        "dim": small_store.dim,
+        "concepts": small_store.count(),
+        "version": small_store.table.version,
+    }
+    assert config["model_args"]["concept_dim"] == small_store.dim and config["run"]["step"] == 12
+    assert config["rvq"]["levels"] == 2 and config["rvq"]["codes"] == 16
+
+    rows = small_store.all_vectors()[1]
+    concepts = np.stack([rows[:37], rows[40:77]]).astype(np.float32)  # 37 steps: across chunks of 16
+    np.save(tmp_path / "inputs.npy", concepts)
+    plain = run_process(
+        [sys.executable, "-c", PLAIN_TORCH, str(out), str(tmp_path / "inputs.npy"), str(tmp_path / "result.npz")],
+        timeout=300,
+    )
+    assert plain.returncode == 0, plain.stderr
+    got = np.load(tmp_path / "result.npz")
+    assert list(got["modules"]) == []
+
+    run = RunDir(trained_run)
+    model = load_model(run.latest_checkpoint(), ModelArgs(**config["model_args"]))
+    expected = model(mx.array(concepts))
+    codes, _ = model.rvq.encode(expected.next_vector.reshape(-1, small_store.dim))
+    codes = codes.reshape(2, 37, -1)
+    logits = model.planner(expected.hidden, codes)
+    np.testing.assert_allclose(got["next_vector"], np.array(expected.next_vector), atol=1e-5)
+    np.testing.assert_allclose(got["stepped"], np.array(expected.next_vector), atol=1e-5)
+    np.testing.assert_array_equal(got["codes"], np.array(codes))
+    np.testing.assert_allclose(got["logits"], np.array(logits), atol=1e-5)
+    assert float(np.abs(np.array(logits)).max()) > 0.1  # a trained planner, not zeros
+
+
+def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run, small_store_path, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    result = meqg("export", "torch", "--run", str(trained_run), "--out", str(taken))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "already exists and is not an empty directory" in result.stderr
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
+
+    fresh = tmp_path / "fresh-run"
+    RunDir(fresh).create(small_store_path, "{}\n")
+    with pytest.raises(MeqgError, match="no checkpoint in"):
+        export_torch(fresh, tmp_path / "out1")
+
+    broken = tmp_path / "broken-run"
+    shutil.copytree(trained_run, broken)
+    weights = RunDir(broken).latest_checkpoint() / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(MeqgError, match="cannot load .* into the PyTorch VMM") as error:
+        export_torch(broken, tmp_path / "out2")
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary sibling left
