@@ -128,7 +128,11 @@ class GatePolicy:
 
 
 class NullStabilityGate:
-    """The policy applied to an optimizer step, with an adaptive trust radius."""
+    """The policy applied to an optimizer step, with an adaptive trust radius.
+
+    `judge` holds the whole procedure on numbers and three callbacks, so the MLX trainer
+    (`step`, below) and the PyTorch one (meqg_converters.train) take the same decisions.
+    """
 
     def __init__(self, config: GateConfig | None = None):
         self.config = config or GateConfig()
@@ -139,7 +143,6 @@ class NullStabilityGate:
         self, model: nn.Module, optimizer, loss_fn: LossFn, view: View, grad_clip: float | None = None
     ) -> GateDecision:
         """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
-        cfg = self.config
         params = copy_tree(model.parameters())
         opt_state = copy_tree(optimizer.state)
         (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
@@ -153,56 +156,92 @@ class NullStabilityGate:
         sizes = {k: mx.linalg.norm(s.reshape(-1)) for k, s in step.items()}
         norms = {k: mx.linalg.norm(before[k].reshape(-1)) for k in step}
         mx.eval(slope, sizes, norms)  # one sync for all of them: per-array syncs cost more than the step
-        slope, sizes = float(slope), {k: float(v) for k, v in sizes.items()}
+
+        def candidate(scale: float, at: View) -> tuple[bool, float, float]:
+            values = {k: before[k] + scale * s for k, s in step.items()}
+            model.update(_unflatten_like(params, values))
+            if not all_finite(values):
+                return False, math.nan, math.nan
+            delta_new, s_mod_new = loss_fn(model, at)
+            return True, float(delta_new), float(s_mod_new)
+
+        def reference(at: View) -> tuple[float, float]:
+            model.update(params)
+            delta_at, s_mod_at = loss_fn(model, at)
+            return float(delta_at), float(s_mod_at)
+
+        def restore() -> None:
+            model.update(params)
+            optimizer.state = opt_state
+
+        return self.judge(
+            {k: float(v) for k, v in sizes.items()},
+            {k: (float(norms[k]), before[k].size) for k in step},
+            float(slope),
+            (float(delta), float(s_mod)),
+            view,
+            candidate,
+            reference,
+            restore,
+        )
+
+    def judge(
+        self,
+        sizes: dict[str, float],
+        norms: dict[str, tuple[float, int]],
+        slope: float,
+        start: tuple[float, float],
+        view: View,
+        candidate: Callable[[float, View], tuple[bool, float, float]],
+        reference: Callable[[View], tuple[float, float]],
+        restore: Callable[[], None],
+    ) -> GateDecision:
+        """Decide on a proposed step s, already taken by the optimizer.
+
+        `sizes`: ||s_p|| per parameter array; `norms`: (||theta_p||, size_p) before the step; `slope`:
+        grad(Delta) . s; `start`: (Delta, S_mod) at theta. `candidate(scale, view)` puts theta + scale * s
+        in the model and returns (finite, Delta, S_mod) there; `reference(view)` puts theta back and returns
+        (Delta, S_mod) at theta under `view`; `restore()` puts back theta and the optimizer state.
+        """
+        cfg = self.config
         allowed = {
-            k: self.trust_radius * max(float(norms[k]), TRUST_FLOOR_RMS * math.sqrt(before[k].size)) for k in step
+            k: self.trust_radius * max(norm, TRUST_FLOOR_RMS * math.sqrt(size)) for k, (norm, size) in norms.items()
         }
         scale = _trust_scale(sizes, allowed)
         projected = scale < 1.0
-        proposal = (params, before, step, sizes, allowed)
-        delta, s_mod = float(delta), float(s_mod)
-        candidate, scale = self.policy.backtrack(
-            lambda sc: self._evaluate(model, proposal, sc, loss_fn, view, delta, s_mod, slope), scale
-        )
-        retries = candidate.retries
+
+        def evaluate(scale: float, at: View, delta: float, s_mod: float) -> GateDecision:
+            step_norm = scale * math.sqrt(sum(n * n for n in sizes.values()))
+            finite, delta_new, s_mod_new = candidate(scale, at)
+            return self.policy.decide(
+                finite=finite and math.isfinite(step_norm),
+                within_trust=all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in sizes),
+                delta=delta,
+                delta_new=delta_new,
+                s_mod=s_mod,
+                s_mod_new=s_mod_new,
+                step_norm=step_norm,
+                allowance=scale * slope,
+                view_size=at.size,
+                trust_radius=self.trust_radius,
+            )
+
+        decision, scale = self.policy.backtrack(lambda sc: evaluate(sc, view, *start), scale)
+        retries = decision.retries
         wider = view.widened()
-        if not candidate.accepted and wider is not None and candidate.finite:
+        if not decision.accepted and wider is not None and decision.finite:
             retries += 1
-            model.update(params)
-            delta_w, s_mod_w = loss_fn(model, wider)
-            candidate = self._evaluate(model, proposal, scale, loss_fn, wider, float(delta_w), float(s_mod_w), slope)
-        candidate.retries = retries
-        if not candidate.accepted:
-            model.update(params)
-            optimizer.state = opt_state
+            decision = evaluate(scale, wider, *reference(wider))
+        decision.retries = retries
+        if not decision.accepted:
+            restore()
             self.trust_radius = max(self.trust_radius * 0.5, 0.1 * cfg.trust_radius)
         elif retries:
             self.trust_radius = max(self.trust_radius * 0.7, 0.1 * cfg.trust_radius)
         elif projected:  # the region was binding and the projected step passed: widen the region
             self.trust_radius = min(self.trust_radius * 1.2, 10 * cfg.trust_radius)
-        candidate.trust_radius = self.trust_radius
-        return candidate
-
-    def _evaluate(self, model, proposal, scale, loss_fn, view, delta, s_mod, slope) -> GateDecision:
-        """Put theta + scale * s into the model and let the policy check it."""
-        params, before, step, sizes, allowed = proposal
-        candidate = {k: before[k] + scale * s for k, s in step.items()}
-        model.update(_unflatten_like(params, candidate))
-        step_norm = scale * math.sqrt(sum(n * n for n in sizes.values()))
-        finite = all_finite(candidate) and math.isfinite(step_norm)
-        delta_new, s_mod_new = (float(v) for v in loss_fn(model, view)) if finite else (math.nan, math.nan)
-        return self.policy.decide(
-            finite=finite,
-            within_trust=all(scale * sizes[k] <= allowed[k] * (1 + 1e-5) for k in step),
-            delta=delta,
-            delta_new=delta_new,
-            s_mod=s_mod,
-            s_mod_new=s_mod_new,
-            step_norm=step_norm,
-            allowance=scale * slope,
-            view_size=view.size,
-            trust_radius=self.trust_radius,
-        )
+        decision.trust_radius = self.trust_radius
+        return decision
 
 
 def _trust_scale(sizes: dict, allowed: dict) -> float:
