@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +18,11 @@ from meqg_mlx.errors import ConfigError, MeqgError
 from meqg_mlx.runs import RunDir
 from meqg_mlx.telemetry import step_loss
 from .progress import console, out
+
+
+class Engine(str, Enum):
+    mlx = "mlx"
+    torch = "torch"
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +40,10 @@ def train(
     ] = None,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Plain AdamW steps, no Null-Stability Gate.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --run from its latest checkpoint.")] = False,
+    engine: Annotated[
+        Engine, typer.Option(help="mlx: this process; torch: the PyTorch twin under torchrun + DDP (gloo/NCCL).")
+    ] = Engine.mlx,
+    nproc: Annotated[int, typer.Option(min=1, max=1024, help="With --engine torch: processes on this machine.")] = 1,
     monitor: Annotated[
         bool,
         typer.Option(
@@ -44,6 +54,18 @@ def train(
     ] = False,
 ) -> None:
     """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
+    if engine is Engine.torch:
+        if monitor:
+            raise MeqgError(f"--monitor trains with the mlx engine; watch a torch run with: meqg monitor {run}")
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        command += ["-m", "meqg_converters.train", "--", "--run", str(run)]
+        for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
+            command += [flag, str(value)] if value is not None else []
+        command += ["--no-gate"] * no_gate + ["--resume"] * resume
+        train_with_torchrun(command)
+        return
+    if nproc != 1:
+        raise ConfigError("--nproc needs --engine torch (the mlx engine trains in this process)")
     if monitor:
         command = [sys.executable, "-m", "meqg_cli.main", "train", "--run", str(run)]
         for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
@@ -64,6 +86,29 @@ def train(
     training = TrainingRun(run, store, config, resume, steps)
     summary = train_with_progress(training, monitor_gone())
     print_summary(summary)
+
+
+def train_with_torchrun(command: list[str]) -> None:
+    """Run torchrun with rank 0's progress passed through; a failure is the first rank's error, in one line.
+
+    Ctrl-C reaches torchrun too (the same process group): rank 0 stops after its step with a checkpoint
+    and says so, and torchrun's own exit status for the signal is no error of ours.
+    """
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    errors, last, interrupted = [], "", []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    try:
+        for line in process.stderr:
+            line = line.rstrip()
+            if line.startswith("error: "):
+                errors.append(line.removeprefix("error: "))
+            elif line.strip():
+                last = line
+        process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if errors or (process.returncode and not interrupted):
+        raise MeqgError(errors[0] if errors else f"torchrun exited with {process.returncode}: {last.strip()[:300]}")
 
 
 MONITOR_PID = "MEQG_MONITOR_PID"

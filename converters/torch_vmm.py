@@ -170,6 +170,7 @@ class RouterStats:
     balance_loss: torch.Tensor
     load: torch.Tensor
     entropy: torch.Tensor
+    probs: torch.Tensor  # (E,) mean router probability: with `load`, the balance loss of a batch split over ranks
 
 
 class ExpertsGLU(nn.Module):
@@ -182,10 +183,8 @@ class ExpertsGLU(nn.Module):
     def forward(self, x: torch.Tensor, indices: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """x (N, d), indices/gates (N, k) -> sum_j gates[n, j] * expert_{indices[n, j]}(x[n])."""
         out = torch.zeros_like(x)
-        for e in range(self.gate.shape[0]):
+        for e in range(self.gate.shape[0]):  # an expert with no tokens runs on none: every weight gets a gradient
             rows, slots = (indices == e).nonzero(as_tuple=True)
-            if rows.numel() == 0:
-                continue
             xe = x[rows]
             ye = (F.silu(xe @ self.gate[e].T) * (xe @ self.up[e].T)) @ self.down[e].T
             out = out.index_add(0, rows, ye * gates[rows, slots, None])
@@ -213,7 +212,7 @@ class MoEFeedForward(nn.Module):
         load = torch.bincount(indices.reshape(-1), minlength=n_experts).to(x.dtype)
         balance = n_experts * (load / (flat.shape[0] * self.top_k) * probs.mean(0)).sum()
         entropy = -(probs * (probs + 1e-12).log()).sum(-1).mean()
-        return y.reshape(shape), RouterStats(balance, load, entropy)
+        return y.reshape(shape), RouterStats(balance, load, entropy, probs.mean(0))
 
 
 class Block(nn.Module):
@@ -252,20 +251,21 @@ class NextConceptHead(nn.Module):
 class PlannerHead(nn.Module):
     def __init__(self, d_model: int, levels: int, codes: int):
         super().__init__()
-        self.levels = levels
+        self.levels, self.codes = levels, codes
         self.code_embeddings = nn.ModuleList(nn.Embedding(codes, d_model) for _ in range(levels - 1))
         self.hidden = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(levels))
         self.out = nn.ModuleList(nn.Linear(d_model, codes) for _ in range(levels))
 
+    def level_logits(self, h: torch.Tensor, prefix: torch.Tensor, level: int) -> torch.Tensor:
+        """h (..., d), prefix (..., >= level) codes -> (..., C) logits of `level`."""
+        x = h
+        for j in range(level):
+            x = x + self.code_embeddings[j](prefix[..., j])
+        return self.out[level](F.gelu(self.hidden[level](x)))
+
     def forward(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (..., K, C) for the true codes (..., K)."""
-        logits = []
-        for level in range(self.levels):
-            x = h
-            for j in range(level):
-                x = x + self.code_embeddings[j](codes[..., j])
-            logits.append(self.out[level](F.gelu(self.hidden[level](x))))
-        return torch.stack(logits, -2)
+        return torch.stack([self.level_logits(h, codes, level) for level in range(self.levels)], -2)
 
 
 class ResidualVQ(nn.Module):

@@ -44,9 +44,11 @@ class TrainingRun:
         config: MeqgConfig | None = None,
         resume: bool = False,
         steps: int | None = None,
+        make_trainer: Callable[[ConceptStore, MeqgConfig], Trainer] = Trainer,
     ):
         """A new run (`config`, default settings when None) or, with `resume`, the run saved in
-        `run_dir` with its own config; `steps` overrides the step target either way."""
+        `run_dir` with its own config; `steps` overrides the step target either way. `make_trainer`
+        builds the trainer (the PyTorch engine passes its own, with the same interface)."""
         run = self.run = RunDir(run_dir)
         if steps is not None and steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
@@ -62,7 +64,7 @@ class TrainingRun:
             config.train.steps = steps
         self.store = ConceptStore.open(store_path)
         self.config = config
-        self.trainer = Trainer(self.store, config)
+        self.trainer = make_trainer(self.store, config)
         checkpoint = run.latest_checkpoint() if resume else None
         if resume and checkpoint is None:
             raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")

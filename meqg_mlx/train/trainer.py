@@ -69,11 +69,9 @@ class Trainer:
         self._set_experts()
         self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
         self.validation_ids = self._validation_windows()
-        schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
+        self.schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
         self.recovery = RecoveryPolicy(config.regime)
-        self.optimizer = optim.AdamW(
-            learning_rate=lambda step: self.recovery.lr_scale * schedule(step), weight_decay=tc.weight_decay
-        )
+        self.optimizer = optim.AdamW(learning_rate=self.learning_rate, weight_decay=tc.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
         self.objective = Objective(config.objective, self.args, temperature=tc.temperature)
         self.gate = NullStabilityGate(config.gate) if tc.gate else None
@@ -81,6 +79,10 @@ class Trainer:
         self.state = TrainState()
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
         self._gate_gap, self._next_check = 1, 0
+
+    def learning_rate(self, step) -> mx.array:
+        """The learning rate of optimizer step `step`: the schedule under the recovery policy's scale."""
+        return self.recovery.lr_scale * self.schedule(step)
 
     def state_dict(self) -> dict:
         """What an exact resume needs besides weights and optimizer state (JSON-able; checkpoints store it)."""
@@ -141,10 +143,14 @@ class Trainer:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
         return ids
 
-    def loss_fn(self, inputs, targets, mask, key) -> Callable:
-        """The batch's loss: (model, view) -> (Delta, S_mod, terms, router stats); the gate reads the first two."""
+    def loss_fn(self, inputs, targets, mask, key, negatives: np.ndarray | None = None) -> Callable:
+        """The batch's loss: (model, view) -> (Delta, S_mod, terms, router stats); the gate reads the first two.
+
+        `negatives` (store rows) are drawn from the training RNG when not given."""
         tc, table = self.config.train, self.table
-        negatives = mx.array(self.rng.choice(len(table.ids), tc.store_negatives, replace=False))
+        if negatives is None:
+            negatives = self.draw_negatives()
+        negatives = mx.array(negatives)
         candidates = mx.concatenate([targets.reshape(-1), negatives])
         own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
         seen = seen_before(inputs).reshape(targets.size, -1)
@@ -177,6 +183,9 @@ class Trainer:
             return terms.delta, s_mod_value, terms, out.router
 
         return loss
+
+    def draw_negatives(self) -> np.ndarray:
+        return self.rng.choice(len(self.table.ids), self.config.train.store_negatives, replace=False)
 
     @staticmethod
     def _valid_positions(mask: mx.array, count: int) -> np.ndarray:
