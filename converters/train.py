@@ -101,6 +101,7 @@ class TorchTrainer(Trainer):
         self.moments = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in self.params.items()}
         self.optimizer_step = 0
         self.decisions = hashlib.sha1()  # every gate decision this rank took: ranks compare digests
+        self._pushed: list[mx.array] = []  # what rank 0's MLX trainer held after the last step
         self._pull()
         objective = TrainingObjective(self.twin)
         self.objective_module = objective
@@ -138,28 +139,44 @@ class TorchTrainer(Trainer):
             for slot, tensor in zip("mv", (m, v)):
                 flat.append((f"{name}.{slot}", mx.array(torch_to_mlx({name: tensor})[name].numpy())))
         self.optimizer.state = tree_unflatten(flat)
+        self._pushed = [v for _, v in tree_flatten(self.model.parameters())]  # held: their ids stay unique
+        self._pushed += [v for _, v in tree_flatten(self.optimizer.state)]
 
     def _lr(self, step: int) -> float:
         return float(self.learning_rate(mx.array(step, dtype=mx.uint64)))
 
     # ----- rank 0 leads --------------------------------------------------------------------------
     def _sync(self, stop: bool = False) -> bool:
-        """Rank 0's state on every rank at the start of a step; False when rank 0 says training is over."""
-        if self.rank == 0:
+        """Rank 0's state on every rank at the start of a step; False when rank 0 says training is over.
+
+        Weights and optimizer state travel only when something between steps replaced rank 0's
+        (the counters, RNG included, always do): most steps move a few hundred bytes.
+        """
+        changed = self.rank == 0 and not self._unchanged_since_push()
+        if changed:
             self._pull()
         if self.world == 1:
             return not stop
-        control = [{"stop": stop, "state": self.state_dict(), "optimizer_step": self.optimizer_step}]
+        control = [
+            {"stop": stop, "state": self.state_dict(), "optimizer_step": self.optimizer_step, "changed": changed}
+        ]
         dist.broadcast_object_list(control, src=0)
         if control[0]["stop"]:
             return False
         if self.rank != 0:
             self._follow_state(control[0]["state"])
             self.optimizer_step = control[0]["optimizer_step"]
-        with torch.no_grad():
-            for tensor in [*self.params.values(), *(t for pair in self.moments.values() for t in pair)]:
-                dist.broadcast(tensor, src=0)
+        if control[0]["changed"]:
+            with torch.no_grad():
+                for tensor in [*self.params.values(), *(t for pair in self.moments.values() for t in pair)]:
+                    dist.broadcast(tensor, src=0)
         return True
+
+    def _unchanged_since_push(self) -> bool:
+        """Whether the MLX model and optimizer still hold the very arrays the last `_push` gave them."""
+        current = [v for _, v in tree_flatten(self.model.parameters())]
+        current += [v for _, v in tree_flatten(self.optimizer.state)]
+        return len(current) == len(self._pushed) and all(a is b for a, b in zip(current, self._pushed))
 
     def _follow_state(self, state: dict) -> None:
         """`load_state_dict` without recomputing the RVQ codes, which do not change while training."""
