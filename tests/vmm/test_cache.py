@@ -1,26 +1,16 @@
 """Decoding with a cache: the whole sequence's forward, one concept (or piece) at a time."""
 
+import dataclasses
+
 import mlx.core as mx
 import numpy as np
 import pytest
 
-from meqg_mlx.vmm.model import VMM, ModelArgs
+from meqg_mlx.vmm.model import VMM
 
-ARGS = ModelArgs(
-    concept_dim=24,
-    d_model=32,
-    n_layers=2,
-    d_state=8,
-    head_dim=16,
-    chunk_size=4,
-    n_experts=4,
-    top_k=2,
-    d_ff=32,
-    rvq_levels=2,
-    rvq_codes=8,
-    context_lags=3,
-    next_correction=True,
-)
+from .test_model import TINY
+
+ARGS = dataclasses.replace(TINY, context_lags=3, next_correction=True)  # chunk_size 4
 
 
 @pytest.fixture
