@@ -38,12 +38,17 @@ def run_episode(
     ] = False,
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
+    from meqg_mlx.config import load_run
     from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
+    from meqg_mlx.episode.request import check_prompt
+    from meqg_mlx.episode.tools import check_tool_names
+    from meqg_mlx.runs import RunDir
     from meqg_mlx.telemetry import json_safe
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
-    names = [name for item in tools or [] for name in item.split(",") if name]
+    names = check_tool_names([name for item in tools or [] for name in item.split(",") if name])
+    check_prompt(prompt, load_run(RunDir(run))[1].episode.max_prompt_chars)  # before the model and encoder load
     response = DiamondEngine.from_run(run).run(prompt, names, budget, allow_unsafe_python=unsafe_python)
     if as_json:
         print(json.dumps(json_safe(response), indent=1))

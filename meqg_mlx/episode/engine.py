@@ -39,7 +39,6 @@ from ..concepts.sources.prose import split_sentences
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, load_run
 from ..encoder.base import Embedder
-from ..errors import InputError
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
@@ -50,6 +49,7 @@ from .budget import Budget, BudgetMeter
 from ..diamond.gate import GateDecision, GatePolicy
 from ..diamond.ledger import s_mod_mc
 from ..diamond.objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
+from .request import check_prompt
 from .tools import make_tools
 from ..diamond.view import View
 
@@ -126,11 +126,7 @@ class DiamondEngine:
         allow_unsafe_python: bool = False,
     ) -> EpisodeResult:
         """`run`'s response together with the vector the episode ended on (what `meqg eval` decodes)."""
-        ec = self.config.episode
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("the prompt is empty")
-        if len(prompt) > ec.max_prompt_chars:
-            raise InputError(f"the prompt has {len(prompt)} characters; the limit is {ec.max_prompt_chars}")
+        check_prompt(prompt, self.config.episode.max_prompt_chars)
         meter = BudgetMeter(budget or Budget())
         episode = _Episode(self, meter)
         chosen = make_tools(list(tools), self.store, self.embedder, allow_unsafe_python)

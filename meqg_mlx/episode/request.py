@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, from_dict
 from ..errors import ConfigError, InputError
 from .budget import LIMITS, Budget
-from .tools import TOOL_NAMES
+from .tools import check_tool_names
 
 FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry")
 CEILINGS = {
@@ -25,6 +25,17 @@ SECTIONS = {
     "objective": ("objective", ObjectiveConfig),
     "episode": ("episode", EpisodeConfig),
 }
+
+
+def check_prompt(prompt: object, max_chars: int) -> str:
+    """An episode's prompt, or a one-line error: not text, empty, or longer than `episode.max_prompt_chars`."""
+    if not isinstance(prompt, str):
+        raise InputError(f"the prompt must be text, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    if len(prompt) > max_chars:
+        raise InputError(f"the prompt has {len(prompt)} characters; the limit is {max_chars}")
+    return prompt
 
 
 @dataclass
@@ -44,18 +55,12 @@ class EpisodeRequest:
         unknown = sorted(set(body) - set(FIELDS))
         if unknown:
             raise InputError(f"unknown request field '{unknown[0]}' (known: {', '.join(FIELDS)})")
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("prompt must be a non-empty string")
         config = overridden(base, body.get("config", {}))
-        if len(prompt) > config.episode.max_prompt_chars:
-            raise InputError(f"prompt has {len(prompt)} characters; the limit is {config.episode.max_prompt_chars}")
+        prompt = check_prompt(body.get("prompt"), config.episode.max_prompt_chars)
         tools = body.get("tools", [])
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             raise InputError("tools must be a list of tool names")
-        for name in tools:
-            if name not in TOOL_NAMES:
-                raise InputError(f"unknown tool '{name}' (known: {', '.join(TOOL_NAMES)})")
+        tools = check_tool_names(tools)
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise InputError("model must be a string")
@@ -69,7 +74,7 @@ class EpisodeRequest:
                 if name in given and given[name] > getattr(ceiling, name):
                     raise InputError(f"budget {name} {given[name]:g} is above this server's {getattr(ceiling, name):g}")
             budget = Budget(**{name: min(getattr(budget, name), getattr(ceiling, name)) for name in LIMITS})
-        return cls(prompt, budget, list(dict.fromkeys(tools)), config, model, telemetry)
+        return cls(prompt, budget, tools, config, model, telemetry)
 
 
 def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:

@@ -71,6 +71,14 @@ class StoreLookupTool:
 TOOL_NAMES = ("python", "store")
 
 
+def check_tool_names(names: list[str]) -> list[str]:
+    """The names, each once; an unknown one is a one-line error that lists the known ones."""
+    for name in names:
+        if name not in TOOL_NAMES:
+            raise InputError(f"unknown tool '{name}' (known: {', '.join(TOOL_NAMES)})")
+    return list(dict.fromkeys(names))
+
+
 def make_tools(names: list[str], store: ConceptStore, embedder: Embedder, allow_unsafe_python: bool = False) -> dict:
     """Tools by name; an unknown name is a one-line error that lists the known ones.
 
@@ -78,13 +86,11 @@ def make_tools(names: list[str], store: ConceptStore, embedder: Embedder, allow_
     unless `allow_unsafe_python`.
     """
     tools = {}
-    for name in names:
+    for name in check_tool_names(names):
         if name == "python":
             if not (allow_unsafe_python or isolation().safe):
                 raise SandboxUnavailable(unavailable_message())
             tools[name] = PythonTool(allow_unsafe=allow_unsafe_python)
-        elif name == "store":
-            tools[name] = StoreLookupTool(store, embedder)
         else:
-            raise InputError(f"unknown tool '{name}' (known: {', '.join(TOOL_NAMES)})")
+            tools[name] = StoreLookupTool(store, embedder)
     return tools

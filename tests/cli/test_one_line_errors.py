@@ -31,8 +31,9 @@ def test_damaged_store_metadata(small_store_path, tmp_path, meta, reason):
     store = tmp_path / "store"
     shutil.copytree(small_store_path, store)
     (store / "meqg_store.json").write_text(meta)
-    one_line_error(meqg("store", "stats", "--store", str(store)), f"corrupt store metadata {store / 'meqg_store.json'}")
-    assert reason in meqg("store", "stats", "--store", str(store)).stderr
+    result = meqg("store", "stats", "--store", str(store))
+    one_line_error(result, f"corrupt store metadata {store / 'meqg_store.json'}")
+    assert reason in result.stderr
 
 
 def test_missing_lance_data_files(small_store_path, tmp_path):

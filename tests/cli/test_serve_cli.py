@@ -143,7 +143,7 @@ def test_a_flop_budget_stops_the_episode_at_its_exact_count(server):
         ({"prompt": "x", "budget": {"minutes": 1}}, "unknown budget key 'minutes'"),
         ({"prompt": "x", "budget": {"seconds": 600}}, "budget seconds 600 is above this server's 60"),
         ({"prompt": "x" * 8001}, "the limit is 8000"),
-        ({"prompt": ""}, "prompt must be a non-empty string"),
+        ({"prompt": ""}, "the prompt is empty"),
         ({"prompt": "x", "tools": ["shell"]}, "unknown tool 'shell'"),
         ({"prompt": "x", "config": {"obj": {"lambda_zzz": 1}}}, "lambda_zzz"),
         ({"prompt": "x", "temperature": 2}, "unknown request field 'temperature'"),

@@ -107,12 +107,12 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
 
 
 def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run, small_store_path, tmp_path):
+    """(`meqg` turns every MeqgError into one line and exit 2: tests/cli/test_one_line_errors.py.)"""
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
-    result = meqg("export", "torch", "--run", str(trained_run), "--out", str(taken))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "already exists and is not an empty directory" in result.stderr
+    with pytest.raises(MeqgError, match="already exists and is not an empty directory"):
+        export_torch(trained_run, taken)
     assert [p.name for p in taken.iterdir()] == ["keep.txt"]
 
     fresh = tmp_path / "fresh-run"
