@@ -94,7 +94,9 @@ def demo(
         f"[bold]meqg train --run {run} --resume --steps {2 * steps} --monitor[/], "
         f'[bold]meqg run "..." --run {run} --tools python,store[/], '
         f"[bold]meqg serve --run {run}[/] (POST /v1/diamond/run), "
-        f"[bold]meqg inverter train --store {store} --run {run}[/] (text for store misses). "
-        "Exports to PyTorch and Core ML (`meqg export`) are not built yet.",
+        f"[bold]meqg inverter train --store {store} --run {run}[/] (text for store misses), "
+        f"[bold]meqg export torch --run {run} --out DIR[/] (the model for plain PyTorch), "
+        f"[bold]meqg train --run {run} --resume --engine torch --nproc 2[/] (PyTorch under torchrun). "
+        "Core ML export is not built yet.",
         soft_wrap=True,
     )
