@@ -36,7 +36,7 @@ class WindowCache:
     def update_and_fetch(self, x: torch.Tensor) -> torch.Tensor:
         history = self.state if self.state is not None else x.new_zeros(x.shape[0], self.size, x.shape[-1])
         window = torch.cat([history, x], 1)
-        self.state = window[:, window.shape[1] - self.size :]
+        self.state = window[:, -self.size :] if self.size else window[:, :0]  # no traced sizes: Core ML export
         return window
 
     def copy(self) -> "WindowCache":
@@ -72,7 +72,9 @@ class VMMCache:
 
 
 def _heads(v: torch.Tensor, heads: int) -> torch.Tensor:
-    return v.repeat_interleave(heads // v.shape[2], dim=2)
+    """(b, l, g, n) -> per head: one group broadcasts over the heads as it is (no repeat in a traced graph);
+    otherwise each group serves heads // g consecutive heads."""
+    return v if v.shape[2] == 1 else v.repeat_interleave(heads // v.shape[2], dim=2)
 
 
 def segment_sums(a: torch.Tensor) -> torch.Tensor:
@@ -179,9 +181,17 @@ class ExpertsGLU(nn.Module):
         self.gate = nn.Parameter(torch.zeros(n_experts, d_ff, d_model))
         self.up = nn.Parameter(torch.zeros(n_experts, d_ff, d_model))
         self.down = nn.Parameter(torch.zeros(n_experts, d_model, d_ff))
+        # every expert on every token, weighted by gates scattered over the experts: a static graph
+        # (what Core ML needs) and, for a token or two, no slower than dispatching
+        self.dense = False
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """x (N, d), indices/gates (N, k) -> sum_j gates[n, j] * expert_{indices[n, j]}(x[n])."""
+        if self.dense:
+            weights = torch.zeros(x.shape[0], self.gate.shape[0], dtype=x.dtype, device=x.device)
+            weights = weights.scatter(1, indices, gates)  # (N, E)
+            hidden = F.silu(torch.einsum("nd,efd->nef", x, self.gate)) * torch.einsum("nd,efd->nef", x, self.up)
+            return torch.einsum("ne,nef,edf->nd", weights, hidden, self.down)
         out = torch.zeros_like(x)
         for e in range(self.gate.shape[0]):  # an expert with no tokens runs on none: every weight gets a gradient
             rows, slots = (indices == e).nonzero(as_tuple=True)
@@ -209,7 +219,7 @@ class MoEFeedForward(nn.Module):
         probs = logits.softmax(-1)
         y = self.experts(flat, indices, gates)
         n_experts = probs.shape[-1]
-        load = torch.bincount(indices.reshape(-1), minlength=n_experts).to(x.dtype)
+        load = F.one_hot(indices.reshape(-1), n_experts).sum(0).to(x.dtype)
         balance = n_experts * (load / (flat.shape[0] * self.top_k) * probs.mean(0)).sum()
         entropy = -(probs * (probs + 1e-12).log()).sum(-1).mean()
         return y.reshape(shape), RouterStats(balance, load, entropy, probs.mean(0))
@@ -239,9 +249,9 @@ class NextConceptHead(nn.Module):
         self.correction = nn.Linear(d_model, concept_dim) if correction else None
 
     def forward(self, concepts: torch.Tensor, h: torch.Tensor, cache: WindowCache | None = None) -> torch.Tensor:
-        steps = concepts.shape[1]
         padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
-        recent = torch.stack([padded[:, self.lags - 1 - j : self.lags - 1 - j + steps] for j in range(self.lags)], 2)
+        # lag j: the window shifted j back; ends counted from the right, so a traced graph holds no sizes
+        recent = torch.stack([padded[:, self.lags - 1 - j : (-j or None)] for j in range(self.lags)], 2)
         out = (self.mix(h).softmax(-1)[..., None] * recent).sum(2)
         if self.correction is not None:
             out = out + self.correction(h)
