@@ -96,7 +96,7 @@ def demo(
         f"[bold]meqg serve --run {run}[/] (POST /v1/diamond/run), "
         f"[bold]meqg inverter train --store {store} --run {run}[/] (text for store misses), "
         f"[bold]meqg export torch --run {run} --out DIR[/] (the model for plain PyTorch), "
-        f"[bold]meqg train --run {run} --resume --engine torch --nproc 2[/] (PyTorch under torchrun). "
-        "Core ML export is not built yet.",
+        f"[bold]meqg export coreml --run {run} --out DIR[/] (a bundle for apps on macOS and iOS), "
+        f"[bold]meqg train --run {run} --resume --engine torch --nproc 2[/] (PyTorch under torchrun).",
         soft_wrap=True,
     )

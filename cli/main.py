@@ -13,6 +13,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from meqg_mlx.errors import MeqgError
 
 from . import (
+    coreml_commands,
     data_commands,
     decode_commands,
     demo_commands,
@@ -46,6 +47,7 @@ for commands in (
     eval_commands,
     inverter_commands,
     export_commands,
+    coreml_commands,
     serve_commands,
     demo_commands,
 ):

@@ -13,12 +13,11 @@ from meqg_converters.export import export_torch
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import WEIGHTS, RunDir
 from meqg_mlx.train.checkpoint import load_model
-from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.vmm.model import ModelArgs
 
 from ..conftest import meqg
+from .conftest import refuses_taken_outputs_and_untrained_runs
 from ..processes import run as run_process
-from ..train.test_trainer import small_config
 
 # Runs in a fresh interpreter in which mlx and meqg cannot be imported: what a PyTorch user has.
 PLAIN_TORCH = textwrap.dedent(
@@ -56,13 +55,6 @@ PLAIN_TORCH = textwrap.dedent(
              stepped=stepped.numpy(), modules=sorted(m for m in sys.modules if m.startswith(("mlx", "meqg"))))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def trained_run(small_store_path, tmp_path_factory):
-    run = tmp_path_factory.mktemp("export") / "run"
-    TrainingRun(run, small_store_path, small_config(steps=12, learning_rate=3e-3, warmup_steps=2)).train()
-    return run
 
 
 def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, small_store, tmp_path):
@@ -108,18 +100,7 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
 
 def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run, small_store_path, tmp_path):
     """(`meqg` turns every MeqgError into one line and exit 2: tests/cli/test_one_line_errors.py.)"""
-    taken = tmp_path / "taken"
-    taken.mkdir()
-    (taken / "keep.txt").write_text("mine")
-    with pytest.raises(MeqgError, match="already exists and is not an empty directory"):
-        export_torch(trained_run, taken)
-    assert [p.name for p in taken.iterdir()] == ["keep.txt"]
-
-    fresh = tmp_path / "fresh-run"
-    RunDir(fresh).create(small_store_path, "{}\n")
-    with pytest.raises(MeqgError, match="no checkpoint in"):
-        export_torch(fresh, tmp_path / "out1")
-
+    refuses_taken_outputs_and_untrained_runs(export_torch, trained_run, small_store_path, tmp_path)
     broken = tmp_path / "broken-run"
     shutil.copytree(trained_run, broken)
     weights = RunDir(broken).latest_checkpoint() / WEIGHTS
