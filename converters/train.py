@@ -146,7 +146,7 @@ class TorchTrainer(Trainer):
         return float(self.learning_rate(mx.array(step, dtype=mx.uint64)))
 
     # ----- rank 0 leads --------------------------------------------------------------------------
-    def _sync(self, stop: bool = False) -> bool:
+    def _sync(self) -> bool:
         """Rank 0's state on every rank at the start of a step; False when rank 0 says training is over.
 
         Weights and optimizer state travel only when something between steps replaced rank 0's
@@ -156,9 +156,9 @@ class TorchTrainer(Trainer):
         if changed:
             self._pull()
         if self.world == 1:
-            return not stop
+            return True
         control = [
-            {"stop": stop, "state": self.state_dict(), "optimizer_step": self.optimizer_step, "changed": changed}
+            {"stop": False, "state": self.state_dict(), "optimizer_step": self.optimizer_step, "changed": changed}
         ]
         dist.broadcast_object_list(control, src=0)
         if control[0]["stop"]:
