@@ -5,9 +5,11 @@
 * search: p50/p95 latency and recall@10 of meqg's search path against numpy brute
   force (the exact answer) on real stdlib embeddings and clustered synthetic vectors
   at 100k and 1M rows, shaped like the real ones (k-means means + residual covariance).
-  `--lance` adds LanceDB's own IVF_PQ (+refine) for reference.
+  `--lance` adds LanceDB's own IVF_PQ (+refine) for reference; `--faiss` adds Faiss's IVF-flat,
+  IVF-PQ (+ exact re-ranking) and HNSW, each at the smallest nprobe / efSearch that reaches
+  `store.ann_target_recall` on these queries (the way meqg calibrates its own index).
 
-    python bench/store.py [--sizes 100000 1000000] [--queries 200] [--lance]
+    python bench/store.py [--sizes 100000 1000000] [--queries 200] [--lance] [--faiss]
 """
 
 from __future__ import annotations
@@ -173,6 +175,46 @@ def bench_lance(store: ConceptStore, vectors: np.ndarray, queries: np.ndarray, k
         )
 
 
+FAISS_INDEXES = {  # name -> (factory string, knob, values tried in order)
+    "IVF-flat": ("IVF{nlist},Flat", "nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256)),
+    "IVF-PQ48 + refine": ("IVF{nlist},PQ48,RFlat", "nprobe", (1, 2, 4, 8, 16, 32, 64, 128, 256)),
+    "HNSW32": ("HNSW32,Flat", "efSearch", (16, 32, 64, 128, 256, 512)),
+}
+
+
+def bench_faiss(vectors: np.ndarray, queries: np.ndarray, target: float, k: int = 10) -> None:
+    """Faiss on the same vectors and queries (inner product = cosine on unit rows), each index at the
+    smallest setting of its knob whose recall@10 reaches `target`."""
+    import faiss
+
+    truth = [set(numpy_brute_force(vectors, q, k).tolist()) for q in queries]
+    nlist = int(4 * np.sqrt(len(vectors)))
+    for name, (factory, knob, values) in FAISS_INDEXES.items():
+        t0 = time.perf_counter()
+        index = faiss.index_factory(vectors.shape[1], factory.format(nlist=nlist), faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.add(vectors)
+        built = time.perf_counter() - t0
+        size_mb = faiss.serialize_index(index).nbytes / 2**20
+        for value in values:
+            faiss.ParameterSpace().set_index_parameter(index, knob, value)
+            if name.endswith("refine"):
+                faiss.ParameterSpace().set_index_parameter(index, "k_factor_rf", 10)
+            lat, recall = [], []
+            for q, expected in zip(queries, truth):
+                t0 = time.perf_counter()
+                _, ids = index.search(q[None], k)
+                lat.append(time.perf_counter() - t0)
+                recall.append(len(expected & set(ids[0].tolist())) / k)
+            if np.mean(recall) >= target or value == values[-1]:
+                break
+        p50, p95 = percentiles(lat)
+        print(
+            f"{'Faiss ' + name:<23} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  recall@10 {np.mean(recall):.3f}"
+            f"  ({knob} {value}; build {built:.1f} s, index {size_mb:.0f} MB)"
+        )
+
+
 def synthetic_store(directory: Path, vectors: np.ndarray) -> ConceptStore:
     store = ConceptStore.create(directory, vectors.shape[1], "synthetic", StoreConfig())
     first = store.reserve_ids(len(vectors))
@@ -206,6 +248,7 @@ def main() -> None:
         help="real stores whose vectors are searched and shape the synthetic ones",
     )
     parser.add_argument("--lance", action="store_true", help="also time LanceDB's flat scan and IVF_PQ")
+    parser.add_argument("--faiss", action="store_true", help="also time Faiss IVF-flat, IVF-PQ and HNSW")
     parser.add_argument("--nprobes", type=int, nargs="*", default=[8, 16, 32, 64])
     args = parser.parse_args()
     print(f"meqg bench/store.py on {os.cpu_count()} cores; BLAS for MLX: {meqg_mlx.backend.blas_description()}")
@@ -229,6 +272,8 @@ def main() -> None:
                 real[held_out],
                 nprobes=tuple(args.nprobes),
             )
+            if args.faiss:
+                bench_faiss(real[keep], real[held_out], StoreConfig().ann_target_recall)
     else:
         print(f"\n(no real store at {args.store}: run `meqg demo` first for real-embedding figures)")
     fit_on = real if real is not None else sample
@@ -242,6 +287,8 @@ def main() -> None:
             bench_search(f"synthetic fitted to real, {size}", store, vectors, queries, nprobes=tuple(args.nprobes))
             if args.lance:
                 bench_lance(store, vectors, queries)
+            if args.faiss:
+                bench_faiss(vectors, queries, StoreConfig().ann_target_recall)
         del vectors
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS {peak:.0f} MB")
