@@ -111,13 +111,13 @@ class TorchTrainer(Trainer):
                 # the buffers (RVQ codebooks, expert centroids) never change while training: no sync per forward
                 self.objective_module = DistributedDataParallel(objective, broadcast_buffers=False)
         self.matrix = torch.from_numpy(np.array(self.table.matrix)).to(self.device)
-        self.codes_matrix = torch.from_numpy(np.array(self.codes).astype(np.int64)).to(self.device)
 
     # ----- rank 0's MLX trainer <-> the twin ---------------------------------------------------
     def _pull(self) -> None:
         """The MLX model's weights and optimizer state into the twin (rank 0 keeps both in step)."""
         weights = mlx_to_torch({k: torch.from_numpy(np.array(v)) for k, v in tree_flatten(self.model.parameters())})
         self.twin.load_state_dict(weights, strict=True)
+        self.codes_matrix = torch.from_numpy(np.array(self.codes).astype(np.int64)).to(self.device)
         state = dict(tree_flatten(self.optimizer.state))
         self.optimizer_step = int(state["step"].item()) if "step" in state else 0
         with torch.no_grad():
@@ -164,11 +164,12 @@ class TorchTrainer(Trainer):
         if control[0]["stop"]:
             return False
         if self.rank != 0:
-            self._follow_state(control[0]["state"])
+            self.load_state_dict(control[0]["state"])
             self.optimizer_step = control[0]["optimizer_step"]
-        if control[0]["changed"]:
+        if control[0]["changed"]:  # weights, optimizer, codebooks and the planner targets they give
+            moments = [t for pair in self.moments.values() for t in pair]
             with torch.no_grad():
-                for tensor in [*self.params.values(), *(t for pair in self.moments.values() for t in pair)]:
+                for tensor in [*self.twin.state_dict().values(), *moments, self.codes_matrix]:
                     dist.broadcast(tensor, src=0)
         return True
 
@@ -177,16 +178,6 @@ class TorchTrainer(Trainer):
         current = [v for _, v in tree_flatten(self.model.parameters())]
         current += [v for _, v in tree_flatten(self.optimizer.state)]
         return len(current) == len(self._pushed) and all(a is b for a, b in zip(current, self._pushed))
-
-    def _follow_state(self, state: dict) -> None:
-        """`load_state_dict` without recomputing the RVQ codes, which do not change while training."""
-        self.rng.bit_generator.state = state["rng"]
-        self.recovery.load_state(state["recovery"])
-        self.kappa = state["kappa"]
-        self._gate_gap, self._next_check = state["gate_schedule"]
-        if self.gate and state["trust_radius"] is not None:
-            self.gate.trust_radius = state["trust_radius"]
-        self.state.step, self.state.accepted, self.state.forwards = state["step"], state["accepted"], state["forwards"]
 
     def finish(self) -> None:
         """Rank 0: tell the other ranks that training is over."""
@@ -219,7 +210,8 @@ class TorchTrainer(Trainer):
         )
         keep = np.concatenate([mask.reshape(-1), np.ones(len(negatives), dtype=np.float32)])
         ledger = np.flatnonzero(mask.reshape(-1))[: tc.ledger_positions]
-        ledger_rows = [int(np.flatnonzero(positions == p)[0]) for p in ledger if p in set(positions.tolist())]
+        row_of = {int(p): row for row, p in enumerate(positions)}  # this rank's row of a global position
+        ledger_rows = [row_of[int(p)] for p in ledger if int(p) in row_of]
         seeds = [(key * 1_000_003 + int(positions[r])) % 2**63 for r in ledger_rows]
         tokens_total = float(inputs.size)
 

@@ -83,3 +83,4 @@ def load_checkpoint(path: str | Path, trainer, weights_only: bool = False) -> No
             raise MeqgError(
                 f"corrupt checkpoint {path}: {STATE} has a bad value ({type(exc).__name__}: {exc})"
             ) from None
+        trainer.refresh_codes()  # the planner's targets under the codebooks just loaded

@@ -109,7 +109,6 @@ class Trainer:
             self.gate.trust_radius = state["trust_radius"]
         self.state.step, self.state.accepted = state["step"], state["accepted"]
         self.state.forwards = float(state.get("forwards", 0.0))  # checkpoints before compute accounting
-        self.refresh_codes()
 
     def _fit_rvq(self, steps: int) -> None:
         vectors = self.table.vectors
