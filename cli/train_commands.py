@@ -54,24 +54,21 @@ def train(
     ] = False,
 ) -> None:
     """Train a VMM on concept sequences from a store, every step through the Null-Stability Gate."""
+    # what a worker process gets of this call: `meqg train` under the monitor, the torchrun script
+    forwarded = ["--run", str(run)]
+    for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
+        forwarded += [flag, str(value)] if value is not None else []
+    forwarded += ["--no-gate"] * no_gate + ["--resume"] * resume
     if engine is Engine.torch:
         if monitor:
             raise MeqgError(f"--monitor trains with the mlx engine; watch a torch run with: meqg monitor {run}")
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-        command += ["-m", "meqg_converters.train", "--", "--run", str(run)]
-        for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
-            command += [flag, str(value)] if value is not None else []
-        command += ["--no-gate"] * no_gate + ["--resume"] * resume
-        train_with_torchrun(command)
+        train_with_torchrun(command + ["-m", "meqg_converters.train", "--", *forwarded])
         return
     if nproc != 1:
         raise ConfigError("--nproc needs --engine torch (the mlx engine trains in this process)")
     if monitor:
-        command = [sys.executable, "-m", "meqg_cli.main", "train", "--run", str(run)]
-        for flag, value in (("--store", store), ("--steps", steps), ("--config", config_file)):
-            command += [flag, str(value)] if value is not None else []
-        command += ["--no-gate"] * no_gate + ["--resume"] * resume
-        train_with_monitor(command, run)
+        train_with_monitor([sys.executable, "-m", "meqg_cli.main", "train", *forwarded], run)
         return
     from meqg_mlx.config import load_config
     from meqg_mlx.train.run import TrainingRun

@@ -18,6 +18,7 @@ but predicts only on macOS. Written to a temporary sibling and renamed: never a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -38,6 +39,7 @@ from meqg_mlx.config import load_run
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
 
+from .export import require_new_output, store_record
 from .torch_bert import SentenceEncoder
 from .torch_vmm import CONV_KERNEL, VMM, VMMCache
 from .weights import load_checkpoint_vmm
@@ -164,8 +166,7 @@ def encoder_directory(config) -> Path:
 def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[str], None] = lambda line: None) -> dict:
     """Write the run's Core ML bundle into `out_dir` (new, or an empty directory); returns its manifest."""
     run, out = RunDir(run_dir), Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MeqgError(f"{out} already exists and is not an empty directory: choose another --out")
+    require_new_output(out)
     meta, config = load_run(run)
     checkpoint = run.require_checkpoint()
     step = VMMStep(load_checkpoint_vmm(checkpoint))
@@ -199,14 +200,13 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
         },
         "vmm_step": {
             "file": "vmm_step.mlpackage",
-            "model_args": {k: getattr(args, k) for k in vars(args)},
+            "model_args": dataclasses.asdict(args),
             "states": {n: list(getattr(step, n).shape) for n in step.state_names},
             "planner": {"levels": args.rvq_levels, "codes": args.rvq_codes, "path": "greedy"},
         },
         "concepts": {"vectors": "concepts.bin", "dtype": "float16", "shape": list(vectors.shape),
                      "texts": "concepts.json"},
-        "store": {"path": str(store.path), "origin_model": store.origin_model, "dim": store.dim,
-                  "concepts": int(len(ids)), "version": store.table.version},
+        "store": store_record(store),
         "run": {"path": str(run.path.resolve()), "run_id": meta["run_id"], "checkpoint": checkpoint.name},
     }  # fmt: skip
     with replaced_dir(out) as tmp:

@@ -25,7 +25,7 @@ from meqg_mlx.atomic import replaced_dir
 from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.config import load_run
 from meqg_mlx.errors import MeqgError
-from meqg_mlx.runs import RunDir
+from meqg_mlx.runs import STATE, RunDir
 
 from . import torch_vmm
 from .weights import load_checkpoint_vmm
@@ -59,17 +59,33 @@ trained on ({concepts} concepts) is described in config.json.
 """
 
 
+def require_new_output(out: Path) -> None:
+    """An export goes into a new or an empty directory; anything else is refused and left as it is."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MeqgError(f"{out} already exists and is not an empty directory: choose another --out")
+
+
+def store_record(store: ConceptStore) -> dict:
+    """What an export says of the store its run trained on."""
+    return {
+        "path": str(store.path),
+        "origin_model": store.origin_model,
+        "dim": store.dim,
+        "concepts": store.count(),
+        "version": store.table.version,
+    }
+
+
 def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the run's latest checkpoint as a PyTorch export in `out_dir` (new, or an empty directory)."""
     run, out = RunDir(run_dir), Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MeqgError(f"{out} already exists and is not an empty directory: choose another --out")
+    require_new_output(out)
     meta, _ = load_run(run)
     checkpoint = run.require_checkpoint()
     try:
-        state = json.loads((checkpoint / "state.json").read_text())
+        state = json.loads((checkpoint / STATE).read_text())
     except (OSError, ValueError) as exc:
-        raise MeqgError(f"corrupt checkpoint {checkpoint}: state.json unreadable ({exc})") from None
+        raise MeqgError(f"corrupt checkpoint {checkpoint}: {STATE} unreadable ({exc})") from None
     model = load_checkpoint_vmm(checkpoint)
     store = ConceptStore.open(meta["store"])
     args = model.args
@@ -82,13 +98,7 @@ def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
         "concept_dim": args.concept_dim,
         "rvq": {"levels": args.rvq_levels, "codes": args.rvq_codes, "tensor": "rvq.codebooks"},
         "experts": {"count": args.n_experts, "top_k": args.top_k, "centroids_tensor": "expert_centroids"},
-        "store": {
-            "path": str(store.path),
-            "origin_model": store.origin_model,
-            "dim": store.dim,
-            "concepts": store.count(),
-            "version": store.table.version,
-        },
+        "store": store_record(store),
         "run": {"run_id": meta["run_id"], "checkpoint": checkpoint.name, "step": state.get("step")},
         "torch_version": torch.__version__,
     }

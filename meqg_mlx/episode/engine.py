@@ -201,7 +201,7 @@ class _Episode:
                     return refused
                 self.meter.charge(flops, kv_bytes)
                 charged, fed = charged + flops, fed + feeding
-                candidate, record = self._propose(context, retrieved, view)
+                candidate, record = self._propose(context, retrieved, feeding, view)
                 self.step_seconds = max(self.step_seconds, time.perf_counter() - started)
                 self.meter.note(self.step_seconds)
                 wider = view.widened()
@@ -249,15 +249,18 @@ class _Episode:
         ids = [int(i) for i, score in zip(found, scores) if score < 0.9999][:slots]
         return list(self.engine.store.vectors(ids)) if ids else []
 
-    def _propose(self, context: list[np.ndarray], retrieved: list[np.ndarray], view: View) -> tuple[np.ndarray, dict]:
+    def _propose(
+        self, context: list[np.ndarray], retrieved: list[np.ndarray], fed: int, view: View
+    ) -> tuple[np.ndarray, dict]:
         """The model's next concept after context[:-1] + retrieved + context[-1], backtracked towards the
         last concept until the gate's policy passes it (or gives up).
 
         The cache holds context[:-1] (the part new here is fed first); the retrieved slots and the last
-        concept go into a fork of it, since the next step retrieves other slots.
+        concept go into a fork of it, since the next step retrieves other slots. `fed`: how many concepts
+        that is (what S_geo prices).
         """
         engine, ec = self.engine, self.config.episode
-        last, fed = context[-1], len(context) - 1 - self.cache.offset + len(retrieved) + 1
+        last = context[-1]
         if self.cache.offset < len(context) - 1:
             engine.model(mx.array(np.stack(context[self.cache.offset : -1]))[None], cache=self.cache)
         out = engine.model(mx.array(np.stack(retrieved + [last]))[None], cache=self.cache.copy())
