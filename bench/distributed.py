@@ -108,12 +108,12 @@ def main() -> None:
     store = ConceptStore.open(args.store)
     vmm, train = SETTINGS["vmm"], SETTINGS["train"]
     print(
-        f"store {store.path} ({store.count()} concepts); VMM d_model {vmm['d_model']}, {vmm['n_layers']} layers, "
+        f"store {store.uri} ({store.count()} concepts); VMM d_model {vmm['d_model']}, {vmm['n_layers']} layers, "
         f"batch {train['batch_size']} x {train['seq_len']}; {args.steps} steps after {args.warmup}"
     )
 
     print("\n1. torchrun + DDP (gloo on CPU, NCCL on CUDA): whole steps of rank 0")
-    measured = processes(store.path, args.steps, args.warmup, args.nproc)
+    measured = processes(store.uri, args.steps, args.warmup, args.nproc)
     print(f"{'processes':>10} {'steps/s':>9} {'concept-steps/s':>16} {'final loss':>11}")
     for n, r in measured.items():
         print(f"{n:>10} {r['steps_s']:>9.2f} {r['concept_steps_s']:>16.0f} {r['final_loss']:>11.4f}")

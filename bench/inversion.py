@@ -79,7 +79,7 @@ def main() -> None:
     pick = np.random.default_rng(0).permutation(len(held.ids))[: args.texts]
     references, targets = [held.texts[i] for i in pick], held.vectors[pick]
     print(
-        f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.path}; inverter step "
+        f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.uri}; inverter step "
         f"{inverter.meta['step']}, {inverter.meta['trained_texts']} training texts; "
         f"{args.steps} correction steps x {inversion.candidates} candidates",
         flush=True,

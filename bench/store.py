@@ -121,7 +121,7 @@ def bench_search(
     for nprobe in settings:
         index = store._index
         if nprobe is not None:
-            partitioned = PartitionedIndex.load(store.path)
+            partitioned = PartitionedIndex.load(store.location)
             if partitioned is None:
                 continue
             index = lambda q, kk: partitioned.search(q, kk, nprobe=nprobe)  # noqa: E731

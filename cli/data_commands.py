@@ -35,7 +35,9 @@ def data_build(
     build(store or default_store(), source, limit, config_file, text_column)
 
 
-def build(store: Path, source: list[str], limit: Optional[int], config_file: Optional[Path], text_column: str) -> None:
+def build(
+    store: str | Path, source: list[str], limit: Optional[int], config_file: Optional[Path], text_column: str
+) -> None:
     from meqg_mlx.concepts import build_store
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config

@@ -53,7 +53,7 @@ def demo(
     from meqg_mlx.train.run import TrainingRun
 
     store = store or default_store()
-    if not (store / "meqg_store.json").exists():
+    if not ConceptStore.exists(store):
         console.print(f"[bold]meqg demo[/]: building the default concept store from this Python's stdlib at {store}")
         build(store, ["stdlib"], None, None, "text")
     concepts = ConceptStore.open(store)

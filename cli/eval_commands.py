@@ -20,7 +20,7 @@ def evaluate(
         Optional[Path], typer.Option("--run", help="Evaluate this trained run (its latest checkpoint and store).")
     ] = None,
     store: Annotated[
-        Optional[Path], typer.Option("--store", help="Train and evaluate every variant x seed on this store.")
+        Optional[str], typer.Option("--store", help="Train and evaluate every variant x seed on this store.")
     ] = None,
     chains: Annotated[
         Optional[Path], typer.Option("--chains", help="Chains to follow: one JSON list of texts per line.")

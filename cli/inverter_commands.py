@@ -19,7 +19,7 @@ def register(root: typer.Typer) -> None:
 
 @app.command("train")
 def train(
-    store: Annotated[Path, typer.Option("--store", help="Concept store whose texts and vectors it learns from.")],
+    store: Annotated[str, typer.Option("--store", help="Concept store whose texts and vectors it learns from.")],
     run: Annotated[
         Path,
         typer.Option(

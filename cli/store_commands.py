@@ -17,7 +17,7 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="store")
 
 
-def _open(store: Optional[Path]):
+def _open(store: Optional[str]):
     from meqg_mlx.concepts import ConceptStore
     from meqg_mlx.paths import default_store
 
@@ -127,7 +127,7 @@ def show(
     concepts = _open(store)
     rows = concepts.get([concept_id])
     if not rows:
-        raise StoreError(f"no concept with id {concept_id} in {concepts.path}")
+        raise StoreError(f"no concept with id {concept_id} in {concepts.uri}")
     row = rows[0]
     neighbors = concepts.neighbors(concept_id)
     if as_json:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 def train(
     run: Annotated[Path, typer.Option("--run", help="Run directory: config, telemetry.jsonl, checkpoints.")],
     store: Annotated[
-        Optional[Path], typer.Option("--store", help="Concept store to train on (a new run needs one).")
+        Optional[str], typer.Option("--store", help="Concept store to train on (a new run needs one).")
     ] = None,
     steps: Annotated[Optional[int], typer.Option(help="Train until this step [default: config train.steps].")] = None,
     config_file: Annotated[

@@ -68,7 +68,7 @@ def require_new_output(out: Path) -> None:
 def store_record(store: ConceptStore) -> dict:
     """What an export says of the store its run trained on."""
     return {
-        "path": str(store.path),
+        "path": store.uri,
         "origin_model": store.origin_model,
         "dim": store.dim,
         "concepts": store.count(),
@@ -90,7 +90,7 @@ def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
     store = ConceptStore.open(meta["store"])
     args = model.args
     if store.dim != args.concept_dim:
-        raise MeqgError(f"{checkpoint} takes {args.concept_dim}-dim concepts; its store {store.path} has {store.dim}")
+        raise MeqgError(f"{checkpoint} takes {args.concept_dim}-dim concepts; its store {store.uri} has {store.dim}")
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -460,7 +460,7 @@ def train(args: argparse.Namespace, rank: int, should_stop=lambda: False) -> Non
         def make(store: ConceptStore, config: MeqgConfig) -> TorchTrainer:
             """The run's store and final config go to the other ranks before any trainer exists."""
             if dist.is_initialized():
-                dist.broadcast_object_list([{"store": str(store.path), "config": to_yaml(config)}], src=0)
+                dist.broadcast_object_list([{"store": store.uri, "config": to_yaml(config)}], src=0)
             made.append(TorchTrainer(store, config))
             return made[-1]
 

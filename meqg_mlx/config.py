@@ -58,6 +58,9 @@ class StoreConfig:
     doctests: bool = True  # run the stdlib's doctests in the OS sandbox; false records validation "none"
     doctest_timeout_s: float = 20.0
     doctest_memory_mb: int = 1024
+    # object stores (s3://): LanceDB's storage options, over the AWS_* environment (endpoint, region, keys)
+    storage_options: dict[str, str] = field(default_factory=dict)
+    lock_lease_s: float = 30.0  # an S3 write lock unrenewed this long is taken over (its holder died)
 
 
 @dataclass
@@ -183,6 +186,7 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
     # lambda_mod may be negative: the sign-flip ablation of `meqg eval` rewards modal collapse on purpose
     ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)}
     | {"lambda_mod": (-1e6, 1e6)},
+    StoreConfig: {"lock_lease_s": (1.0, 3600.0), "ann_target_recall": (0.0, 1.0)},
     EpisodeConfig: {
         "max_steps": (1, 1024),
         "trust_radius": (1e-6, 2.0),  # a chord between unit vectors is at most 2
@@ -198,6 +202,12 @@ T = typing.TypeVar("T")
 
 
 def _coerce(key: str, expected: type, value: object) -> object:
+    if typing.get_origin(expected) is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config key '{key}' expects a mapping of names to values, got {value!r}")
+        if not all(isinstance(v, (str, int, float, bool)) for v in value.values()):
+            raise ConfigError(f"config key '{key}' holds a value that is not a string, number or boolean")
+        return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected in (int, float) and isinstance(value, bool) or not isinstance(value, expected):

@@ -116,9 +116,11 @@ class RunDir:
 
     def create(self, store_path: str | Path, config_yaml: str) -> dict:
         """A new run on `store_path`: config.yaml, then run.json (written once, here)."""
+        from .concepts.location import store_uri  # here: the TUI reads runs without loading the store's stack
+
         self.ensure_new()
         self.check_directory()
-        meta = {"run_id": uuid.uuid4().hex[:12], "store": str(Path(store_path).resolve()), "created_at": time.time()}
+        meta = {"run_id": uuid.uuid4().hex[:12], "store": store_uri(store_path), "created_at": time.time()}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.write_config(config_yaml)
@@ -131,7 +133,9 @@ class RunDir:
         """run.json of this run, created (with `config_yaml`) when it is new; a run on another store is an error."""
         if not self.exists():
             return self.create(store_path, config_yaml)
+        from .concepts.location import store_uri
+
         meta = self.read_meta()
-        if Path(meta["store"]).resolve() != Path(store_path).resolve():
-            raise MeqgError(f"{self.path} is a run on the store {meta['store']}, not {Path(store_path).resolve()}")
+        if store_uri(meta["store"]) != store_uri(store_path):
+            raise MeqgError(f"{self.path} is a run on the store {meta['store']}, not {store_uri(store_path)}")
         return meta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,3 +87,49 @@ def meqg(*args: str, env: dict | None = None, timeout: float = 300):
 
     exe = Path(sys.executable).with_name("meqg")
     return run([str(exe), *args], timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, ended with the session."""
+    import socket
+    import urllib.request
+
+    from .processes import child, wait_until
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def answering():
+        try:
+            return urllib.request.urlopen(endpoint, timeout=2).status == 200
+        except OSError:
+            return False
+
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with child(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as server:
+        wait_until(answering, 60, "the S3 server answering", process=server)
+        yield endpoint
+
+
+@pytest.fixture
+def s3_store(s3_endpoint, monkeypatch, request) -> str:
+    """s3://BUCKET/store in a fresh bucket; credentials and endpoint in the environment, as a user sets them."""
+    import re
+    import uuid
+
+    import boto3
+
+    environment = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "meqg-test",
+        "AWS_SECRET_ACCESS_KEY": "meqg-test-secret",
+        "AWS_REGION": "us-east-1",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"{re.sub('[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/store"

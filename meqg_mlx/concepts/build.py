@@ -125,7 +125,7 @@ def build_store(
     if limit is not None and limit <= 0:
         raise InputError(f"--limit must be positive, got {limit}")
     started = time.perf_counter()
-    store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config)
+    store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config, on_wait)
     try:
         with store.writing(on_wait):  # from planning to indexing: another build's rows are planned against
             return _build(store, sources, embedder, config, limit, progress, text_column, started)

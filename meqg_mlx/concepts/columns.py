@@ -4,13 +4,12 @@ map between two vector columns fit by least squares on the texts both hold.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..atomic import replaced_file
 from ..encoder.base import Embedder
 from ..errors import InputError, StoreError
 from .store import ConceptStore
@@ -118,11 +117,11 @@ class LinearProjection:
         return out / np.linalg.norm(out, axis=1, keepdims=True) if self.normalize else out
 
     @staticmethod
-    def path(store: ConceptStore, source: str, target: str) -> Path:
-        return store.path / PROJECTIONS_DIR / f"{source}_to_{target}.npz"
+    def name(source: str, target: str) -> str:
+        """Where the projection lives in its store: one .npz beside the tables."""
+        return f"{PROJECTIONS_DIR}/{source}_to_{target}.npz"
 
-    def save(self, store: ConceptStore) -> Path:
-        path = self.path(store, self.source, self.target)
+    def save(self, store: ConceptStore) -> str:
         meta = {
             "source": self.source,
             "target": self.target,
@@ -130,20 +129,23 @@ class LinearProjection:
             "models": list(self.models),
             "report": asdict(self.report),
         }
-        with replaced_file(path) as tmp:
-            np.savez(tmp, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
+        name = self.name(self.source, self.target)
+        store.location.write_bytes(name, buffer.getvalue())
+        return f"{store.uri}/{name}"
 
     @classmethod
     def load(cls, store: ConceptStore, source: str, target: str) -> "LinearProjection":
-        path = cls.path(store, source, target)
-        if not path.is_file():
+        path = f"{store.uri}/{cls.name(source, target)}"
+        saved = store.location.read_bytes(cls.name(source, target))
+        if saved is None:
             raise StoreError(
-                f"no projection {source}->{target} in {store.path} "
+                f"no projection {source}->{target} in {store.uri} "
                 f"(fit one with `meqg store project --source {source} --target {target}`)"
             )
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with np.load(io.BytesIO(saved), allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 projection = cls(
                     source,

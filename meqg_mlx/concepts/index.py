@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..atomic import replaced_dir
 from .kmeans import assign, spherical_kmeans
 
 INDEX_DIR = "index"
@@ -139,11 +136,11 @@ class PartitionedIndex:
             low, high = (low, middle) if recall(middle) >= target_recall else (middle, high)
         return high
 
-    def save(self, store_path: Path, table_version: int) -> None:
-        """Write atomically: a new directory renamed over the old one."""
-        with replaced_dir(store_path / INDEX_DIR) as tmp:
+    def save(self, location, table_version: int) -> None:
+        """Write atomically beside the store's tables (`location.py`: a renamed directory, or a pointer on S3)."""
+        with location.publishing(INDEX_DIR) as files:
             for name in ("centroids", "offsets", "ids", "vectors"):
-                np.save(tmp / f"{name}.npy", getattr(self, name))
+                files.save_array(name, getattr(self, name))
             meta = {
                 "format": INDEX_FORMAT,
                 "max_id": self.max_id,
@@ -153,20 +150,19 @@ class PartitionedIndex:
                 "target_recall": self.target_recall,
                 "table_version": table_version,
             }
-            (tmp / "meta.json").write_text(json.dumps(meta))
+            files.write_text("meta.json", json.dumps(meta))
 
     @classmethod
-    def load(cls, store_path: Path) -> "PartitionedIndex | None":
-        """The saved index, memory-mapped, or None when absent or unreadable (then search is exact)."""
-        directory = store_path / INDEX_DIR
+    def load(cls, location) -> "PartitionedIndex | None":
+        """The saved index (memory-mapped when local), or None when absent or unreadable (then search is exact)."""
         try:
-            meta = json.loads((directory / "meta.json").read_text())
+            files = location.published(INDEX_DIR)
+            if files is None:
+                return None
+            meta = json.loads(files.read_text("meta.json"))
             if meta.get("format") != INDEX_FORMAT:
                 return None
-            arrays = {
-                name: np.load(directory / f"{name}.npy", mmap_mode="r")
-                for name in ("centroids", "offsets", "ids", "vectors")
-            }
+            arrays = {name: files.load_array(name) for name in ("centroids", "offsets", "ids", "vectors")}
             if len(arrays["ids"]) != meta["rows"] or arrays["offsets"][-1] != meta["rows"]:
                 return None
             return cls(
@@ -182,8 +178,8 @@ class PartitionedIndex:
             return None
 
     @staticmethod
-    def remove(store_path: Path) -> None:
-        shutil.rmtree(store_path / INDEX_DIR, ignore_errors=True)
+    def remove(location) -> None:
+        location.remove(INDEX_DIR)
 
 
 def merge_hits(*results: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,8 @@ other processes committed, so two writers at once cannot collide.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,11 +23,11 @@ from lancedb.index import BTree
 import numpy as np
 import pyarrow as pa
 
-from ..atomic import write_text
 from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
 from .index import ExactIndex, PartitionedIndex, merge_hits
+from .location import open_location
 from .lock import LOCK_FILE, write_lock
 from .schema import (
     CONCEPTS_TABLE,
@@ -88,10 +86,11 @@ class Hit:
 
 
 class ConceptStore:
-    """A directory holding `meqg_store.json` and a LanceDB database under `lance/`."""
+    """`meqg_store.json` and a LanceDB database under `lance/`, in a directory or on S3 (`location.py`)."""
 
-    def __init__(self, path: Path, meta: dict, db, table, config: StoreConfig):
-        self.path = path
+    def __init__(self, location, meta: dict, db, table, config: StoreConfig):
+        self.location = location
+        self.uri: str = location.uri
         self.meta = meta
         self.db = db
         self.table = table
@@ -108,15 +107,26 @@ class ConceptStore:
     def origin_model(self) -> str:
         return str(self.meta["origin_model"])
 
+    @staticmethod
+    def locate(uri: str | Path, config: StoreConfig | None = None):
+        config = config or StoreConfig()
+        return open_location(uri, config.storage_options, config.lock_lease_s)
+
     @classmethod
-    def create(cls, path: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None) -> "ConceptStore":
-        path = Path(path)
-        if (path / META_FILE).exists():
-            raise StoreError(f"a concept store already exists at {path}")
-        if path.exists() and (not path.is_dir() or any(p.name != LOCK_FILE for p in path.iterdir())):
-            raise StoreError(f"{path} exists and is not an empty directory")
-        path.mkdir(parents=True, exist_ok=True)
-        db = lancedb.connect(str(path / "lance"))
+    def exists(cls, uri: str | Path, config: StoreConfig | None = None) -> bool:
+        """Whether a store (its metadata file) is at `uri`."""
+        return META_FILE in cls.locate(uri, config).names()
+
+    @classmethod
+    def create(cls, uri: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None) -> "ConceptStore":
+        config = config or StoreConfig()
+        location = cls.locate(uri, config)
+        names = location.names()
+        if META_FILE in names:
+            raise StoreError(f"a concept store already exists at {location.uri}")
+        if any(name != LOCK_FILE for name in names):
+            raise StoreError(f"{location.uri} exists and is not an empty directory")
+        db = _connect(location)
         table = db.create_table(CONCEPTS_TABLE, schema=concepts_schema(dim))
         meta = {
             "format": STORE_FORMAT,
@@ -126,17 +136,19 @@ class ConceptStore:
             "next_id": 0,
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        _write_json(path / META_FILE, meta)
-        return cls(path, meta, db, table, config or StoreConfig())
+        _write_json(location, meta)
+        return cls(location, meta, db, table, config)
 
     @classmethod
-    def open(cls, path: str | Path, config: StoreConfig | None = None) -> "ConceptStore":
-        path = Path(path)
-        if not path.exists():
+    def open(cls, uri: str | Path, config: StoreConfig | None = None) -> "ConceptStore":
+        config = config or StoreConfig()
+        location = cls.locate(uri, config)
+        path = location.uri
+        if not location.exists():
             raise StoreError(f"no concept store at {path} (build one with `meqg data build --store {path}`)")
-        meta = _read_meta(path)
+        meta = _read_meta(location)
         try:
-            db = lancedb.connect(str(path / "lance"))
+            db = _connect(location)
             table = db.open_table(CONCEPTS_TABLE)
             vector_type = table.schema.field("vector").type
             table.search().select(["concept_id"]).limit(None).to_arrow()  # touches every data file
@@ -147,36 +159,40 @@ class ConceptStore:
         for name, column in meta.get("vector_columns", {}).items():
             if name not in table.schema.names or table.schema.field(name).type.list_size != column["dim"]:
                 raise StoreError(f"corrupt store {path}: vector column {name!r} missing or not {column['dim']}-d")
-        return cls(path, meta, db, table, config or StoreConfig())
+        return cls(location, meta, db, table, config)
 
     @classmethod
     def open_or_create(
-        cls, path: str | Path, dim: int, origin_model: str, config: StoreConfig | None = None
+        cls,
+        uri: str | Path,
+        dim: int,
+        origin_model: str,
+        config: StoreConfig | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> "ConceptStore":
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise StoreError(f"{path} exists and is not a directory")
-        with write_lock(path):  # two builds creating one store at once: one creates, the other opens
-            if (path / META_FILE).exists():
-                store = cls.open(path, config)
+        location = cls.locate(uri, config)
+        location.names()  # a path that is a file fails here, before the lock file is made
+        with write_lock(location, on_wait):  # two builds creating one store at once: one creates, the other opens
+            if META_FILE in location.names():
+                store = cls.open(uri, config)
                 store.check_model(origin_model, dim)
                 return store
-            return cls.create(path, dim, origin_model, config)
+            return cls.create(uri, dim, origin_model, config)
 
     def check_model(self, origin_model: str, dim: int) -> None:
         """Refuse to mix models or dims in one vector column."""
         if dim != self.dim:
-            raise StoreError(f"store {self.path} holds {self.dim}-d vectors; got {dim}-d from {origin_model}")
+            raise StoreError(f"store {self.uri} holds {self.dim}-d vectors; got {dim}-d from {origin_model}")
         if origin_model != self.origin_model:
-            raise StoreError(f"store {self.path} holds vectors from {self.origin_model}; refusing {origin_model}")
+            raise StoreError(f"store {self.uri} holds vectors from {self.origin_model}; refusing {origin_model}")
 
     # ----- writing ---------------------------------------------------------------------------
     @contextmanager
     def writing(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
         """Hold the store's write lock (`lock.py`); on taking it, re-read what other writers committed."""
-        with write_lock(self.path, on_wait) as taken:
+        with write_lock(self.location, on_wait) as taken:
             if taken:
-                self.meta = _read_meta(self.path)
+                self.meta = _read_meta(self.location)
                 self.table.checkout_latest()
                 self._index = self._positions = None
             yield
@@ -186,21 +202,15 @@ class ConceptStore:
         with self.writing():
             if self.count() > 0:
                 return
-            for entry in self.path.iterdir():
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                elif entry.name != LOCK_FILE:
-                    entry.unlink()
-        with contextlib.suppress(OSError):
-            (self.path / LOCK_FILE).unlink()
-            self.path.rmdir()
+            self.location.remove_store(keep=LOCK_FILE)
+        self.location.remove_empty_dir(LOCK_FILE)
 
     def reserve_ids(self, count: int) -> int:
         """Durably reserve `count` fresh concept ids; returns the first."""
         with self.writing():
             first = max(int(self.meta["next_id"]), self._max_id() + 1)
             self.meta["next_id"] = first + count
-            _write_json(self.path / META_FILE, self.meta)
+            _write_json(self.location, self.meta)
             return first
 
     def add(self, concepts: list[NewConcept]) -> int:
@@ -276,7 +286,7 @@ class ConceptStore:
                 **self.vector_columns(),
                 name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
             }
-            _write_json(self.path / META_FILE, self.meta)
+            _write_json(self.location, self.meta)
 
     def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
@@ -291,9 +301,7 @@ class ConceptStore:
             return {"origin_model": self.origin_model, "dim": self.dim, "normalized": True}
         columns = self.vector_columns()
         if name not in columns:
-            raise StoreError(
-                f"store {self.path} has no vector column {name!r} (has: {', '.join(['vector', *columns])})"
-            )
+            raise StoreError(f"store {self.uri} has no vector column {name!r} (has: {', '.join(['vector', *columns])})")
         return columns[name]
 
     def write_column(self, name: str, origin_model: str, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -394,7 +402,7 @@ class ConceptStore:
         """Outgoing relations of a concept as (type, weight, target row); dangling targets are skipped."""
         rows = self.get([concept_id])
         if not rows:
-            raise StoreError(f"no concept with id {concept_id} in {self.path}")
+            raise StoreError(f"no concept with id {concept_id} in {self.uri}")
         relations = [r for r in rows[0]["relations"] or [] if relation_type in (None, r["type"])]
         targets = {row["concept_id"]: row for row in self.get([r["target_id"] for r in relations])}
         return [(r["type"], r["weight"], targets[r["target_id"]]) for r in relations if r["target_id"] in targets]
@@ -416,7 +424,7 @@ class ConceptStore:
         return self._index(query, k)
 
     def _load_index(self):
-        partitioned = PartitionedIndex.load(self.path)
+        partitioned = PartitionedIndex.load(self.location)
         if partitioned is None:
             exact = ExactIndex(*self.all_vectors())
             return exact.search
@@ -431,20 +439,20 @@ class ConceptStore:
         with self.writing():
             n = self.count()
             if n < self.config.exact_search_max_rows and not force:
-                PartitionedIndex.remove(self.path)
+                PartitionedIndex.remove(self.location)
                 self._index = None
                 return False
-            existing = PartitionedIndex.load(self.path)
+            existing = PartitionedIndex.load(self.location)
             if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
                 return False
             ids, vectors = self.all_vectors()
             index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
-            index.save(self.path, self.table.version)
+            index.save(self.location, self.table.version)
             self._index = None
             return True
 
     def index_kind(self) -> str:
-        index = PartitionedIndex.load(self.path)
+        index = PartitionedIndex.load(self.location)
         if index is None:
             return "exact (in-memory matrix)"
         return (
@@ -501,7 +509,7 @@ class ConceptStore:
         relations = pa.compute.list_value_length(info["relations"]).to_numpy(zero_copy_only=False)
         table_stats = self.table.stats()
         return {
-            "path": str(self.path),
+            "path": self.uri,
             "concepts": info.num_rows,
             "relations": int(np.nansum(relations)) if len(relations) else 0,
             "dim": self.dim,
@@ -532,13 +540,21 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_meta(path: Path) -> dict:
-    """The store's metadata file, checked field by field: a bad one is a one-line StoreError."""
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        raise StoreError(f"{path} is not a meqg concept store (no {META_FILE})")
+def _connect(location):
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return lancedb.connect(location.lance_uri, storage_options=location.storage_options)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StoreError(f"cannot open the LanceDB database of {location.uri}: {_first_line(exc)}") from None
+
+
+def _read_meta(location) -> dict:
+    """The store's metadata file, checked field by field: a bad one is a one-line StoreError."""
+    meta_path = f"{location.uri}/{META_FILE}"
+    data = location.read_bytes(META_FILE)
+    if data is None:
+        raise StoreError(f"{location.uri} is not a meqg concept store (no {META_FILE})")
+    try:
+        meta = json.loads(data.decode("utf-8"))
         if not isinstance(meta, dict):
             raise ValueError(f"it holds {type(meta).__name__}, not an object")
         if meta.get("format") != STORE_FORMAT:
@@ -556,5 +572,5 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _write_json(path: Path, data: dict) -> None:
-    write_text(path, json.dumps(data, indent=2))
+def _write_json(location, data: dict) -> None:
+    location.write_bytes(META_FILE, json.dumps(data, indent=2).encode("utf-8"))

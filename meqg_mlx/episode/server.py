@@ -147,7 +147,7 @@ def create_app(engine, run: Path, limits: ServerLimits):
                 "status": "ok",
                 "run": str(run),
                 "run_id": run_id,
-                "store": str(engine.store.path),
+                "store": engine.store.uri,
                 "concepts": engine.store.count(),
                 "inverter": engine.corrector is not None,
                 "python": limits.allow_python,

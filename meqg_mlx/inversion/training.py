@@ -131,7 +131,7 @@ class InverterTraining:
             raise InputError(f"the inverter needs its embedder's tokenizer.json; {embedder.name} has none")
         store.check_model(embedder.name, embedder.dim)
         run = RunDir(run_dir)
-        self.run_id = run.for_store(store.path, to_yaml(config))["run_id"]
+        self.run_id = run.for_store(store.uri, to_yaml(config))["run_id"]
         self.store, self.embedder, self.config = store, embedder, config
         self.inversion = config.inversion
         self.inverter = run.inverter
@@ -143,7 +143,7 @@ class InverterTraining:
         )
         if len(self.train_set.ids) < 2:
             raise InputError(
-                f"{store.path} has {len(self.train_set.ids)} concepts of <= {args.max_tokens} tokens "
+                f"{store.uri} has {len(self.train_set.ids)} concepts of <= {args.max_tokens} tokens "
                 f"outside the held-out set: too few to train an inverter"
             )
         self.vocab = InverterVocab.from_texts(embedder.tokenizer_path, self.train_set.texts)
@@ -251,7 +251,7 @@ class InverterTraining:
             self.inverter.model_dir,
             {
                 "embedder": self.embedder.name,
-                "store": str(self.store.path),
+                "store": self.store.uri,
                 "step": step,
                 "held_out_every": self.inversion.held_out_every,
                 "trained_texts": len(self.train_set.ids),

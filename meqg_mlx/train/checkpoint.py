@@ -25,7 +25,7 @@ def save_checkpoint(run: RunDir | str | Path, trainer) -> Path:
         trainer.model.save_weights(str(tmp / WEIGHTS))
         mx.save_safetensors(str(tmp / OPTIMIZER), dict(tree_flatten(trainer.optimizer.state)))
         save_config(trainer.config, tmp / CONFIG)
-        state = {"format": FORMAT, "store": str(trainer.store.path), **trainer.state_dict()}
+        state = {"format": FORMAT, "store": trainer.store.uri, **trainer.state_dict()}
         (tmp / STATE).write_text(json.dumps(state))
     run.point_latest(target)
     return target

@@ -48,7 +48,7 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
         if len(ids) >= min_length
     ]
     if not docs:
-        raise StoreError(f"store {store.path} has no documents of {min_length}+ concepts to train on")
+        raise StoreError(f"store {store.uri} has no documents of {min_length}+ concepts to train on")
     return docs
 
 

@@ -34,7 +34,7 @@ def test_a_second_column_keeps_unnormalised_vectors_and_refuses_another_model(st
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     with pytest.raises(StoreError, match="holds 32-d vectors from gtr:mean; refusing 24-d vectors from gtr"):
         fill_vector_column(store, "gtr_mean", MLXSentenceEncoder(gtr_dir))
-    reopened = ConceptStore.open(store.path)
+    reopened = ConceptStore.open(store.uri)
     assert reopened.vector_columns()["gtr_mean"] == {"origin_model": "gtr:mean", "dim": 32, "normalized": False}
     # new concepts arrive without the column; filling again embeds only those
     first = reopened.reserve_ids(1)
@@ -73,7 +73,7 @@ def test_cli_add_vectors_and_project(store, gtr_dir):
         "store",
         "add-vectors",
         "--store",
-        str(store.path),
+        store.uri,
         "--column",
         "gtr_mean",
         "--model",
@@ -82,11 +82,11 @@ def test_cli_add_vectors_and_project(store, gtr_dir):
         "mean",
     )
     assert added.returncode == 0 and f"+{store.count()} vectors (32-d from gtr:mean, unnormalised)" in added.stdout
-    meqg("store", "add-vectors", "--store", str(store.path), "--column", "gtr", "--model", str(gtr_dir))
-    fitted = meqg("store", "project", "--store", str(store.path), "--source", "gtr_mean", "--target", "gtr")
+    meqg("store", "add-vectors", "--store", store.uri, "--column", "gtr", "--model", str(gtr_dir))
+    fitted = meqg("store", "project", "--store", store.uri, "--source", "gtr_mean", "--target", "gtr")
     assert fitted.returncode == 0 and "held-out mean cosine" in fitted.stdout, fitted.stderr
     assert "gtr_mean_to_gtr.npz" in fitted.stdout
-    stats = meqg("store", "stats", "--store", str(store.path))
+    stats = meqg("store", "stats", "--store", store.uri)
     assert "column gtr_mean: 32-d from gtr:mean (unnormalised)" in stats.stdout
-    bad = meqg("store", "add-vectors", "--store", str(store.path), "--column", "Bad-Name", "--model", str(gtr_dir))
+    bad = meqg("store", "add-vectors", "--store", store.uri, "--column", "Bad-Name", "--model", str(gtr_dir))
     assert bad.returncode != 0 and "bad vector column name 'Bad-Name'" in bad.stderr

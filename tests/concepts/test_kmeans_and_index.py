@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from meqg_mlx.concepts.location import StoreDir
 from meqg_mlx.concepts.index import ExactIndex, PartitionedIndex, merge_hits, top_k
 from meqg_mlx.concepts.kmeans import assign, spherical_kmeans
 
@@ -52,12 +53,12 @@ def test_partitioned_index_save_load_round_trip(tmp_path):
     x, _ = clustered(800)
     ids = np.arange(800)
     index = PartitionedIndex.build(ids, x)
-    index.save(tmp_path, table_version=3)
-    loaded = PartitionedIndex.load(tmp_path)
+    index.save(StoreDir(tmp_path), table_version=3)
+    loaded = PartitionedIndex.load(StoreDir(tmp_path))
     assert loaded is not None and loaded.max_id == 799 and loaded.nprobe == index.nprobe
     assert loaded.search(x[5], 3)[0].tolist() == index.search(x[5], 3)[0].tolist()
     (tmp_path / "index" / "meta.json").write_text("{broken")
-    assert PartitionedIndex.load(tmp_path) is None
+    assert PartitionedIndex.load(StoreDir(tmp_path)) is None
 
 
 def test_merge_hits_keeps_the_best():

@@ -12,6 +12,7 @@ import numpy as np
 import pydoc_data.topics
 import pytest
 
+from meqg_mlx.concepts.location import StoreDir
 from meqg_mlx.concepts.lock import LOCK_FILE, write_lock
 from meqg_mlx.concepts.store import ConceptStore, normalize_text
 
@@ -74,8 +75,10 @@ def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
     holder_code = textwrap.dedent(
         f"""
         import sys
+        from pathlib import Path
+        from meqg_mlx.concepts.location import StoreDir
         from meqg_mlx.concepts.lock import write_lock
-        with write_lock({str(tmp_path)!r}):
+        with write_lock(StoreDir(Path({str(tmp_path)!r}))):
             print("held", flush=True)
             sys.stdin.readline()
         """
@@ -85,7 +88,7 @@ def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
         heard, acquired = [], threading.Event()
 
         def take():
-            with write_lock(tmp_path, on_wait=heard.append):
+            with write_lock(StoreDir(tmp_path), on_wait=heard.append):
                 acquired.set()
 
         waiter = threading.Thread(target=take)
@@ -99,8 +102,8 @@ def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
 
 
 def test_the_lock_is_reentrant_in_one_thread_and_says_when_it_was_taken(tmp_path):
-    with write_lock(tmp_path) as outer:
-        with write_lock(tmp_path) as inner:
+    with write_lock(StoreDir(tmp_path)) as outer:
+        with write_lock(StoreDir(tmp_path)) as inner:
             assert outer and not inner
     assert (tmp_path / LOCK_FILE).exists()
 

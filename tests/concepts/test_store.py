@@ -31,7 +31,7 @@ def test_add_search_get_round_trip(store):
     assert hits[0].concept_id == rows[7].concept_id and hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert store.get([rows[3].concept_id])[0]["text"] == "concept number 3"
-    reopened = ConceptStore.open(store.path)
+    reopened = ConceptStore.open(store.uri)
     assert reopened.count() == 20 and reopened.dim == 8
 
 
@@ -39,7 +39,7 @@ def test_ids_are_append_only_and_never_reused(store):
     rng = np.random.default_rng(1)
     store.add(concepts(store, 5, rng))
     lost = store.reserve_ids(3)  # reserved, then the writer "crashes" before writing
-    again = ConceptStore.open(store.path)
+    again = ConceptStore.open(store.uri)
     assert again.reserve_ids(1) == lost + 3
 
 
@@ -100,9 +100,9 @@ def test_empty_text_unknown_kind_and_unreserved_ids_are_refused(store):
 
 def test_refuses_to_mix_models_or_dims(store):
     with pytest.raises(StoreError, match="holds 8-d vectors"):
-        ConceptStore.open_or_create(store.path, 384, "test-model")
+        ConceptStore.open_or_create(store.uri, 384, "test-model")
     with pytest.raises(StoreError, match="refusing other-model"):
-        ConceptStore.open_or_create(store.path, 8, "other-model")
+        ConceptStore.open_or_create(store.uri, 8, "other-model")
 
 
 def test_missing_and_corrupt_stores(tmp_path, store):
@@ -112,19 +112,19 @@ def test_missing_and_corrupt_stores(tmp_path, store):
     with pytest.raises(StoreError, match="not a meqg concept store"):
         ConceptStore.open(tmp_path / "plain")
     with pytest.raises(StoreError, match="already exists"):
-        ConceptStore.create(store.path, 8, "test-model")
+        ConceptStore.create(store.uri, 8, "test-model")
     broken = tmp_path / "broken"
-    shutil.copytree(store.path, broken)
+    shutil.copytree(store.uri, broken)
     (broken / "meqg_store.json").write_text("{not json")
     with pytest.raises(StoreError, match="corrupt store metadata"):
         ConceptStore.open(broken)
     gone = tmp_path / "gone"
-    shutil.copytree(store.path, gone)
+    shutil.copytree(store.uri, gone)
     shutil.rmtree(gone / "lance")
     with pytest.raises(StoreError, match="concepts table unreadable"):
         ConceptStore.open(gone)
     wrong_dim = tmp_path / "wrong_dim"
-    shutil.copytree(store.path, wrong_dim)
+    shutil.copytree(store.uri, wrong_dim)
     meta = json.loads((wrong_dim / "meqg_store.json").read_text())
     (wrong_dim / "meqg_store.json").write_text(json.dumps({**meta, "dim": 16}))
     with pytest.raises(StoreError, match="does not have dim 16"):

@@ -65,7 +65,7 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     assert sorted(p.name for p in out.iterdir()) == files
     config = json.loads((out / "config.json").read_text())
     assert config["store"] == {
-        "path": str(small_store.path),
+        "path": small_store.uri,
         "origin_model": small_store.origin_model,
         "dim": small_store.dim,
         "concepts": small_store.count(),

@@ -227,7 +227,7 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(
     LinearProjection.fit(store, "vector", "gtr_mean").save(store)
     # no seeding with the nearest store text: every text shown must be vec2text's own
     RunDir(tmp_path / "run").for_store(
-        store.path, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
+        store.uri, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
     )
     noise = np.random.default_rng(0).normal(size=vectors.shape).astype(np.float32)
     near = vectors + 0.02 * noise / np.linalg.norm(noise, axis=1, keepdims=True)

@@ -1,0 +1,167 @@
+"""Stores on S3: a real S3-compatible server (moto, `s3_endpoint` in conftest) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydoc_data.topics
+import pytest
+
+from meqg_mlx.concepts import ConceptStore, build_store
+from meqg_mlx.concepts.index import PartitionedIndex
+from meqg_mlx.concepts.location import S3Prefix, open_location
+from meqg_mlx.config import StoreConfig
+from meqg_mlx.errors import InputError, StoreError
+
+from ..conftest import meqg
+from ..processes import child, wait_until
+
+SOURCES = ["stdlib:json,heapq"]
+
+
+def paragraphs(count: int) -> list[str]:
+    """Distinct real paragraphs of the Python reference (pydoc's topics)."""
+    seen, texts = set(), []
+    for topic in sorted(pydoc_data.topics.topics):
+        for paragraph in pydoc_data.topics.topics[topic].split("\n\n"):
+            text = " ".join(paragraph.split())
+            if 40 <= len(text) <= 300 and text.casefold() not in seen:
+                seen.add(text.casefold())
+                texts.append(text)
+    assert len(texts) >= count
+    return texts[:count]
+
+
+def write_source(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def concept_set(store: ConceptStore) -> dict[str, int]:
+    table = store.columns(["concept_id", "text"])
+    return dict(zip(table["text"].to_pylist(), table["concept_id"].to_pylist()))
+
+
+def test_a_store_on_s3_builds_searches_appends_and_reopens_like_a_local_one(s3_store, tmp_path, embedder):
+    summary = build_store(s3_store, SOURCES, embedder)
+    local = tmp_path / "local"
+    build_store(local, SOURCES, embedder)
+    remote, here = ConceptStore.open(s3_store), ConceptStore.open(local)
+    assert summary.added == remote.count() == here.count() > 100
+    assert concept_set(remote) == concept_set(here)
+    ids, vectors = remote.all_vectors()
+    local_ids, local_vectors = here.all_vectors()
+    np.testing.assert_allclose(vectors[np.argsort(ids)], local_vectors[np.argsort(local_ids)], atol=1e-6)
+    hits = remote.search_vector(embedder.encode(["Serialize an object to a JSON formatted string."])[0], k=5)
+    assert any("json" in hit.text.lower() for hit in hits)
+    assert sorted(open_location(s3_store).names()) == ["lance", "meqg_store.json"]  # the lock is gone
+
+    before = remote.count()
+    again = build_store(s3_store, [*SOURCES, "stdlib:bisect"], embedder)
+    reopened = ConceptStore.open(s3_store)
+    assert again.added > 0 and reopened.count() == before + again.added and again.duplicates >= before
+    texts = concept_set(reopened)
+    assert len(set(texts.values())) == len(texts) == reopened.count()  # ids unique, nothing stored twice
+
+    # the partitioned index is published beside the tables by a pointer; a second build replaces it whole
+    assert reopened.build_index(force=True)
+    first_token = json.loads(reopened.location.read_bytes("index/CURRENT"))["token"]
+    assert reopened.build_index(force=True)
+    tokens = reopened.location.call("list_objects_v2", Prefix=reopened.location.key("index/"), Delimiter="/")
+    assert [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in tokens["CommonPrefixes"]] != [first_token]
+    assert len(tokens["CommonPrefixes"]) == 1
+    index = PartitionedIndex.load(ConceptStore.open(s3_store).location)
+    assert index is not None and len(index.ids) == reopened.count()
+    query = vectors[7]
+    assert ConceptStore.open(s3_store).nearest(query, 1)[0][0] == ids[7]
+
+
+def test_a_reader_sees_whole_batches_while_a_writer_appends_and_a_killed_writer_loses_only_its_batch(
+    s3_store, tmp_path
+):
+    texts = paragraphs(1200)
+    source = write_source(tmp_path / "paragraphs.jsonl", texts)
+    config = tmp_path / "config.yaml"
+    config.write_text("store:\n  commit_rows: 32\n  lock_lease_s: 2\n")
+    build = ["data", "build", "--store", s3_store, "--source", str(source), "--config", str(config)]
+    exe = Path(sys.executable).with_name("meqg")
+
+    seen = []
+    with child([str(exe), *build]) as writer:
+
+        def count_mid_ingest():
+            if not ConceptStore.exists(s3_store):
+                return False
+            store = ConceptStore.open(s3_store)
+            seen.append(store.count())
+            if seen[-1]:  # every version a reader opens holds whole batches and answers searches
+                assert len(store.nearest(store.all_vectors()[1][0], 3)[0]) == 3
+            return seen[-1] >= 3 * 32
+
+        wait_until(count_mid_ingest, 240, "three batches committed", interval=0.2, process=writer)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(30)
+    assert seen == sorted(seen) and all(n % 32 == 0 for n in seen)
+    killed = ConceptStore.open(s3_store)
+    kept = concept_set(killed)
+    assert killed.count() % 32 == 0 and 3 * 32 <= killed.count() < len(texts)
+    assert ".lock" in open_location(s3_store).names()  # the dead writer's lease is still there
+
+    result = meqg(*build, timeout=600)  # waits out the dead writer's lease, then fills the gap
+    assert result.returncode == 0, result.stderr
+    assert "took over the write lock" in " ".join(result.stdout.split())
+    final = ConceptStore.open(s3_store)
+    stored = concept_set(final)
+    assert final.count() == len(texts) == len(stored) and set(stored) == set(texts)
+    assert all(stored[t] == i for t, i in kept.items())  # what survived the kill kept its ids
+    assert len(set(stored.values())) == len(texts)
+
+
+def test_a_live_writers_lease_is_renewed_and_not_taken_over(s3_store):
+    ConceptStore.create(s3_store, 8, "test-model")
+    holder_code = textwrap.dedent(
+        f"""
+        import sys
+        from meqg_mlx.concepts import ConceptStore
+        from meqg_mlx.config import StoreConfig
+        with ConceptStore.open({s3_store!r}, StoreConfig(lock_lease_s=1.0)).writing():
+            print("held", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    with child([sys.executable, "-c", holder_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout.readline().strip() == "held"
+        store = ConceptStore.open(s3_store, StoreConfig(lock_lease_s=1.0))
+        heard, taken = [], threading.Event()
+
+        def take():
+            with store.writing(on_wait=heard.append):
+                taken.set()
+
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        wait_until(lambda: heard, 30, "the waiting writer hearing who holds the lock")
+        assert f"pid {holder.pid}" in heard[0]
+        assert not taken.wait(4.0)  # four leases long: the holder renews, so nobody takes over
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        waiter.join(30)
+        assert taken.is_set()
+
+
+def test_unsupported_schemes_and_missing_buckets_are_one_line_errors(s3_store):
+    with pytest.raises(InputError, match="scheme 'gs' is not supported"):
+        ConceptStore.open("gs://bucket/store")
+    with pytest.raises(StoreError, match="no bucket 'no-such-bucket-meqg'"):
+        ConceptStore.open("s3://no-such-bucket-meqg/store")
+    result = meqg("store", "stats", "--store", s3_store)
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0
+    assert f"no concept store at {s3_store}" in result.stderr
+    assert isinstance(open_location(s3_store), S3Prefix)
