@@ -237,7 +237,10 @@ def synthetic_store(directory: Path, vectors: np.ndarray) -> ConceptStore:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", help="[default: 100000 1000000; --scale: 1000000 10000000]")
+    parser.add_argument("--scale", action="store_true", help="bench/store_scale.py: every index at 1M-10M rows")
+    parser.add_argument("--s3", action="store_true", help="--scale: also on an S3 server (moto, on 127.0.0.1)")
+    parser.add_argument("--s3-uri", help="--scale: this s3://BUCKET/PATH (AWS_* environment) instead of moto")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ingest", type=int, default=3000, help="concepts for the ingest benchmark (0: skip)")
     parser.add_argument(
@@ -259,7 +262,7 @@ def main() -> None:
         if (path / "meqg_store.json").exists():
             ids, vectors = ConceptStore.open(path).all_vectors()
             real = vectors if real is None else np.concatenate([real, vectors])
-    if real is not None:
+    if real is not None and not args.scale:
         held_out = rng.choice(len(real), args.queries, replace=False)
         keep = np.setdiff1d(np.arange(len(real)), held_out)
         with tempfile.TemporaryDirectory() as tmp:
@@ -274,12 +277,17 @@ def main() -> None:
             )
             if args.faiss:
                 bench_faiss(real[keep], real[held_out], StoreConfig().ann_target_recall)
-    else:
+    elif real is None:
         print(f"\n(no real store at {args.store}: run `meqg demo` first for real-embedding figures)")
     fit_on = real if real is not None else sample
     if fit_on is None:
         raise SystemExit("need real vectors to shape the synthetic ones: a store (--store) or --ingest > 0")
-    for size in args.sizes:
+    if args.scale:
+        from store_scale import run_scale
+
+        run_scale(args.sizes or [1_000_000, 10_000_000], fit_on, args.queries, args.s3, args.s3_uri, args.faiss)
+        return
+    for size in args.sizes or [100_000, 1_000_000]:
         vectors = fitted_vectors(fit_on, size + args.queries, seed=size)
         queries, vectors = vectors[: args.queries], vectors[args.queries :]
         with tempfile.TemporaryDirectory() as tmp:

@@ -55,6 +55,7 @@ class StoreConfig:
     n_domains: int = 16
     exact_search_max_rows: int = 50_000
     ann_target_recall: float = 0.98
+    disk_index_min_rows: int = 2_000_000  # from here on a LanceDB IVF_RQ index on disk (disk_index.py)
     doctests: bool = True  # run the stdlib's doctests in the OS sandbox; false records validation "none"
     doctest_timeout_s: float = 20.0
     doctest_memory_mb: int = 1024

@@ -154,6 +154,9 @@ class StoreDir:
         except OSError:
             pass  # another process created something meanwhile: leave it
 
+    def bytes_under(self, name: str) -> int:
+        return sum(p.stat().st_size for p in (self.path / name).rglob("*") if p.is_file())
+
     @contextmanager
     def publishing(self, name: str) -> Iterator["_DirWriter"]:
         """Fill a set of files that replaces `name` as a whole when the block succeeds."""
@@ -300,6 +303,11 @@ class S3Prefix:
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if keys:
                 self.call("delete_objects", Delete={"Objects": keys, "Quiet": True})
+
+    def bytes_under(self, name: str) -> int:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.key(name) + "/")
+        return sum(item["Size"] for page in pages for item in page.get("Contents", []))
 
     # ----- sets of files, published by a pointer ----------------------------------------------------
     @contextmanager

@@ -26,6 +26,7 @@ import pyarrow as pa
 from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
+from .disk_index import INDEX_NAME as DISK_INDEX_NAME, DiskIndex
 from .index import ExactIndex, PartitionedIndex, merge_hits
 from .location import open_location
 from .lock import LOCK_FILE, write_lock
@@ -424,6 +425,9 @@ class ConceptStore:
         return self._index(query, k)
 
     def _load_index(self):
+        disk = DiskIndex.from_meta(self.meta.get("disk_index"))
+        if disk is not None:
+            return lambda q, k: disk.search(self.table, q, k)  # LanceDB scans rows added since, exactly
         partitioned = PartitionedIndex.load(self.location)
         if partitioned is None:
             exact = ExactIndex(*self.all_vectors())
@@ -431,33 +435,58 @@ class ConceptStore:
         delta = ExactIndex(*self.all_vectors(f"concept_id > {partitioned.max_id}"))
         return lambda q, k: merge_hits(partitioned.search(q, k), delta.search(q, k), k=k)
 
-    def build_index(self, force: bool = False) -> bool:
-        """(Re)build the partitioned index when the store is large enough; returns whether it did.
+    def build_index(self, force: bool = False, kind: str | None = None) -> bool:
+        """(Re)build the search index when the store is large enough; returns whether it did.
 
-        An index that already covers >= 90% of the rows is kept: the rest is searched exactly.
+        `kind` "memory" (IVF-flat, `index.py`) or "disk" (LanceDB IVF_RQ, `disk_index.py`);
+        by default "disk" from `store.disk_index_min_rows` rows on. An index that already
+        covers >= 90% of the rows is kept: the rest is searched exactly.
         """
+        if kind not in (None, "memory", "disk"):
+            raise InputError(f"unknown index kind {kind!r}: memory or disk")
         with self.writing():
             n = self.count()
+            self._index = None
             if n < self.config.exact_search_max_rows and not force:
+                self._drop_disk_index()
                 PartitionedIndex.remove(self.location)
-                self._index = None
                 return False
+            kind = kind or ("disk" if n >= self.config.disk_index_min_rows else "memory")
+            if kind == "disk":
+                existing = DiskIndex.from_meta(self.meta.get("disk_index"))
+                if existing is not None and not force and n - existing.rows < 0.1 * existing.rows:
+                    return False
+                index = DiskIndex.build(self.table, n, self.config.ann_target_recall)
+                self.meta["disk_index"] = index.to_meta()
+                _write_json(self.location, self.meta)
+                PartitionedIndex.remove(self.location)
+                return True
+            self._drop_disk_index()
             existing = PartitionedIndex.load(self.location)
             if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
                 return False
             ids, vectors = self.all_vectors()
             index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
             index.save(self.location, self.table.version)
-            self._index = None
             return True
 
+    def _drop_disk_index(self) -> None:
+        if self.meta.pop("disk_index", None) is not None:
+            _write_json(self.location, self.meta)
+        if any(index.name == DISK_INDEX_NAME for index in self.table.list_indices()):
+            self.table.drop_index(DISK_INDEX_NAME)
+
     def index_kind(self) -> str:
+        disk = DiskIndex.from_meta(self.meta.get("disk_index"))
+        if disk is not None:
+            return disk.describe(self.location.bytes_under(f"lance/{CONCEPTS_TABLE}.lance/_indices"))
         index = PartitionedIndex.load(self.location)
         if index is None:
-            return "exact (in-memory matrix)"
+            return f"exact (in-memory matrix, {self.count() * self.dim * 4 / 2**20:.1f} MB in RAM)"
         return (
             f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe} "
-            f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed"
+            f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed, "
+            f"{index.vectors.nbytes / 2**20:.1f} MB of vectors in RAM (memory-mapped)"
         )
 
     # ----- domains ---------------------------------------------------------------------------

@@ -82,6 +82,12 @@ def test_a_store_on_s3_builds_searches_appends_and_reopens_like_a_local_one(s3_s
     query = vectors[7]
     assert ConceptStore.open(s3_store).nearest(query, 1)[0][0] == ids[7]
 
+    # the disk-resident index lives in the table on S3; the in-memory one's objects go
+    assert reopened.build_index(force=True, kind="disk")
+    on_disk = ConceptStore.open(s3_store)
+    assert "disk-resident LanceDB IVF_RQ" in on_disk.index_kind() and "index" not in on_disk.location.names()
+    assert on_disk.nearest(query, 1)[0][0] == ids[7]
+
 
 def test_a_reader_sees_whole_batches_while_a_writer_appends_and_a_killed_writer_loses_only_its_batch(
     s3_store, tmp_path
