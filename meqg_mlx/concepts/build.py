@@ -14,6 +14,7 @@ from ..encoder.base import Embedder
 from ..errors import InputError
 from .domains import compute_domains
 from .kmeans import assign
+from .ray_build import RayIngest, write_on_ray
 from .sources import ConceptRecord
 from .store import ConceptStore, NewConcept, normalize_text
 from ..progress import Progress
@@ -114,10 +115,12 @@ def build_store(
     progress: Progress | None = None,
     text_column: str = "text",
     on_wait: Callable[[str], None] | None = None,
+    ray: RayIngest | None = None,
 ) -> BuildSummary:
     """Add every new concept from `sources` to the store at `store_path` (created when missing).
 
     The store's write lock is held throughout; `on_wait` hears once if another writer has it.
+    With `ray`, Ray workers embed and commit the batches (`ray_build.py`).
     """
     config = config or StoreConfig()
     if not sources:
@@ -128,13 +131,13 @@ def build_store(
     store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config, on_wait)
     try:
         with store.writing(on_wait):  # from planning to indexing: another build's rows are planned against
-            return _build(store, sources, embedder, config, limit, progress, text_column, started)
+            return _build(store, sources, embedder, config, limit, progress, text_column, started, ray)
     except BaseException:
         store.remove_if_empty()  # a build that failed before its first commit leaves no empty store
         raise
 
 
-def _build(store, sources, embedder, config, limit, progress, text_column, started) -> BuildSummary:
+def _build(store, sources, embedder, config, limit, progress, text_column, started, ray) -> BuildSummary:
     summary = BuildSummary()
     plan = _Plan(store)
     for spec in sources:
@@ -150,7 +153,10 @@ def _build(store, sources, embedder, config, limit, progress, text_column, start
 
     if plan.new:
         plan.assign_ids(store.reserve_ids(len(plan.new)))
-        _write(store, plan, embedder, config, summary, progress)
+        if ray is None:
+            _write(store, plan, embedder, config, summary, progress)
+        else:
+            write_on_ray(store, planned_batches(plan, config.commit_rows, summary), config, ray, summary, progress)
     _refresh_domains(store, config, summary, progress)
     started_index = time.perf_counter()
     if progress:
@@ -167,6 +173,83 @@ def _build(store, sources, embedder, config, limit, progress, text_column, start
     return summary
 
 
+@dataclass
+class PlannedConcept:
+    """A new concept with its reserved id and resolved relations: all a writer needs (small, picklable)."""
+
+    concept_id: int
+    text: str
+    kind: str
+    key: str
+    source: str
+    validation: str
+    relations: list[tuple[int, str, float]]
+
+
+def planned_batches(plan: _Plan, commit_rows: int, summary: BuildSummary) -> list[list[PlannedConcept]]:
+    """The plan's new records in commit-sized batches, relations resolved to ids (counted in `summary`)."""
+    planned = []
+    for record in plan.new:
+        relations = [(plan.key_to_id[t], ty, w) for t, ty, w in record.relations if t in plan.key_to_id]
+        summary.relations += len(relations)
+        summary.dangling_relations += len(record.relations) - len(relations)
+        planned.append(
+            PlannedConcept(
+                plan.key_to_id[record.key],
+                record.text,
+                record.kind,
+                record.key,
+                record.source,
+                record.validation,
+                relations,
+            )
+        )
+    return [planned[start : start + commit_rows] for start in range(0, len(planned), commit_rows)]
+
+
+def write_batch(
+    store: ConceptStore,
+    batch: list[PlannedConcept],
+    embedder: Embedder,
+    centroids: np.ndarray | None,
+    take_lock: bool = True,
+    skip_stored: bool = False,
+) -> tuple[int, float, float]:
+    """Embed one batch and append it in one commit; returns (rows written, embed s, write s).
+
+    `skip_stored` leaves out ids already in the store, so a batch retried after its
+    writer died between commit and reply is not stored twice.
+    """
+    if skip_stored:
+        stored = set(store.ids_between(batch[0].concept_id, batch[-1].concept_id))
+        batch = [c for c in batch if c.concept_id not in stored]
+    if not batch:
+        return 0, 0.0, 0.0
+    t0 = time.perf_counter()
+    vectors = embedder.encode([c.text for c in batch])
+    t1 = time.perf_counter()
+    labels, scores = (assign(vectors, centroids)[0], vectors @ centroids.T) if centroids is not None else (None, None)
+    store.add(
+        [
+            NewConcept(
+                concept_id=c.concept_id,
+                text=c.text,
+                vector=vectors[i],
+                kind=c.kind,
+                key=c.key,
+                source=c.source,
+                validation=c.validation,
+                relations=c.relations,
+                domain=int(labels[i]) if labels is not None else -1,
+                domain_scores=scores[i].tolist() if scores is not None else [],
+            )
+            for i, c in enumerate(batch)
+        ],
+        take_lock=take_lock,
+    )
+    return len(batch), t1 - t0, time.perf_counter() - t1
+
+
 def _write(
     store: ConceptStore,
     plan: _Plan,
@@ -177,37 +260,11 @@ def _write(
 ) -> None:
     centroids = store.domain_centroids()
     total = len(plan.new)
-    for start in range(0, total, config.commit_rows):
-        chunk = plan.new[start : start + config.commit_rows]
-        t0 = time.perf_counter()
-        vectors = embedder.encode([r.text for r in chunk])
-        t1 = time.perf_counter()
-        labels, scores = (
-            (assign(vectors, centroids)[0], vectors @ centroids.T) if centroids is not None else (None, None)
-        )
-        rows = []
-        for i, record in enumerate(chunk):
-            relations = [(plan.key_to_id[t], ty, w) for t, ty, w in record.relations if t in plan.key_to_id]
-            summary.relations += len(relations)
-            summary.dangling_relations += len(record.relations) - len(relations)
-            rows.append(
-                NewConcept(
-                    concept_id=plan.key_to_id[record.key],
-                    text=record.text,
-                    vector=vectors[i],
-                    kind=record.kind,
-                    key=record.key,
-                    source=record.source,
-                    validation=record.validation,
-                    relations=relations,
-                    domain=int(labels[i]) if labels is not None else -1,
-                    domain_scores=scores[i].tolist() if scores is not None else [],
-                )
-            )
-        store.add(rows)
-        summary.embed_seconds += t1 - t0
-        summary.write_seconds += time.perf_counter() - t1
-        summary.added += len(chunk)
+    for batch in planned_batches(plan, config.commit_rows, summary):
+        written, embed_seconds, write_seconds = write_batch(store, batch, embedder, centroids)
+        summary.embed_seconds += embed_seconds
+        summary.write_seconds += write_seconds
+        summary.added += written
         if progress:
             progress("embedding and writing", summary.added, total)
 

@@ -9,6 +9,7 @@ other processes committed, so two writers at once cannot collide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
@@ -194,9 +195,13 @@ class ConceptStore:
         with write_lock(self.location, on_wait) as taken:
             if taken:
                 self.meta = _read_meta(self.location)
-                self.table.checkout_latest()
-                self._index = self._positions = None
+                self.refresh()
             yield
+
+    def refresh(self) -> None:
+        """See the table's latest version (rows other processes committed since this one last looked)."""
+        self.table.checkout_latest()
+        self._index = self._positions = None
 
     def remove_if_empty(self) -> None:
         """Delete the store if it holds no concept (a build that failed before writing any)."""
@@ -214,8 +219,12 @@ class ConceptStore:
             _write_json(self.location, self.meta)
             return first
 
-    def add(self, concepts: list[NewConcept]) -> int:
-        """Append rows in one atomic commit; returns the new table version."""
+    def add(self, concepts: list[NewConcept], take_lock: bool = True) -> int:
+        """Append rows in one atomic commit; returns the new table version.
+
+        `take_lock=False` is for a distributed build's workers: the build's driver holds
+        the write lock for them (and reserved their ids); Lance commits concurrent appends safely.
+        """
         if not concepts:
             return self.table.version
         for c in concepts:
@@ -256,7 +265,7 @@ class ConceptStore:
             },
             schema=concepts_schema(self.dim),
         )
-        with self.writing():
+        with self.writing() if take_lock else contextlib.nullcontext():
             for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
                 data = data.append_column(
                     pa.field(name, pa.list_(pa.float32(), column["dim"])),
@@ -350,6 +359,13 @@ class ConceptStore:
             return -1
         ids = self.table.search().select(["concept_id"]).limit(None).to_arrow()["concept_id"]
         return int(pa.compute.max(ids).as_py())
+
+    def ids_between(self, first: int, last: int) -> list[int]:
+        """Stored concept ids in [first, last] (the B-tree on concept_id serves it)."""
+        self.refresh()
+        return self.columns(["concept_id"], f"concept_id >= {int(first)} AND concept_id <= {int(last)}")[
+            "concept_id"
+        ].to_pylist()
 
     def columns(self, names: list[str], where: str | None = None) -> pa.Table:
         query = self.table.search().select(names).limit(None)

@@ -147,3 +147,17 @@ def test_a_killed_rank_ends_the_run_in_one_line_and_it_resumes(small_store_path,
     resumed = meqg(*args[1:6], "--run", str(run), "--resume", "--steps", str(reached + 3))
     assert resumed.returncode == 0, resumed.stderr
     assert [r["step"] for r in step_records(run)] == list(range(1, reached + 4))  # each step once
+
+
+def test_two_ranks_read_their_shards_straight_from_a_store_on_s3(s3_store, tmp_path, embedder):
+    from meqg_mlx.concepts import build_store
+
+    build_store(s3_store, ["stdlib:json,heapq,textwrap,string"], embedder)
+    config_file = tmp_path / "config.yaml"
+    save_config(gate_config(steps=6, checkpoint_every=3, eval_every=6, phi_every=3), config_file)
+    args = ["train", "--engine", "torch", "--nproc", "2", "--store", s3_store, "--run", str(tmp_path / "run")]
+    result = meqg(*args, "--config", str(config_file), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert RunDir(tmp_path / "run").read_meta()["store"] == s3_store
+    assert set(decision_digests(result.stdout)) == {0, 1}  # both ranks trained, each from the S3 store
+    assert [r["step"] for r in step_records(tmp_path / "run")] == list(range(1, 7))
