@@ -40,6 +40,9 @@ def test_partial_file_keeps_defaults_and_int_is_accepted_for_float(tmp_path):
         ("gate: 3\n", "'gate.' must be a mapping"),
         ("gate:\n  alpha: .nan\n", "config key 'gate.alpha' must be finite"),
         ("gate: [\n", "is not valid YAML"),
+        ("store:\n  storage_options: [1]\n", "config key 'store.storage_options' expects a mapping"),
+        ("store:\n  storage_options:\n    region: [a]\n", "holds a value that is not a string"),
+        ("store:\n  lock_lease_s: 0.1\n", "config key 'store.lock_lease_s' must be in [1, 3600]"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, message):
@@ -47,6 +50,14 @@ def test_bad_config_names_the_key(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         load_config(path)
+
+
+def test_storage_options_are_strings_as_lancedb_takes_them(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("store:\n  storage_options:\n    aws_endpoint: http://127.0.0.1:9000\n    allow_http: true\n")
+    options = load_config(path).store.storage_options
+    assert options == {"aws_endpoint": "http://127.0.0.1:9000", "allow_http": "true"}
+    assert load_config(path) == load_config(path) and MeqgConfig().store.storage_options == {}
 
 
 def test_missing_config_file(tmp_path):

@@ -171,3 +171,25 @@ def test_unsupported_schemes_and_missing_buckets_are_one_line_errors(s3_store):
     assert result.returncode != 0 and result.stderr.strip().count("\n") == 0
     assert f"no concept store at {s3_store}" in result.stderr
     assert isinstance(open_location(s3_store), S3Prefix)
+
+
+def test_storage_options_come_from_the_environment_overlaid_by_the_config(monkeypatch):
+    from meqg_mlx.concepts.location import resolve_storage_options, store_uri
+
+    for name in ("AWS_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-env")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    options = resolve_storage_options({"Region": "us-east-2", "timeout": "60s"})
+    assert options == {
+        "aws_endpoint": "http://127.0.0.1:9000",
+        "aws_region": "us-east-2",
+        "aws_access_key_id": "from-env",
+        "aws_secret_access_key": "secret",
+        "timeout": "60s",
+        "allow_http": "true",  # a plain-HTTP endpoint was asked for
+    }
+    assert store_uri("s3://bucket/path/") == "s3://bucket/path"
+    assert store_uri("file:///tmp/x/../y") == "/tmp/y"
