@@ -93,11 +93,13 @@ class DiskIndex:
         probes = [p for p in NPROBES if p < self.partitions] + [self.partitions]
         best = None
         for refine in REFINE_FACTORS:
+            previous = -1.0
             for nprobes in probes:
                 measured = recall(nprobes, refine)
                 best = (nprobes, refine, measured)
-                if measured >= self.target_recall:
-                    break
+                if measured >= self.target_recall or measured < previous + 0.002:
+                    break  # reached, or more probes no longer help at this refine factor
+                previous = measured
             if best[2] >= self.target_recall:
                 break
         self.nprobes, self.refine_factor, self.recall = best
