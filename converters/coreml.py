@@ -172,7 +172,7 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
     step = VMMStep(load_checkpoint_vmm(checkpoint))
     model_dir = encoder_directory(config)
     encoder = SentenceEncoder(model_dir, config.store.max_tokens)
-    store = ConceptStore.open(meta["store"])
+    store = ConceptStore.open(meta["store"], config.store)
     if store.dim != step.vmm.args.concept_dim or store.dim != encoder.args.hidden_size:
         raise MeqgError(
             f"dims disagree: store {store.dim}, VMM {step.vmm.args.concept_dim}, encoder {encoder.args.hidden_size}"

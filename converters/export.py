@@ -80,14 +80,14 @@ def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the run's latest checkpoint as a PyTorch export in `out_dir` (new, or an empty directory)."""
     run, out = RunDir(run_dir), Path(out_dir)
     require_new_output(out)
-    meta, _ = load_run(run)
+    meta, run_config = load_run(run)
     checkpoint = run.require_checkpoint()
     try:
         state = json.loads((checkpoint / STATE).read_text())
     except (OSError, ValueError) as exc:
         raise MeqgError(f"corrupt checkpoint {checkpoint}: {STATE} unreadable ({exc})") from None
     model = load_checkpoint_vmm(checkpoint)
-    store = ConceptStore.open(meta["store"])
+    store = ConceptStore.open(meta["store"], run_config.store)
     args = model.args
     if store.dim != args.concept_dim:
         raise MeqgError(f"{checkpoint} takes {args.concept_dim}-dim concepts; its store {store.uri} has {store.dim}")

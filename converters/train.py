@@ -479,7 +479,7 @@ def train(args: argparse.Namespace, rank: int, should_stop=lambda: False) -> Non
         shared = [None]
         dist.broadcast_object_list(shared, src=0)
         config = _config_from_yaml(shared[0]["config"])
-        trainer = TorchTrainer(ConceptStore.open(shared[0]["store"]), config)
+        trainer = TorchTrainer(ConceptStore.open(shared[0]["store"], config.store), config)
         taken = trainer.follow()
         print(f"rank {rank}: followed {taken} steps, gate decisions {trainer.decisions.hexdigest()[:12]}", flush=True)
 

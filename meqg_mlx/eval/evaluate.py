@@ -121,7 +121,7 @@ def evaluate_run(
     run = RunDir(run_dir)
     meta, config = load_run(run)
     checkpoint = run.require_checkpoint()
-    store = ConceptStore.open(meta["store"])
+    store = ConceptStore.open(meta["store"], config.store)
     model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=store.dim))
     table = ConceptTable(store)
     candidates = store_candidates(store, table)

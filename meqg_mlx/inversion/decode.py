@@ -112,7 +112,7 @@ class RunDecoder:
         inversion = dataclasses.replace(
             inversion, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
         )
-        store = ConceptStore.open(meta["store"])
+        store = ConceptStore.open(meta["store"], config.store)
         embedder = embedder or embedder_from_config(config)
         store.check_model(embedder.name, embedder.dim)
         corrector = None

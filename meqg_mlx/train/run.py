@@ -62,7 +62,7 @@ class TrainingRun:
             config = copy.deepcopy(config) if config else MeqgConfig()
         if steps is not None:
             config.train.steps = steps
-        self.store = ConceptStore.open(store_path)
+        self.store = ConceptStore.open(store_path, config.store)
         self.config = config
         self.trainer = make_trainer(self.store, config)
         checkpoint = run.latest_checkpoint() if resume else None
