@@ -1,4 +1,4 @@
-"""Where meqg keeps default stores and runs: $MEQG_HOME or the platform's user data dir."""
+"""Where meqg keeps default stores and runs ($MEQG_HOME or the platform's user data dir), and store URIs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ def meqg_home() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("meqg"))
+
+
+def is_remote(uri: str | Path) -> bool:
+    """Whether a store URI names object storage (s3://...) rather than a local directory."""
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def store_uri(uri: str | Path) -> str:
+    """The canonical name of a store: an absolute path, or the object-store URI as given (no trailing /)."""
+    text = str(uri)
+    if is_remote(text):
+        return text.rstrip("/")
+    return str(Path(text.removeprefix("file://")).expanduser().resolve())
 
 
 def default_store() -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .atomic import write_text
 from .errors import MeqgError
+from .paths import store_uri
 
 CHECKPOINT_PREFIX = "step-"
 # inside a checkpoint directory (and, for WEIGHTS and CONFIG, the inverter's model/)
@@ -116,8 +117,6 @@ class RunDir:
 
     def create(self, store_path: str | Path, config_yaml: str) -> dict:
         """A new run on `store_path`: config.yaml, then run.json (written once, here)."""
-        from .concepts.location import store_uri  # here: the TUI reads runs without loading the store's stack
-
         self.ensure_new()
         self.check_directory()
         meta = {"run_id": uuid.uuid4().hex[:12], "store": store_uri(store_path), "created_at": time.time()}
@@ -133,8 +132,6 @@ class RunDir:
         """run.json of this run, created (with `config_yaml`) when it is new; a run on another store is an error."""
         if not self.exists():
             return self.create(store_path, config_yaml)
-        from .concepts.location import store_uri
-
         meta = self.read_meta()
         if store_uri(meta["store"]) != store_uri(store_path):
             raise MeqgError(f"{self.path} is a run on the store {meta['store']}, not {store_uri(store_path)}")

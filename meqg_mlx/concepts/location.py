@@ -35,6 +35,7 @@ import numpy as np
 
 from ..atomic import replaced_dir, write_bytes
 from ..errors import InputError, StoreError
+from ..paths import is_remote, store_uri
 
 POINTER = "CURRENT"
 
@@ -52,18 +53,6 @@ ENVIRONMENT_OPTIONS = {
 OPTION_ALIASES = {"endpoint": "aws_endpoint", "endpoint_url": "aws_endpoint", "aws_endpoint_url": "aws_endpoint"}
 OPTION_ALIASES |= {"region": "aws_region", "access_key_id": "aws_access_key_id"}
 OPTION_ALIASES |= {"secret_access_key": "aws_secret_access_key", "session_token": "aws_session_token"}
-
-
-def is_remote(uri: str | Path) -> bool:
-    return "://" in str(uri) and not str(uri).startswith("file://")
-
-
-def store_uri(uri: str | Path) -> str:
-    """The canonical name of a store: an absolute path, or the object-store URI as given (no trailing /)."""
-    text = str(uri)
-    if is_remote(text):
-        return text.rstrip("/")
-    return str(Path(text.removeprefix("file://")).expanduser().resolve())
 
 
 def resolve_storage_options(configured: dict[str, str] | None = None) -> dict[str, str]:

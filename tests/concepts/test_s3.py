@@ -174,7 +174,8 @@ def test_unsupported_schemes_and_missing_buckets_are_one_line_errors(s3_store):
 
 
 def test_storage_options_come_from_the_environment_overlaid_by_the_config(monkeypatch):
-    from meqg_mlx.concepts.location import resolve_storage_options, store_uri
+    from meqg_mlx.concepts.location import resolve_storage_options
+    from meqg_mlx.paths import store_uri
 
     for name in ("AWS_ENDPOINT", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP"):
         monkeypatch.delenv(name, raising=False)
