@@ -56,9 +56,6 @@ class _Writer:
 
         return write_batch(self.store, batch, self.embedder, self.centroids, take_lock=False, skip_stored=True)
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 def write_on_ray(store, batches: list, config, ingest: RayIngest, summary, progress: Progress | None) -> None:
     """Write `batches` (build.planned_batches) through Ray actors; the caller holds the store's write lock."""

@@ -470,7 +470,7 @@ class ConceptStore:
             kind = kind or ("disk" if n >= self.config.disk_index_min_rows else "memory")
             if kind == "disk":
                 existing = DiskIndex.from_meta(self.meta.get("disk_index"))
-                if existing is not None and not force and n - existing.rows < 0.1 * existing.rows:
+                if existing is not None and not force and _still_covers(existing.rows, n):
                     return False
                 index = DiskIndex.build(self.table, n, self.config.ann_target_recall)
                 self.meta["disk_index"] = index.to_meta()
@@ -479,7 +479,7 @@ class ConceptStore:
                 return True
             self._drop_disk_index()
             existing = PartitionedIndex.load(self.location)
-            if existing is not None and not force and n - len(existing.ids) < 0.1 * len(existing.ids):
+            if existing is not None and not force and _still_covers(len(existing.ids), n):
                 return False
             ids, vectors = self.all_vectors()
             index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
@@ -583,6 +583,11 @@ def _table_names(db) -> list[str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _still_covers(indexed: int, rows: int) -> bool:
+    """An index over `indexed` rows is kept while the rows added since are under 10% of it."""
+    return rows - indexed < 0.1 * indexed
 
 
 def _connect(location):
