@@ -92,10 +92,10 @@ def test_a_store_on_s3_builds_searches_appends_and_reopens_like_a_local_one(s3_s
 def test_a_reader_sees_whole_batches_while_a_writer_appends_and_a_killed_writer_loses_only_its_batch(
     s3_store, tmp_path
 ):
-    texts = paragraphs(1200)
+    texts = paragraphs(480)
     source = write_source(tmp_path / "paragraphs.jsonl", texts)
     config = tmp_path / "config.yaml"
-    config.write_text("store:\n  commit_rows: 32\n  lock_lease_s: 2\n")
+    config.write_text("store:\n  commit_rows: 16\n  lock_lease_s: 2\n")
     build = ["data", "build", "--store", s3_store, "--source", str(source), "--config", str(config)]
     exe = Path(sys.executable).with_name("meqg")
 
@@ -109,15 +109,15 @@ def test_a_reader_sees_whole_batches_while_a_writer_appends_and_a_killed_writer_
             seen.append(store.count())
             if seen[-1]:  # every version a reader opens holds whole batches and answers searches
                 assert len(store.nearest(store.all_vectors()[1][0], 3)[0]) == 3
-            return seen[-1] >= 3 * 32
+            return seen[-1] >= 3 * 16
 
         wait_until(count_mid_ingest, 240, "three batches committed", interval=0.2, process=writer)
         writer.send_signal(signal.SIGKILL)
         writer.wait(30)
-    assert seen == sorted(seen) and all(n % 32 == 0 for n in seen)
+    assert seen == sorted(seen) and all(n % 16 == 0 for n in seen)
     killed = ConceptStore.open(s3_store)
     kept = concept_set(killed)
-    assert killed.count() % 32 == 0 and 3 * 32 <= killed.count() < len(texts)
+    assert killed.count() % 16 == 0 and 3 * 16 <= killed.count() < len(texts)
     assert ".lock" in open_location(s3_store).names()  # the dead writer's lease is still there
 
     result = meqg(*build, timeout=600)  # waits out the dead writer's lease, then fills the gap
