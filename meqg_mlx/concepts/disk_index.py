@@ -10,7 +10,8 @@ their exact vectors. IVF_RQ (RaBitQ codes) was chosen by measurement: at 200k x 
 
 `nprobes` and `refine_factor` are calibrated as the in-memory index's `nprobe` is:
 the cheapest setting whose recall@10 against brute force reaches
-`store.ann_target_recall` on sampled stored vectors (themselves left out). Brute force
+`store.ann_target_recall` with 95% confidence on sampled stored vectors (themselves
+left out). Brute force
 streams the table in batches, so calibration never holds all vectors either. Rows
 added after the index was built are scanned exactly by LanceDB itself.
 """
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from lancedb.index import IvfRq
 
-from .index import top_k
+from .index import confident_recall, held_out_recall, top_k
 
 INDEX_NAME = "vector_idx"
 NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
@@ -83,26 +84,23 @@ class DiskIndex:
         ids, sample = _sample_rows(table, rng, queries)
         truth = _exact_neighbours(table, ids, sample, k)
 
-        def recall(nprobes: int, refine: int) -> float:
-            found = 0.0
-            for own, query, expected in zip(ids, sample, truth):
-                got = set(self.search(table, query, k + 1, nprobes, refine)[0].tolist()) - {int(own)}
-                found += len(got & expected) / max(len(expected), 1)
-            return found / len(ids)
+        def recall(nprobes: int, refine: int) -> np.ndarray:
+            found = [self.search(table, query, k + 1, nprobes, refine)[0] for query in sample]
+            return held_out_recall(found, ids, truth)
 
         probes = [p for p in NPROBES if p < self.partitions] + [self.partitions]
         best = None
         for refine in REFINE_FACTORS:
             previous = -1.0
             for nprobes in probes:
-                measured = recall(nprobes, refine)
-                best = (nprobes, refine, measured)
-                if measured >= self.target_recall or measured < previous + 0.002:
+                per_query = recall(nprobes, refine)
+                best = (nprobes, refine, float(per_query.mean()), confident_recall(per_query))
+                if best[3] >= self.target_recall or best[2] < previous + 0.002:
                     break  # reached, or more probes no longer help at this refine factor
-                previous = measured
-            if best[2] >= self.target_recall:
+                previous = best[2]
+            if best[3] >= self.target_recall:
                 break
-        self.nprobes, self.refine_factor, self.recall = best
+        self.nprobes, self.refine_factor, self.recall = best[:3]
 
 
 def _sample_rows(table, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:

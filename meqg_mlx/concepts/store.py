@@ -479,7 +479,7 @@ class ConceptStore:
                 return True
             self._drop_disk_index()
             existing = PartitionedIndex.load(self.location)
-            if existing is not None and not force and _still_covers(len(existing.ids), n):
+            if existing is not None and not force and _still_covers(existing.rows, n):
                 return False
             ids, vectors = self.all_vectors()
             index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
@@ -500,9 +500,9 @@ class ConceptStore:
         if index is None:
             return f"exact (in-memory matrix, {self.count() * self.dim * 4 / 2**20:.1f} MB in RAM)"
         return (
-            f"partitioned IVF-flat: {len(index.centroids)} partitions, nprobe {index.nprobe} "
-            f"(calibrated to recall@10 {index.target_recall}), {len(index.ids)} rows indexed, "
-            f"{index.vectors.nbytes / 2**20:.1f} MB of vectors in RAM (memory-mapped)"
+            f"Faiss IVF-flat: {index.partitions} partitions, nprobe {index.nprobe} "
+            f"(calibrated to recall@10 {index.target_recall}), {index.rows} rows indexed, "
+            f"{index.vector_bytes / 2**20:.1f} MB of vectors in RAM"
         )
 
     # ----- domains ---------------------------------------------------------------------------

@@ -37,5 +37,5 @@ def test_a_large_store_gets_a_calibrated_disk_index_that_sees_later_rows(tmp_pat
 
     assert late.build_index(force=True, kind="memory")  # switching back drops the LanceDB index
     memory = ConceptStore.open(tmp_path / "store", SMALL)
-    assert "disk_index" not in memory.meta and "partitioned IVF-flat" in memory.index_kind()
+    assert "disk_index" not in memory.meta and "Faiss IVF-flat" in memory.index_kind()
     assert not any(index.name == INDEX_NAME for index in memory.table.list_indices())

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -37,15 +40,15 @@ def test_kmeans_rejects_bad_k():
 
 
 def test_partitioned_index_matches_exact_search():
-    everything, _ = clustered(5050, d=48, clusters=50)
-    queries, x = everything[:50], everything[50:]
+    everything, _ = clustered(5200, d=48, clusters=50)
+    queries, x = everything[:200], everything[200:]
     ids = np.arange(100, 5100)
     exact = ExactIndex(ids, x)
     index = PartitionedIndex.build(ids, x, target_recall=0.99)
-    assert 1 <= index.nprobe < len(index.centroids)
+    assert 1 <= index.nprobe < index.partitions
     recall = np.mean([len(set(exact.search(q, 10)[0]) & set(index.search(q, 10)[0])) / 10 for q in queries])
-    assert recall >= 0.99  # what it was calibrated for (measured 0.996 on this seeded data)
-    all_probes = index.search(queries[0], 10, nprobe=len(index.centroids))
+    assert recall >= 0.99  # what it was calibrated for (measured 0.998 on this seeded data)
+    all_probes = index.search(queries[0], 10, nprobe=index.partitions)
     assert all_probes[0].tolist() == exact.search(queries[0], 10)[0].tolist()
 
 
@@ -64,3 +67,21 @@ def test_partitioned_index_save_load_round_trip(tmp_path):
 def test_merge_hits_keeps_the_best():
     ids, scores = merge_hits((np.array([1, 2]), np.array([0.9, 0.1])), (np.array([3]), np.array([0.5])), k=2)
     assert ids.tolist() == [1, 3]
+
+
+def test_the_faiss_index_and_torch_share_a_process():
+    """torch and faiss-cpu each bring an OpenMP runtime (on macOS two libomp.dylib, which abort
+    unless `load_faiss` lets them be); encoders and the PyTorch twin load torch beside the store."""
+    script = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(2); assert float((torch.ones(256, 256) @ torch.ones(256, 256))[0, 0]) == 256\n"
+        "from meqg_mlx.concepts.index import PartitionedIndex\n"
+        "x = np.random.default_rng(0).standard_normal((4000, 32)).astype(np.float32)\n"
+        "x /= np.linalg.norm(x, axis=1, keepdims=True)\n"
+        "index = PartitionedIndex.build(np.arange(4000), x)\n"
+        "assert index.search(x[7], 1)[0].tolist() == [7]\n"
+        "assert float((torch.ones(256, 256) @ torch.ones(256, 256))[0, 0]) == 256\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -78,7 +78,7 @@ def test_a_store_on_s3_builds_searches_appends_and_reopens_like_a_local_one(s3_s
     assert [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in tokens["CommonPrefixes"]] != [first_token]
     assert len(tokens["CommonPrefixes"]) == 1
     index = PartitionedIndex.load(ConceptStore.open(s3_store).location)
-    assert index is not None and len(index.ids) == reopened.count()
+    assert index is not None and index.rows == reopened.count()
     query = vectors[7]
     assert ConceptStore.open(s3_store).nearest(query, 1)[0][0] == ids[7]
 

@@ -140,7 +140,7 @@ def test_partitioned_index_sees_rows_added_after_it_was_built(tmp_path):
     rng = np.random.default_rng(5)
     store.add(concepts(store, 300, rng))
     assert store.build_index()
-    assert "partitioned" in store.index_kind()
+    assert "IVF-flat" in store.index_kind()
     late = concepts(store, 1, rng)
     store.add(late)
     assert store.search_vector(late[0].vector, 1)[0].concept_id == late[0].concept_id
