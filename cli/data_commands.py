@@ -79,7 +79,7 @@ def build(
         update("loading encoder", 1, 1)
         ingest = RayIngest(partial(embedder_from_config, config), *ray) if ray is not None else None
         summary = build_store(
-            store, source, embedder, config.store, limit, update, text_column, on_wait=out.print, ray=ingest
+            store, source, embedder, config.store, limit, update, text_column, on_wait=out.print, engine=ingest
         )
     out.print(
         f"[bold]{store}[/]: +{summary.added} concepts ({summary.duplicates} duplicates skipped"

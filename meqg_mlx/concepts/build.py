@@ -14,7 +14,7 @@ from ..encoder.base import Embedder
 from ..errors import InputError
 from .domains import compute_domains
 from .kmeans import assign
-from .ray_build import RayIngest, write_on_ray
+from .ray_build import RayIngest
 from .sources import ConceptRecord
 from .store import ConceptStore, NewConcept, normalize_text
 from ..progress import Progress
@@ -115,12 +115,13 @@ def build_store(
     progress: Progress | None = None,
     text_column: str = "text",
     on_wait: Callable[[str], None] | None = None,
-    ray: RayIngest | None = None,
+    engine: RayIngest | None = None,
 ) -> BuildSummary:
     """Add every new concept from `sources` to the store at `store_path` (created when missing).
 
     The store's write lock is held throughout; `on_wait` hears once if another writer has it.
-    With `ray`, Ray workers embed and commit the batches (`ray_build.py`).
+    With an `engine` (`RayIngest`, or anything with its `write` method), the engine's workers
+    embed and commit the planned batches (`ray_build.py`); without one, this process does.
     """
     config = config or StoreConfig()
     if not sources:
@@ -131,13 +132,13 @@ def build_store(
     store = ConceptStore.open_or_create(store_path, embedder.dim, embedder.name, config, on_wait)
     try:
         with store.writing(on_wait):  # from planning to indexing: another build's rows are planned against
-            return _build(store, sources, embedder, config, limit, progress, text_column, started, ray)
+            return _build(store, sources, embedder, config, limit, progress, text_column, started, engine)
     except BaseException:
         store.remove_if_empty()  # a build that failed before its first commit leaves no empty store
         raise
 
 
-def _build(store, sources, embedder, config, limit, progress, text_column, started, ray) -> BuildSummary:
+def _build(store, sources, embedder, config, limit, progress, text_column, started, engine) -> BuildSummary:
     summary = BuildSummary()
     plan = _Plan(store)
     for spec in sources:
@@ -153,10 +154,10 @@ def _build(store, sources, embedder, config, limit, progress, text_column, start
 
     if plan.new:
         plan.assign_ids(store.reserve_ids(len(plan.new)))
-        if ray is None:
+        if engine is None:
             _write(store, plan, embedder, config, summary, progress)
         else:
-            write_on_ray(store, planned_batches(plan, config.commit_rows, summary), config, ray, summary, progress)
+            engine.write(store, planned_batches(plan, config.commit_rows, summary), config, summary, progress)
     _refresh_domains(store, config, summary, progress)
     started_index = time.perf_counter()
     if progress:

@@ -40,6 +40,10 @@ class RayIngest:
     address: str | None = None
     workers: int | None = None
 
+    def write(self, store, batches: list, config, summary, progress: Progress | None) -> None:
+        """The build's engine: `write_on_ray` with these settings."""
+        write_on_ray(store, batches, config, self, summary, progress)
+
 
 class _Writer:
     """One Ray actor: the encoder, loaded once, and the store, opened once."""
@@ -57,6 +61,26 @@ class _Writer:
         return write_batch(self.store, batch, self.embedder, self.centroids, take_lock=False, skip_stored=True)
 
 
+def start_local_ray(address: str | None = None) -> bool:
+    """Join the cluster at `address`, or start a quiet local one; returns whether this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    environment = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
+    with warnings.catch_warnings():  # Ray fork-execs its daemons: nothing of lancedb's runs in the child
+        warnings.filterwarnings("ignore", "lancedb fork support", RuntimeWarning)
+        ray.init(
+            address=address,
+            num_cpus=os.cpu_count() if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": environment},
+        )
+    return True
+
+
 def write_on_ray(store, batches: list, config, ingest: RayIngest, summary, progress: Progress | None) -> None:
     """Write `batches` (build.planned_batches) through Ray actors; the caller holds the store's write lock."""
     try:
@@ -65,20 +89,7 @@ def write_on_ray(store, batches: list, config, ingest: RayIngest, summary, progr
         raise MeqgError("--engine ray needs Ray: pip install 'meqg[ray]'") from None
     from ray.exceptions import RayError
 
-    environment = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENVIRONMENT)}
-    started_here = not ray.is_initialized()
-    if started_here:
-        local = ingest.address is None
-        with warnings.catch_warnings():  # Ray fork-execs its daemons: nothing of lancedb's runs in the child
-            warnings.filterwarnings("ignore", "lancedb fork support", RuntimeWarning)
-            ray.init(
-                address=ingest.address,
-                num_cpus=os.cpu_count() if local else None,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
-                runtime_env={"env_vars": environment},
-            )
+    started_here = start_local_ray(ingest.address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = max(1, min(ingest.workers or cpus, len(batches)))
