@@ -12,6 +12,10 @@ ids its first attempt already committed. When retries run out the build ends wit
 one line naming the batches not written; committed batches stay, and running the same
 command again plans only the missing concepts.
 
+Plain Ray actors rather than Daft on Ray: bench/ingest_engines.py measured Daft's class
+UDF 1.06x slower on the same plan and cluster, and Daft pins an older pyarrow than
+LanceDB's (README, "Why Ray actors").
+
 The same command runs on a real cluster with `--address ray://HOST:10001` or `auto`:
 every node needs meqg installed and the store reachable (an s3:// store, or a path
 all nodes share); AWS_*, HF_* and MEQG_* variables travel with the job.
