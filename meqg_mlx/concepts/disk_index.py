@@ -72,16 +72,16 @@ class DiskIndex:
         return asdict(self)
 
     @classmethod
-    def build(cls, table, rows: int, target_recall: float, seed: int = 0, queries: int = 128) -> "DiskIndex":
-        """Create the table's IVF_RQ index (sqrt(n) partitions), then calibrate it."""
+    def build(cls, table, rows: int, target_recall: float, sample: tuple[np.ndarray, np.ndarray]) -> "DiskIndex":
+        """Create the table's IVF_RQ index (sqrt(n) partitions), then calibrate it on `sample`,
+        (ids, vectors) of stored rows drawn uniformly (a hundred or so)."""
         partitions = max(1, int(math.sqrt(rows)))
         table.create_index("vector", config=IvfRq(distance_type="cosine", num_partitions=partitions), replace=True)
         index = cls("IVF_RQ", partitions, NPROBES[0], REFINE_FACTORS[0], 0.0, target_recall, rows)
-        index.calibrate(table, np.random.default_rng(seed), queries)
+        index.calibrate(table, *sample)
         return index
 
-    def calibrate(self, table, rng: np.random.Generator, queries: int, k: int = 10) -> None:
-        ids, sample = _sample_rows(table, rng, queries)
+    def calibrate(self, table, ids: np.ndarray, sample: np.ndarray, k: int = 10) -> None:
         truth = _exact_neighbours(table, ids, sample, k)
 
         def recall(nprobes: int, refine: int) -> np.ndarray:
@@ -101,13 +101,6 @@ class DiskIndex:
             if best[3] >= self.target_recall:
                 break
         self.nprobes, self.refine_factor, self.recall = best[:3]
-
-
-def _sample_rows(table, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.sort(rng.choice(table.count_rows(), min(count, table.count_rows()), replace=False))
-    taken = table.take_offsets(rows.tolist()).select(["concept_id", "vector"]).to_arrow()
-    vectors = np.asarray(taken["vector"].combine_chunks().flatten(), dtype=np.float32).reshape(len(rows), -1)
-    return taken["concept_id"].to_numpy().astype(np.int64), vectors
 
 
 def _exact_neighbours(table, ids: np.ndarray, sample: np.ndarray, k: int) -> list[set[int]]:

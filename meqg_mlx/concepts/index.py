@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,36 +106,44 @@ class PartitionedIndex:
     def default_partitions(n: int) -> int:
         return max(1, int(2 * math.sqrt(n)))
 
+    @staticmethod
+    def training_rows(n: int) -> int:
+        """How many sampled rows train the partitions of an n-row index."""
+        return min(n, max(50 * PartitionedIndex.default_partitions(n), 100_000))
+
     @classmethod
     def build(
         cls,
-        ids: np.ndarray,
-        vectors: np.ndarray,
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        sample_ids: np.ndarray,
+        sample: np.ndarray,
+        rows: int,
         target_recall: float = 0.98,
         partitions: int | None = None,
         seed: int = 0,
     ) -> "PartitionedIndex":
-        """Partition, then calibrate `nprobe` to reach `target_recall`@10 on sampled stored vectors."""
+        """Train partitions on `sample` (stored rows drawn uniformly, `training_rows`), add the
+        (ids, vectors) `batches` one at a time, then calibrate `nprobe` to reach
+        `target_recall`@10. Memory: the index, one batch and the sample, never a second copy
+        of every vector."""
         faiss = load_faiss()
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        nlist = min(partitions or cls.default_partitions(len(ids)), len(ids))
-        ivf = faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT
-        )
+        nlist = min(partitions or cls.default_partitions(rows), len(sample))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(sample.shape[1]), sample.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.spherical, ivf.cp.niter, ivf.cp.seed = True, 10, seed
         ivf.cp.min_points_per_centroid = 1  # small test stores: no "provide more training points" on stderr
-        rng = np.random.default_rng(seed)
-        sample = max(50 * nlist, 100_000)
-        ivf.train(vectors if len(vectors) <= sample else vectors[np.sort(rng.choice(len(vectors), sample, False))])
-        ivf.add_with_ids(vectors, ids.astype(np.int64))
-        index = cls(ivf, int(ids.max()), nlist, target_recall)
-        index.nprobe = index.calibrate(ids, vectors, target_recall, rng)
+        ivf.train(np.ascontiguousarray(sample, dtype=np.float32))
+        max_id = -1
+        for ids, vectors in batches:
+            ivf.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+            max_id = max(max_id, int(ids.max()))
+        index = cls(ivf, max_id, nlist, target_recall)
+        index.nprobe = index.calibrate(sample_ids, sample, target_recall, np.random.default_rng(seed))
         return index
 
     def calibrate(
         self,
-        ids: np.ndarray,
-        vectors: np.ndarray,
+        sample_ids: np.ndarray,
+        sample: np.ndarray,
         target_recall: float,
         rng: np.random.Generator,
         queries: int = 256,
@@ -143,20 +152,17 @@ class PartitionedIndex:
         """Smallest nprobe whose recall@k against brute force reaches the target, with
         95% confidence (`confident_recall`).
 
-        Queries are stored vectors with themselves left out of both answers, which
-        measured close to held-out concepts on the stdlib store (bench/store.py).
+        Queries are sampled stored vectors with themselves left out of both answers, which
+        measured close to held-out concepts on the stdlib store (bench/store.py); brute
+        force is the index itself probing every partition (exact: IVF-flat scores exactly).
         """
-        rows = rng.choice(len(ids), min(queries, len(ids)), replace=False)
-        sample = vectors[rows]
-        truth = []
-        for start in range(0, len(rows), 64):
-            scores = (vectors @ sample[start : start + 64].T).T
-            truth.extend(
-                set(ids[top_k(row, k + 1)].tolist()) - {int(ids[r])} for row, r in zip(scores, rows[start : start + 64])
-            )
+        rows = rng.choice(len(sample_ids), min(queries, len(sample_ids)), replace=False)
+        own, queried = sample_ids[rows], np.ascontiguousarray(sample[rows], dtype=np.float32)
+        exact = self.search_many(queried, k + 1, self.partitions)[1]
+        truth = [set(found[found >= 0].tolist()) - {int(i)} for found, i in zip(exact, own)]
 
         def recall(nprobe: int) -> float:
-            return confident_recall(held_out_recall(self.search_many(sample, k + 1, nprobe)[1], ids[rows], truth))
+            return confident_recall(held_out_recall(self.search_many(queried, k + 1, nprobe)[1], own, truth))
 
         low, high = 0, self.partitions
         probe = 1
@@ -173,7 +179,7 @@ class PartitionedIndex:
     def save(self, location, table_version: int) -> None:
         """Write atomically beside the store's tables (`location.py`: a renamed directory, or a pointer on S3)."""
         with location.publishing(INDEX_DIR) as files:
-            files.save_array("faiss", load_faiss().serialize_index(self.ivf))
+            files.write_file("ivf.faiss", lambda path: load_faiss().write_index(self.ivf, path))
             meta = {
                 "format": INDEX_FORMAT,
                 "max_id": self.max_id,
@@ -195,7 +201,7 @@ class PartitionedIndex:
             meta = json.loads(files.read_text("meta.json"))
             if meta.get("format") != INDEX_FORMAT:
                 return None
-            ivf = load_faiss().deserialize_index(np.asarray(files.load_array("faiss")))
+            ivf = files.read_file("ivf.faiss", load_faiss().read_index)
             if ivf.ntotal != meta["rows"] or ivf.nlist != meta["partitions"]:
                 return None
             return cls(ivf, int(meta["max_id"]), int(meta["nprobe"]), float(meta["target_recall"]))

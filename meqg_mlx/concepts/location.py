@@ -21,21 +21,23 @@ strongly consistent, so:
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
-import numpy as np
 
 from ..atomic import replaced_dir, write_bytes
 from ..errors import InputError, StoreError
 from ..paths import is_remote, store_uri
+
+T = TypeVar("T")
 
 POINTER = "CURRENT"
 
@@ -161,8 +163,9 @@ class _DirWriter:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def save_array(self, name: str, array: np.ndarray) -> None:
-        np.save(self.directory / f"{name}.npy", array)
+    def write_file(self, name: str, fill: Callable[[str], None]) -> None:
+        """`fill(path)` writes the file itself (a large index never passes through a bytes copy)."""
+        fill(str(self.directory / name))
 
     def write_text(self, name: str, text: str) -> None:
         (self.directory / name).write_text(text, encoding="utf-8")
@@ -172,9 +175,9 @@ class _DirReader:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def load_array(self, name: str) -> np.ndarray:
-        """Memory-mapped: a large index costs page cache, not heap."""
-        return np.load(self.directory / f"{name}.npy", mmap_mode="r")
+    def read_file(self, name: str, read: Callable[[str], T]) -> T:
+        """`read(path)` of the published file."""
+        return read(str(self.directory / name))
 
     def read_text(self, name: str) -> str:
         return (self.directory / name).read_text(encoding="utf-8")
@@ -326,11 +329,12 @@ class _PrefixWriter:
         self.location = location
         self.prefix = prefix
 
-    def save_array(self, name: str, array: np.ndarray) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(array))
-        buffer.seek(0)
-        self.location.client.upload_fileobj(buffer, self.location.bucket, f"{self.prefix}/{name}.npy")
+    def write_file(self, name: str, fill: Callable[[str], None]) -> None:
+        """`fill(path)` writes a local temporary file, uploaded in parts (memory: one part)."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, name)
+            fill(path)
+            self.location.client.upload_file(path, self.location.bucket, f"{self.prefix}/{name}")
 
     def write_text(self, name: str, text: str) -> None:
         self.location.call("put_object", Key=f"{self.prefix}/{name}", Body=text.encode("utf-8"))
@@ -347,8 +351,17 @@ class _PrefixReader:
             raise FileNotFoundError(f"{self.location.uri}: {self.prefix}/{name}")  # replaced while we read
         return data
 
-    def load_array(self, name: str) -> np.ndarray:
-        return np.load(io.BytesIO(self._read(f"{name}.npy")), allow_pickle=False)
+    def read_file(self, name: str, read: Callable[[str], T]) -> T:
+        """`read(path)` of a local temporary copy of the published object."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, name)
+            from botocore.exceptions import ClientError
+
+            try:
+                self.location.call("download_file", Key=f"{self.prefix}/{name}", Filename=path)
+            except ClientError:  # replaced while we read: the caller treats it as no index
+                raise FileNotFoundError(f"{self.location.uri}: {self.prefix}/{name}") from None
+            return read(path)
 
     def read_text(self, name: str) -> str:
         return self._read(name).decode("utf-8")

@@ -411,9 +411,44 @@ class ConceptStore:
         matrix = vectors_from_column(table["vector"], self.dim)
         return matrix[[order[i] for i in ids if i in order]]
 
+    def vector_batches(self, where: str | None = None, rows: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) a batch at a time, in table order: a scan that never holds the whole store."""
+        query = self.table.search().select(["concept_id", "vector"]).limit(None)
+        if where:
+            query = query.where(where)
+        for batch in query.to_batches(rows):
+            ids = batch.column("concept_id").to_numpy().astype(np.int64)
+            yield ids, vectors_from_column(batch.column("vector"), self.dim)
+
     def all_vectors(self, where: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        table = self.columns(["concept_id", "vector"], where)
-        return table["concept_id"].to_numpy().astype(np.int64), vectors_from_column(table["vector"], self.dim)
+        """Every (id, vector), scanned into one preallocated matrix (peak: the matrix and a batch)."""
+        total = self.table.count_rows(where)
+        ids, vectors = np.empty(total, dtype=np.int64), np.empty((total, self.dim), dtype=np.float32)
+        filled, later = 0, []
+        for batch_ids, batch_vectors in self.vector_batches(where):
+            fits = min(len(batch_ids), total - filled)
+            ids[filled : filled + fits], vectors[filled : filled + fits] = batch_ids[:fits], batch_vectors[:fits]
+            filled += fits
+            if fits < len(batch_ids):  # rows a writer committed after the count
+                later.append((batch_ids[fits:], batch_vectors[fits:]))
+        if later:
+            return np.concatenate([ids] + [i for i, _ in later]), np.concatenate([vectors] + [v for _, v in later])
+        return ids[:filled], vectors[:filled]
+
+    def sample_vectors(self, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """`count` rows drawn uniformly, read in one sequential scan (random reads are slow on S3)."""
+        total = self.table.count_rows()
+        chosen = np.sort(np.random.default_rng(seed).choice(total, min(count, total), replace=False))
+        ids, vectors, start = [], [], 0
+        for batch_ids, batch_vectors in self.vector_batches():
+            low, high = np.searchsorted(chosen, [start, start + len(batch_ids)])
+            picked = chosen[low:high] - start
+            ids.append(batch_ids[picked])
+            vectors.append(batch_vectors[picked])
+            start += len(batch_ids)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(ids), np.concatenate(vectors)
 
     def neighbors(self, concept_id: int, relation_type: str | None = None) -> list[tuple[str, float, dict]]:
         """Outgoing relations of a concept as (type, weight, target row); dangling targets are skipped."""
@@ -472,7 +507,7 @@ class ConceptStore:
                 existing = DiskIndex.from_meta(self.meta.get("disk_index"))
                 if existing is not None and not force and _still_covers(existing.rows, n):
                     return False
-                index = DiskIndex.build(self.table, n, self.config.ann_target_recall)
+                index = DiskIndex.build(self.table, n, self.config.ann_target_recall, self.sample_vectors(128))
                 self.meta["disk_index"] = index.to_meta()
                 _write_json(self.location, self.meta)
                 PartitionedIndex.remove(self.location)
@@ -481,8 +516,10 @@ class ConceptStore:
             existing = PartitionedIndex.load(self.location)
             if existing is not None and not force and _still_covers(existing.rows, n):
                 return False
-            ids, vectors = self.all_vectors()
-            index = PartitionedIndex.build(ids, vectors, target_recall=self.config.ann_target_recall)
+            sample_ids, sample = self.sample_vectors(PartitionedIndex.training_rows(n))
+            index = PartitionedIndex.build(
+                self.vector_batches(), sample_ids, sample, n, target_recall=self.config.ann_target_recall
+            )
             index.save(self.location, self.table.version)
             return True
 

@@ -44,7 +44,7 @@ def test_partitioned_index_matches_exact_search():
     queries, x = everything[:200], everything[200:]
     ids = np.arange(100, 5100)
     exact = ExactIndex(ids, x)
-    index = PartitionedIndex.build(ids, x, target_recall=0.99)
+    index = PartitionedIndex.build([(ids[:2500], x[:2500]), (ids[2500:], x[2500:])], ids, x, len(ids), 0.99)
     assert 1 <= index.nprobe < index.partitions
     recall = np.mean([len(set(exact.search(q, 10)[0]) & set(index.search(q, 10)[0])) / 10 for q in queries])
     assert recall >= 0.99  # what it was calibrated for (measured 0.998 on this seeded data)
@@ -55,7 +55,7 @@ def test_partitioned_index_matches_exact_search():
 def test_partitioned_index_save_load_round_trip(tmp_path):
     x, _ = clustered(800)
     ids = np.arange(800)
-    index = PartitionedIndex.build(ids, x)
+    index = PartitionedIndex.build([(ids, x)], ids, x, len(ids))
     index.save(StoreDir(tmp_path), table_version=3)
     loaded = PartitionedIndex.load(StoreDir(tmp_path))
     assert loaded is not None and loaded.max_id == 799 and loaded.nprobe == index.nprobe
@@ -78,7 +78,7 @@ def test_the_faiss_index_and_torch_share_a_process():
         "from meqg_mlx.concepts.index import PartitionedIndex\n"
         "x = np.random.default_rng(0).standard_normal((4000, 32)).astype(np.float32)\n"
         "x /= np.linalg.norm(x, axis=1, keepdims=True)\n"
-        "index = PartitionedIndex.build(np.arange(4000), x)\n"
+        "index = PartitionedIndex.build([(np.arange(4000), x)], np.arange(4000), x, 4000)\n"
         "assert index.search(x[7], 1)[0].tolist() == [7]\n"
         "assert float((torch.ones(256, 256) @ torch.ones(256, 256))[0, 0]) == 256\n"
         "print('ok')\n"
