@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from .index import confident_recall, held_out_recall, top_k
 INDEX_NAME = "vector_idx"
 NPROBES = (4, 8, 16, 32, 64, 128, 256, 512)
 REFINE_FACTORS = (10, 40)
+CALIBRATION_THREADS = 8
 
 
 @dataclass
@@ -85,7 +87,8 @@ class DiskIndex:
         truth = _exact_neighbours(table, ids, sample, k)
 
         def recall(nprobes: int, refine: int) -> np.ndarray:
-            found = [self.search(table, query, k + 1, nprobes, refine)[0] for query in sample]
+            with ThreadPoolExecutor(CALIBRATION_THREADS) as pool:  # on S3 each query waits on round trips
+                found = list(pool.map(lambda query: self.search(table, query, k + 1, nprobes, refine)[0], sample))
             return held_out_recall(found, ids, truth)
 
         probes = [p for p in NPROBES if p < self.partitions] + [self.partitions]
