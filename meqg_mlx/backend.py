@@ -161,7 +161,7 @@ def doctor_report(measure: bool = True) -> dict[str, object]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for name in ("mlx", "numpy", "lancedb", "pyarrow", "torch", "sentence-transformers"):
+    for name in ("mlx", "numpy", "lancedb", "pyarrow", "faiss-cpu", "boto3", "ray", "torch", "sentence-transformers"):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
