@@ -47,6 +47,7 @@ META_FILE = "meqg_store.json"
 COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STORE_FORMAT = "meqg-concept-store"
 SCHEMA_VERSION = 1
+RANDOM_READS_MAX = 1024  # sample_vectors: up to this many rows by random reads, more by a scan
 
 
 def normalize_text(text: str) -> str:
@@ -436,9 +437,15 @@ class ConceptStore:
         return ids[:filled], vectors[:filled]
 
     def sample_vectors(self, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """`count` rows drawn uniformly, read in one sequential scan (random reads are slow on S3)."""
+        """`count` rows drawn uniformly: a few by random reads, many in one sequential scan
+        (each random read is a round trip on S3; a scan reads the whole table once)."""
         total = self.table.count_rows()
         chosen = np.sort(np.random.default_rng(seed).choice(total, min(count, total), replace=False))
+        if not len(chosen):
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        if len(chosen) <= RANDOM_READS_MAX:
+            taken = self.table.take_offsets(chosen.tolist()).select(["concept_id", "vector"]).to_arrow()
+            return taken["concept_id"].to_numpy().astype(np.int64), vectors_from_column(taken["vector"], self.dim)
         ids, vectors, start = [], [], 0
         for batch_ids, batch_vectors in self.vector_batches():
             low, high = np.searchsorted(chosen, [start, start + len(batch_ids)])
@@ -446,8 +453,6 @@ class ConceptStore:
             ids.append(batch_ids[picked])
             vectors.append(batch_vectors[picked])
             start += len(batch_ids)
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(ids), np.concatenate(vectors)
 
     def neighbors(self, concept_id: int, relation_type: str | None = None) -> list[tuple[str, float, dict]]:

@@ -154,3 +154,22 @@ def test_optimize_compacts_fragments(store):
     store.optimize()
     assert store.table.stats()["fragment_stats"]["num_fragments"] == 1
     assert store.count() == 12
+
+
+def test_sampled_and_streamed_vectors_are_stored_rows(tmp_path):
+    """A few sampled rows come by random reads, many by one scan; both are distinct stored rows."""
+    store = ConceptStore.create(tmp_path / "s", 8, "m")
+    assert store.sample_vectors(10)[1].shape == (0, 8)
+    x = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    first = store.reserve_ids(len(x))
+    store.add([NewConcept(first + i, f"concept {i}", v) for i, v in enumerate(x)])
+    for count in (5, 2000, 5000):  # RANDOM_READS_MAX is 1024
+        ids, vectors = store.sample_vectors(count)
+        assert len(set(ids.tolist())) == len(ids) == min(count, len(x))
+        np.testing.assert_allclose(vectors, x[ids - first], atol=1e-6)
+    batches = list(store.vector_batches(rows=700))
+    assert len(batches) >= 5 and all(len(ids) <= 700 for ids, _ in batches)
+    assert sorted(np.concatenate([ids for ids, _ in batches]).tolist()) == list(range(first, first + len(x)))
+    ids, vectors = store.all_vectors()
+    np.testing.assert_allclose(vectors[np.argsort(ids)], x, atol=1e-6)
