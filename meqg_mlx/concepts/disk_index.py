@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -74,17 +75,24 @@ class DiskIndex:
         return asdict(self)
 
     @classmethod
-    def build(cls, table, rows: int, target_recall: float, sample: tuple[np.ndarray, np.ndarray]) -> "DiskIndex":
+    def build(
+        cls,
+        table,
+        batches: Iterable[tuple[np.ndarray, np.ndarray]],
+        rows: int,
+        target_recall: float,
+        sample: tuple[np.ndarray, np.ndarray],
+    ) -> "DiskIndex":
         """Create the table's IVF_RQ index (sqrt(n) partitions), then calibrate it on `sample`,
-        (ids, vectors) of stored rows drawn uniformly (a hundred or so)."""
+        (ids, vectors) of stored rows drawn uniformly (a hundred or so); `batches` is one scan
+        of the table's (ids, vectors), the brute force the calibration is measured against."""
         partitions = max(1, int(math.sqrt(rows)))
         table.create_index("vector", config=IvfRq(distance_type="cosine", num_partitions=partitions), replace=True)
         index = cls("IVF_RQ", partitions, NPROBES[0], REFINE_FACTORS[0], 0.0, target_recall, rows)
-        index.calibrate(table, *sample)
+        index.calibrate(table, _exact_neighbours(batches, *sample), *sample)
         return index
 
-    def calibrate(self, table, ids: np.ndarray, sample: np.ndarray, k: int = 10) -> None:
-        truth = _exact_neighbours(table, ids, sample, k)
+    def calibrate(self, table, truth: list[set[int]], ids: np.ndarray, sample: np.ndarray, k: int = 10) -> None:
 
         def recall(nprobes: int, refine: int) -> np.ndarray:
             with ThreadPoolExecutor(CALIBRATION_THREADS) as pool:  # on S3 each query waits on round trips
@@ -106,13 +114,12 @@ class DiskIndex:
         self.nprobes, self.refine_factor, self.recall = best[:3]
 
 
-def _exact_neighbours(table, ids: np.ndarray, sample: np.ndarray, k: int) -> list[set[int]]:
-    """Each sampled row's k nearest other rows, by streaming the table once (memory: one batch)."""
+def _exact_neighbours(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], ids: np.ndarray, sample: np.ndarray, k: int = 10
+) -> list[set[int]]:
+    """Each sampled row's k nearest other rows, streaming the table once (memory: one batch)."""
     best: list[list[tuple[float, int]]] = [[] for _ in ids]
-    reader = table.search().select(["concept_id", "vector"]).limit(None).to_batches(65_536)
-    for batch in reader:
-        batch_ids = batch.column("concept_id").to_numpy()
-        vectors = np.asarray(batch.column("vector").flatten(), dtype=np.float32).reshape(len(batch_ids), -1)
+    for batch_ids, vectors in batches:
         scores = sample @ vectors.T
         for row, heap in enumerate(best):
             for j in top_k(scores[row], k + 1):

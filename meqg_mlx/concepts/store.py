@@ -512,7 +512,9 @@ class ConceptStore:
                 existing = DiskIndex.from_meta(self.meta.get("disk_index"))
                 if existing is not None and not force and _still_covers(existing.rows, n):
                     return False
-                index = DiskIndex.build(self.table, n, self.config.ann_target_recall, self.sample_vectors(128))
+                index = DiskIndex.build(
+                    self.table, self.vector_batches(), n, self.config.ann_target_recall, self.sample_vectors(128)
+                )
                 self.meta["disk_index"] = index.to_meta()
                 _write_json(self.location, self.meta)
                 PartitionedIndex.remove(self.location)
