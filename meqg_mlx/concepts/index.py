@@ -88,10 +88,6 @@ class PartitionedIndex:
     def rows(self) -> int:
         return self.ivf.ntotal
 
-    @property
-    def vector_bytes(self) -> int:
-        return self.ivf.ntotal * self.ivf.d * 4
-
     def search(self, query: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         scores, ids = self.search_many(query[None], k, nprobe)
         found = ids[0] >= 0
@@ -196,10 +192,8 @@ class PartitionedIndex:
         """The saved index, read into RAM, or None when absent or unreadable (then search is exact)."""
         try:
             files = location.published(INDEX_DIR)
-            if files is None:
-                return None
-            meta = json.loads(files.read_text("meta.json"))
-            if meta.get("format") != INDEX_FORMAT:
+            meta = _read_meta(files) if files is not None else None
+            if meta is None:
                 return None
             ivf = files.read_file("ivf.faiss", load_faiss().read_index)
             if ivf.ntotal != meta["rows"] or ivf.nlist != meta["partitions"]:
@@ -209,8 +203,23 @@ class PartitionedIndex:
             return None
 
     @staticmethod
+    def saved_meta(location) -> dict | None:
+        """The saved index's meta.json (rows, partitions, nprobe, target_recall), without reading
+        the index itself (1.5 GB at a million rows), or None when absent or unreadable."""
+        try:
+            files = location.published(INDEX_DIR)
+            return _read_meta(files) if files is not None else None
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
     def remove(location) -> None:
         location.remove(INDEX_DIR)
+
+
+def _read_meta(files) -> dict | None:
+    meta = json.loads(files.read_text("meta.json"))
+    return meta if isinstance(meta, dict) and meta.get("format") == INDEX_FORMAT else None
 
 
 def held_out_recall(found: np.ndarray, own: np.ndarray, truth: list[set[int]]) -> np.ndarray:

@@ -540,13 +540,13 @@ class ConceptStore:
         disk = DiskIndex.from_meta(self.meta.get("disk_index"))
         if disk is not None:
             return disk.describe(self.location.bytes_under(f"lance/{CONCEPTS_TABLE}.lance/_indices"))
-        index = PartitionedIndex.load(self.location)
-        if index is None:
+        saved = PartitionedIndex.saved_meta(self.location)
+        if saved is None:
             return f"exact (in-memory matrix, {self.count() * self.dim * 4 / 2**20:.1f} MB in RAM)"
         return (
-            f"Faiss IVF-flat: {index.partitions} partitions, nprobe {index.nprobe} "
-            f"(calibrated to recall@10 {index.target_recall}), {index.rows} rows indexed, "
-            f"{index.vector_bytes / 2**20:.1f} MB of vectors in RAM"
+            f"Faiss IVF-flat: {saved['partitions']} partitions, nprobe {saved['nprobe']} "
+            f"(calibrated to recall@10 {saved['target_recall']}), {saved['rows']} rows indexed, "
+            f"{saved['rows'] * self.dim * 4 / 2**20:.1f} MB of vectors in RAM"
         )
 
     # ----- domains ---------------------------------------------------------------------------
