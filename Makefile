@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test format bench doctor clean sandbox
+.PHONY: demo test format bench doctor clean sandbox kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,33 @@ sandbox:
 	  else echo "warning: install bubblewrap (sudo apt-get install bubblewrap): without it the python sandbox refuses"; fi; \
 	fi
 
-demo: $(STAMP)
+# meqg's CPU kernels: the MLX C++ extension in metal/cpu, built against the installed MLX with
+# pinned build tools (nanobind must be the release MLX was built with). A failed build leaves
+# its first error in metal/_meqg_kernels.failed and no extension: meqg runs its MLX-ops paths,
+# `meqg doctor` says why, and the kernel tests fail. Tried again on every make until it builds.
+KERNELS := build/kernels/.built
+KERNEL_BUILD_TOOLS := "cmake==3.31.6" "nanobind==3.1.0"
+KERNEL_SOURCES := $(wildcard metal/*.h metal/cpu/*.cpp metal/cpu/CMakeLists.txt)
+
+kernels: $(KERNELS)
+
+$(KERNELS): $(STAMP) $(KERNEL_SOURCES)
+	@mkdir -p build/kernels
+	@rm -f metal/_meqg_kernels.failed
+	@if $(PY) -m pip install -q $(KERNEL_BUILD_TOOLS) > build/kernels/log 2>&1 \
+	  && $(VENV)/bin/cmake -S metal/cpu -B build/kernels -DPython_EXECUTABLE=$(abspath $(PY)) >> build/kernels/log 2>&1 \
+	  && $(VENV)/bin/cmake --build build/kernels -j 2 >> build/kernels/log 2>&1; then \
+	  touch $@; echo "meqg kernels: C++ extension built (metal/cpu)"; \
+	else \
+	  rm -f metal/_meqg_kernels*.so; \
+	  (grep -m1 -iE "error" build/kernels/log || tail -n1 build/kernels/log) > metal/_meqg_kernels.failed; \
+	  echo "warning: meqg's C++ kernels did not build ($$(cat metal/_meqg_kernels.failed)); full log: build/kernels/log"; \
+	fi
+
+demo: $(STAMP) $(KERNELS)
 	$(VENV)/bin/meqg demo
 
-test: $(STAMP)
+test: $(STAMP) $(KERNELS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/meqg doctor --brief
@@ -44,4 +67,4 @@ doctor: $(STAMP)
 	$(VENV)/bin/meqg doctor
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info metal/_meqg_kernels*

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..kernels import kernel_status
+from ..kernels.ssd import ssd_scan
 from .cache import MixerCache, WindowCache
 
 
@@ -109,7 +111,8 @@ class SSDMixer(nn.Module):
     def __call__(self, u: mx.array, cache: MixerCache | None = None, reference: bool = False) -> mx.array:
         """u (b, l, d_model) -> (b, l, d_model); with `cache`, continue the sequence it holds and update it.
 
-        A single new position steps the recurrence; longer inputs (and `reference` False) use the chunked scan.
+        The scan is meqg's kernel where one runs on this device (`meqg_mlx.kernels`), else MLX ops: the
+        recurrence step by step for a single new position (and for `reference`), the chunked scan otherwise.
         """
         b, length, _ = u.shape
         a = self.args
@@ -123,7 +126,11 @@ class SSDMixer(nn.Module):
         dt = nn.softplus(dt + self.dt_bias)
         A = -mx.exp(self.A_log)
         state = cache.ssm if cache is not None else None
-        if reference or (cache is not None and length == 1):
+        if reference:
+            y, state = ssd_sequential(x, dt, A, B, C, self.D, state)
+        elif kernel_status("ssd_scan").backend is not None:
+            y, state = ssd_scan(x, dt, A, B, C, self.D, a.chunk_size, state)
+        elif cache is not None and length == 1:
             y, state = ssd_sequential(x, dt, A, B, C, self.D, state)
         else:
             y, state = ssd_chunked(x, dt, A, B, C, self.D, a.chunk_size, state)

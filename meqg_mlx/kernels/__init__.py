@@ -1,0 +1,99 @@
+"""Custom kernels: one dispatch over three backends, chosen by device at call time.
+
+Each kernel's body is written once in `metal/` (meqg_metal) and runs as
+- Metal, through `mx.fast.metal_kernel`, on Apple GPUs;
+- CUDA, through `mx.fast.cuda_kernel`, on MLX's CUDA backend;
+- C++ on the CPU, in the MLX extension `make kernels` builds (meqg_metal._meqg_kernels).
+Every kernel has its MLX-ops reference (the code meqg ran before), which stays the
+oracle of the tests and the fallback: MEQG_KERNELS=0 turns every kernel off, and a
+kernel whose backend is missing falls back with the reason in `status()` (`meqg doctor`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import mlx.core as mx
+
+# Kernels and the backends they have; a backend missing here runs the MLX-ops reference.
+KERNELS = {
+    "ssd_scan": ("cpu", "metal", "cuda"),
+}
+
+
+@dataclass
+class KernelStatus:
+    name: str
+    backend: str | None  # "cpu", "metal", "cuda", or None: the MLX-ops reference runs
+    reason: str
+
+
+@cache
+def extension():
+    """The CPU extension module, or None (the reason is `extension_problem()`)."""
+    return _load_extension()[0]
+
+
+def extension_problem() -> str | None:
+    return _load_extension()[1]
+
+
+@cache
+def _load_extension():
+    from meqg_metal import BUILD_FAILED
+
+    try:
+        from meqg_metal import _meqg_kernels
+    except ImportError as exc:
+        if BUILD_FAILED.exists():
+            return None, f"the C++ extension did not build: {BUILD_FAILED.read_text().strip()}"
+        return None, f"the C++ extension is not built (run `make kernels`): {exc}"
+    try:  # an extension built against another MLX or nanobind imports, then fails on its first call
+        one = mx.ones((1, 1, 1, 1))
+        mx.eval(_meqg_kernels.ssd_scan_forward(one, one[..., 0], one, one, one, 1, stream=mx.cpu))
+    except (TypeError, RuntimeError, ValueError) as exc:
+        return None, f"the C++ extension does not run with mlx {mx.__version__} (rebuild: `make kernels`): {exc}"
+    return _meqg_kernels, None
+
+
+def device_backend() -> str:
+    """The backend the default device runs: "cpu", "metal" or "cuda"."""
+    if mx.default_device().type == mx.DeviceType.cpu:
+        return "cpu"
+    return "metal" if mx.metal.is_available() else "cuda"
+
+
+def kernel_status(name: str) -> KernelStatus:
+    """Which backend `name` runs on the default device now, and why."""
+    if os.environ.get("MEQG_KERNELS", "1") == "0":
+        return KernelStatus(name, None, "MEQG_KERNELS=0: the MLX-ops reference runs")
+    backend = device_backend()
+    if backend not in KERNELS[name]:
+        return KernelStatus(name, None, f"no {backend} kernel: the MLX-ops reference runs")
+    if backend == "cpu" and extension() is None:
+        return KernelStatus(name, None, extension_problem())
+    how = {"cpu": "C++ extension", "metal": "mx.fast.metal_kernel", "cuda": "mx.fast.cuda_kernel"}[backend]
+    return KernelStatus(name, backend, f"{how} on {mx.default_device()}")
+
+
+def status() -> list[KernelStatus]:
+    return [kernel_status(name) for name in KERNELS]
+
+
+def gpu_kernel(name: str, inputs: list[str], outputs: list[str], bodies: list[str], call: str, atomic: bool):
+    """A Metal or CUDA kernel (by the default device) running `call`, a shared-body function
+    called with the thread's `row`, behind the dialect's prelude. Rows beyond ROWS return."""
+    from meqg_metal import source
+
+    if device_backend() == "metal":
+        header = ("#define MEQG_ATOMIC_OUTPUTS\n" if atomic else "") + source("prelude_metal.h")
+        header += "".join(source(body) for body in bodies)
+        entry = f"int row = int(thread_position_in_grid.x);\nif (row >= ROWS) return;\n{call};"
+        return mx.fast.metal_kernel(
+            name=name, input_names=inputs, output_names=outputs, source=entry, header=header, atomic_outputs=atomic
+        )
+    header = source("prelude_cuda.h") + "".join(source(body) for body in bodies)
+    entry = f"int row = blockIdx.x * blockDim.x + threadIdx.x;\nif (row >= ROWS) return;\n{call};"
+    return mx.fast.cuda_kernel(name=name, input_names=inputs, output_names=outputs, source=entry, header=header)

@@ -1,0 +1,110 @@
+"""The SSD scan as one kernel per direction (body: metal/ssd_scan.h), with its gradient.
+
+Same contract as `meqg_mlx.vmm.ssd.ssd_chunked` (its reference): y and the final state
+of S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t. The kernels see
+u = dt x and decay = exp(dt A), elementwise MLX ops whose gradients MLX takes. The forward pass
+also keeps the state entering every chunk of `chunk_size` steps; the backward pass
+recomputes each chunk's states from there, so memory stays O(l / chunk) states, not O(l).
+A single step (l = 1, a decoding step from a cache) is the same kernel.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import mlx.core as mx
+
+from . import device_backend, extension, gpu_kernel
+
+FORWARD_INPUTS = ["u", "decay", "B", "C", "state_in"]
+FORWARD_OUTPUTS = ["y", "state_out", "checkpoints"]
+BACKWARD_INPUTS = ["u", "decay", "B", "C", "checkpoints", "d_y", "d_state_out"]
+BACKWARD_OUTPUTS = ["d_u", "d_decay", "d_B", "d_C", "d_state_in", "history"]  # history: each row's scratch
+
+
+def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.array, mx.array]:
+    """x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), D (h,), state (b, h, p, n) or None
+    -> (y (b, l, h, p), final state (b, h, p, n)), differentiable in every input."""
+    b, _, h, p = x.shape
+    if state is None:
+        state = mx.zeros((b, h, p, B.shape[-1]), dtype=mx.float32)
+    u, decay = x * dt[..., None], mx.exp(dt * A)
+    y, final, _ = _scan(min(chunk_size, x.shape[1]))(u, decay, B, C, state)
+    return (y + D[:, None] * x).astype(x.dtype), final
+
+
+@cache
+def _scan(chunk: int):
+    @mx.custom_function
+    def scan(u, decay, B, C, state):
+        return _forward(u, decay, B, C, state, chunk)
+
+    @scan.vjp
+    def scan_vjp(primals, cotangents, outputs):
+        u, decay, B, C, _ = primals
+        d_u, d_decay, d_B, d_C, d_state = _backward(u, decay, B, C, outputs[2], *cotangents[:2], chunk)[:5]
+        b, length, groups, n = B.shape
+        per_group = lambda d: d.reshape(b, length, groups, -1, n).sum(3)  # noqa: E731
+        return d_u, d_decay, per_group(d_B), per_group(d_C), d_state
+
+    return scan
+
+
+def _launch(kernel, inputs, dims: dict, output_shapes: list, **options):
+    return kernel(
+        inputs=[v.astype(mx.float32) for v in inputs],
+        template=list(dims.items()),
+        grid=(dims["ROWS"], 1, 1),
+        threadgroup=(min(dims["ROWS"], 256), 1, 1),
+        output_shapes=output_shapes,
+        output_dtypes=[mx.float32] * len(output_shapes),
+        **options,
+    )
+
+
+def _dims(u, B, chunk: int) -> dict:
+    b, length, h, p = u.shape
+    return {"L": length, "H": h, "P": p, "G": B.shape[2], "N": B.shape[3], "Q": chunk, "ROWS": b * h * p}
+
+
+def _forward(u, decay, B, C, state, chunk: int):
+    backend = device_backend()
+    if backend == "cpu":
+        return tuple(extension().ssd_scan_forward(u, decay, B, C, state, chunk))
+    dims = _dims(u, B, chunk)
+    checkpoints = (*state.shape[:3], -(-dims["L"] // chunk), dims["N"])
+    return tuple(_launch(_gpu_kernels(backend)[0], [u, decay, B, C, state], dims, [u.shape, state.shape, checkpoints]))
+
+
+def _backward(u, decay, B, C, checkpoints, d_y, d_state, chunk: int):
+    backend = device_backend()
+    if backend == "cpu":
+        return extension().ssd_scan_backward(u, decay, B, C, checkpoints, d_y, d_state, chunk)
+    dims = _dims(u, B, chunk)
+    per_head = (*decay.shape, dims["N"])
+    shapes = [u.shape, decay.shape, per_head, per_head, d_state.shape, (dims["ROWS"], chunk, dims["N"])]
+    inputs = [u, decay, B, C, checkpoints, d_y, d_state]
+    return _launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
+
+
+@cache
+def _gpu_kernels(backend: str):
+    dims = "L, H, P, G, N, Q"
+    forward = gpu_kernel(
+        "meqg_ssd_scan_forward",
+        FORWARD_INPUTS,
+        FORWARD_OUTPUTS,
+        ["ssd_scan.h"],
+        f"meqg_ssd_forward_row(row, {', '.join(FORWARD_INPUTS + FORWARD_OUTPUTS)}, {dims})",
+        atomic=False,
+    )
+    backward = gpu_kernel(
+        "meqg_ssd_scan_backward",
+        BACKWARD_INPUTS,
+        BACKWARD_OUTPUTS,
+        ["ssd_scan.h"],
+        f"meqg_ssd_backward_row(row, {', '.join(BACKWARD_INPUTS + BACKWARD_OUTPUTS[:-1])}, "
+        f"history + row * Q * N, {dims})",
+        atomic=True,
+    )
+    return forward, backward

@@ -1,0 +1,14 @@
+// The CPU dialect of the shared kernel bodies (see ssd_scan.h): plain C++, one thread per
+// block of rows that never add into the same element, so MEQG_ADD needs no atomics.
+#pragma once
+#include <algorithm>
+#include <cmath>
+
+using std::min;
+
+#define MEQG_FN static inline
+#define MEQG_IN const float* __restrict__
+#define MEQG_OUT float* __restrict__
+#define MEQG_LOAD(p) (*(p))
+#define MEQG_STORE(p, v) (*(p) = (v))
+#define MEQG_ADD(p, v) (*(p) += (v))

@@ -1,0 +1,109 @@
+"""The SSD scan kernel against `ssd_chunked` and `ssd_sequential` (its MLX-ops references),
+in value and in the gradient of every input, on each backend (`device` in conftest.py)."""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from meqg_mlx.kernels.ssd import ssd_scan
+from meqg_mlx.vmm.ssd import SSDArgs, SSDMixer, ssd_chunked, ssd_sequential
+
+# (batch, length, heads, head_dim, groups, d_state, chunk): odd sizes, a partial last chunk,
+# grouped B/C, one decoding step, a chunk longer than the sequence, and enough work per call
+# that the CPU extension splits rows over threads (3 blocks on 2 threads: uneven). Outputs
+# are not zeroed on the CPU, so a row no thread ran shows up as a mismatch here (checked by
+# making the last thread stop one block short).
+SHAPES = [
+    (2, 37, 4, 5, 2, 7, 8),
+    (3, 16, 2, 3, 1, 4, 16),
+    (1, 1, 2, 3, 1, 5, 4),
+    (2, 5, 2, 3, 1, 6, 64),
+    (3, 64, 4, 16, 1, 32, 16),
+]
+
+
+def inputs(b, length, h, p, g, n, seed=0):
+    keys = iter(mx.random.split(mx.random.key(seed), 8))
+    x = mx.random.normal((b, length, h, p), key=next(keys))
+    dt = nn.softplus(mx.random.normal((b, length, h), key=next(keys)) - 1.0)
+    A = -mx.exp(mx.random.normal((h,), key=next(keys)))
+    B, C = (mx.random.normal((b, length, g, n), key=next(keys)) for _ in range(2))
+    D = mx.random.normal((h,), key=next(keys))
+    state = mx.random.normal((b, h, p, n), key=next(keys))
+    return x, dt, A, B, C, D, state
+
+
+def loss_of(scan, chunk):
+    """A loss that weighs every output element differently, so a wrong gradient anywhere shows."""
+
+    def loss(x, dt, A, B, C, D, state):
+        y, final = scan(x, dt, A, B, C, D, chunk, state)
+        return (y * mx.cos(y)).sum() + (final * mx.sin(final)).sum()
+
+    return loss
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_values_and_gradients_match_the_reference(device, shape):
+    *dims, chunk = shape
+    args = inputs(*dims)
+    y, final = ssd_scan(*args[:6], chunk, args[6])
+    y_ref, final_ref = ssd_chunked(*args[:6], chunk, args[6])
+    assert np.allclose(y, y_ref, atol=2e-5 * max(1.0, float(mx.abs(y_ref).max())))
+    assert np.allclose(final, final_ref, atol=2e-5 * max(1.0, float(mx.abs(final_ref).max())))
+
+    argnums = tuple(range(7))
+    grads = mx.grad(loss_of(ssd_scan, chunk), argnums)(*args)
+    expected = mx.grad(loss_of(ssd_chunked, chunk), argnums)(*args)
+    for name, got, want in zip(["x", "dt", "A", "B", "C", "D", "state"], grads, expected):
+        scale = max(1.0, float(mx.abs(want).max()))
+        assert got.shape == want.shape, name
+        assert np.allclose(got, want, atol=5e-5 * scale), f"d{name}: max error {float(mx.abs(got - want).max())}"
+
+
+def test_without_a_state_it_starts_from_zero_as_the_recurrence_does(device):
+    x, dt, A, B, C, D, _ = inputs(2, 9, 2, 3, 1, 4, seed=1)
+    y, final = ssd_scan(x, dt, A, B, C, D, 4)
+    y_ref, final_ref = ssd_sequential(x, dt, A, B, C, D)
+    assert np.allclose(y, y_ref, atol=1e-5) and np.allclose(final, final_ref, atol=1e-5)
+
+
+def test_split_sequences_continue_through_the_state(device):
+    """A decoding loop: the state after a prefix carries the scan on, one step at a time."""
+    x, dt, A, B, C, D, _ = inputs(1, 12, 2, 4, 1, 8, seed=2)
+    y_all, final_all = ssd_scan(x, dt, A, B, C, D, 4)
+    y_prefix, state = ssd_scan(x[:, :7], dt[:, :7], A, B[:, :7], C[:, :7], D, 4)
+    steps = [y_prefix]
+    for t in range(7, 12):
+        y_t, state = ssd_scan(x[:, t : t + 1], dt[:, t : t + 1], A, B[:, t : t + 1], C[:, t : t + 1], D, 4, state)
+        steps.append(y_t)
+    assert np.allclose(mx.concatenate(steps, axis=1), y_all, atol=1e-5)
+    assert np.allclose(state, final_all, atol=1e-5)
+
+
+def test_non_finite_inputs_poison_what_the_recurrence_poisons(device):
+    """From the bad step on, and no earlier: the chunked reference smears an Inf over its
+    whole chunk (inf * 0 in the matrix products), the recurrence and the kernel do not."""
+    x, dt, A, B, C, D, state = inputs(2, 10, 2, 3, 1, 4, seed=4)
+    x = x.at[1, 6, 0, 2].add(math.nan)
+    B = B.at[0, 3, 0, 1].add(math.inf)
+    y, final = ssd_scan(x, dt, A, B, C, D, 4, state)
+    y_ref, final_ref = ssd_sequential(x, dt, A, B, C, D, state)
+    assert np.array_equal(np.isfinite(y), np.isfinite(y_ref))
+    assert np.array_equal(np.isfinite(final), np.isfinite(final_ref))
+    assert not np.isfinite(y).all()
+
+
+def test_the_mixer_runs_the_kernel_and_agrees_with_the_recurrence(device, monkeypatch):
+    mx.random.seed(5)
+    mixer = SSDMixer(SSDArgs(d_model=24, d_state=8, head_dim=6, chunk_size=8))
+    u = mx.random.normal((2, 19, 24))
+    with_kernel = mixer(u)
+    monkeypatch.setenv("MEQG_KERNELS", "0")
+    assert np.allclose(with_kernel, mixer(u), atol=1e-5)
+    assert np.allclose(with_kernel, mixer(u, reference=True), atol=1e-5)
