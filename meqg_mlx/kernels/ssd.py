@@ -2,10 +2,11 @@
 
 Same contract as `meqg_mlx.vmm.ssd.ssd_chunked` (its reference): y and the final state
 of S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t. The kernels see
-u = dt x and decay = exp(dt A), elementwise MLX ops whose gradients MLX takes. The forward pass
+u = dt x and decay = exp(dt A), computed (and chained) by elementwise MLX ops. The forward pass
 also keeps the state entering every chunk of `chunk_size` steps; the backward pass
 recomputes each chunk's states from there, so memory stays O(l / chunk) states, not O(l).
-A single step (l = 1, a decoding step from a cache) is the same kernel.
+A single step (l = 1, a decoding step from a cache) is the same kernel. Second derivatives
+(Hessian-vector products) go through the reference's gradient.
 """
 
 from __future__ import annotations
@@ -24,30 +25,63 @@ BACKWARD_OUTPUTS = ["d_u", "d_decay", "d_B", "d_C", "d_state_in", "history"]  # 
 
 def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.array, mx.array]:
     """x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), D (h,), state (b, h, p, n) or None
-    -> (y (b, l, h, p), final state (b, h, p, n)), differentiable in every input."""
+    -> (y (b, l, h, p), final state (b, h, p, n)), differentiable in every input, twice."""
     b, _, h, p = x.shape
     if state is None:
         state = mx.zeros((b, h, p, B.shape[-1]), dtype=mx.float32)
-    u, decay = x * dt[..., None], mx.exp(dt * A)
-    y, final, _ = _scan(min(chunk_size, x.shape[1]))(u, decay, B, C, state)
-    return (y + D[:, None] * x).astype(x.dtype), final
+    y, final, _ = _scan(min(chunk_size, x.shape[1]))(x, dt, A, B, C, D, state)
+    return y.astype(x.dtype), final
 
 
 @cache
 def _scan(chunk: int):
     @mx.custom_function
-    def scan(u, decay, B, C, state):
-        return _forward(u, decay, B, C, state, chunk)
+    def scan(x, dt, A, B, C, D, state):
+        y, final, checkpoints = _forward(x * dt[..., None], mx.exp(dt * A), B, C, state, chunk)
+        return y + D[:, None] * x, final, checkpoints
 
     @scan.vjp
     def scan_vjp(primals, cotangents, outputs):
-        u, decay, B, C, _ = primals
-        d_u, d_decay, d_B, d_C, d_state = _backward(u, decay, B, C, outputs[2], *cotangents[:2], chunk)[:5]
-        b, length, groups, n = B.shape
-        per_group = lambda d: d.reshape(b, length, groups, -1, n).sum(3)  # noqa: E731
-        return d_u, d_decay, per_group(d_B), per_group(d_C), d_state
+        return _scan_gradient(chunk)(*primals, outputs[2], cotangents[0], cotangents[1])
 
     return scan
+
+
+@cache
+def _scan_gradient(chunk: int):
+    @mx.custom_function
+    def gradient(x, dt, A, B, C, D, state, checkpoints, d_y, d_final):
+        decay = mx.exp(dt * A)
+        d_u, d_decay, d_B, d_C, d_state = _backward(x * dt[..., None], decay, B, C, checkpoints, d_y, d_final, chunk)[
+            :5
+        ]
+        b, length, groups, n = B.shape
+        per_group = lambda d: d.reshape(b, length, groups, -1, n).sum(3)  # noqa: E731
+        d_log_decay = d_decay * decay
+        return (
+            d_u * dt[..., None] + D[:, None] * d_y,
+            (d_u * x).sum(-1) + d_log_decay * A,
+            (d_log_decay * dt).sum((0, 1)),
+            per_group(d_B),
+            per_group(d_C),
+            (d_y * x).sum((0, 1, 3)),
+            d_state,
+        )
+
+    @gradient.vjp
+    def gradient_vjp(primals, cotangents, outputs):
+        """Second order (Hessian-vector products: train/curvature.py) differentiates the reference's gradient."""
+        from ..vmm.ssd import ssd_chunked  # the reference; vmm.ssd imports this module
+
+        def reference_gradient(x, dt, A, B, C, D, state, d_y, d_final):
+            scan = lambda *inputs: ssd_chunked(*inputs[:6], chunk, inputs[6])  # noqa: E731
+            return mx.vjp(scan, [x, dt, A, B, C, D, state], [d_y, d_final])[1]
+
+        *inputs, checkpoints, d_y, d_final = primals
+        second = mx.vjp(reference_gradient, [*inputs, d_y, d_final], list(cotangents))[1]
+        return (*second[:7], mx.zeros_like(checkpoints), *second[7:])
+
+    return gradient
 
 
 def _launch(kernel, inputs, dims: dict, output_shapes: list, **options):

@@ -107,3 +107,16 @@ def test_the_mixer_runs_the_kernel_and_agrees_with_the_recurrence(device, monkey
     monkeypatch.setenv("MEQG_KERNELS", "0")
     assert np.allclose(with_kernel, mixer(u), atol=1e-5)
     assert np.allclose(with_kernel, mixer(u, reference=True), atol=1e-5)
+
+
+def test_hessian_vector_products_match_the_reference(device):
+    """train/curvature.py differentiates the gradient (reverse over reverse)."""
+    args = inputs(2, 11, 2, 3, 1, 4, seed=6)
+    vector = inputs(2, 11, 2, 3, 1, 4, seed=7)
+
+    def hvp(scan):
+        gradient = mx.grad(loss_of(scan, 4), tuple(range(7)))
+        return mx.grad(lambda *a: sum((g * v).sum() for g, v in zip(gradient(*a), vector)), tuple(range(7)))(*args)
+
+    for name, got, want in zip(["x", "dt", "A", "B", "C", "D", "state"], hvp(ssd_scan), hvp(ssd_chunked)):
+        assert np.allclose(got, want, atol=1e-4 * max(1.0, float(mx.abs(want).max()))), name
