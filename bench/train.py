@@ -3,10 +3,10 @@
 1. Concept-steps/s (valid next-concept positions trained per second) of the same model
    on the same batches: ungated, gated at every step, and gated on the adaptive
    interval (gate.check_interval); plus peak memory per step (MLX's allocator).
-2. Forward+backward of the VMM in MLX and of its PyTorch twin (meqg_converters) with
-   the same weights on the same batches: distance + in-batch InfoNCE + planner NLL +
-   router balance. On a machine with CUDA, PyTorch runs there and MLX on its default
-   device (the CUDA backend when installed).
+2. Forward+backward of the VMM in MLX (with meqg's kernels, and with MEQG_KERNELS=0) and
+   of its PyTorch twin (meqg_converters) with the same weights on the same batches:
+   distance + in-batch InfoNCE + planner NLL + router balance. On a machine with CUDA,
+   PyTorch runs there and MLX on its default device (the CUDA backend when installed).
 
     python bench/train.py [--store DIR] [--steps 30] [--interval 8] [--passes 20]
 """
@@ -31,6 +31,7 @@ from meqg_converters.weights import load_vmm  # noqa: E402
 from meqg_mlx.backend import doctor_report  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
 from meqg_mlx.config import MeqgConfig, from_dict  # noqa: E402
+from meqg_mlx.kernels import status as kernel_status  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 from meqg_mlx.train.trainer import Trainer  # noqa: E402
 
@@ -136,14 +137,23 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
             torch.cuda.synchronize()
         return loss.item()
 
+    def without_kernels(batch):
+        previous = os.environ.get("MEQG_KERNELS")
+        os.environ["MEQG_KERNELS"] = "0"
+        try:
+            return run_mlx(batch)
+        finally:
+            os.environ.pop("MEQG_KERNELS") if previous is None else os.environ.update(MEQG_KERNELS=previous)
+
     timings, losses, peaks = {}, {}, {}
     for name, run, reset, peak in (
         ("mlx", run_mlx, mx.reset_peak_memory, mx.get_peak_memory),
+        ("mlx_ops", without_kernels, mx.reset_peak_memory, mx.get_peak_memory),
         ("torch", run_torch, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated),
     ):
         for batch in batches[:warmup]:
             run(batch)
-        measured_memory = name == "mlx" or device == "cuda"  # PyTorch's CPU allocator keeps no peak
+        measured_memory = name != "torch" or device == "cuda"  # PyTorch's CPU allocator keeps no peak
         if measured_memory:
             reset()
         started = time.perf_counter()
@@ -153,10 +163,12 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
     return {
         "devices": f"mlx {mx.default_device()}, torch {device}",
         "mlx_s": timings["mlx"],
+        "mlx_ops_s": timings["mlx_ops"],
         "torch_s": timings["torch"],
         "tokens": config.train.batch_size * config.train.seq_len,
         "loss_gap": max(abs(a - b) for a, b in zip(losses["mlx"], losses["torch"])),
         "mlx_peak_mb": peaks["mlx"],
+        "mlx_ops_peak_mb": peaks["mlx_ops"],
         "torch_peak_mb": peaks["torch"],
     }
 
@@ -192,15 +204,20 @@ def main() -> None:
     print(
         f"\nforward+backward, same weights and batches ({peer['devices']}; max loss difference {peer['loss_gap']:.1e}):"
     )
+    kernels = ", ".join(f"{k.name} {k.backend or 'off'}" for k in kernel_status()) or "none"
+    for label, key in ((f"MLX, kernels ({kernels})", "mlx"), ("MLX, MEQG_KERNELS=0", "mlx_ops")):
+        print(
+            f"  {label:<34}{1e3 * peer[key + '_s']:8.1f} ms  {peer['tokens'] / peer[key + '_s']:8.0f} concepts/s"
+            f"  peak {peer[key + '_peak_mb']:.0f} MB"
+        )
     print(
-        f"  MLX     {1e3 * peer['mlx_s']:8.1f} ms  {peer['tokens'] / peer['mlx_s']:8.0f} concepts/s"
-        f"  peak {peer['mlx_peak_mb']:.0f} MB"
-    )
-    print(
-        f"  PyTorch {1e3 * peer['torch_s']:8.1f} ms  {peer['tokens'] / peer['torch_s']:8.0f} concepts/s"
+        f"  {'PyTorch':<34}{1e3 * peer['torch_s']:8.1f} ms  {peer['tokens'] / peer['torch_s']:8.0f} concepts/s"
         f"  peak {torch_peak}"
     )
-    print(f"  MLX speed / PyTorch speed: {peer['torch_s'] / peer['mlx_s']:.2f}x")
+    print(
+        f"  MLX speed / PyTorch speed: {peer['torch_s'] / peer['mlx_s']:.2f}x with kernels, "
+        f"{peer['torch_s'] / peer['mlx_ops_s']:.2f}x without"
+    )
 
 
 if __name__ == "__main__":

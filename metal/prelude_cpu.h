@@ -2,8 +2,11 @@
 // block of rows that never add into the same element, so MEQG_ADD needs no atomics.
 #pragma once
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
+using std::fabs;
+using std::floor;
 using std::min;
 
 #define MEQG_FN static inline
@@ -12,3 +15,4 @@ using std::min;
 #define MEQG_LOAD(p) (*(p))
 #define MEQG_STORE(p, v) (*(p) = (v))
 #define MEQG_ADD(p, v) (*(p) += (v))
+#define MEQG_FLOAT_FROM_BITS(i) std::bit_cast<float>(static_cast<int>(i))

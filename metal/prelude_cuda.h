@@ -5,3 +5,4 @@
 #define MEQG_LOAD(p) (*(p))
 #define MEQG_STORE(p, v) (*(p) = (v))
 #define MEQG_ADD(p, v) atomicAdd((p), (v))
+#define MEQG_FLOAT_FROM_BITS(i) __int_as_float(i)

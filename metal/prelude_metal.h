@@ -14,3 +14,4 @@
 #endif
 #define MEQG_FN static inline
 #define MEQG_IN const device float*
+#define MEQG_FLOAT_FROM_BITS(i) as_type<float>(int(i))

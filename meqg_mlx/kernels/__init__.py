@@ -20,6 +20,7 @@ import mlx.core as mx
 # Kernels and the backends they have; a backend missing here runs the MLX-ops reference.
 KERNELS = {
     "ssd_scan": ("cpu", "metal", "cuda"),
+    "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
 }
 
 
@@ -97,3 +98,45 @@ def gpu_kernel(name: str, inputs: list[str], outputs: list[str], bodies: list[st
     header = source("prelude_cuda.h") + "".join(source(body) for body in bodies)
     entry = f"int row = blockIdx.x * blockDim.x + threadIdx.x;\nif (row >= ROWS) return;\n{call};"
     return mx.fast.cuda_kernel(name=name, input_names=inputs, output_names=outputs, source=entry, header=header)
+
+
+def kernel_function(forward, backward, reference, internal_outputs: int = 0):
+    """A differentiable function run by kernels.
+
+    `forward(*inputs)` -> tuple of outputs, of which the last `internal_outputs` (states kept
+    for the backward pass) are the kernel's own; `backward(inputs, outputs, cotangents)` ->
+    tuple of the inputs' gradients; `reference(*inputs)` -> the other outputs by MLX ops.
+    Kernels have no derivative of their derivative, so second order (Hessian-vector
+    products, train/curvature.py) differentiates the reference's VJP.
+    """
+
+    @mx.custom_function
+    def gradient(inputs, outputs, cotangents):
+        return tuple(backward(inputs, outputs, cotangents))
+
+    @gradient.vjp
+    def gradient_vjp(primals, d_gradient, _):
+        inputs, outputs, cotangents = primals
+        count, kept = len(inputs), len(cotangents) - internal_outputs
+
+        def reference_vjp(*flat):
+            return mx.vjp(reference, list(flat[:count]), list(flat[count:]))[1]
+
+        second = mx.vjp(reference_vjp, [*inputs, *cotangents[:kept]], _as_tuple(d_gradient))[1]
+        internal = [mx.zeros_like(c) for c in cotangents[kept:]]
+        return tuple(second[:count]), tuple(mx.zeros_like(o) for o in outputs), (*second[count:], *internal)
+
+    @mx.custom_function
+    def function(*inputs):
+        return tuple(forward(*inputs))
+
+    @function.vjp
+    def function_vjp(primals, cotangents, outputs):
+        return gradient(_as_tuple(primals), _as_tuple(outputs), _as_tuple(cotangents))
+
+    return function
+
+
+def _as_tuple(arrays) -> tuple:
+    """MLX hands a custom function's VJP a lone array where there is one, else a sequence."""
+    return (arrays,) if isinstance(arrays, mx.array) else tuple(arrays)

@@ -15,7 +15,7 @@ from functools import cache
 
 import mlx.core as mx
 
-from . import device_backend, extension, gpu_kernel
+from . import device_backend, extension, gpu_kernel, kernel_function
 
 FORWARD_INPUTS = ["u", "decay", "B", "C", "state_in"]
 FORWARD_OUTPUTS = ["y", "state_out", "checkpoints"]
@@ -35,26 +35,15 @@ def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.ar
 
 @cache
 def _scan(chunk: int):
-    @mx.custom_function
-    def scan(x, dt, A, B, C, D, state):
+    def forward(x, dt, A, B, C, D, state):
         y, final, checkpoints = _forward(x * dt[..., None], mx.exp(dt * A), B, C, state, chunk)
         return y + D[:, None] * x, final, checkpoints
 
-    @scan.vjp
-    def scan_vjp(primals, cotangents, outputs):
-        return _scan_gradient(chunk)(*primals, outputs[2], cotangents[0], cotangents[1])
-
-    return scan
-
-
-@cache
-def _scan_gradient(chunk: int):
-    @mx.custom_function
-    def gradient(x, dt, A, B, C, D, state, checkpoints, d_y, d_final):
+    def backward(inputs, outputs, cotangents):
+        x, dt, A, B, C, D, _ = inputs
+        d_y, d_final = cotangents[:2]
         decay = mx.exp(dt * A)
-        d_u, d_decay, d_B, d_C, d_state = _backward(x * dt[..., None], decay, B, C, checkpoints, d_y, d_final, chunk)[
-            :5
-        ]
+        d_u, d_decay, d_B, d_C, d_state = _backward(x * dt[..., None], decay, B, C, outputs[2], d_y, d_final, chunk)[:5]
         b, length, groups, n = B.shape
         per_group = lambda d: d.reshape(b, length, groups, -1, n).sum(3)  # noqa: E731
         d_log_decay = d_decay * decay
@@ -68,20 +57,12 @@ def _scan_gradient(chunk: int):
             d_state,
         )
 
-    @gradient.vjp
-    def gradient_vjp(primals, cotangents, outputs):
-        """Second order (Hessian-vector products: train/curvature.py) differentiates the reference's gradient."""
-        from ..vmm.ssd import ssd_chunked  # the reference; vmm.ssd imports this module
+    def reference(x, dt, A, B, C, D, state):
+        from ..vmm.ssd import ssd_chunked  # vmm.ssd imports this module
 
-        def reference_gradient(x, dt, A, B, C, D, state, d_y, d_final):
-            scan = lambda *inputs: ssd_chunked(*inputs[:6], chunk, inputs[6])  # noqa: E731
-            return mx.vjp(scan, [x, dt, A, B, C, D, state], [d_y, d_final])[1]
+        return ssd_chunked(x, dt, A, B, C, D, chunk, state)
 
-        *inputs, checkpoints, d_y, d_final = primals
-        second = mx.vjp(reference_gradient, [*inputs, d_y, d_final], list(cotangents))[1]
-        return (*second[:7], mx.zeros_like(checkpoints), *second[7:])
-
-    return gradient
+    return kernel_function(forward, backward, reference, internal_outputs=1)
 
 
 def _launch(kernel, inputs, dims: dict, output_shapes: list, **options):

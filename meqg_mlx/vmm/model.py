@@ -19,6 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from ..kernels.activations import gelu
 from .cache import MixerCache, VMMCache, WindowCache
 from .moe import MoEFeedForward, RouterStats
 from .rvq import ResidualVQ, RVQArgs
@@ -112,7 +113,7 @@ class PlannerHead(nn.Module):
         x = h
         for j in range(level):
             x = x + self.code_embeddings[j](prefix[..., j])
-        return self.out[level](nn.gelu(self.hidden[level](x)))
+        return self.out[level](gelu(self.hidden[level](x)))
 
     def __call__(self, h: mx.array, codes: mx.array) -> mx.array:
         """Teacher-forced logits (..., K, C) for the true codes (..., K)."""

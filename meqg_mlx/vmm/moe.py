@@ -13,6 +13,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ..kernels.activations import swiglu
+
 
 @dataclass
 class RouterStats:
@@ -55,7 +57,7 @@ class ExpertsGLU(nn.Module):
         rows = mx.expand_dims(rows, -2)
         gate = mx.gather_mm(rows, self.gate.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
         up = mx.gather_mm(rows, self.up.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
-        out = mx.gather_mm(nn.silu(gate) * up, self.down.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
+        out = mx.gather_mm(swiglu(gate, up), self.down.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
         return out.squeeze(-2)
 
     def _segments(self, rows: mx.array, flat: mx.array) -> mx.array:
@@ -63,9 +65,7 @@ class ExpertsGLU(nn.Module):
         counts = np.bincount(np.array(flat), minlength=n_experts)
         segments = mx.split(rows, np.cumsum(counts)[:-1].tolist())
         weights = (mx.split(w, n_experts) for w in (self.gate, self.up, self.down))
-        return mx.concatenate(
-            [(nn.silu(xe @ g[0].T) * (xe @ u[0].T)) @ d[0].T for xe, g, u, d in zip(segments, *weights)]
-        )
+        return mx.concatenate([swiglu(xe @ g[0].T, xe @ u[0].T) @ d[0].T for xe, g, u, d in zip(segments, *weights)])
 
 
 class MoEFeedForward(nn.Module):

@@ -15,6 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..kernels import kernel_status
+from ..kernels.activations import silu, softplus, swiglu
 from ..kernels.ssd import ssd_scan
 from .cache import MixerCache, WindowCache
 
@@ -118,12 +119,12 @@ class SSDMixer(nn.Module):
         a = self.args
         z, xbc, dt = mx.split(self.in_proj(u), [self.d_inner, 2 * self.d_inner + 2 * a.n_groups * a.d_state], -1)
         window = (cache.conv if cache is not None else WindowCache(a.conv_kernel - 1)).update_and_fetch(xbc)
-        xbc = nn.silu(self.conv(window))
+        xbc = silu(self.conv(window))
         x, B, C = mx.split(xbc, [self.d_inner, self.d_inner + a.n_groups * a.d_state], -1)
         x = x.reshape(b, length, self.n_heads, a.head_dim)
         B = B.reshape(b, length, a.n_groups, a.d_state)
         C = C.reshape(b, length, a.n_groups, a.d_state)
-        dt = nn.softplus(dt + self.dt_bias)
+        dt = softplus(dt + self.dt_bias)
         A = -mx.exp(self.A_log)
         state = cache.ssm if cache is not None else None
         if reference:
@@ -136,5 +137,5 @@ class SSDMixer(nn.Module):
             y, state = ssd_chunked(x, dt, A, B, C, self.D, a.chunk_size, state)
         if cache is not None:
             cache.ssm = state
-        y = self.norm(y.reshape(b, length, self.d_inner) * nn.silu(z))
+        y = self.norm(swiglu(z, y.reshape(b, length, self.d_inner)))
         return self.out_proj(y)

@@ -16,6 +16,7 @@
 #include "mlx/primitives.h"
 
 #include "prelude_cpu.h"
+#include "activations.h"
 #include "ssd_scan.h"
 
 namespace mx = mlx::core;
@@ -24,32 +25,38 @@ using namespace nb::literals;
 
 namespace meqg {
 
+// Runs fn(first, last) on [0, items) split among the machine's threads, or on one thread
+// when `work` (about one unit per float touched) is too little to pay for starting them and
+// for waiting on the slowest of them (on a busy machine, one that waits for a core).
+constexpr long PARALLEL_WORK = 1 << 18;
+
+template <typename Fn>
+void in_parallel(long items, long work, Fn fn) {
+  long threads = std::min<long>(items, std::max(1u, std::thread::hardware_concurrency()));
+  if (work < PARALLEL_WORK || threads <= 1) {
+    fn(0L, items);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (long k = 0; k < threads; ++k) {
+    pool.emplace_back(fn, items * k / threads, items * (k + 1) / threads);
+  }
+  for (auto& thread : pool) {
+    thread.join();
+  }
+}
+
 // Rows come in `blocks` of `rows_per_block` that never add into the same output element
 // (the SSD scan: one batch entry and head each); threads take whole blocks, and each
 // thread has `scratch` floats of its own that the body may use for the row at hand.
 template <typename Body>
 void for_each_row(int blocks, int rows_per_block, long work_per_row, size_t scratch, Body body) {
-  int threads = std::min<int>(blocks, std::max(1u, std::thread::hardware_concurrency()));
-  if (static_cast<long>(blocks) * rows_per_block * work_per_row < (1 << 16)) {
-    threads = 1;  // a decoding step: starting threads costs more than the work
-  }
-  auto run = [&](int first, int last) {
+  in_parallel(blocks, static_cast<long>(blocks) * rows_per_block * work_per_row, [&](long first, long last) {
     std::vector<float> own(scratch);
-    for (int row = first * rows_per_block; row < last * rows_per_block; ++row) {
-      body(row, own.data());
+    for (long row = first * rows_per_block; row < last * rows_per_block; ++row) {
+      body(static_cast<int>(row), own.data());
     }
-  };
-  if (threads <= 1) {
-    run(0, blocks);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int k = 0; k < threads; ++k) {
-    pool.emplace_back(run, blocks * k / threads, blocks * (k + 1) / threads);
-  }
-  for (auto& thread : pool) {
-    thread.join();
-  }
+  });
 }
 
 struct ScanShape {
@@ -148,6 +155,76 @@ class SSDScanBackward : public mx::Primitive {
   int chunk_;
 };
 
+// Elementwise activations (activations.h) and their gradients: g * f'(x) in one pass.
+enum class Pointwise { silu, silu_grad, softplus, softplus_grad, gelu, gelu_grad, swiglu, swiglu_grad };
+
+class PointwisePrimitive : public mx::Primitive {
+ public:
+  PointwisePrimitive(mx::Stream stream, Pointwise op) : mx::Primitive(stream), op_(op) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    allocate(outputs);
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    for (auto& out : outputs) encoder.set_output_array(out);
+    const float* a = inputs[0].data<float>();
+    const float* b = inputs.size() > 1 ? inputs[1].data<float>() : nullptr;
+    const float* c = inputs.size() > 2 ? inputs[2].data<float>() : nullptr;
+    float* y = outputs[0].data<float>();
+    float* z = outputs.size() > 1 ? outputs[1].data<float>() : nullptr;
+    encoder.dispatch([op = op_, n = static_cast<long>(outputs[0].size()), a, b, c, y, z]() {
+      in_parallel(n, n, [&](long first, long last) { run(op, first, last, a, b, c, y, z); });
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU MLX's own elementwise ops run");
+  }
+
+  const char* name() const override { return "MeqgPointwise"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return op_ == static_cast<const PointwisePrimitive&>(other).op_;
+  }
+
+ private:
+  // One loop per op, each a plain loop over inlined branch-free bodies: vectorised.
+  static void run(Pointwise op, long first, long last, const float* a, const float* b, const float* c, float* y,
+                  float* z) {
+    switch (op) {
+      case Pointwise::silu:
+        for (long i = first; i < last; ++i) y[i] = meqg_silu(a[i]);
+        break;
+      case Pointwise::silu_grad:
+        for (long i = first; i < last; ++i) y[i] = b[i] * meqg_silu_grad(a[i]);
+        break;
+      case Pointwise::softplus:
+        for (long i = first; i < last; ++i) y[i] = meqg_softplus(a[i]);
+        break;
+      case Pointwise::softplus_grad:
+        for (long i = first; i < last; ++i) y[i] = b[i] * meqg_sigmoid(a[i]);
+        break;
+      case Pointwise::gelu:
+        for (long i = first; i < last; ++i) y[i] = meqg_gelu(a[i]);
+        break;
+      case Pointwise::gelu_grad:
+        for (long i = first; i < last; ++i) y[i] = b[i] * meqg_gelu_grad(a[i]);
+        break;
+      case Pointwise::swiglu:
+        for (long i = first; i < last; ++i) y[i] = meqg_silu(a[i]) * b[i];
+        break;
+      case Pointwise::swiglu_grad:
+        for (long i = first; i < last; ++i) {
+          y[i] = c[i] * b[i] * meqg_silu_grad(a[i]);
+          z[i] = c[i] * meqg_silu(a[i]);
+        }
+        break;
+    }
+  }
+
+  Pointwise op_;
+};
+
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   std::vector<mx::array> out;
   for (auto& a : arrays) out.push_back(mx::contiguous(mx::astype(a, mx::float32, s), false, s));
@@ -174,6 +251,18 @@ std::vector<mx::array> ssd_scan_backward(
       {u.shape(), decay.shape(), per_head, per_head, d_state.shape()}, std::vector<mx::Dtype>(5, mx::float32), std::make_shared<SSDScanBackward>(mx::to_stream(s), chunk), inputs);
 }
 
+std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
+  for (auto& a : arrays) {
+    if (a.shape() != arrays[0].shape()) {
+      throw std::invalid_argument("meqg pointwise kernels take arrays of one shape");
+    }
+  }
+  int outputs = op == Pointwise::swiglu_grad ? 2 : 1;
+  return mx::array::make_arrays(
+      std::vector<mx::Shape>(outputs, arrays[0].shape()), std::vector<mx::Dtype>(outputs, mx::float32),
+      std::make_shared<PointwisePrimitive>(mx::to_stream(s), op), contiguous_floats(arrays, s));
+}
+
 }  // namespace meqg
 
 NB_MODULE(_meqg_kernels, m) {
@@ -186,4 +275,17 @@ NB_MODULE(_meqg_kernels, m) {
       "ssd_scan_backward", &meqg::ssd_scan_backward, "u"_a, "decay"_a, "B"_a, "C"_a, "checkpoints"_a, "d_y"_a,
       "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Its gradient: (d_u, d_decay, d_B and d_C per head (b, l, h, n), d_state_in).");
+  nb::enum_<meqg::Pointwise>(m, "Pointwise")
+      .value("silu", meqg::Pointwise::silu)
+      .value("silu_grad", meqg::Pointwise::silu_grad)
+      .value("softplus", meqg::Pointwise::softplus)
+      .value("softplus_grad", meqg::Pointwise::softplus_grad)
+      .value("gelu", meqg::Pointwise::gelu)
+      .value("gelu_grad", meqg::Pointwise::gelu_grad)
+      .value("swiglu", meqg::Pointwise::swiglu)
+      .value("swiglu_grad", meqg::Pointwise::swiglu_grad);
+  m.def(
+      "pointwise", &meqg::pointwise, "op"_a, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "An activation (metal/activations.h) of arrays of one shape: f(x), g * f'(x) from (x, g), silu(a) * b, "
+      "and (g * b * silu'(a), g * silu(a)) from (a, b, g).");
 }

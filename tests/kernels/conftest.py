@@ -17,13 +17,23 @@ cuda = [
 ]
 
 
+def on_device(name: str, monkeypatch):
+    monkeypatch.delenv("MEQG_KERNELS", raising=False)
+    if name == "cpu" and extension() is None:
+        pytest.fail(f"meqg's C++ extension should have been built by `make kernels`: {extension_problem()}")
+    previous = mx.default_device()
+    mx.set_default_device(mx.cpu if name == "cpu" else mx.gpu)
+    yield name
+    mx.set_default_device(previous)
+
+
 @pytest.fixture(params=["cpu", pytest.param("metal", marks=metal), pytest.param("cuda", marks=cuda)])
 def device(request, monkeypatch):
     """Each backend in turn as MLX's default device, with kernels on (MEQG_KERNELS unset)."""
-    monkeypatch.delenv("MEQG_KERNELS", raising=False)
-    if request.param == "cpu" and extension() is None:
-        pytest.fail(f"meqg's C++ extension should have been built by `make kernels`: {extension_problem()}")
-    previous = mx.default_device()
-    mx.set_default_device(mx.cpu if request.param == "cpu" else mx.gpu)
-    yield request.param
-    mx.set_default_device(previous)
+    yield from on_device(request.param, monkeypatch)
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """The CPU as MLX's default device, with kernels on: for kernels that have no GPU backend."""
+    yield from on_device("cpu", monkeypatch)
