@@ -4,7 +4,8 @@ Each kernel and its reference get the same inputs; they run in turn, `--rounds` 
 the median of each is printed with the batch and sequence length and the ratio
 (reference time / kernel time: above 1 the kernel wins). SSD scan: forward alone (prefill;
 a decoding step at l = 1) and forward+backward (training), against `ssd_chunked`, and at
-l = 1 against `ssd_sequential`, what a decoding step ran before.
+l = 1 against `ssd_sequential`, what a decoding step ran before. Activations: against the
+MLX ops. Gate reductions: over every parameter array of a VMM, against five MLX ops each.
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -21,11 +22,16 @@ import mlx.nn as nn
 
 from meqg_mlx.backend import doctor_report
 from meqg_mlx.kernels import kernel_status
+from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
+from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
 from meqg_mlx.kernels.ssd import ssd_scan
+from meqg_mlx.vmm.model import VMM, ModelArgs
 from meqg_mlx.vmm.ssd import ssd_chunked, ssd_sequential
+from mlx.utils import tree_flatten
 
 # (batch, length, heads, head_dim, groups, d_state, chunk): bench/train.py's VMM, the default
 # VMM (d_model 256) on longer documents, long prefills, and a decoding step.
+BENCH_VMM = ModelArgs(d_model=128, n_layers=2, d_state=32, head_dim=32, chunk_size=32, n_experts=4, d_ff=256)
 SSD_SHAPES = [
     (16, 32, 8, 32, 1, 32, 32),
     (8, 256, 8, 64, 1, 64, 64),
@@ -86,6 +92,52 @@ def bench_ssd(rounds: int) -> None:
                 )
 
 
+def bench_activations(rounds: int) -> None:
+    print(f"\n## activations ({kernel_status('activations').reason})")
+    print(f"{'shape':>14}{'op':>10}{'pass':>18}{'kernel ms':>11}{'MLX op ms':>11}{'ratio':>8}")
+    for shape in [(512, 256), (16 * 128, 1536)]:  # the bench VMM's expert width; MiniLM's FFN at 16 x 128
+        x, y = mx.random.normal(shape) * 3, mx.random.normal(shape)
+        mx.eval(x, y)
+        pairs = {
+            "silu": (silu, nn.silu),
+            "softplus": (softplus, nn.softplus),
+            "gelu": (gelu, nn.gelu),
+            "swiglu": (lambda a: swiglu(a, y), lambda a: nn.silu(a) * y),
+        }
+        for name, (kernel, reference) in pairs.items():
+            for label, make in (
+                ("forward", lambda f: lambda: mx.eval(f(x))),
+                ("forward+backward", lambda f: (lambda g: lambda: mx.eval(g(x)))(mx.grad(lambda v: (f(v) * y).sum()))),
+            ):
+                times = median_ms({"kernel": make(kernel), "reference": make(reference)}, rounds)
+                print(
+                    f"{str(shape):>14}{name:>10}{label:>18}{times['kernel']:>11.3f}{times['reference']:>11.3f}"
+                    f"{times['reference'] / times['kernel']:>7.2f}x"
+                )
+
+
+def bench_gate(rounds: int) -> None:
+    print(f"\n## gate_reductions ({kernel_status('gate_reductions').reason})")
+    for name, args in (("bench/train.py's VMM", BENCH_VMM), ("the default VMM", ModelArgs())):
+        model = VMM(args)
+        before = [v for _, v in tree_flatten(model.trainable_parameters())]
+        proposed = [v + 1e-3 * mx.random.normal(v.shape) for v in before]
+        grads = [mx.random.normal(v.shape) for v in before]
+        mx.eval(before, proposed, grads)
+        times = median_ms(
+            {
+                "kernel": lambda: mx.eval(gate_reductions(before, proposed, grads)),
+                "reference": lambda: mx.eval(gate_reductions_reference(before, proposed, grads)),
+            },
+            rounds,
+        )
+        weights = sum(v.size for v in before)
+        print(
+            f"  {name}: {len(before)} arrays, {weights:,} weights: kernel {times['kernel']:.3f} ms, "
+            f"MLX ops {times['reference']:.3f} ms, {times['reference'] / times['kernel']:.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -97,6 +149,8 @@ def main() -> None:
     print(f"mlx {report['versions']['mlx']} on {mx.default_device()}, BLAS: {report['blas']}")
     mx.random.seed(0)
     bench_ssd(args.rounds)
+    bench_activations(args.rounds)
+    bench_gate(args.rounds)
 
 
 if __name__ == "__main__":

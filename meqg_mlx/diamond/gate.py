@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
+import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 
 from ..config import GateConfig
+from ..kernels.gate import gate_reductions
 from .view import View
 
 TRUST_FLOOR_RMS = 0.1  # an array counts as having RMS >= 0.1, so zero-initialised biases can move
@@ -148,19 +150,24 @@ class NullStabilityGate:
         (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
         mx.eval(delta, s_mod, grads)
         optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
-        proposed = model.trainable_parameters()
-        before = dict(tree_flatten(params))
-        step = {k: v - before[k] for k, v in tree_flatten(proposed)}
-        flat_grads = dict(tree_flatten(grads))
-        slope = sum((flat_grads[k] * s).sum() for k, s in step.items())
-        sizes = {k: mx.linalg.norm(s.reshape(-1)) for k, s in step.items()}
-        norms = {k: mx.linalg.norm(before[k].reshape(-1)) for k in step}
-        mx.eval(slope, sizes, norms)  # one sync for all of them: per-array syncs cost more than the step
+        proposed = dict(tree_flatten(model.trainable_parameters()))
+        before, flat_grads = dict(tree_flatten(params)), dict(tree_flatten(grads))
+        names = list(proposed)
+        # one pass and one sync for all arrays: per-array syncs cost more than the step
+        reductions = np.array(
+            gate_reductions([before[k] for k in names], [proposed[k] for k in names], [flat_grads[k] for k in names])
+        ).astype(np.float64)
+        sizes = dict(zip(names, np.sqrt(reductions[:, 0])))
+        norms = dict(zip(names, np.sqrt(reductions[:, 1])))
+        slope = reductions[:, 2].sum()
+        # every candidate lies between theta and the proposed weights, so it is finite iff they are
+        finite_step = reductions[:, 3].sum() == 0 and bool(np.isfinite(reductions[:, 0]).all())
+        step = {k: proposed[k] - before[k] for k in names}
 
         def candidate(scale: float, at: View) -> tuple[bool, float, float]:
             values = {k: before[k] + scale * s for k, s in step.items()}
             model.update(_unflatten_like(params, values))
-            if not all_finite(values):
+            if not finite_step:
                 return False, math.nan, math.nan
             delta_new, s_mod_new = loss_fn(model, at)
             return True, float(delta_new), float(s_mod_new)
@@ -176,7 +183,7 @@ class NullStabilityGate:
 
         return self.judge(
             {k: float(v) for k, v in sizes.items()},
-            {k: (float(norms[k]), before[k].size) for k in step},
+            {k: (float(norms[k]), before[k].size) for k in names},
             float(slope),
             (float(delta), float(s_mod)),
             view,

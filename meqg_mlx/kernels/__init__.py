@@ -21,6 +21,7 @@ import mlx.core as mx
 KERNELS = {
     "ssd_scan": ("cpu", "metal", "cuda"),
     "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
+    "gate_reductions": ("cpu",),
 }
 
 

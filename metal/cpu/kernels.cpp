@@ -17,6 +17,7 @@
 
 #include "prelude_cpu.h"
 #include "activations.h"
+#include "gate.h"
 #include "ssd_scan.h"
 
 namespace mx = mlx::core;
@@ -225,6 +226,43 @@ class PointwisePrimitive : public mx::Primitive {
   Pointwise op_;
 };
 
+// The gate's reductions (gate.h) over N parameter arrays: inputs are the N arrays before the
+// step, the N proposed ones and the N gradients; the output is (N, 4).
+class GateReductions : public mx::Primitive {
+ public:
+  static constexpr long TILE = 1 << 14;
+
+  explicit GateReductions(mx::Stream stream) : mx::Primitive(stream) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    allocate(outputs, {true});
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    encoder.set_output_array(outputs[0]);
+    size_t arrays = inputs.size() / 3;
+    std::vector<const float*> in;
+    std::vector<long> sizes;
+    for (auto& a : inputs) in.push_back(a.data<float>());
+    for (size_t k = 0; k < arrays; ++k) sizes.push_back(static_cast<long>(inputs[k].size()));
+    encoder.dispatch([in, sizes, arrays, out = outputs[0].data<float>()]() {
+      for (size_t k = 0; k < arrays; ++k) {
+        for (long first = 0; first < sizes[k]; first += TILE) {
+          long last = std::min(sizes[k], first + TILE);
+          meqg_gate_tile(in[k], in[arrays + k], in[2 * arrays + k], first, last, out + 4 * k);
+        }
+      }
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU the gate's reductions are MLX ops");
+  }
+
+  const char* name() const override { return "MeqgGateReductions"; }
+
+  bool is_equivalent(const mx::Primitive&) const override { return true; }
+};
+
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   std::vector<mx::array> out;
   for (auto& a : arrays) out.push_back(mx::contiguous(mx::astype(a, mx::float32, s), false, s));
@@ -263,6 +301,25 @@ std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arr
       std::make_shared<PointwisePrimitive>(mx::to_stream(s), op), contiguous_floats(arrays, s));
 }
 
+mx::array gate_reductions(
+    const std::vector<mx::array>& before, const std::vector<mx::array>& proposed, const std::vector<mx::array>& grads,
+    mx::StreamOrDevice s) {
+  if (before.empty() || proposed.size() != before.size() || grads.size() != before.size()) {
+    throw std::invalid_argument("gate_reductions takes as many proposed arrays and gradients as arrays before");
+  }
+  std::vector<mx::array> inputs;
+  for (auto* group : {&before, &proposed, &grads}) {
+    for (size_t k = 0; k < group->size(); ++k) {
+      if ((*group)[k].size() != before[k].size()) {
+        throw std::invalid_argument("gate_reductions: array " + std::to_string(k) + " differs in size");
+      }
+      inputs.push_back((*group)[k]);
+    }
+  }
+  int n = static_cast<int>(before.size());
+  return mx::array({n, 4}, mx::float32, std::make_shared<GateReductions>(mx::to_stream(s)), contiguous_floats(inputs, s));
+}
+
 }  // namespace meqg
 
 NB_MODULE(_meqg_kernels, m) {
@@ -288,4 +345,8 @@ NB_MODULE(_meqg_kernels, m) {
       "pointwise", &meqg::pointwise, "op"_a, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
       "An activation (metal/activations.h) of arrays of one shape: f(x), g * f'(x) from (x, g), silu(a) * b, "
       "and (g * b * silu'(a), g * silu(a)) from (a, b, g).");
+  m.def(
+      "gate_reductions", &meqg::gate_reductions, "before"_a, "proposed"_a, "grads"_a, nb::kw_only(),
+      "stream"_a = nb::none(),
+      "The gate's reductions (metal/gate.h): (N, 4) of ||s||^2, ||before||^2, grad . s, non-finite count.");
 }
