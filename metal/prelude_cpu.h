@@ -7,6 +7,7 @@
 
 using std::fabs;
 using std::floor;
+using std::log;
 using std::min;
 
 #define MEQG_FN static inline

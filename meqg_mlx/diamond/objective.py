@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from ..config import ObjectiveConfig
+from ..kernels.softmax import cross_entropy
 from ..vmm.model import ModelArgs
 
 BYTES_PER_FLOAT = 4
@@ -53,13 +53,13 @@ def next_concept_losses(
         logits = logits + mx.log(keep + 1e-9)[None]
     if excluded is not None:
         logits = mx.where(excluded, -1e9, logits)
-    per_row = nn.losses.cross_entropy(logits, mx.arange(predicted.shape[0]), reduction="none")
+    per_row = cross_entropy(logits, mx.arange(predicted.shape[0]))
     return distance, (per_row * weight).sum()
 
 
 def planner_nll(logits: mx.array, codes: mx.array, mask: mx.array | None = None) -> mx.array:
     """Mean over (kept) positions of -log q(z) = sum over levels of the per-level NLL."""
-    per_position = nn.losses.cross_entropy(logits, codes, reduction="none").sum(-1)
+    per_position = cross_entropy(logits, codes).sum(-1)
     return (per_position * _row_weights(per_position.shape[0], mask)).sum()
 
 

@@ -22,6 +22,7 @@ KERNELS = {
     "ssd_scan": ("cpu", "metal", "cuda"),
     "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
     "gate_reductions": ("cpu",),
+    "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
 }
 
 

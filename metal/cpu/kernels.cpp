@@ -18,6 +18,7 @@
 #include "prelude_cpu.h"
 #include "activations.h"
 #include "gate.h"
+#include "softmax.h"
 #include "ssd_scan.h"
 
 namespace mx = mlx::core;
@@ -263,6 +264,52 @@ class GateReductions : public mx::Primitive {
   bool is_equivalent(const mx::Primitive&) const override { return true; }
 };
 
+// Row-wise softmax (softmax.h) over the last axis: softmax, its gradient from (y, g), and
+// log-sum-exp (one value per row).
+enum class RowOp { softmax, softmax_grad, logsumexp };
+
+class RowPrimitive : public mx::Primitive {
+ public:
+  RowPrimitive(mx::Stream stream, RowOp op) : mx::Primitive(stream), op_(op) {}
+
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
+    allocate(outputs);
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    for (auto& in : inputs) encoder.set_input_array(in);
+    encoder.set_output_array(outputs[0]);
+    int n = inputs[0].shape(-1);
+    long rows = static_cast<long>(inputs[0].size()) / std::max(n, 1);
+    const float* x = inputs[0].data<float>();
+    const float* g = inputs.size() > 1 ? inputs[1].data<float>() : nullptr;
+    encoder.dispatch([op = op_, n, rows, x, g, y = outputs[0].data<float>()]() {
+      in_parallel(rows, rows * n, [&](long first, long last) {
+        for (long r = first; r < last; ++r) {
+          if (op == RowOp::softmax) {
+            meqg_softmax_row(x + r * n, y + r * n, n);
+          } else if (op == RowOp::softmax_grad) {
+            meqg_softmax_grad_row(x + r * n, g + r * n, y + r * n, n);
+          } else {
+            y[r] = meqg_logsumexp_row(x + r * n, n);
+          }
+        }
+      });
+    });
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU MLX's own softmax runs");
+  }
+
+  const char* name() const override { return "MeqgRows"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return op_ == static_cast<const RowPrimitive&>(other).op_;
+  }
+
+ private:
+  RowOp op_;
+};
+
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   std::vector<mx::array> out;
   for (auto& a : arrays) out.push_back(mx::contiguous(mx::astype(a, mx::float32, s), false, s));
@@ -320,6 +367,18 @@ mx::array gate_reductions(
   return mx::array({n, 4}, mx::float32, std::make_shared<GateReductions>(mx::to_stream(s)), contiguous_floats(inputs, s));
 }
 
+mx::array rows(RowOp op, const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
+  const mx::array& x = arrays.at(0);
+  if (x.ndim() == 0 || x.shape(-1) == 0 || (arrays.size() > 1 && arrays[1].shape() != x.shape())) {
+    throw std::invalid_argument("meqg row kernels take non-empty rows (and a cotangent of the same shape)");
+  }
+  mx::Shape shape = x.shape();
+  if (op == RowOp::logsumexp) {
+    shape.pop_back();
+  }
+  return mx::array(shape, mx::float32, std::make_shared<RowPrimitive>(mx::to_stream(s), op), contiguous_floats(arrays, s));
+}
+
 }  // namespace meqg
 
 NB_MODULE(_meqg_kernels, m) {
@@ -349,4 +408,11 @@ NB_MODULE(_meqg_kernels, m) {
       "gate_reductions", &meqg::gate_reductions, "before"_a, "proposed"_a, "grads"_a, nb::kw_only(),
       "stream"_a = nb::none(),
       "The gate's reductions (metal/gate.h): (N, 4) of ||s||^2, ||before||^2, grad . s, non-finite count.");
+  nb::enum_<meqg::RowOp>(m, "RowOp")
+      .value("softmax", meqg::RowOp::softmax)
+      .value("softmax_grad", meqg::RowOp::softmax_grad)
+      .value("logsumexp", meqg::RowOp::logsumexp);
+  m.def(
+      "rows", &meqg::rows, "op"_a, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "Along the last axis (metal/softmax.h): softmax(x), its gradient from (y, g), logsumexp(x).");
 }
