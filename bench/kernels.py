@@ -5,7 +5,8 @@ the median of each is printed with the batch and sequence length and the ratio
 (reference time / kernel time: above 1 the kernel wins). SSD scan: forward alone (prefill;
 a decoding step at l = 1) and forward+backward (training), against `ssd_chunked`, and at
 l = 1 against `ssd_sequential`, what a decoding step ran before. Activations: against the
-MLX ops. Gate reductions: over every parameter array of a VMM, against five MLX ops each.
+MLX ops. Softmax: the objective's cross-entropy and an attention block. Gate reductions:
+over every parameter array of a VMM, against five MLX ops each.
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -24,6 +25,7 @@ from meqg_mlx.backend import doctor_report
 from meqg_mlx.kernels import kernel_status
 from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
+from meqg_mlx.kernels.softmax import cross_entropy, softmax
 from meqg_mlx.kernels.ssd import ssd_scan
 from meqg_mlx.vmm.model import VMM, ModelArgs
 from meqg_mlx.vmm.ssd import ssd_chunked, ssd_sequential
@@ -94,6 +96,8 @@ def bench_ssd(rounds: int) -> None:
 
 def bench_activations(rounds: int) -> None:
     print(f"\n## activations ({kernel_status('activations').reason})")
+    if kernel_status("activations").backend is None:
+        return
     print(f"{'shape':>14}{'op':>10}{'pass':>18}{'kernel ms':>11}{'MLX op ms':>11}{'ratio':>8}")
     for shape in [(512, 256), (16 * 128, 1536)]:  # the bench VMM's expert width; MiniLM's FFN at 16 x 128
         x, y = mx.random.normal(shape) * 3, mx.random.normal(shape)
@@ -116,8 +120,38 @@ def bench_activations(rounds: int) -> None:
                 )
 
 
+def bench_softmax(rounds: int) -> None:
+    print(f"\n## softmax ({kernel_status('softmax').reason})")
+    if kernel_status("softmax").backend is None:
+        return
+    print(f"{'rows x length':>16}{'op':>23}{'kernel ms':>11}{'MLX op ms':>11}{'ratio':>8}")
+    # the objective's in-batch InfoNCE (bench/train.py's batch) and one query block of MiniLM attention
+    for rows, length in [(512, 512), (64 * 12 * 64, 128)]:
+        x = mx.random.normal((rows, length)) * 4
+        targets = mx.random.randint(0, length, (rows,))
+        mx.eval(x, targets)
+        pairs = {
+            "softmax": (lambda: mx.eval(softmax(x)), lambda: mx.eval(mx.softmax(x, axis=-1))),
+            "cross-entropy": (
+                (lambda g: lambda: mx.eval(g(x)))(mx.value_and_grad(lambda v: cross_entropy(v, targets).sum())),
+                (lambda g: lambda: mx.eval(g(x)))(
+                    mx.value_and_grad(lambda v: nn.losses.cross_entropy(v, targets).sum())
+                ),
+            ),
+        }
+        for name, (kernel, reference) in pairs.items():
+            times = median_ms({"kernel": kernel, "reference": reference}, rounds)
+            label = name + (" fwd+bwd" if name == "cross-entropy" else "")
+            print(
+                f"{f'{rows} x {length}':>16}{label:>23}{times['kernel']:>11.3f}{times['reference']:>11.3f}"
+                f"{times['reference'] / times['kernel']:>7.2f}x"
+            )
+
+
 def bench_gate(rounds: int) -> None:
     print(f"\n## gate_reductions ({kernel_status('gate_reductions').reason})")
+    if kernel_status("gate_reductions").backend is None:
+        return
     for name, args in (("bench/train.py's VMM", BENCH_VMM), ("the default VMM", ModelArgs())):
         model = VMM(args)
         before = [v for _, v in tree_flatten(model.trainable_parameters())]
@@ -150,6 +184,7 @@ def main() -> None:
     mx.random.seed(0)
     bench_ssd(args.rounds)
     bench_activations(args.rounds)
+    bench_softmax(args.rounds)
     bench_gate(args.rounds)
 
 
