@@ -84,3 +84,10 @@ def test_meqg_kernels_0_runs_the_mlx_op(monkeypatch):
     monkeypatch.setenv("MEQG_KERNELS", "0")
     x = sample((4, 9))
     assert np.array_equal(np.array(gelu(x)), np.array(nn.gelu(x)))
+
+
+def test_an_idle_expert_has_nothing_to_compute(kernels_on):
+    """An expert no token was routed to gets an empty segment (vmm/moe.py)."""
+    empty = mx.zeros((0, 16))
+    assert swiglu(empty, empty).shape == (0, 16)
+    assert mx.grad(lambda a: swiglu(a, a).sum())(empty).shape == (0, 16)
