@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -83,110 +85,105 @@ void allocate(std::vector<mx::array>& outputs, std::vector<bool> zeroed = {}) {
   }
 }
 
-class SSDScanForward : public mx::Primitive {
+// A primitive whose work runs on MLX's CPU stream: eval_cpu allocates the outputs (those
+// `zeroed` marks start at 0), registers the arrays with the CPU encoder and dispatches the
+// task `work` makes from the input shapes and the raw float pointers. `variant` tells
+// primitives of one kind apart (an op, a chunk size) for MLX's graph simplification.
+class CpuKernel : public mx::Primitive {
  public:
-  SSDScanForward(mx::Stream stream, int chunk) : mx::Primitive(stream), chunk_(chunk) {}
+  using In = std::vector<const float*>;
+  using Out = std::vector<float*>;
+
+  CpuKernel(mx::Stream stream, const char* name, int variant, std::vector<bool> zeroed = {})
+      : mx::Primitive(stream), name_(name), variant_(variant), zeroed_(std::move(zeroed)) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    allocate(outputs);
+    allocate(outputs, zeroed_);
     auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
-    ScanShape s = scan_shape(inputs[0], inputs[2], chunk_);
-    std::vector<const float*> in;
-    for (auto& a : inputs) in.push_back(a.data<float>());
-    std::vector<float*> out;
-    for (auto& a : outputs) out.push_back(a.data<float>());
-    encoder.dispatch([s, in, out]() {
+    In in;
+    Out out;
+    for (auto& a : inputs) {
+      encoder.set_input_array(a);
+      in.push_back(a.data<float>());
+    }
+    for (auto& a : outputs) {
+      encoder.set_output_array(a);
+      out.push_back(a.data<float>());
+    }
+    encoder.dispatch(work(inputs, in, out));
+  }
+
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error(std::string(name_) + " runs on the CPU; on GPUs meqg_mlx.kernels uses Metal, CUDA or MLX");
+  }
+
+  const char* name() const override { return name_; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& same = static_cast<const CpuKernel&>(other);
+    return std::string(name_) == same.name_ && variant_ == same.variant_;
+  }
+
+ protected:
+  virtual std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const = 0;
+  int variant() const { return variant_; }
+
+ private:
+  const char* name_;
+  int variant_;
+  std::vector<bool> zeroed_;
+};
+
+class SSDScanForward : public CpuKernel {
+ public:
+  SSDScanForward(mx::Stream stream, int chunk) : CpuKernel(stream, "MeqgSSDScanForward", chunk) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    ScanShape s = scan_shape(inputs[0], inputs[2], variant());
+    return [s, in, out]() {
       for_each_row(s.blocks(), s.rows_per_block(), static_cast<long>(s.L) * s.N, 0, [&](int row, float*) {
         meqg_ssd_forward_row(
             row, in[0], in[1], in[2], in[3], in[4], out[0], out[1], out[2], s.L, s.H, s.P, s.G, s.N, s.Q);
       });
-    });
+    };
   }
-
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU meqg_mlx.kernels uses Metal or CUDA");
-  }
-
-  const char* name() const override { return "MeqgSSDScanForward"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return chunk_ == static_cast<const SSDScanForward&>(other).chunk_;
-  }
-
- private:
-  int chunk_;
 };
 
-class SSDScanBackward : public mx::Primitive {
+class SSDScanBackward : public CpuKernel {
  public:
-  SSDScanBackward(mx::Stream stream, int chunk) : mx::Primitive(stream), chunk_(chunk) {}
+  // outputs d_u, d_decay, d_B, d_C, d_state_in: the middle three are sums over rows
+  SSDScanBackward(mx::Stream stream, int chunk)
+      : CpuKernel(stream, "MeqgSSDScanBackward", chunk, {false, true, true, true, false}) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    allocate(outputs, {false, true, true, true, false});  // d_u, d_decay, d_B, d_C, d_state_in
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
-    ScanShape s = scan_shape(inputs[0], inputs[2], chunk_);
-    std::vector<const float*> in;
-    for (auto& a : inputs) in.push_back(a.data<float>());
-    std::vector<float*> out;
-    for (auto& a : outputs) out.push_back(a.data<float>());
-    encoder.dispatch([s, in, out]() {
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    ScanShape s = scan_shape(inputs[0], inputs[2], variant());
+    return [s, in, out]() {
       size_t past = static_cast<size_t>(s.Q) * s.N;
       for_each_row(s.blocks(), s.rows_per_block(), 2L * s.L * s.N, past, [&](int row, float* scratch) {
         meqg_ssd_backward_row(
             row, in[0], in[1], in[2], in[3], in[4], in[5], in[6], out[0], out[1], out[2], out[3], out[4], scratch,
             s.L, s.H, s.P, s.G, s.N, s.Q);
       });
-    });
+    };
   }
-
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU meqg_mlx.kernels uses Metal or CUDA");
-  }
-
-  const char* name() const override { return "MeqgSSDScanBackward"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return chunk_ == static_cast<const SSDScanBackward&>(other).chunk_;
-  }
-
- private:
-  int chunk_;
 };
 
 // Elementwise activations (activations.h) and their gradients: g * f'(x) in one pass.
 enum class Pointwise { silu, silu_grad, softplus, softplus_grad, gelu, gelu_grad, swiglu, swiglu_grad };
 
-class PointwisePrimitive : public mx::Primitive {
+class PointwiseKernel : public CpuKernel {
  public:
-  PointwisePrimitive(mx::Stream stream, Pointwise op) : mx::Primitive(stream), op_(op) {}
+  PointwiseKernel(mx::Stream stream, Pointwise op) : CpuKernel(stream, "MeqgPointwise", static_cast<int>(op)) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    allocate(outputs);
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    for (auto& out : outputs) encoder.set_output_array(out);
-    const float* a = inputs[0].data<float>();
-    const float* b = inputs.size() > 1 ? inputs[1].data<float>() : nullptr;
-    const float* c = inputs.size() > 2 ? inputs[2].data<float>() : nullptr;
-    float* y = outputs[0].data<float>();
-    float* z = outputs.size() > 1 ? outputs[1].data<float>() : nullptr;
-    encoder.dispatch([op = op_, n = static_cast<long>(outputs[0].size()), a, b, c, y, z]() {
-      in_parallel(n, n, [&](long first, long last) { run(op, first, last, a, b, c, y, z); });
-    });
-  }
-
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU MLX's own elementwise ops run");
-  }
-
-  const char* name() const override { return "MeqgPointwise"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return op_ == static_cast<const PointwisePrimitive&>(other).op_;
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    in.resize(3, nullptr);
+    out.resize(2, nullptr);
+    return [op = static_cast<Pointwise>(variant()), n = static_cast<long>(inputs[0].size()), in, out]() {
+      in_parallel(n, n, [&](long first, long last) { run(op, first, last, in[0], in[1], in[2], out[0], out[1]); });
+    };
   }
 
  private:
@@ -223,65 +220,46 @@ class PointwisePrimitive : public mx::Primitive {
         break;
     }
   }
-
-  Pointwise op_;
 };
 
 // The gate's reductions (gate.h) over N parameter arrays: inputs are the N arrays before the
-// step, the N proposed ones and the N gradients; the output is (N, 4).
-class GateReductions : public mx::Primitive {
+// step, the N proposed ones and the N gradients; the output (N, 4) is a sum of tiles.
+class GateReductions : public CpuKernel {
  public:
   static constexpr long TILE = 1 << 14;
 
-  explicit GateReductions(mx::Stream stream) : mx::Primitive(stream) {}
+  explicit GateReductions(mx::Stream stream) : CpuKernel(stream, "MeqgGateReductions", 0, {true}) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    allocate(outputs, {true});
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    encoder.set_output_array(outputs[0]);
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
     size_t arrays = inputs.size() / 3;
-    std::vector<const float*> in;
     std::vector<long> sizes;
-    for (auto& a : inputs) in.push_back(a.data<float>());
     for (size_t k = 0; k < arrays; ++k) sizes.push_back(static_cast<long>(inputs[k].size()));
-    encoder.dispatch([in, sizes, arrays, out = outputs[0].data<float>()]() {
+    return [in, sizes, arrays, sums = out[0]]() {
       for (size_t k = 0; k < arrays; ++k) {
         for (long first = 0; first < sizes[k]; first += TILE) {
           long last = std::min(sizes[k], first + TILE);
-          meqg_gate_tile(in[k], in[arrays + k], in[2 * arrays + k], first, last, out + 4 * k);
+          meqg_gate_tile(in[k], in[arrays + k], in[2 * arrays + k], first, last, sums + 4 * k);
         }
       }
-    });
+    };
   }
-
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU the gate's reductions are MLX ops");
-  }
-
-  const char* name() const override { return "MeqgGateReductions"; }
-
-  bool is_equivalent(const mx::Primitive&) const override { return true; }
 };
 
 // Row-wise softmax (softmax.h) over the last axis: softmax, its gradient from (y, g), and
 // log-sum-exp (one value per row).
 enum class RowOp { softmax, softmax_grad, logsumexp };
 
-class RowPrimitive : public mx::Primitive {
+class RowKernel : public CpuKernel {
  public:
-  RowPrimitive(mx::Stream stream, RowOp op) : mx::Primitive(stream), op_(op) {}
+  RowKernel(mx::Stream stream, RowOp op) : CpuKernel(stream, "MeqgRows", static_cast<int>(op)) {}
 
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    allocate(outputs);
-    auto& encoder = mx::cpu::get_command_encoder(stream());
-    for (auto& in : inputs) encoder.set_input_array(in);
-    encoder.set_output_array(outputs[0]);
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
     int n = inputs[0].shape(-1);
     long rows = static_cast<long>(inputs[0].size()) / std::max(n, 1);
-    const float* x = inputs[0].data<float>();
-    const float* g = inputs.size() > 1 ? inputs[1].data<float>() : nullptr;
-    encoder.dispatch([op = op_, n, rows, x, g, y = outputs[0].data<float>()]() {
+    in.resize(2, nullptr);
+    return [op = static_cast<RowOp>(variant()), n, rows, x = in[0], g = in[1], y = out[0]]() {
       in_parallel(rows, rows * n, [&](long first, long last) {
         for (long r = first; r < last; ++r) {
           if (op == RowOp::softmax) {
@@ -293,21 +271,8 @@ class RowPrimitive : public mx::Primitive {
           }
         }
       });
-    });
+    };
   }
-
-  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
-    throw std::runtime_error("meqg's C++ kernels run on the CPU; on a GPU MLX's own softmax runs");
-  }
-
-  const char* name() const override { return "MeqgRows"; }
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return op_ == static_cast<const RowPrimitive&>(other).op_;
-  }
-
- private:
-  RowOp op_;
 };
 
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
@@ -345,7 +310,7 @@ std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arr
   int outputs = op == Pointwise::swiglu_grad ? 2 : 1;
   return mx::array::make_arrays(
       std::vector<mx::Shape>(outputs, arrays[0].shape()), std::vector<mx::Dtype>(outputs, mx::float32),
-      std::make_shared<PointwisePrimitive>(mx::to_stream(s), op), contiguous_floats(arrays, s));
+      std::make_shared<PointwiseKernel>(mx::to_stream(s), op), contiguous_floats(arrays, s));
 }
 
 mx::array gate_reductions(
@@ -376,7 +341,7 @@ mx::array rows(RowOp op, const std::vector<mx::array>& arrays, mx::StreamOrDevic
   if (op == RowOp::logsumexp) {
     shape.pop_back();
   }
-  return mx::array(shape, mx::float32, std::make_shared<RowPrimitive>(mx::to_stream(s), op), contiguous_floats(arrays, s));
+  return mx::array(shape, mx::float32, std::make_shared<RowKernel>(mx::to_stream(s), op), contiguous_floats(arrays, s));
 }
 
 }  // namespace meqg
