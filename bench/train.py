@@ -49,6 +49,7 @@ SETTINGS = {
     },
     "train": {"batch_size": 16, "seq_len": 32, "rvq_fit_steps": 5, "learning_rate": 1e-3},
 }
+BLOCKS = 4  # versus_torch: each engine's passes come in this many blocks, the engines alternating
 
 
 def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], steps: int, warmup: int = 3) -> dict:
@@ -150,18 +151,22 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
         "mlx_ops": (without_kernels, mx.reset_peak_memory, mx.get_peak_memory),
         "torch": (run_torch, torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated),
     }
-    for run, _, _ in engines.values():
-        for batch in batches[:warmup]:
-            run(batch)
+    # Engines run in alternating blocks, each block after an untimed pass: the drift of a busy
+    # machine hits all alike, and no engine is timed while the other's threads still spin
+    # (OpenMP and OpenBLAS workers busy-wait after a call: interleaving single passes made a
+    # lone MLX Linear 2.9x slower here).
     timings = dict.fromkeys(engines, 0.0)
     losses, peaks = {name: [] for name in engines}, dict.fromkeys(engines, 0.0)
-    for batch in batches[warmup:]:  # the engines take each batch in turn: drifts of the machine hit all alike
+    blocks = [batches[warmup:][start::BLOCKS] for start in range(BLOCKS)]
+    for block in blocks:
         for name, (run, reset, peak) in engines.items():
+            for batch in batches[:warmup]:
+                run(batch)
             measured_memory = name != "torch" or device == "cuda"  # PyTorch's CPU allocator keeps no peak
             if measured_memory:
                 reset()
             started = time.perf_counter()
-            losses[name].append(run(batch))
+            losses[name] += [run(batch) for batch in block]
             timings[name] += (time.perf_counter() - started) / passes
             peaks[name] = max(peaks[name], peak() / 2**20) if measured_memory else None
     return {
