@@ -33,7 +33,6 @@ class KernelStatus:
     reason: str
 
 
-@cache
 def extension():
     """The CPU extension module, or None (the reason is `extension_problem()`)."""
     return _load_extension()[0]

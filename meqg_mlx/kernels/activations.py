@@ -17,16 +17,16 @@ from . import extension, kernel_status, kernel_function
 
 
 def silu(x: mx.array) -> mx.array:
-    return _activation("silu", nn.silu)(x)
+    return _apply("silu", nn.silu, x)
 
 
 def softplus(x: mx.array) -> mx.array:
-    return _activation("softplus", nn.softplus)(x)
+    return _apply("softplus", nn.softplus, x)
 
 
 def gelu(x: mx.array) -> mx.array:
     """The exact (erf) GELU, as nn.gelu."""
-    return _activation("gelu", nn.gelu)(x)
+    return _apply("gelu", nn.gelu, x)
 
 
 def swiglu(a: mx.array, b: mx.array) -> mx.array:
@@ -36,13 +36,10 @@ def swiglu(a: mx.array, b: mx.array) -> mx.array:
     return _swiglu()(a, b)[0].astype(mx.result_type(a, b))
 
 
-def _activation(name: str, reference):
-    def apply(x: mx.array) -> mx.array:
-        if kernel_status("activations").backend is None:
-            return reference(x)
-        return _unary(name, reference)(x)[0].astype(x.dtype)
-
-    return apply
+def _apply(name: str, reference, x: mx.array) -> mx.array:
+    if kernel_status("activations").backend is None:
+        return reference(x)
+    return _unary(name, reference)(x)[0].astype(x.dtype)
 
 
 @cache

@@ -66,7 +66,6 @@ void for_each_row(int blocks, int rows_per_block, long work_per_row, size_t scra
 struct ScanShape {
   int batch, L, H, P, G, N, Q;
   int chunks() const { return (L + Q - 1) / Q; }
-  int rows() const { return batch * H * P; }
   int blocks() const { return batch * H; }
   int rows_per_block() const { return P; }
 };
