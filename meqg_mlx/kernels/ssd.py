@@ -15,6 +15,7 @@ from functools import cache
 
 import mlx.core as mx
 
+from ..errors import InputError
 from . import device_backend, extension, gpu_kernel, kernel_function
 
 FORWARD_INPUTS = ["u", "decay", "B", "C", "state_in"]
@@ -25,11 +26,29 @@ BACKWARD_OUTPUTS = ["d_u", "d_decay", "d_B", "d_C", "d_state_in", "history"]  # 
 
 def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.array, mx.array]:
     """x (b, l, h, p), dt (b, l, h), A (h,), B, C (b, l, g, n), D (h,), state (b, h, p, n) or None
-    -> (y (b, l, h, p), final state (b, h, p, n)), differentiable in every input, twice."""
-    b, _, h, p = x.shape
+    -> (y (b, l, h, p), final state (b, h, p, n)), differentiable in every input, twice.
+    Shapes are checked here, for every backend: a kernel reads where the shapes say."""
+    if x.ndim != 4 or B.ndim != 4:
+        raise InputError(f"ssd_scan: x and B must be 4-d (b, l, h, p) and (b, l, g, n), got {x.shape} and {B.shape}")
+    b, length, h, p = x.shape
+    groups, n = B.shape[2:]
+    expected = {
+        "dt": (b, length, h),
+        "A": (h,),
+        "B": (b, length, groups, n),
+        "C": (b, length, groups, n),
+        "D": (h,),
+        "state": (b, h, p, n),
+    }
+    given = {"dt": dt, "A": A, "B": B, "C": C, "D": D, "state": state}
+    for name, shape in expected.items():
+        if given[name] is not None and tuple(given[name].shape) != shape:
+            raise InputError(f"ssd_scan: {name} must be {shape} for x {x.shape}, got {tuple(given[name].shape)}")
+    if groups == 0 or h % groups or chunk_size < 1:
+        raise InputError(f"ssd_scan: {h} heads must split into {groups} groups, and chunk_size ({chunk_size}) be >= 1")
     if state is None:
-        state = mx.zeros((b, h, p, B.shape[-1]), dtype=mx.float32)
-    y, final, _ = _scan(min(chunk_size, x.shape[1]))(x, dt, A, B, C, D, state)
+        state = mx.zeros((b, h, p, n), dtype=mx.float32)
+    y, final, _ = _scan(min(chunk_size, length))(x, dt, A, B, C, D, state)
     return y.astype(x.dtype), final
 
 

@@ -10,6 +10,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
+from meqg_mlx.errors import InputError
 from meqg_mlx.kernels.ssd import ssd_scan
 from meqg_mlx.vmm.ssd import SSDArgs, SSDMixer, ssd_chunked, ssd_sequential
 
@@ -120,3 +121,19 @@ def test_hessian_vector_products_match_the_reference(device):
 
     for name, got, want in zip(["x", "dt", "A", "B", "C", "D", "state"], hvp(ssd_scan), hvp(ssd_chunked)):
         assert np.allclose(got, want, atol=1e-4 * max(1.0, float(mx.abs(want).max()))), name
+
+
+def test_mismatched_shapes_are_refused_before_any_kernel_reads(device):
+    x, dt, A, B, C, D, state = inputs(2, 9, 4, 3, 2, 5)
+    cases = [
+        ((x, dt[:, :5], A, B, C, D, 4, state), "dt must be"),
+        ((x, dt, A[:3], B, C, D, 4, state), "A must be"),
+        ((x, dt, A, B, C[..., :4], D, 4, state), "C must be"),
+        ((x, dt, A, B, C, D, 4, state[:1]), "state must be"),
+        ((x, dt, A, B[:, :5], C, D, 4, state), "B must be"),
+        ((x, dt, A, B, C, D, 0, state), "chunk_size"),
+        ((x[..., 0], dt, A, B, C, D, 4, state), "4-d"),
+    ]
+    for args, message in cases:
+        with pytest.raises(InputError, match=message):
+            ssd_scan(*args)
