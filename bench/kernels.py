@@ -4,7 +4,8 @@ Each kernel and its reference get the same inputs; they run in turn, `--rounds` 
 the median of each is printed with the batch and sequence length and the ratio
 (reference time / kernel time: above 1 the kernel wins). SSD scan: forward alone (prefill;
 a decoding step at l = 1) and forward+backward (training), against `ssd_chunked`, and at
-l = 1 against `ssd_sequential`, what a decoding step ran before. Activations: against the
+l = 1 against `ssd_sequential`, what a decoding step ran before. Causal conv: against MLX's
+grouped conv1d + bias + silu. Activations: against the
 MLX ops. Softmax: the objective's cross-entropy and an attention block. Gate reductions:
 over every parameter array of a VMM, against five MLX ops each.
 
@@ -24,6 +25,8 @@ import mlx.nn as nn
 from meqg_mlx.backend import doctor_report
 from meqg_mlx.kernels import kernel_status
 from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
+from meqg_mlx.kernels.conv import causal_conv_silu
+from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
 from meqg_mlx.kernels.softmax import cross_entropy, softmax
 from meqg_mlx.kernels.ssd import ssd_scan
@@ -94,6 +97,25 @@ def bench_ssd(rounds: int) -> None:
             times = median_ms({name: make(scan) for name, scan in scans.items()}, rounds)
             for reference in references:
                 print(timed(f"{b:>6}{length:>8}{f'{h} x {p} x {n}':>15}{label:>18}", times, reference), "vs", reference)
+
+
+def bench_conv(rounds: int) -> None:
+    print(f"\n## causal_conv ({kernel_status('causal_conv').reason})")
+    print(f"{'batch':>6}{'length':>8}{'channels':>10}{'pass':>18}{'kernel ms':>11}{'reference ms':>14}{'ratio':>8}")
+    # the bench VMM's mixer (d_inner 256 + B, C), the default VMM's on longer documents, a decoding step
+    for b, length, channels in [(16, 32, 320), (8, 256, 640), (1, 1, 640)]:
+        args = (mx.random.normal((b, length + 3, channels)), mx.random.normal((channels, 4, 1)), mx.zeros((channels,)))
+        mx.eval(args)
+        convs = {"kernel": causal_conv_silu, "reference": conv_reference}
+        for label, make in (
+            ("forward", lambda f: lambda: mx.eval(f(*args))),
+            (
+                "forward+backward",
+                lambda f: (lambda g: lambda: mx.eval(g(*args)))(mx.grad(lambda *a: mx.square(f(*a)).sum(), (0, 1, 2))),
+            ),
+        ):
+            times = median_ms({name: make(conv) for name, conv in convs.items()}, rounds)
+            print(timed(f"{b:>6}{length:>8}{channels:>10}{label:>18}", times))
 
 
 def bench_activations(rounds: int) -> None:
@@ -179,6 +201,7 @@ def main() -> None:
     print(f"mlx {report['versions']['mlx']} on {mx.default_device()}, BLAS: {report['blas']}")
     mx.random.seed(0)
     bench_ssd(args.rounds)
+    bench_conv(args.rounds)
     bench_activations(args.rounds)
     bench_softmax(args.rounds)
     bench_gate(args.rounds)

@@ -20,6 +20,7 @@ import mlx.core as mx
 # Kernels and the backends they have; a backend missing here runs the MLX-ops reference.
 KERNELS = {
     "ssd_scan": ("cpu", "metal", "cuda"),
+    "causal_conv": ("cpu", "metal", "cuda"),  # the SSD mixer's depthwise conv + bias + silu
     "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
     "gate_reductions": ("cpu",),
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
@@ -99,6 +100,19 @@ def gpu_kernel(name: str, inputs: list[str], outputs: list[str], bodies: list[st
     header = source("prelude_cuda.h") + "".join(source(body) for body in bodies)
     entry = f"int row = blockIdx.x * blockDim.x + threadIdx.x;\nif (row >= ROWS) return;\n{call};"
     return mx.fast.cuda_kernel(name=name, input_names=inputs, output_names=outputs, source=entry, header=header)
+
+
+def launch(kernel, inputs: list, dims: dict, output_shapes: list, **options):
+    """Run a `gpu_kernel` over dims["ROWS"] threads on float32 inputs; dims become template constants."""
+    return kernel(
+        inputs=[v.astype(mx.float32) for v in inputs],
+        template=list(dims.items()),
+        grid=(dims["ROWS"], 1, 1),
+        threadgroup=(min(dims["ROWS"], 256), 1, 1),
+        output_shapes=output_shapes,
+        output_dtypes=[mx.float32] * len(output_shapes),
+        **options,
+    )
 
 
 def kernel_function(forward, backward, reference, internal_outputs: int = 0):

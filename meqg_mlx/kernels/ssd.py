@@ -16,7 +16,7 @@ from functools import cache
 import mlx.core as mx
 
 from ..errors import InputError
-from . import device_backend, extension, gpu_kernel, kernel_function
+from . import device_backend, extension, gpu_kernel, kernel_function, launch
 
 FORWARD_INPUTS = ["u", "decay", "B", "C", "state_in"]
 FORWARD_OUTPUTS = ["y", "state_out", "checkpoints"]
@@ -84,18 +84,6 @@ def _scan(chunk: int):
     return kernel_function(forward, backward, reference, internal_outputs=1)
 
 
-def _launch(kernel, inputs, dims: dict, output_shapes: list, **options):
-    return kernel(
-        inputs=[v.astype(mx.float32) for v in inputs],
-        template=list(dims.items()),
-        grid=(dims["ROWS"], 1, 1),
-        threadgroup=(min(dims["ROWS"], 256), 1, 1),
-        output_shapes=output_shapes,
-        output_dtypes=[mx.float32] * len(output_shapes),
-        **options,
-    )
-
-
 def _dims(u, B, chunk: int) -> dict:
     b, length, h, p = u.shape
     return {"L": length, "H": h, "P": p, "G": B.shape[2], "N": B.shape[3], "Q": chunk, "ROWS": b * h * p}
@@ -107,7 +95,7 @@ def _forward(u, decay, B, C, state, chunk: int):
         return tuple(extension().ssd_scan_forward(u, decay, B, C, state, chunk))
     dims = _dims(u, B, chunk)
     checkpoints = (*state.shape[:3], -(-dims["L"] // chunk), dims["N"])
-    return tuple(_launch(_gpu_kernels(backend)[0], [u, decay, B, C, state], dims, [u.shape, state.shape, checkpoints]))
+    return tuple(launch(_gpu_kernels(backend)[0], [u, decay, B, C, state], dims, [u.shape, state.shape, checkpoints]))
 
 
 def _backward(u, decay, B, C, checkpoints, d_y, d_state, chunk: int):
@@ -118,7 +106,7 @@ def _backward(u, decay, B, C, checkpoints, d_y, d_state, chunk: int):
     per_head = (*decay.shape, dims["N"])
     shapes = [u.shape, decay.shape, per_head, per_head, d_state.shape, (dims["ROWS"], chunk, dims["N"])]
     inputs = [u, decay, B, C, checkpoints, d_y, d_state]
-    return _launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
+    return launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
 
 
 @cache

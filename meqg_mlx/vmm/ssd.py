@@ -15,7 +15,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..kernels import kernel_status
-from ..kernels.activations import silu, softplus, swiglu
+from ..kernels.activations import softplus, swiglu
+from ..kernels.conv import causal_conv_silu
 from ..kernels.ssd import ssd_scan
 from .cache import MixerCache, WindowCache
 
@@ -119,7 +120,7 @@ class SSDMixer(nn.Module):
         a = self.args
         z, xbc, dt = mx.split(self.in_proj(u), [self.d_inner, 2 * self.d_inner + 2 * a.n_groups * a.d_state], -1)
         window = (cache.conv if cache is not None else WindowCache(a.conv_kernel - 1)).update_and_fetch(xbc)
-        xbc = silu(self.conv(window))
+        xbc = causal_conv_silu(window, self.conv.weight, self.conv.bias)
         x, B, C = mx.split(xbc, [self.d_inner, self.d_inner + a.n_groups * a.d_state], -1)
         x = x.reshape(b, length, self.n_heads, a.head_dim)
         B = B.reshape(b, length, a.n_groups, a.d_state)

@@ -19,6 +19,7 @@
 
 #include "prelude_cpu.h"
 #include "activations.h"
+#include "conv.h"
 #include "gate.h"
 #include "softmax.h"
 #include "ssd_scan.h"
@@ -169,6 +170,65 @@ class SSDScanBackward : public CpuKernel {
   }
 };
 
+// The mixer's causal depthwise convolution with bias and SiLU (conv.h). Inputs: the window
+// x (b, L + K - 1, C), tap-major weights w (K, C), bias (C,), and for the gradient d_y.
+struct ConvShape {
+  int batch, L, C, K;
+};
+
+ConvShape conv_shape(const mx::array& window, const mx::array& w) {
+  int K = w.shape(0);
+  return {window.shape(0), window.shape(1) - K + 1, window.shape(2), K};
+}
+
+class ConvForward : public CpuKernel {
+ public:
+  explicit ConvForward(mx::Stream stream) : CpuKernel(stream, "MeqgConvForward", 0) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    ConvShape s = conv_shape(inputs[0], inputs[1]);
+    return [s, in, out]() {
+      long steps = static_cast<long>(s.batch) * s.L;
+      in_parallel(steps, steps * s.C * s.K, [&](long first, long last) {
+        for (long i = first; i < last; ++i) {
+          meqg_conv_forward(i / s.L, i % s.L, 0, s.C, in[0], in[1], in[2], out[0], s.L, s.C, s.K);
+        }
+      });
+    };
+  }
+};
+
+// outputs d_x (b, L + K - 1, C), and d_w (K, C), d_bias (C,) summed over batch and steps
+class ConvBackward : public CpuKernel {
+ public:
+  explicit ConvBackward(mx::Stream stream) : CpuKernel(stream, "MeqgConvBackward", 0, {false, true, true}) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    ConvShape s = conv_shape(inputs[0], inputs[1]);
+    return [s, in, out]() {
+      long steps = static_cast<long>(s.batch) * s.L, rows = static_cast<long>(s.batch) * (s.L + s.K - 1);
+      long work = steps * s.C * s.K;
+      std::vector<float> d_pre(static_cast<size_t>(steps) * s.C);
+      float* g = d_pre.data();
+      in_parallel(steps, work, [&](long first, long last) {
+        for (long i = first; i < last; ++i) {
+          meqg_conv_backward_pre(i / s.L, i % s.L, 0, s.C, in[0], in[1], in[2], in[3], g, s.L, s.C, s.K);
+        }
+      });
+      in_parallel(rows, work, [&](long first, long last) {
+        for (long i = first; i < last; ++i) {
+          meqg_conv_backward_input(i / (s.L + s.K - 1), i % (s.L + s.K - 1), 0, s.C, in[1], g, out[0], s.L, s.C, s.K);
+        }
+      });
+      in_parallel(s.C, work, [&](long first, long last) {  // threads own channels: no two add alike
+        meqg_conv_backward_weights(0, s.batch, first, last, in[0], g, out[1], out[2], s.L, s.C, s.K);
+      });
+    };
+  }
+};
+
 // Elementwise activations (activations.h) and their gradients: g * f'(x) in one pass.
 enum class Pointwise { silu, silu_grad, softplus, softplus_grad, gelu, gelu_grad, swiglu, swiglu_grad };
 
@@ -300,6 +360,33 @@ std::vector<mx::array> ssd_scan_backward(
       {u.shape(), decay.shape(), per_head, per_head, d_state.shape()}, std::vector<mx::Dtype>(5, mx::float32), std::make_shared<SSDScanBackward>(mx::to_stream(s), chunk), inputs);
 }
 
+void check_conv(const mx::array& window, const mx::array& w, const mx::array& bias) {
+  if (window.ndim() != 3 || w.ndim() != 2 || bias.ndim() != 1 || w.shape(1) != window.shape(2) ||
+      bias.shape(0) != window.shape(2) || w.shape(0) < 1 || window.shape(1) < w.shape(0)) {
+    throw std::invalid_argument("causal conv: window (b, l + K - 1, C), weights (K, C) and bias (C,) expected");
+  }
+}
+
+mx::array conv_forward(const mx::array& window, const mx::array& w, const mx::array& bias, mx::StreamOrDevice s) {
+  check_conv(window, w, bias);
+  ConvShape d = conv_shape(window, w);
+  return mx::array(
+      {d.batch, d.L, d.C}, mx::float32, std::make_shared<ConvForward>(mx::to_stream(s)),
+      contiguous_floats({window, w, bias}, s));
+}
+
+std::vector<mx::array> conv_backward(
+    const mx::array& window, const mx::array& w, const mx::array& bias, const mx::array& d_y, mx::StreamOrDevice s) {
+  check_conv(window, w, bias);
+  ConvShape d = conv_shape(window, w);
+  if (d_y.shape() != mx::Shape{d.batch, d.L, d.C}) {
+    throw std::invalid_argument("causal conv: the cotangent must have the output's shape");
+  }
+  return mx::array::make_arrays(
+      {window.shape(), w.shape(), bias.shape()}, std::vector<mx::Dtype>(3, mx::float32),
+      std::make_shared<ConvBackward>(mx::to_stream(s)), contiguous_floats({window, w, bias, d_y}, s));
+}
+
 std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   for (auto& a : arrays) {
     if (a.shape() != arrays[0].shape()) {
@@ -355,6 +442,12 @@ NB_MODULE(_meqg_kernels, m) {
       "ssd_scan_backward", &meqg::ssd_scan_backward, "u"_a, "decay"_a, "B"_a, "C"_a, "checkpoints"_a, "d_y"_a,
       "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Its gradient: (d_u, d_decay, d_B and d_C per head (b, l, h, n), d_state_in).");
+  m.def(
+      "conv_forward", &meqg::conv_forward, "window"_a, "w"_a, "bias"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "Causal depthwise conv, bias and SiLU (metal/conv.h): window (b, l + K - 1, C), w (K, C) -> (b, l, C).");
+  m.def(
+      "conv_backward", &meqg::conv_backward, "window"_a, "w"_a, "bias"_a, "d_y"_a, nb::kw_only(),
+      "stream"_a = nb::none(), "Its gradient: (d_window, d_w, d_bias).");
   nb::enum_<meqg::Pointwise>(m, "Pointwise")
       .value("silu", meqg::Pointwise::silu)
       .value("silu_grad", meqg::Pointwise::silu_grad)

@@ -10,13 +10,16 @@ import subprocess
 import pytest
 from meqg_metal import source
 
-BODIES = ["ssd_scan.h"]  # the bodies that have GPU backends (meqg_mlx.kernels.KERNELS)
+BODIES = ["ssd_scan.h", "activations.h", "conv.h"]  # the bodies that have GPU backends (meqg_mlx.kernels.KERNELS)
 
 CUDA_BUILTINS = """
 #define __device__
 #define __forceinline__ inline
 #define __restrict__
 #include <algorithm>
+#include <cmath>
+using std::fabs;
+using std::floor;
 using std::min;
 inline float atomicAdd(float* p, float v) { float old = *p; *p += v; return old; }
 inline float __int_as_float(int i) { float f; __builtin_memcpy(&f, &i, 4); return f; }
@@ -25,6 +28,9 @@ inline float __int_as_float(int i) { float f; __builtin_memcpy(&f, &i, 4); retur
 METAL_BUILTINS = """
 #define device
 #include <algorithm>
+#include <cmath>
+using std::fabs;
+using std::floor;
 using std::min;
 template <typename T> struct atomic { T value; };
 enum memory_order { memory_order_relaxed };
