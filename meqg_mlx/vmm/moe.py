@@ -23,6 +23,22 @@ class RouterStats:
     entropy: mx.array  # mean entropy of the router distribution, nats
 
 
+@mx.custom_function
+def take_rows(x: mx.array, index: mx.array, inverse: mx.array) -> mx.array:
+    """x[index], where `index` takes every row of x equally often and `inverse` lists, row by
+    row of x, where its copies went (index[inverse[i]] == i // copies). Its gradient is then
+    a gather and a sum, where MLX's gather takes a scatter-add (~2 ms per MoE layer on the CPU)."""
+    return x[index]
+
+
+@take_rows.vjp
+def _take_rows_vjp(primals, cotangent, _):
+    x, index, inverse = primals
+    copies = index.shape[0] // x.shape[0]
+    d_x = cotangent[inverse].reshape(x.shape[0], copies, *x.shape[1:]).sum(1)
+    return d_x, mx.zeros_like(index), mx.zeros_like(inverse)
+
+
 class ExpertsGLU(nn.Module):
     """E independent SwiGLU experts evaluated only for the (token, expert) pairs chosen.
 
@@ -49,9 +65,10 @@ class ExpertsGLU(nn.Module):
         if segmented is None:
             segmented = mx.default_device() == mx.cpu and flat.size >= self.SEGMENTED_MIN_PAIRS
         order = mx.argsort(flat)
-        rows = x[order // indices.shape[1]]
+        unsort = mx.argsort(order)
+        rows = take_rows(x, order // indices.shape[1], unsort)
         out = self._segments(rows, flat) if segmented else self._gathered(rows, flat[order])
-        return out[mx.argsort(order)].reshape(*indices.shape, x.shape[-1])
+        return take_rows(out, unsort, order).reshape(*indices.shape, x.shape[-1])
 
     def _gathered(self, rows: mx.array, experts: mx.array) -> mx.array:
         rows = mx.expand_dims(rows, -2)
