@@ -45,7 +45,7 @@ def next_concept_losses(
     row's own input concept, which never comes next; copies of its target).
     """
     weight = _row_weights(predicted.shape[0], mask)
-    distance = (((predicted - target) ** 2).sum(-1) * weight).sum()
+    distance = (mx.square(predicted - target).sum(-1) * weight).sum()
     candidates = target if negatives is None else mx.concatenate([target, negatives], axis=0)
     logits = predicted @ candidates.T / temperature
     if mask is not None:

@@ -95,7 +95,7 @@ class NextConceptHead(nn.Module):
         out = (weights[..., None] * recent).sum(2)
         if "correction" in self:
             out = out + self.correction(h)
-        return out * mx.rsqrt((out**2).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
+        return out * mx.rsqrt(mx.square(out).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
 
 
 class PlannerHead(nn.Module):

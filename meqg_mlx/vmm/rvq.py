@@ -41,7 +41,7 @@ class ResidualVQ(nn.Module):
         codes, residuals = [], []
         for level in range(self.args.levels):
             book = self.codebooks[level]
-            distances = (book**2).sum(-1) - 2 * residual @ book.T
+            distances = mx.square(book).sum(-1) - 2 * residual @ book.T
             index = mx.argmin(distances, axis=-1)
             residuals.append(residual)
             residual = residual - book[index]
@@ -69,7 +69,7 @@ class ResidualVQ(nn.Module):
                     [book, residual[mx.random.randint(0, residual.shape[0], (a.codes - book.shape[0],), key=key)]]
                 )
             books.append(book)
-            distances = (book**2).sum(-1) - 2 * residual @ book.T
+            distances = mx.square(book).sum(-1) - 2 * residual @ book.T
             residual = residual - book[mx.argmin(distances, axis=-1)]
         self.codebooks = mx.stack(books)
         self.cluster_size = mx.ones((a.levels, a.codes))
