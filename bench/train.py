@@ -32,6 +32,7 @@ from meqg_mlx.backend import doctor_report  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
 from meqg_mlx.config import MeqgConfig, from_dict  # noqa: E402
 from meqg_mlx.kernels import status as kernel_status  # noqa: E402
+from meqg_mlx.kernels.softmax import cross_entropy  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 from meqg_mlx.train.trainer import Trainer  # noqa: E402
 
@@ -85,14 +86,15 @@ def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], st
 
 
 def mlx_loss(model, inputs, targets, codes, temperature: float = 0.1):
+    """The loss of both engines; the cross-entropy is meqg's (a kernel, as in the trainer's objective)."""
     out = model(inputs)
     predicted, target = out.next_vector.reshape(-1, inputs.shape[-1]), targets.reshape(-1, inputs.shape[-1])
     logits = model.planner(out.hidden.reshape(-1, out.hidden.shape[-1]), codes)
-    contrastive = nn.losses.cross_entropy(predicted @ target.T / temperature, mx.arange(target.shape[0]))
+    contrastive = cross_entropy(predicted @ target.T / temperature, mx.arange(target.shape[0]))
     return (
         (1 - (predicted * target).sum(-1)).mean()
         + contrastive.mean()
-        + nn.losses.cross_entropy(logits, codes).mean()
+        + cross_entropy(logits, codes).mean()
         + 0.01 * sum(s.balance_loss for s in out.router)
     )
 
