@@ -81,8 +81,9 @@ class ExpertsGLU(nn.Module):
         n_experts = self.gate.shape[0]
         counts = np.bincount(np.array(flat), minlength=n_experts)
         segments = mx.split(rows, np.cumsum(counts)[:-1].tolist())
-        weights = (mx.split(w, n_experts) for w in (self.gate, self.up, self.down))
-        return mx.concatenate([swiglu(xe @ g[0].T, xe @ u[0].T) @ d[0].T for xe, g, u, d in zip(segments, *weights)])
+        # each expert's weights as a slice (w[e] would be a gather, and its gradient a scatter-add)
+        weights = ([part.squeeze(0) for part in mx.split(w, n_experts)] for w in (self.gate, self.up, self.down))
+        return mx.concatenate([swiglu(xe @ g.T, xe @ u.T) @ d.T for xe, g, u, d in zip(segments, *weights)])
 
 
 class MoEFeedForward(nn.Module):
