@@ -44,10 +44,11 @@ MEQG_FN void meqg_ssd_forward_row(
 }
 
 // The gradient of one row, walking the chunks backwards: each chunk's states are recomputed
-// from its checkpoint into `past` (Q, n: this row's scratch), then the recurrence runs in
-// reverse with `grad` (the state's gradient, kept in d_state_in) carried back step by step.
-// Sums over a head's rows go through MEQG_ADD: d_decay (b, l, h), and d_B, d_C per head
-// (b, l, h, n), which the caller sums over each group's heads.
+// from its checkpoint into `past` (Q + 1, n: this row's scratch; row k holds the state after
+// k steps of the chunk, row 0 the checkpoint, so no inner loop branches and all vectorise),
+// then the recurrence runs in reverse with `grad` (the state's gradient, kept in d_state_in)
+// carried back step by step. Sums over a head's rows go through MEQG_ADD: d_decay (b, l, h),
+// and d_B, d_C per head (b, l, h, n), which the caller sums over each group's heads.
 MEQG_FN void meqg_ssd_backward_row(
     int row, MEQG_IN u, MEQG_IN decay, MEQG_IN B, MEQG_IN C, MEQG_IN checkpoints, MEQG_IN d_y,
     MEQG_IN d_state_out, MEQG_OUT d_u, MEQG_OUT d_decay, MEQG_OUT d_B, MEQG_OUT d_C, MEQG_OUT d_state_in,
@@ -60,27 +61,28 @@ MEQG_FN void meqg_ssd_backward_row(
   }
   for (int c = chunks - 1; c >= 0; --c) {
     int t0 = c * Q, t1 = min(L, t0 + Q);
-    MEQG_IN entering = checkpoints + (row * chunks + c) * N;
+    for (int j = 0; j < N; ++j) {
+      MEQG_STORE(past + j, checkpoints[(row * chunks + c) * N + j]);
+    }
     for (int t = t0; t < t1; ++t) {
       int bt = b * L + t, bc = (bt * G + g) * N;
       float a = decay[bt * H + h], ui = u[(bt * H + h) * P + i];
+      MEQG_OUT before = past + (t - t0) * N;
       for (int j = 0; j < N; ++j) {
-        float before = t == t0 ? entering[j] : MEQG_LOAD(past + (t - t0 - 1) * N + j);
-        MEQG_STORE(past + (t - t0) * N + j, a * before + ui * B[bc + j]);
+        MEQG_STORE(before + N + j, a * MEQG_LOAD(before + j) + ui * B[bc + j]);
       }
     }
     for (int t = t1 - 1; t >= t0; --t) {
       int bt = b * L + t, bc = (bt * G + g) * N, bh_t = (bt * H + h) * N;
       float a = decay[bt * H + h], ui = u[(bt * H + h) * P + i], dyi = d_y[(bt * H + h) * P + i];
       float grad_u = 0.0f, grad_decay = 0.0f;
+      MEQG_OUT before = past + (t - t0) * N;
       for (int j = 0; j < N; ++j) {
-        float s = MEQG_LOAD(past + (t - t0) * N + j);
-        float before = t == t0 ? entering[j] : MEQG_LOAD(past + (t - t0 - 1) * N + j);
         float gs = MEQG_LOAD(grad + j) + dyi * C[bc + j];
-        MEQG_ADD(d_C + bh_t + j, s * dyi);
+        MEQG_ADD(d_C + bh_t + j, MEQG_LOAD(before + N + j) * dyi);
         MEQG_ADD(d_B + bh_t + j, ui * gs);
         grad_u += gs * B[bc + j];
-        grad_decay += gs * before;
+        grad_decay += gs * MEQG_LOAD(before + j);
         MEQG_STORE(grad + j, a * gs);
       }
       MEQG_STORE(d_u + (bt * H + h) * P + i, grad_u);

@@ -104,7 +104,7 @@ def _backward(u, decay, B, C, checkpoints, d_y, d_state, chunk: int):
         return extension().ssd_scan_backward(u, decay, B, C, checkpoints, d_y, d_state, chunk)
     dims = _dims(u, B, chunk)
     per_head = (*decay.shape, dims["N"])
-    shapes = [u.shape, decay.shape, per_head, per_head, d_state.shape, (dims["ROWS"], chunk, dims["N"])]
+    shapes = [u.shape, decay.shape, per_head, per_head, d_state.shape, (dims["ROWS"], chunk + 1, dims["N"])]
     inputs = [u, decay, B, C, checkpoints, d_y, d_state]
     return launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
 
@@ -126,7 +126,7 @@ def _gpu_kernels(backend: str):
         BACKWARD_OUTPUTS,
         ["ssd_scan.h"],
         f"meqg_ssd_backward_row(row, {', '.join(BACKWARD_INPUTS + BACKWARD_OUTPUTS[:-1])}, "
-        f"history + row * Q * N, {dims})",
+        f"history + row * (Q + 1) * N, {dims})",
         atomic=True,
     )
     return forward, backward

@@ -160,7 +160,7 @@ class SSDScanBackward : public CpuKernel {
   std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
     ScanShape s = scan_shape(inputs[0], inputs[2], variant());
     return [s, in, out]() {
-      size_t past = static_cast<size_t>(s.Q) * s.N;
+      size_t past = static_cast<size_t>(s.Q + 1) * s.N;
       for_each_row(s.blocks(), s.rows_per_block(), 2L * s.L * s.N, past, [&](int row, float* scratch) {
         meqg_ssd_backward_row(
             row, in[0], in[1], in[2], in[3], in[4], in[5], in[6], out[0], out[1], out[2], out[3], out[4], scratch,
