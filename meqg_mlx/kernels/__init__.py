@@ -55,7 +55,8 @@ def _load_extension():
         return None, f"the C++ extension is not built (run `make kernels`): {exc}"
     try:  # an extension built against another MLX or nanobind imports, then fails on its first call
         one = mx.ones((1, 1, 1, 1))
-        mx.eval(_meqg_kernels.ssd_scan_forward(one, one[..., 0], one, one, one, 1, stream=mx.cpu))
+        step = one[..., 0]
+        mx.eval(_meqg_kernels.ssd_scan_forward(one, step, step, one, one, one.reshape(1), one, 1, stream=mx.cpu))
     except (TypeError, RuntimeError, ValueError) as exc:
         return None, f"the C++ extension does not run with mlx {mx.__version__} (rebuild: `make kernels`): {exc}"
     return _meqg_kernels, None

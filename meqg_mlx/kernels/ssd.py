@@ -1,8 +1,10 @@
 """The SSD scan as one kernel per direction (body: metal/ssd_scan.h), with its gradient.
 
 Same contract as `meqg_mlx.vmm.ssd.ssd_chunked` (its reference): y and the final state
-of S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t. The kernels see
-u = dt x and decay = exp(dt A), computed (and chained) by elementwise MLX ops. The forward pass
+of S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t. The kernels take
+x, dt and D as they are and decay = exp(dt A), one per head and step, from MLX ops (which
+also chain its gradient into dt's and A's); everything of the size of x stays in the
+kernels, whose backward pass returns x's gradient and D's whole. The forward pass
 also keeps the state entering every chunk of `chunk_size` steps; the backward pass
 recomputes each chunk's states from there, so memory stays O(l / chunk) states, not O(l).
 A single step (l = 1, a decoding step from a cache) is the same kernel. Second derivatives
@@ -18,10 +20,10 @@ import mlx.core as mx
 from ..errors import InputError
 from . import device_backend, extension, gpu_kernel, kernel_function, launch
 
-FORWARD_INPUTS = ["u", "decay", "B", "C", "state_in"]
+FORWARD_INPUTS = ["x", "dt", "decay", "B", "C", "D", "state_in"]
 FORWARD_OUTPUTS = ["y", "state_out", "checkpoints"]
-BACKWARD_INPUTS = ["u", "decay", "B", "C", "checkpoints", "d_y", "d_state_out"]
-BACKWARD_OUTPUTS = ["d_u", "d_decay", "d_B", "d_C", "d_state_in", "history"]  # history: each row's scratch
+BACKWARD_INPUTS = ["x", "dt", "decay", "B", "C", "D", "checkpoints", "d_y", "d_state_out"]
+BACKWARD_OUTPUTS = ["d_x", "d_dt_x", "d_decay", "d_B", "d_C", "d_D", "d_state_in", "history"]  # history: scratch
 
 
 def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.array, mx.array]:
@@ -55,24 +57,24 @@ def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.ar
 @cache
 def _scan(chunk: int):
     def forward(x, dt, A, B, C, D, state):
-        y, final, checkpoints = _forward(x * dt[..., None], mx.exp(dt * A), B, C, state, chunk)
-        return y + D[:, None] * x, final, checkpoints
+        return _forward(x, dt, mx.exp(dt * A), B, C, D, state, chunk)
 
     def backward(inputs, outputs, cotangents):
         x, dt, A, B, C, D, _ = inputs
-        d_y, d_final = cotangents[:2]
         decay = mx.exp(dt * A)
-        d_u, d_decay, d_B, d_C, d_state = _backward(x * dt[..., None], decay, B, C, outputs[2], d_y, d_final, chunk)[:5]
+        d_x, d_dt_x, d_decay, d_B, d_C, d_D, d_state = _backward(
+            x, dt, decay, B, C, D, outputs[2], *cotangents[:2], chunk
+        )[:7]
         b, length, groups, n = B.shape
         per_group = lambda d: d.reshape(b, length, groups, -1, n).sum(3)  # noqa: E731
         d_log_decay = d_decay * decay
         return (
-            d_u * dt[..., None] + D[:, None] * d_y,
-            (d_u * x).sum(-1) + d_log_decay * A,
+            d_x,
+            d_dt_x + d_log_decay * A,
             (d_log_decay * dt).sum((0, 1)),
             per_group(d_B),
             per_group(d_C),
-            (d_y * x).sum((0, 1, 3)),
+            d_D,
             d_state,
         )
 
@@ -84,28 +86,30 @@ def _scan(chunk: int):
     return kernel_function(forward, backward, reference, internal_outputs=1)
 
 
-def _dims(u, B, chunk: int) -> dict:
-    b, length, h, p = u.shape
+def _dims(x, B, chunk: int) -> dict:
+    b, length, h, p = x.shape
     return {"L": length, "H": h, "P": p, "G": B.shape[2], "N": B.shape[3], "Q": chunk, "ROWS": b * h * p}
 
 
-def _forward(u, decay, B, C, state, chunk: int):
+def _forward(x, dt, decay, B, C, D, state, chunk: int):
     backend = device_backend()
+    inputs = [x, dt, decay, B, C, D, state]
     if backend == "cpu":
-        return tuple(extension().ssd_scan_forward(u, decay, B, C, state, chunk))
-    dims = _dims(u, B, chunk)
+        return tuple(extension().ssd_scan_forward(*inputs, chunk))
+    dims = _dims(x, B, chunk)
     checkpoints = (*state.shape[:3], -(-dims["L"] // chunk), dims["N"])
-    return tuple(launch(_gpu_kernels(backend)[0], [u, decay, B, C, state], dims, [u.shape, state.shape, checkpoints]))
+    return tuple(launch(_gpu_kernels(backend)[0], inputs, dims, [x.shape, state.shape, checkpoints]))
 
 
-def _backward(u, decay, B, C, checkpoints, d_y, d_state, chunk: int):
+def _backward(x, dt, decay, B, C, D, checkpoints, d_y, d_state, chunk: int):
     backend = device_backend()
+    inputs = [x, dt, decay, B, C, D, checkpoints, d_y, d_state]
     if backend == "cpu":
-        return extension().ssd_scan_backward(u, decay, B, C, checkpoints, d_y, d_state, chunk)
-    dims = _dims(u, B, chunk)
+        return extension().ssd_scan_backward(*inputs, chunk)
+    dims = _dims(x, B, chunk)
     per_head = (*decay.shape, dims["N"])
-    shapes = [u.shape, decay.shape, per_head, per_head, d_state.shape, (dims["ROWS"], chunk + 1, dims["N"])]
-    inputs = [u, decay, B, C, checkpoints, d_y, d_state]
+    history = (dims["ROWS"], chunk + 1, dims["N"])
+    shapes = [x.shape, dt.shape, dt.shape, per_head, per_head, D.shape, d_state.shape, history]
     return launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
 
 

@@ -140,11 +140,12 @@ class SSDScanForward : public CpuKernel {
 
  protected:
   std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
-    ScanShape s = scan_shape(inputs[0], inputs[2], variant());
+    ScanShape s = scan_shape(inputs[0], inputs[3], variant());
     return [s, in, out]() {
       for_each_row(s.blocks(), s.rows_per_block(), static_cast<long>(s.L) * s.N, 0, [&](int row, float*) {
         meqg_ssd_forward_row(
-            row, in[0], in[1], in[2], in[3], in[4], out[0], out[1], out[2], s.L, s.H, s.P, s.G, s.N, s.Q);
+            row, in[0], in[1], in[2], in[3], in[4], in[5], in[6], out[0], out[1], out[2], s.L, s.H, s.P, s.G, s.N,
+            s.Q);
       });
     };
   }
@@ -152,19 +153,19 @@ class SSDScanForward : public CpuKernel {
 
 class SSDScanBackward : public CpuKernel {
  public:
-  // outputs d_u, d_decay, d_B, d_C, d_state_in: the middle three are sums over rows
+  // outputs d_x, d_dt_x, d_decay, d_B, d_C, d_D, d_state_in: all but the first and last are sums over rows
   SSDScanBackward(mx::Stream stream, int chunk)
-      : CpuKernel(stream, "MeqgSSDScanBackward", chunk, {false, true, true, true, false}) {}
+      : CpuKernel(stream, "MeqgSSDScanBackward", chunk, {false, true, true, true, true, true, false}) {}
 
  protected:
   std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
-    ScanShape s = scan_shape(inputs[0], inputs[2], variant());
+    ScanShape s = scan_shape(inputs[0], inputs[3], variant());
     return [s, in, out]() {
       size_t past = static_cast<size_t>(s.Q + 1) * s.N;
       for_each_row(s.blocks(), s.rows_per_block(), 2L * s.L * s.N, past, [&](int row, float* scratch) {
         meqg_ssd_backward_row(
-            row, in[0], in[1], in[2], in[3], in[4], in[5], in[6], out[0], out[1], out[2], out[3], out[4], scratch,
-            s.L, s.H, s.P, s.G, s.N, s.Q);
+            row, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], out[0], out[1], out[2], out[3], out[4],
+            out[5], out[6], scratch, s.L, s.H, s.P, s.G, s.N, s.Q);
       });
     };
   }
@@ -341,23 +342,25 @@ std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, m
 }
 
 std::vector<mx::array> ssd_scan_forward(
-    const mx::array& u, const mx::array& decay, const mx::array& B, const mx::array& C, const mx::array& state,
-    int chunk, mx::StreamOrDevice s) {
-  auto inputs = contiguous_floats({u, decay, B, C, state}, s);
-  ScanShape d = scan_shape(u, B, chunk);
+    const mx::array& x, const mx::array& dt, const mx::array& decay, const mx::array& B, const mx::array& C,
+    const mx::array& D, const mx::array& state, int chunk, mx::StreamOrDevice s) {
+  auto inputs = contiguous_floats({x, dt, decay, B, C, D, state}, s);
+  ScanShape d = scan_shape(x, B, chunk);
   return mx::array::make_arrays(
-      {u.shape(), state.shape(), {d.batch, d.H, d.P, d.chunks(), d.N}}, {mx::float32, mx::float32, mx::float32},
+      {x.shape(), state.shape(), {d.batch, d.H, d.P, d.chunks(), d.N}}, {mx::float32, mx::float32, mx::float32},
       std::make_shared<SSDScanForward>(mx::to_stream(s), chunk), inputs);
 }
 
 std::vector<mx::array> ssd_scan_backward(
-    const mx::array& u, const mx::array& decay, const mx::array& B, const mx::array& C, const mx::array& checkpoints,
-    const mx::array& d_y, const mx::array& d_state, int chunk, mx::StreamOrDevice s) {
-  auto inputs = contiguous_floats({u, decay, B, C, checkpoints, d_y, d_state}, s);
-  ScanShape d = scan_shape(u, B, chunk);
+    const mx::array& x, const mx::array& dt, const mx::array& decay, const mx::array& B, const mx::array& C,
+    const mx::array& D, const mx::array& checkpoints, const mx::array& d_y, const mx::array& d_state, int chunk,
+    mx::StreamOrDevice s) {
+  auto inputs = contiguous_floats({x, dt, decay, B, C, D, checkpoints, d_y, d_state}, s);
+  ScanShape d = scan_shape(x, B, chunk);
   mx::Shape per_head = {d.batch, d.L, d.H, d.N};
   return mx::array::make_arrays(
-      {u.shape(), decay.shape(), per_head, per_head, d_state.shape()}, std::vector<mx::Dtype>(5, mx::float32), std::make_shared<SSDScanBackward>(mx::to_stream(s), chunk), inputs);
+      {x.shape(), dt.shape(), dt.shape(), per_head, per_head, D.shape(), d_state.shape()},
+      std::vector<mx::Dtype>(7, mx::float32), std::make_shared<SSDScanBackward>(mx::to_stream(s), chunk), inputs);
 }
 
 void check_conv(const mx::array& window, const mx::array& w, const mx::array& bias) {
@@ -435,13 +438,13 @@ mx::array rows(RowOp op, const std::vector<mx::array>& arrays, mx::StreamOrDevic
 NB_MODULE(_meqg_kernels, m) {
   m.doc() = "meqg's CPU kernels (metal/cpu/kernels.cpp); call them through meqg_mlx.kernels.";
   m.def(
-      "ssd_scan_forward", &meqg::ssd_scan_forward, "u"_a, "decay"_a, "B"_a, "C"_a, "state"_a, "chunk"_a,
-      nb::kw_only(), "stream"_a = nb::none(),
+      "ssd_scan_forward", &meqg::ssd_scan_forward, "x"_a, "dt"_a, "decay"_a, "B"_a, "C"_a, "D"_a, "state"_a,
+      "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
       "SSD scan (metal/ssd_scan.h): (y (b, l, h, p), final state (b, h, p, n), checkpoints (b, h, p, chunks, n)).");
   m.def(
-      "ssd_scan_backward", &meqg::ssd_scan_backward, "u"_a, "decay"_a, "B"_a, "C"_a, "checkpoints"_a, "d_y"_a,
-      "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
-      "Its gradient: (d_u, d_decay, d_B and d_C per head (b, l, h, n), d_state_in).");
+      "ssd_scan_backward", &meqg::ssd_scan_backward, "x"_a, "dt"_a, "decay"_a, "B"_a, "C"_a, "D"_a,
+      "checkpoints"_a, "d_y"_a, "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "Its gradient: (d_x, d_dt through x, d_decay, d_B and d_C per head (b, l, h, n), d_D, d_state_in).");
   m.def(
       "conv_forward", &meqg::conv_forward, "window"_a, "w"_a, "bias"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Causal depthwise conv, bias and SiLU (metal/conv.h): window (b, l + K - 1, C), w (K, C) -> (b, l, C).");
