@@ -50,7 +50,8 @@ MEQG_FN void meqg_ssd_forward_row(
 // carried back step by step. Sums over rows go through MEQG_ADD: d_dt_x (b, l, h) takes
 // d(dt x)[i] x[i], the part of dt's gradient through the input (the caller adds the part
 // through decay); d_decay (b, l, h); d_B, d_C per head (b, l, h, n), which the caller sums
-// over each group's heads; d_D (h,).
+// over each group's heads; d_D per batch entry (b, h), which the caller sums over the batch
+// (so that on the CPU, where threads take batch entries, no two threads add into one element).
 MEQG_FN void meqg_ssd_backward_row(
     int row, MEQG_IN x, MEQG_IN dt, MEQG_IN decay, MEQG_IN B, MEQG_IN C, MEQG_IN D, MEQG_IN checkpoints,
     MEQG_IN d_y, MEQG_IN d_state_out, MEQG_OUT d_x, MEQG_OUT d_dt_x, MEQG_OUT d_decay, MEQG_OUT d_B,
@@ -95,5 +96,5 @@ MEQG_FN void meqg_ssd_backward_row(
       skip += dyi * xi;
     }
   }
-  MEQG_ADD(d_D + h, skip);
+  MEQG_ADD(d_D + bh, skip);
 }

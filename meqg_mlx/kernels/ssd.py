@@ -74,7 +74,7 @@ def _scan(chunk: int):
             (d_log_decay * dt).sum((0, 1)),
             per_group(d_B),
             per_group(d_C),
-            d_D,
+            d_D.sum(0),
             d_state,
         )
 
@@ -109,7 +109,7 @@ def _backward(x, dt, decay, B, C, D, checkpoints, d_y, d_state, chunk: int):
     dims = _dims(x, B, chunk)
     per_head = (*decay.shape, dims["N"])
     history = (dims["ROWS"], chunk + 1, dims["N"])
-    shapes = [x.shape, dt.shape, dt.shape, per_head, per_head, D.shape, d_state.shape, history]
+    shapes = [x.shape, dt.shape, dt.shape, per_head, per_head, (x.shape[0], D.shape[0]), d_state.shape, history]
     return launch(_gpu_kernels(backend)[1], inputs, dims, shapes, init_value=0)
 
 

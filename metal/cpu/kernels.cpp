@@ -21,6 +21,7 @@
 #include "activations.h"
 #include "conv.h"
 #include "gate.h"
+#include "rvq.h"
 #include "softmax.h"
 #include "ssd_scan.h"
 
@@ -335,6 +336,23 @@ class RowKernel : public CpuKernel {
   }
 };
 
+// RVQ's nearest code per row (rvq.h): inputs scores (rows, C) and norms (C,), output codes (rows,).
+class NearestCode : public CpuKernel {
+ public:
+  explicit NearestCode(mx::Stream stream) : CpuKernel(stream, "MeqgNearestCode", 0) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    int codes = inputs[0].shape(-1);
+    long rows = static_cast<long>(inputs[0].size()) / std::max(codes, 1);
+    return [codes, rows, in, out]() {
+      in_parallel(rows, rows * codes, [&](long first, long last) {
+        for (long r = first; r < last; ++r) meqg_nearest_code_row(r, in[0], in[1], out[0], codes);
+      });
+    };
+  }
+};
+
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   std::vector<mx::array> out;
   for (auto& a : arrays) out.push_back(mx::contiguous(mx::astype(a, mx::float32, s), false, s));
@@ -359,8 +377,17 @@ std::vector<mx::array> ssd_scan_backward(
   ScanShape d = scan_shape(x, B, chunk);
   mx::Shape per_head = {d.batch, d.L, d.H, d.N};
   return mx::array::make_arrays(
-      {x.shape(), dt.shape(), dt.shape(), per_head, per_head, D.shape(), d_state.shape()},
+      {x.shape(), dt.shape(), dt.shape(), per_head, per_head, {d.batch, d.H}, d_state.shape()},
       std::vector<mx::Dtype>(7, mx::float32), std::make_shared<SSDScanBackward>(mx::to_stream(s), chunk), inputs);
+}
+
+mx::array nearest_code(const mx::array& scores, const mx::array& norms, mx::StreamOrDevice s) {
+  if (scores.ndim() != 2 || norms.ndim() != 1 || scores.shape(1) != norms.shape(0) || norms.shape(0) == 0) {
+    throw std::invalid_argument("nearest_code: scores (rows, C) and norms (C,) with C >= 1 expected");
+  }
+  return mx::array(
+      {scores.shape(0)}, mx::float32, std::make_shared<NearestCode>(mx::to_stream(s)),
+      contiguous_floats({scores, norms}, s));
 }
 
 void check_conv(const mx::array& window, const mx::array& w, const mx::array& bias) {
@@ -445,6 +472,9 @@ NB_MODULE(_meqg_kernels, m) {
       "ssd_scan_backward", &meqg::ssd_scan_backward, "x"_a, "dt"_a, "decay"_a, "B"_a, "C"_a, "D"_a,
       "checkpoints"_a, "d_y"_a, "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Its gradient: (d_x, d_dt through x, d_decay, d_B and d_C per head (b, l, h, n), d_D, d_state_in).");
+  m.def(
+      "nearest_code", &meqg::nearest_code, "scores"_a, "norms"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "RVQ's nearest code per row (metal/rvq.h): argmin over c of norms[c] - 2 scores[:, c], as float32.");
   m.def(
       "conv_forward", &meqg::conv_forward, "window"_a, "w"_a, "bias"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Causal depthwise conv, bias and SiLU (metal/conv.h): window (b, l + K - 1, C), w (K, C) -> (b, l, C).");

@@ -137,3 +137,16 @@ def test_mismatched_shapes_are_refused_before_any_kernel_reads(device):
     for args, message in cases:
         with pytest.raises(InputError, match=message):
             ssd_scan(*args)
+
+
+def test_gradients_are_bit_for_bit_repeatable(device):
+    """Threads (CPU) and atomics (GPUs) must not make a step's gradient depend on timing:
+    on the CPU no two threads add into one element, so reruns agree exactly."""
+    *dims, chunk = SHAPES[-1]
+    args = inputs(*dims, seed=4)
+    grad = mx.grad(loss_of(ssd_scan, chunk), argnums=tuple(range(7)))
+    first, second = grad(*args), grad(*args)
+    if device == "cpu":
+        assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    else:
+        assert all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(first, second))
