@@ -7,7 +7,8 @@ a decoding step at l = 1) and forward+backward (training), against `ssd_chunked`
 l = 1 against `ssd_sequential`, what a decoding step ran before. Causal conv: against MLX's
 grouped conv1d + bias + silu. Activations: against the
 MLX ops. Softmax: the objective's cross-entropy and an attention block. Gate reductions:
-over every parameter array of a VMM, against five MLX ops each.
+over every parameter array of a VMM, against five MLX ops each. Nearest code (RVQ): against
+MLX's scale, subtract and argmin over the same scores, with the scores' matmul timed alone.
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -28,6 +29,8 @@ from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
 from meqg_mlx.kernels.conv import causal_conv_silu
 from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
+from meqg_mlx.kernels.rvq import nearest_code
+from meqg_mlx.kernels.rvq import reference as nearest_code_reference
 from meqg_mlx.kernels.softmax import cross_entropy, softmax
 from meqg_mlx.kernels.ssd import ssd_scan
 from meqg_mlx.vmm.model import VMM, ModelArgs
@@ -166,6 +169,26 @@ def bench_softmax(rounds: int) -> None:
             print(timed(f"{f'{rows} x {length}':>16}{label:>23}", times))
 
 
+def bench_rvq(rounds: int) -> None:
+    print(f"\n## nearest_code ({kernel_status('nearest_code').reason})")
+    # a store's vectors coded at training start, a batch's targets, one decoding step's candidate
+    for rows, codes in [(20000, 256), (512, 64), (1, 256)]:
+        residual, book = mx.random.normal((rows, 384)), mx.random.normal((codes, 384))
+        mx.eval(residual, book)
+        times = median_ms(
+            {
+                "kernel": lambda: mx.eval(nearest_code(residual, book)),
+                "reference": lambda: mx.eval(nearest_code_reference(residual, book)),
+                "matmul": lambda: mx.eval(residual @ book.T),
+            },
+            rounds,
+        )
+        print(
+            timed(f"  {rows:>6} rows x {codes:>4} codes x 384:", times)
+            + f"   (the scores' matmul alone: {times['matmul']:.3f} ms)"
+        )
+
+
 def bench_gate(rounds: int) -> None:
     print(f"\n## gate_reductions ({kernel_status('gate_reductions').reason})")
     if kernel_status("gate_reductions").backend is None:
@@ -205,6 +228,7 @@ def main() -> None:
     bench_activations(args.rounds)
     bench_softmax(args.rounds)
     bench_gate(args.rounds)
+    bench_rvq(args.rounds)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ KERNELS = {
     "causal_conv": ("cpu", "metal", "cuda"),  # the SSD mixer's depthwise conv + bias + silu
     "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
     "gate_reductions": ("cpu",),
+    "nearest_code": ("cpu", "metal", "cuda"),  # RVQ's argmin over codes
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
 }
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..kernels.rvq import nearest_code
+
 
 @dataclass
 class RVQArgs:
@@ -41,8 +43,7 @@ class ResidualVQ(nn.Module):
         codes, residuals = [], []
         for level in range(self.args.levels):
             book = self.codebooks[level]
-            distances = mx.square(book).sum(-1) - 2 * residual @ book.T
-            index = mx.argmin(distances, axis=-1)
+            index = nearest_code(residual, book)
             residuals.append(residual)
             residual = residual - book[index]
             codes.append(index)
@@ -69,8 +70,7 @@ class ResidualVQ(nn.Module):
                     [book, residual[mx.random.randint(0, residual.shape[0], (a.codes - book.shape[0],), key=key)]]
                 )
             books.append(book)
-            distances = mx.square(book).sum(-1) - 2 * residual @ book.T
-            residual = residual - book[mx.argmin(distances, axis=-1)]
+            residual = residual - book[nearest_code(residual, book)]
         self.codebooks = mx.stack(books)
         self.cluster_size = mx.ones((a.levels, a.codes))
         self.embed_sum = mx.array(self.codebooks)
