@@ -35,7 +35,7 @@ def choose_backend(dtype: str = "float32", output: str = "sentence") -> tuple[st
         return "mlx", f"MLX: sentence-transformers has no {dtype if dtype != 'float32' else output + ' output'} path"
     if platform.machine().lower() in ("x86_64", "amd64") and importlib.util.find_spec("sentence_transformers"):
         return "torch", (
-            "sentence-transformers on the x86 CPU: MLX with meqg's kernels ties it (1.01x, bench/encoder.py), "
+            "sentence-transformers on the x86 CPU: MLX with meqg's kernels ties it (0.97-1.15x, bench/encoder.py), "
             "without them 0.35x"
         )
     return "mlx", "MLX on the CPU"
