@@ -24,6 +24,7 @@ KERNELS = {
     "activations": ("cpu",),  # silu, softplus, gelu, swiglu; on GPUs MLX's own fused ops are vectorised
     "gate_reductions": ("cpu",),
     "nearest_code": ("cpu", "metal", "cuda"),  # RVQ's argmin over codes
+    "grouped_matmul": ("cpu",),  # the MoE's expert products; GPUs run mx.gather_mm
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
 }
 

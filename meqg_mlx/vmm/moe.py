@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
+from ..kernels import kernel_status
 from ..kernels.activations import swiglu
+from ..kernels.grouped import grouped_linear
 
 
 @dataclass
@@ -45,9 +46,10 @@ class ExpertsGLU(nn.Module):
     The pairs are sorted by expert. On a GPU they go through `gather_mm` with sorted
     indices (as mlx-lm's SwitchGLU does); on the CPU, where `gather_mm` runs one tiny
     product per pair and its gradient is slower still (~30x a whole PyTorch step, seen),
-    each expert's contiguous segment is one plain matrix product instead. Segment sizes
-    need the routing on the host: one sync per layer, cheap on the CPU, yet a fixed ~2 ms
-    that `gather_mm` beats for a handful of tokens (a decoding step: SEGMENTED_MIN_PAIRS, measured).
+    each expert's run of rows is one matrix product instead (`kernels.grouped`): meqg's
+    kernel finds the runs itself; without it they are split on the host, one sync per
+    layer, cheap on the CPU, yet a fixed ~2 ms that `gather_mm` beats for a handful of
+    tokens (a decoding step: SEGMENTED_MIN_PAIRS, measured).
     """
 
     SEGMENTED_MIN_PAIRS = 16
@@ -63,11 +65,12 @@ class ExpertsGLU(nn.Module):
         """x (N, d), indices (N, k) -> (N, k, d): expert indices[n, j] applied to x[n]."""
         flat = indices.flatten()
         if segmented is None:
-            segmented = mx.default_device() == mx.cpu and flat.size >= self.SEGMENTED_MIN_PAIRS
+            grouped_kernel = kernel_status("grouped_matmul").backend is not None
+            segmented = mx.default_device() == mx.cpu and (grouped_kernel or flat.size >= self.SEGMENTED_MIN_PAIRS)
         order = mx.argsort(flat)
         unsort = mx.argsort(order)
         rows = take_rows(x, order // indices.shape[1], unsort)
-        out = self._segments(rows, flat) if segmented else self._gathered(rows, flat[order])
+        out = self._segments(rows, flat[order]) if segmented else self._gathered(rows, flat[order])
         return take_rows(out, unsort, order).reshape(*indices.shape, x.shape[-1])
 
     def _gathered(self, rows: mx.array, experts: mx.array) -> mx.array:
@@ -77,13 +80,9 @@ class ExpertsGLU(nn.Module):
         out = mx.gather_mm(swiglu(gate, up), self.down.swapaxes(-1, -2), rhs_indices=experts, sorted_indices=True)
         return out.squeeze(-2)
 
-    def _segments(self, rows: mx.array, flat: mx.array) -> mx.array:
-        n_experts = self.gate.shape[0]
-        counts = np.bincount(np.array(flat), minlength=n_experts)
-        segments = mx.split(rows, np.cumsum(counts)[:-1].tolist())
-        # each expert's weights as a slice (w[e] would be a gather, and its gradient a scatter-add)
-        weights = ([part.squeeze(0) for part in mx.split(w, n_experts)] for w in (self.gate, self.up, self.down))
-        return mx.concatenate([swiglu(xe @ g.T, xe @ u.T) @ d.T for xe, g, u, d in zip(segments, *weights)])
+    def _segments(self, rows: mx.array, experts: mx.array) -> mx.array:
+        hidden = swiglu(grouped_linear(rows, self.gate, experts), grouped_linear(rows, self.up, experts))
+        return grouped_linear(hidden, self.down, experts)
 
 
 class MoEFeedForward(nn.Module):

@@ -25,6 +25,11 @@
 #include "softmax.h"
 #include "ssd_scan.h"
 
+// The BLAS MLX itself calls (Debian's OpenBLAS, which meqg loads into the global symbol scope,
+// MLX's bundled reference BLAS otherwise, Accelerate on macOS): resolved when the module loads.
+extern "C" void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a,
+                            int lda, const float* b, int ldb, float beta, float* c, int ldc);
+
 namespace mx = mlx::core;
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -353,6 +358,65 @@ class NearestCode : public CpuKernel {
   }
 };
 
+// The MoE's experts on the CPU: rows sorted by expert, each expert's run of rows one BLAS
+// product with its weights, with no host sync for the run lengths (the kernel reads the
+// expert of every row). Weights w (E, R, C). Forward (transposed): a (M, C) -> a w[e]^T
+// (M, R); its input gradient (not transposed): g (M, R) -> g w[e] (M, C). Rows whose expert
+// is out of range stay zero.
+constexpr int CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
+
+template <typename Segment>
+void for_each_expert_run(const float* experts, int rows, int count, Segment segment) {
+  for (int first = 0, last = 0; first < rows; first = last) {
+    int expert = static_cast<int>(experts[first]);
+    for (last = first + 1; last < rows && static_cast<int>(experts[last]) == expert; ++last) {
+    }
+    if (expert >= 0 && expert < count) segment(expert, first, last - first);
+  }
+}
+
+class GroupedMatmul : public CpuKernel {
+ public:
+  GroupedMatmul(mx::Stream stream, bool transposed)
+      : CpuKernel(stream, "MeqgGroupedMatmul", transposed ? 1 : 0, {true}) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    int rows = inputs[0].shape(0), count = inputs[1].shape(0), R = inputs[1].shape(1), C = inputs[1].shape(2);
+    bool transposed = variant() == 1;
+    return [=]() {
+      for_each_expert_run(in[2], rows, count, [&](int e, int first, int m) {
+        const float* w = in[1] + static_cast<long>(e) * R * C;
+        if (transposed) {
+          cblas_sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, R, C, 1.0f, in[0] + static_cast<long>(first) * C,
+                      C, w, C, 0.0f, out[0] + static_cast<long>(first) * R, R);
+        } else {
+          cblas_sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, m, C, R, 1.0f,
+                      in[0] + static_cast<long>(first) * R, R, w, C, 0.0f, out[0] + static_cast<long>(first) * C, C);
+        }
+      });
+    };
+  }
+};
+
+// The weights' gradient of GroupedMatmul (transposed): d_w[e] = g[run]^T a[run], (E, R, C);
+// an expert without rows gets zeros.
+class GroupedWeightGrad : public CpuKernel {
+ public:
+  GroupedWeightGrad(mx::Stream stream, int count) : CpuKernel(stream, "MeqgGroupedWeightGrad", count, {true}) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    int rows = inputs[0].shape(0), R = inputs[0].shape(1), C = inputs[1].shape(1), count = variant();
+    return [=]() {
+      for_each_expert_run(in[2], rows, count, [&](int e, int first, int m) {
+        cblas_sgemm(CBLAS_ROW_MAJOR, CBLAS_TRANS, CBLAS_NO_TRANS, R, C, m, 1.0f, in[0] + static_cast<long>(first) * R,
+                    R, in[1] + static_cast<long>(first) * C, C, 0.0f, out[0] + static_cast<long>(e) * R * C, C);
+      });
+    };
+  }
+};
+
 std::vector<mx::array> contiguous_floats(const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   std::vector<mx::array> out;
   for (auto& a : arrays) out.push_back(mx::contiguous(mx::astype(a, mx::float32, s), false, s));
@@ -388,6 +452,29 @@ mx::array nearest_code(const mx::array& scores, const mx::array& norms, mx::Stre
   return mx::array(
       {scores.shape(0)}, mx::float32, std::make_shared<NearestCode>(mx::to_stream(s)),
       contiguous_floats({scores, norms}, s));
+}
+
+mx::array grouped_matmul(
+    const mx::array& a, const mx::array& w, const mx::array& experts, bool transposed, mx::StreamOrDevice s) {
+  if (a.ndim() != 2 || w.ndim() != 3 || experts.ndim() != 1 || experts.shape(0) != a.shape(0) ||
+      a.shape(1) != w.shape(transposed ? 2 : 1)) {
+    throw std::invalid_argument(
+        "grouped_matmul: rows (M, C) with weights (E, R, C) transposed, or rows (M, R) with (E, R, C), and M experts");
+  }
+  return mx::array(
+      {a.shape(0), w.shape(transposed ? 1 : 2)}, mx::float32, std::make_shared<GroupedMatmul>(mx::to_stream(s), transposed),
+      contiguous_floats({a, w, experts}, s));
+}
+
+mx::array grouped_weight_grad(
+    const mx::array& g, const mx::array& a, const mx::array& experts, int count, mx::StreamOrDevice s) {
+  if (g.ndim() != 2 || a.ndim() != 2 || experts.ndim() != 1 || g.shape(0) != a.shape(0) ||
+      experts.shape(0) != a.shape(0) || count < 1) {
+    throw std::invalid_argument("grouped_weight_grad: g (M, R), rows (M, C), M experts and a count >= 1");
+  }
+  return mx::array(
+      {count, g.shape(1), a.shape(1)}, mx::float32, std::make_shared<GroupedWeightGrad>(mx::to_stream(s), count),
+      contiguous_floats({g, a, experts}, s));
 }
 
 void check_conv(const mx::array& window, const mx::array& w, const mx::array& bias) {
@@ -472,6 +559,13 @@ NB_MODULE(_meqg_kernels, m) {
       "ssd_scan_backward", &meqg::ssd_scan_backward, "x"_a, "dt"_a, "decay"_a, "B"_a, "C"_a, "D"_a,
       "checkpoints"_a, "d_y"_a, "d_state"_a, "chunk"_a, nb::kw_only(), "stream"_a = nb::none(),
       "Its gradient: (d_x, d_dt through x, d_decay, d_B and d_C per head (b, l, h, n), d_D, d_state_in).");
+  m.def(
+      "grouped_matmul", &meqg::grouped_matmul, "a"_a, "w"_a, "experts"_a, "transposed"_a, nb::kw_only(),
+      "stream"_a = nb::none(),
+      "Rows sorted by expert times their expert's weights w (E, R, C): a w[e]^T if transposed, else a w[e].");
+  m.def(
+      "grouped_weight_grad", &meqg::grouped_weight_grad, "g"_a, "a"_a, "experts"_a, "count"_a, nb::kw_only(),
+      "stream"_a = nb::none(), "The weights' gradient of grouped_matmul (transposed): (count, R, C), g[run]^T a[run].");
   m.def(
       "nearest_code", &meqg::nearest_code, "scores"_a, "norms"_a, nb::kw_only(), "stream"_a = nb::none(),
       "RVQ's nearest code per row (metal/rvq.h): argmin over c of norms[c] - 2 scores[:, c], as float32.");
