@@ -120,3 +120,13 @@ def seen_before(inputs: mx.array) -> mx.array:
     steps = inputs.shape[1]
     causal = mx.arange(steps)[None, :] <= mx.arange(steps)[:, None]
     return mx.where(causal[None], inputs[:, None, :], -1)
+
+
+def seen_among(inputs: mx.array, candidates: mx.array) -> mx.array:
+    """(B * T, N): whether candidate n is among the concepts seen up to each position, as
+    comparing `candidates` with `seen_before` would say, through the first step each candidate
+    appears in each row: (B, T, N) work where the comparison takes (B, T, N, T)."""
+    steps = inputs.shape[1]
+    at = mx.arange(steps)[None, :, None]
+    first = mx.where(inputs[:, :, None] == candidates[None, None, :], at, steps).min(axis=1)
+    return (first[:, None, :] <= at).reshape(-1, candidates.shape[0])

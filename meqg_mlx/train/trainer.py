@@ -31,7 +31,7 @@ from ..vmm.model import VMM
 from .curvature import top_hessian_eigenvalue
 from .metrics import nearest_neighbour_baseline, next_concept_metrics
 from .regime import RecoveryPolicy
-from .sequences import ConceptTable, documents, seen_before, split_documents, tiled_windows, windows
+from .sequences import ConceptTable, documents, seen_among, seen_before, split_documents, tiled_windows, windows
 
 
 @dataclass
@@ -152,10 +152,7 @@ class Trainer:
         negatives = mx.array(negatives)
         candidates = mx.concatenate([targets.reshape(-1), negatives])
         own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
-        seen = seen_before(inputs).reshape(targets.size, -1)
-        excluded = (candidates[None, :, None] == seen[:, None, :]).any(-1) | (
-            (candidates[None] == targets.reshape(-1, 1)) & ~own
-        )
+        excluded = seen_among(inputs, candidates) | ((candidates[None] == targets.reshape(-1, 1)) & ~own)
         positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
 
         def loss(model: VMM, view: View):

@@ -34,3 +34,18 @@ def test_concept_table_rows_and_padding(small_store):
     assert np.array(mask).tolist() == [[1, 1], [1, 0]]
     assert np.allclose(np.array(table.matrix[table.pad_row]), 0) and table.matrix.shape[0] == len(table.ids) + 1
     assert np.array(seen_before(inputs))[0].tolist() == [[0, -1], [0, 1]]
+
+
+def test_seen_among_says_what_comparing_with_seen_before_says():
+    """The trainer's InfoNCE exclusions: a candidate seen at or before a position, repeats included."""
+    import mlx.core as mx
+
+    from meqg_mlx.train.sequences import seen_among, seen_before
+
+    rng = np.random.default_rng(0)
+    inputs = mx.array(rng.integers(0, 12, (5, 9)))  # few ids: repeats within rows
+    candidates = mx.array(np.concatenate([rng.integers(0, 12, 30), [40, 41]]))  # and ids never seen
+    seen = np.array(seen_before(inputs)).reshape(45, -1)
+    expected = (np.array(candidates)[None, :, None] == seen[:, None, :]).any(-1)
+    got = np.array(seen_among(inputs, candidates))
+    assert got.shape == (45, 32) and np.array_equal(got, expected) and expected.any() and not expected.all()
