@@ -165,7 +165,8 @@ class NullStabilityGate:
         step = {k: proposed[k] - before[k] for k in names}
 
         def candidate(scale: float, at: View) -> tuple[bool, float, float]:
-            values = {k: before[k] + scale * s for k, s in step.items()}
+            # the whole step is the optimizer's weights as they are (two ops per array fewer)
+            values = proposed if scale == 1.0 else {k: before[k] + scale * s for k, s in step.items()}
             model.update(_unflatten_like(params, values))
             if not finite_step:
                 return False, math.nan, math.nan
