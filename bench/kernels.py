@@ -29,7 +29,7 @@ from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
 from meqg_mlx.kernels.conv import causal_conv_silu
 from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
-from meqg_mlx.kernels.rvq import nearest_code
+from meqg_mlx.kernels.rvq import KERNEL_MIN_ROWS, nearest_code
 from meqg_mlx.kernels.rvq import reference as nearest_code_reference
 from meqg_mlx.kernels.softmax import cross_entropy, softmax
 from meqg_mlx.kernels.ssd import ssd_scan
@@ -183,9 +183,10 @@ def bench_rvq(rounds: int) -> None:
             },
             rounds,
         )
+        dispatch = "" if rows >= KERNEL_MIN_ROWS else f"; below {KERNEL_MIN_ROWS} rows both run the MLX ops"
         print(
             timed(f"  {rows:>6} rows x {codes:>4} codes x 384:", times)
-            + f"   (the scores' matmul alone: {times['matmul']:.3f} ms)"
+            + f"   (the scores' matmul alone: {times['matmul']:.3f} ms{dispatch})"
         )
 
 
