@@ -362,7 +362,7 @@ class NearestCode : public CpuKernel {
 // product with its weights, with no host sync for the run lengths (the kernel reads the
 // expert of every row). Weights w (E, R, C). Forward (transposed): a (M, C) -> a w[e]^T
 // (M, R); its input gradient (not transposed): g (M, R) -> g w[e] (M, C). Rows whose expert
-// is out of range stay zero.
+// is out of range stay zero. Unsorted rows are still right, in more and shorter runs.
 constexpr int CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
 
 template <typename Segment>
@@ -399,8 +399,9 @@ class GroupedMatmul : public CpuKernel {
   }
 };
 
-// The weights' gradient of GroupedMatmul (transposed): d_w[e] = g[run]^T a[run], (E, R, C);
-// an expert without rows gets zeros.
+// The weights' gradient of GroupedMatmul (transposed): d_w[e] = sum over e's runs of
+// g[run]^T a[run], (E, R, C), added into zeros (so an expert split over several runs sums
+// them); an expert without rows gets zeros.
 class GroupedWeightGrad : public CpuKernel {
  public:
   GroupedWeightGrad(mx::Stream stream, int count) : CpuKernel(stream, "MeqgGroupedWeightGrad", count, {true}) {}
@@ -411,7 +412,7 @@ class GroupedWeightGrad : public CpuKernel {
     return [=]() {
       for_each_expert_run(in[2], rows, count, [&](int e, int first, int m) {
         cblas_sgemm(CBLAS_ROW_MAJOR, CBLAS_TRANS, CBLAS_NO_TRANS, R, C, m, 1.0f, in[0] + static_cast<long>(first) * R,
-                    R, in[1] + static_cast<long>(first) * C, C, 0.0f, out[0] + static_cast<long>(e) * R * C, C);
+                    R, in[1] + static_cast<long>(first) * C, C, 1.0f, out[0] + static_cast<long>(e) * R * C, C);
       });
     };
   }

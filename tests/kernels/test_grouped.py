@@ -49,6 +49,25 @@ def test_values_and_gradients_match_the_reference(kernel_on, case):
         assert not np.any(np.array(got[1][e]))
 
 
+def test_the_kernel_is_right_for_rows_out_of_expert_order(kernel_on):
+    """An expert whose rows come in two runs gets both runs' products and their summed gradient."""
+    from meqg_mlx.kernels import extension
+
+    experts = mx.array([1, 1, 0, 2, 1, 0], dtype=mx.float32)
+    x, weight, g = mx.random.normal((6, 5)), mx.random.normal((3, 4, 5)), mx.random.normal((6, 4))
+    per_row = np.array([np.array(weight[int(e)]) for e in experts.tolist()])  # (6, 4, 5)
+    assert np.allclose(
+        extension().grouped_matmul(x, weight, experts, True), np.einsum("mrc,mc->mr", per_row, x), atol=1e-5
+    )
+    assert np.allclose(
+        extension().grouped_matmul(g, weight, experts, False), np.einsum("mrc,mr->mc", per_row, g), atol=1e-5
+    )
+    expected = np.zeros((3, 4, 5), dtype=np.float32)
+    for row, e in enumerate(experts.tolist()):
+        expected[int(e)] += np.outer(np.array(g[row]), np.array(x[row]))
+    assert np.allclose(extension().grouped_weight_grad(g, x, experts, 3), expected, atol=1e-5)
+
+
 def test_hessian_vector_products_match_the_reference(kernel_on):
     experts = sorted_experts(20, 3)
     x, weight = mx.random.normal((20, 6)), mx.random.normal((3, 4, 6))
