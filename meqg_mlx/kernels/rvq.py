@@ -26,10 +26,9 @@ def nearest_code(residual: mx.array, book: mx.array) -> mx.array:
         raise InputError(
             f"nearest_code: residual (N, d) and book (C >= 1, d) expected, got {residual.shape}, {book.shape}"
         )
-    norms = mx.square(book).sum(-1)
     if kernel_status("nearest_code").backend is None or residual.shape[0] < KERNEL_MIN_ROWS:
-        return reference(residual, book, norms)
-    scores = residual @ book.T
+        return reference(residual, book)
+    norms, scores = mx.square(book).sum(-1), residual @ book.T
     backend = device_backend()
     if backend == "cpu":
         codes = extension().nearest_code(scores, norms)
@@ -39,9 +38,8 @@ def nearest_code(residual: mx.array, book: mx.array) -> mx.array:
     return codes.astype(mx.uint32)
 
 
-def reference(residual: mx.array, book: mx.array, norms: mx.array | None = None) -> mx.array:
-    norms = mx.square(book).sum(-1) if norms is None else norms
-    return mx.argmin(norms - 2 * residual @ book.T, axis=-1)
+def reference(residual: mx.array, book: mx.array) -> mx.array:
+    return mx.argmin(mx.square(book).sum(-1) - 2 * residual @ book.T, axis=-1)
 
 
 @cache

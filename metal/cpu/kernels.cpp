@@ -77,8 +77,8 @@ struct ScanShape {
   int rows_per_block() const { return P; }
 };
 
-ScanShape scan_shape(const mx::array& u, const mx::array& B, int chunk) {
-  return {u.shape(0), u.shape(1), u.shape(2), u.shape(3), B.shape(2), B.shape(3), chunk};
+ScanShape scan_shape(const mx::array& x, const mx::array& B, int chunk) {
+  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3), B.shape(2), B.shape(3), chunk};
 }
 
 // Outputs the bodies add into (MEQG_ADD) start at zero; the others are written whole.
