@@ -28,7 +28,8 @@ class AutoregressiveCodes(Protocol):
     codes: int
 
     def conditional_logprobs(self, prefix: mx.array) -> mx.array:
-        """prefix (N, k) ints -> (N, codes) log q(z_k | prefix)."""
+        """prefix (N, k) ints -> (N, codes) log q(z_k | prefix); a q holding several distributions
+        takes (P, N, k) -> (P, N, codes)."""
         ...
 
 
@@ -59,35 +60,38 @@ def phi_exact(log_joint: mx.array) -> mx.array:
     return mx.where(scale > 1e-9, mx.minimum(s_mod / mx.maximum(scale, 1e-9), 1.0), 0.0)
 
 
-def sample_codes(q: AutoregressiveCodes, n: int, key: mx.array) -> tuple[mx.array, mx.array]:
-    """Ancestral samples (n, K) and their exact log q (n,)."""
-    prefix = mx.zeros((n, 0), dtype=mx.int32)
-    logq = mx.zeros((n,))
+def sample_codes(
+    q: AutoregressiveCodes, n: int, key: mx.array, batch: tuple[int, ...] = ()
+) -> tuple[mx.array, mx.array]:
+    """Ancestral samples (*batch, n, K) and their exact log q (*batch, n); `batch` is the shape of a
+    q that holds one distribution per leading index (a planner at several positions)."""
+    prefix = mx.zeros((*batch, n, 0), dtype=mx.int32)
+    logq = mx.zeros((*batch, n))
     for k, subkey in enumerate(mx.random.split(key, q.levels)):
         logits = q.conditional_logprobs(prefix)
         z = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
-        logq = logq + mx.take_along_axis(logits, z[:, None], axis=-1)[:, 0]
-        prefix = mx.concatenate([prefix, z[:, None]], axis=1)
+        logq = logq + mx.take_along_axis(logits, z[..., None], axis=-1)[..., 0]
+        prefix = mx.concatenate([prefix, z[..., None]], axis=-1)
     return prefix, logq
 
 
 def block_logprob_mc(
     q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...], inner: int, key: mx.array
 ) -> mx.array:
-    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (n, K)."""
-    n = z.shape[0]
-    fixed = mx.repeat(z, inner, axis=0)
-    prefix = mx.zeros((n * inner, 0), dtype=mx.int32)
-    logw = mx.zeros((n * inner,))
+    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (..., n, K)."""
+    *batch, n, _ = z.shape
+    fixed = mx.repeat(z, inner, axis=-2)
+    prefix = mx.zeros((*batch, n * inner, 0), dtype=mx.int32)
+    logw = mx.zeros((*batch, n * inner))
     for k, subkey in enumerate(mx.random.split(key, q.levels)):
         logits = q.conditional_logprobs(prefix)
         if k in block:
-            choice = fixed[:, k]
-            logw = logw + mx.take_along_axis(logits, choice[:, None], axis=-1)[:, 0]
+            choice = fixed[..., k]
+            logw = logw + mx.take_along_axis(logits, choice[..., None], axis=-1)[..., 0]
         else:
             choice = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
-        prefix = mx.concatenate([prefix, choice[:, None]], axis=1)
-    return mx.logsumexp(logw.reshape(n, inner), axis=1) - mx.log(float(inner))
+        prefix = mx.concatenate([prefix, choice[..., None]], axis=-1)
+    return mx.logsumexp(logw.reshape(*batch, n, inner), axis=-1) - mx.log(float(inner))
 
 
 @dataclass
@@ -134,23 +138,28 @@ class Planner(Protocol):
 
 
 def s_mod_surrogate(
-    planner: Planner, hidden: mx.array, view: View, samples: int, inner: int, key: mx.array
+    planner: Planner,
+    hidden: mx.array,
+    view: View,
+    samples: int,
+    inner: int,
+    key: mx.array,
+    surrogate: bool = True,
 ) -> tuple[mx.array, mx.array]:
     """Monte-Carlo S_mod of the planner at each row of `hidden` (P, d), averaged, and a surrogate whose
     gradient is the score-function estimate of S_mod's (its value has mean 0; add it minus its
-    stop_gradient). With no rows both are 0."""
+    stop_gradient). With no rows both are 0; without `surrogate` (values only) the second is 0."""
     if hidden.shape[0] == 0:
         return mx.array(0.0), mx.array(0.0)
-    values, surrogates = [], []
-    for h, row_key in zip(hidden, mx.random.split(key, hidden.shape[0])):
-        dist = planner.distribution(mx.stop_gradient(h))
-        k_sample, *k_blocks = mx.random.split(row_key, 1 + view.size)
-        z, logq = sample_codes(dist, samples, k_sample)
-        blocks = sum(block_logprob_mc(dist, z, b, inner, k) for b, k in zip(view.blocks, k_blocks))
-        f = mx.stop_gradient(logq - blocks)
-        logits = planner(mx.broadcast_to(h, (z.shape[0], h.shape[-1])), z)
-        log_softmax = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        logq_grad = mx.take_along_axis(log_softmax, z[..., None], axis=-1)[..., 0].sum(-1)
-        values.append(mx.maximum(f.mean(), 0.0))
-        surrogates.append(((f - f.mean()) * logq_grad).mean())
-    return mx.stack(values).mean(), mx.stack(surrogates).mean()
+    dist = planner.distribution(mx.stop_gradient(hidden))  # one distribution per row, sampled together
+    k_sample, *k_blocks = mx.random.split(key, 1 + view.size)
+    z, logq = sample_codes(dist, samples, k_sample, batch=hidden.shape[:1])
+    blocks = sum(block_logprob_mc(dist, z, b, inner, k) for b, k in zip(view.blocks, k_blocks))
+    f = mx.stop_gradient(logq - blocks)  # (P, samples)
+    value = mx.maximum(f.mean(-1), 0.0).mean()
+    if not surrogate:
+        return value, mx.array(0.0)
+    logits = planner(mx.broadcast_to(hidden[:, None], (*z.shape[:-1], hidden.shape[-1])), z)
+    log_softmax = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    logq_grad = mx.take_along_axis(log_softmax, z[..., None], axis=-1)[..., 0].sum(-1)
+    return value, ((f - f.mean(-1, keepdims=True)) * logq_grad).mean()

@@ -120,20 +120,22 @@ class PlannerHead(nn.Module):
         """Teacher-forced logits (..., K, C) for the true codes (..., K)."""
         return mx.stack([self.level_logits(h, codes, k) for k in range(self.levels)], axis=-2)
 
-    def distribution(self, h_row: mx.array) -> "PlannerDistribution":
-        return PlannerDistribution(self, h_row)
+    def distribution(self, hidden: mx.array) -> "PlannerDistribution":
+        return PlannerDistribution(self, hidden)
 
 
 class PlannerDistribution:
-    """The planner at one position, as the ledger's `AutoregressiveCodes`."""
+    """The planner at one position (h (d,)) or at several at once (h (P, d)), as the ledger's
+    `AutoregressiveCodes`."""
 
-    def __init__(self, head: PlannerHead, h_row: mx.array):
-        self.head, self.h = head, h_row
+    def __init__(self, head: PlannerHead, hidden: mx.array):
+        self.head, self.h = head, hidden
         self.levels, self.codes = head.levels, head.codes
 
     def conditional_logprobs(self, prefix: mx.array) -> mx.array:
-        h = mx.broadcast_to(self.h, (prefix.shape[0], self.h.shape[-1]))
-        logits = self.head.level_logits(h, prefix, prefix.shape[1])
+        """prefix (N, k) for one position's h (d,), or (P, N, k) for P positions' h (P, d)."""
+        h = mx.broadcast_to(mx.expand_dims(self.h, -2), (*prefix.shape[:-1], self.h.shape[-1]))
+        logits = self.head.level_logits(h, prefix, prefix.shape[-1])
         return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
     def log_joint(self) -> mx.array:
