@@ -34,6 +34,7 @@ from .view import View
 
 TRUST_FLOOR_RMS = 0.1  # an array counts as having RMS >= 0.1, so zero-initialised biases can move
 LossFn = Callable[[nn.Module, View], tuple[mx.array, mx.array]]  # model, view -> (Delta, S_mod)
+GradFn = Callable[[View], tuple[tuple[mx.array, mx.array], dict]]  # view -> ((Delta, S_mod), grads)
 
 
 @dataclass
@@ -142,12 +143,24 @@ class NullStabilityGate:
         self.trust_radius = self.config.trust_radius
 
     def step(
-        self, model: nn.Module, optimizer, loss_fn: LossFn, view: View, grad_clip: float | None = None
+        self,
+        model: nn.Module,
+        optimizer,
+        loss_fn: LossFn,
+        view: View,
+        grad_clip: float | None = None,
+        value_and_grad: GradFn | None = None,
     ) -> GateDecision:
-        """Take one optimizer step through the gate; returns the decision (weights updated iff accepted)."""
+        """Take one optimizer step through the gate; returns the decision (weights updated iff accepted).
+
+        `value_and_grad(view)` gives the step's gradient at the model's weights (by default
+        nn.value_and_grad of `loss_fn`; the trainer passes its compiled graph)."""
         params = copy_tree(model.parameters())
         opt_state = copy_tree(optimizer.state)
-        (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
+        if value_and_grad is None:
+            (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
+        else:
+            (delta, s_mod), grads = value_and_grad(view)
         mx.eval(delta, s_mod, grads)
         optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
         proposed = dict(tree_flatten(model.trainable_parameters()))

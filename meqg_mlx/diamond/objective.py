@@ -87,7 +87,7 @@ def state_bytes(args: ModelArgs, batch: int = 1) -> float:
 @dataclass
 class ObjectiveTerms:
     delta: mx.array
-    s_geo: float
+    s_geo: mx.array | float
     s_ent: mx.array
     s_mod: mx.array
     distance: mx.array
@@ -98,7 +98,7 @@ class ObjectiveTerms:
     def report(self) -> dict[str, float]:
         return {
             "Delta": float(self.delta),
-            "S_geo": self.s_geo,
+            "S_geo": float(self.s_geo),
             "S_ent": float(self.s_ent),
             "S_mod": float(self.s_mod),
             "distance": float(self.distance),
@@ -121,15 +121,18 @@ class Objective:
         self.balance_weight, self.contrastive_weight = balance_weight, contrastive_weight
         self.temperature = temperature
 
-    def s_geo(self, tokens: int, tool_latency_ms: float = 0.0, kappa: float = 0.0) -> float:
+    def s_geo(self, tokens, tool_latency_ms: float = 0.0, kappa=0.0):
+        """Numbers in, a number out; `tokens` and `kappa` may be arrays (in a compiled graph, where a
+        number read from an array would be a host sync), and S_geo is then an array too."""
         c, a = self.config, self.args
         sparsity = 1.0 - a.top_k / a.n_experts
+        curvature = mx.maximum(kappa, 0.0) if isinstance(kappa, mx.array) else max(kappa, 0.0)
         return (
             c.lambda_flop * flops_per_token(a) * tokens
             + c.lambda_kv * state_bytes(a)
             + c.lambda_lat * tool_latency_ms
             + c.lambda_sparse * (1.0 - sparsity)
-            + c.lambda_kappa * max(kappa, 0.0)
+            + c.lambda_kappa * curvature
         )  # curvature costs only where the loss bends up
 
     def __call__(
@@ -144,16 +147,17 @@ class Objective:
         tool_latency_ms: float = 0.0,
         mask: mx.array | None = None,
         excluded: mx.array | None = None,
-        kappa: float = 0.0,
+        kappa: mx.array | float = 0.0,
     ) -> ObjectiveTerms:
         """Rows are positions (N, ...); `mask` (N,) drops padding; `excluded` see next_concept_losses.
 
-        `s_mod` may carry a surrogate gradient.
+        `s_mod` may carry a surrogate gradient. Nothing here reads an array back to the host, so
+        the whole objective compiles into the trainer's graph.
         """
         distance, contrastive = next_concept_losses(predicted, target, negatives, self.temperature, mask, excluded)
         planner = planner_nll(planner_logits, codes, mask)
         s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance
-        tokens = predicted.shape[0] if mask is None else int(mask.sum().item())
+        tokens = predicted.shape[0] if mask is None else mask.sum()
         s_geo = self.s_geo(tokens, tool_latency_ms, kappa)
         delta = s_geo + s_ent + self.config.lambda_mod * s_mod
         return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance)

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -24,10 +25,11 @@ from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
 from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tree
 from ..diamond.ledger import phi_mc, s_mod_surrogate
-from ..diamond.objective import Objective
+from ..diamond.objective import Objective, ObjectiveTerms
 from ..diamond.view import View
 from ..schedules import warmup_cosine
 from ..vmm.model import VMM
+from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
 from .metrics import nearest_neighbour_baseline, next_concept_metrics
 from .regime import RecoveryPolicy
@@ -79,6 +81,7 @@ class Trainer:
         self.state = TrainState()
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
         self._gate_gap, self._next_check = 1, 0
+        self._graphs: dict[tuple[View, bool], Callable] = {}  # compiled batch losses (Trainer.compiled)
 
     def learning_rate(self, step) -> mx.array:
         """The learning rate of optimizer step `step`: the schedule under the recovery policy's scale."""
@@ -142,11 +145,11 @@ class Trainer:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
         return ids
 
-    def loss_fn(self, inputs, targets, mask, key, negatives: np.ndarray | None = None) -> Callable:
-        """The batch's loss: (model, view) -> (Delta, S_mod, terms, router stats); the gate reads the first two.
+    def loss_fn(self, inputs, targets, mask, key, negatives: np.ndarray | None = None) -> "BatchLoss":
+        """The batch's loss (BatchLoss): what the gate evaluates and differentiates.
 
         `negatives` (store rows) are drawn from the training RNG when not given."""
-        tc, table = self.config.train, self.table
+        tc = self.config.train
         if negatives is None:
             negatives = self.draw_negatives()
         negatives = mx.array(negatives)
@@ -154,31 +157,58 @@ class Trainer:
         own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
         excluded = seen_among(inputs, candidates) | ((candidates[None] == targets.reshape(-1, 1)) & ~own)
         positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
+        kappa = mx.array(self.kappa)
+        arrays = StepArrays(inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa)
+        return BatchLoss(self, arrays)
 
-        def loss(model: VMM, view: View):
-            out = model(table.matrix[inputs])
-            flat_mask = mask.reshape(-1)
-            codes = self.codes[targets].reshape(-1, self.args.rvq_levels)
-            planner_logits = model.planner(out.hidden, self.codes[targets])
-            hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[positions]
-            s_mod_value, surrogate = s_mod_surrogate(
-                model.planner, hidden, view, tc.ledger_samples, tc.ledger_inner, key
-            )
-            terms = self.objective(
-                out.next_vector.reshape(-1, self.args.concept_dim),
-                table.matrix[targets].reshape(-1, self.args.concept_dim),
-                table.matrix[negatives],
-                planner_logits.reshape(-1, *planner_logits.shape[-2:]),
-                codes,
-                sum(s.balance_loss for s in out.router) / len(out.router),
-                s_mod_value + surrogate - mx.stop_gradient(surrogate),
-                mask=flat_mask,
-                excluded=excluded,
-                kappa=self.kappa,
-            )
-            return terms.delta, s_mod_value, terms, out.router
+    def batch_loss(self, model: VMM, view: View, arrays: "StepArrays", surrogate: bool = True):
+        """(Delta, S_mod, terms, router stats) of one batch. `surrogate` adds the score-function term
+        that carries S_mod's gradient (its value is exactly 0): value-only evaluations leave it out."""
+        tc, table, a = self.config.train, self.table, arrays
+        out = model(table.matrix[a.inputs])
+        codes = a.codes[a.targets].reshape(-1, self.args.rvq_levels)
+        planner_logits = model.planner(out.hidden, a.codes[a.targets])
+        hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[a.positions]
+        s_mod_value, score = s_mod_surrogate(
+            model.planner, hidden, view, tc.ledger_samples, tc.ledger_inner, a.key, surrogate=surrogate
+        )
+        terms = self.objective(
+            out.next_vector.reshape(-1, self.args.concept_dim),
+            table.matrix[a.targets].reshape(-1, self.args.concept_dim),
+            table.matrix[a.negatives],
+            planner_logits.reshape(-1, *planner_logits.shape[-2:]),
+            codes,
+            sum(s.balance_loss for s in out.router) / len(out.router),
+            s_mod_value + (score - mx.stop_gradient(score)) if surrogate else s_mod_value,
+            mask=a.mask.reshape(-1),
+            excluded=a.excluded,
+            kappa=a.kappa,
+        )
+        return terms.delta, s_mod_value, terms, out.router
 
-        return loss
+    def compiled(self, view: View, gradient: bool) -> Callable:
+        """The batch loss at `view` as one compiled graph, with its gradient or value-only; the model's
+        arrays and the batch's are its inputs, so one trace serves every step with the same shapes."""
+        graph = self._graphs.get((view, gradient))
+        if graph is None:
+            state = [self.model.state]
+            if gradient:
+
+                def run(*arrays):
+                    def loss(model):
+                        return _as_tree(self.batch_loss(model, view, StepArrays(*arrays)))
+
+                    return nn.value_and_grad(self.model, loss)(self.model)
+
+                # value_and_grad puts its traced weights into the model: they come back out as outputs
+                graph = mx.compile(run, inputs=state, outputs=state)
+            else:
+                graph = mx.compile(
+                    lambda *arrays: _as_tree(self.batch_loss(self.model, view, StepArrays(*arrays), surrogate=False)),
+                    inputs=state,
+                )
+            self._graphs[(view, gradient)] = graph
+        return graph
 
     def draw_negatives(self) -> np.ndarray:
         return self.rng.choice(len(self.table.ids), self.config.train.store_negatives, replace=False)
@@ -196,22 +226,17 @@ class Trainer:
         loss = self.loss_fn(inputs, targets, mask, key)
         self._last_batch, self._last_loss = (inputs, targets, mask), loss
         lr = float(self.optimizer.learning_rate)
-        started_terms = []  # (terms, router stats) of each evaluation; the first is at the step's start
-
-        def recorded(model, view):
-            delta, s_mod, terms, router = loss(model, view)
-            started_terms.append((terms, router))
-            return delta, s_mod
-
         if self._gate_due():
-            decision = self.gate.step(self.model, self.optimizer, recorded, self.view, tc.grad_clip)
+            decision = self.gate.step(
+                self.model, self.optimizer, loss, self.view, tc.grad_clip, value_and_grad=loss.value_and_grad
+            )
             self._gate_checked(decision)
         else:
             decision = None
-            self._plain_step(recorded)
+            self._plain_step(loss)
         self.state.accepted += decision.accepted if decision else 1
-        self.state.forwards += len(started_terms) + BACKWARD_COST  # every loss evaluation, one backward
-        terms, router = started_terms[0]  # this batch at the weights the step started from
+        self.state.forwards += len(loss.evaluations) + BACKWARD_COST  # every loss evaluation, one backward
+        terms, router = loss.evaluations[0]  # this batch at the weights the step started from
         load = np.sum([np.array(s.load) for s in router], axis=0).astype(int).tolist()
         entropy = float(np.mean([float(s.entropy) for s in router]))
         self.state.step += 1
@@ -237,10 +262,10 @@ class Trainer:
         self._gate_gap = min(2 * self._gate_gap, self.config.gate.check_interval) if clean else 1
         self._next_check = self.state.step + self._gate_gap
 
-    def _plain_step(self, loss) -> None:
+    def _plain_step(self, loss: "BatchLoss") -> None:
         """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
         params, opt_state = copy_tree(self.model.parameters()), copy_tree(self.optimizer.state)
-        _, grads = nn.value_and_grad(self.model, lambda m: loss(m, self.view))(self.model)
+        _, grads = loss.value_and_grad(self.view)
         self.optimizer.update(self.model, optim.clip_grad_norm(grads, self.config.train.grad_clip)[0])
         if self.gate is not None and not all_finite(self.model.trainable_parameters()):
             self.model.update(params)
@@ -265,8 +290,9 @@ class Trainer:
     def measure_kappa(self) -> float:
         """kappa-hat: the top Hessian eigenvalue of Delta on the last training batch."""
         loss = self._last_loss
+        iterations = self.config.train.kappa_iterations
         self.kappa = top_hessian_eigenvalue(
-            self.model, lambda m: loss(m, self.view)[0], self.config.train.kappa_iterations, seed=self.state.step
+            self.model, lambda m: loss.evaluate(m, self.view)[0], iterations, seed=self.state.step
         )
         return self.kappa
 
@@ -300,3 +326,56 @@ class Trainer:
             name: next_concept_metrics(p, target, target_ids, seen_ids, table.ids, table.vectors)
             for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))
         }
+
+
+class StepArrays(NamedTuple):
+    """Every array one step's loss reads, passed to its compiled graph as inputs: an array the
+    graph captured instead would stay fixed at its value when traced."""
+
+    inputs: mx.array  # (B, T) store rows fed in
+    targets: mx.array  # (B, T) the rows that come next
+    mask: mx.array  # (B, T) 1 at real positions, 0 at padding
+    key: mx.array  # the ledger's random numbers: the same before and after the step
+    negatives: mx.array  # (M,) store rows drawn as InfoNCE negatives
+    excluded: mx.array  # (B*T, B*T + M) candidates that are no negatives for a row
+    positions: mx.array  # the flat positions where the ledger looks
+    codes: mx.array  # the store's RVQ codes, the planner's targets (refresh_codes replaces them)
+    kappa: mx.array  # the last kappa-hat, which S_geo prices
+
+
+class BatchLoss:
+    """One batch's loss, as the gate sees it: `loss(model, view)` -> (Delta, S_mod) and
+    `value_and_grad(view)`, each one compiled graph of the trainer's model; `evaluations`
+    keeps (terms, router stats) of every evaluation, the first at the step's start."""
+
+    def __init__(self, trainer: Trainer, arrays: StepArrays):
+        self.trainer, self.arrays = trainer, arrays
+        self.evaluations: list[tuple[ObjectiveTerms, list[RouterStats]]] = []
+
+    def __call__(self, model: VMM, view: View) -> tuple[mx.array, mx.array]:
+        if model is not self.trainer.model:
+            raise ValueError("a BatchLoss evaluates its trainer's model only")
+        return self._recorded(self.trainer.compiled(view, gradient=False)(*self.arrays))
+
+    def value_and_grad(self, view: View) -> tuple[tuple[mx.array, mx.array], dict]:
+        outputs, grads = self.trainer.compiled(view, gradient=True)(*self.arrays)
+        return self._recorded(outputs), grads
+
+    def evaluate(self, model: nn.Module, view: View):
+        """The loss as plain MLX ops, for transforms past the gradient (curvature's Hessian-vector products)."""
+        return self.trainer.batch_loss(model, view, self.arrays)
+
+    def _recorded(self, outputs) -> tuple[mx.array, mx.array]:
+        delta, s_mod, terms, router = outputs
+        self.evaluations.append((ObjectiveTerms(*terms), [RouterStats(*stats) for stats in router]))
+        return delta, s_mod
+
+
+def _as_tree(loss: tuple) -> tuple:
+    """(Delta, S_mod, terms, router stats) with the dataclasses as lists: what compiled graphs return."""
+    delta, s_mod, terms, router = loss
+    return delta, s_mod, _fields(terms), [_fields(stats) for stats in router]
+
+
+def _fields(record) -> list:
+    return [getattr(record, field.name) for field in dataclasses.fields(record)]

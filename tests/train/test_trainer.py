@@ -3,7 +3,9 @@
 import math
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+import pytest
 from mlx.utils import tree_flatten
 
 from meqg_mlx.config import MeqgConfig, TrainConfig
@@ -58,6 +60,35 @@ def test_gated_training_beats_both_baselines_on_held_out_documents(small_store):
     # +0.012) are within seed noise this early, so they are printed, not asserted
     assert all(model["l2"] < b["l2"] - 0.03 for b in baselines)
     assert all(model["recall@1"] > b["recall@1"] + 0.015 for b in baselines)
+
+
+def test_compiled_losses_read_each_batch_and_match_the_op_by_op_loss(small_store):
+    """The compiled graphs take every array of a step as an input: a second batch (and a new kappa-hat)
+    through the graph traced for the first gives that batch's loss and gradient, not the first's."""
+    config = small_config()
+    config.objective.lambda_kappa = 1.0
+    trainer = Trainer(small_store, config)
+    view, deltas = trainer.view, []
+    for kappa in (0.0, 0.0, 2.0):
+        trainer.kappa = kappa
+        inputs, targets, mask = trainer.batch(trainer.train_docs, 8)
+        loss = trainer.loss_fn(inputs, targets, mask, mx.random.key(3), negatives=np.arange(128))
+        delta, s_mod = loss(trainer.model, view)
+        (grad_delta, _), grads = loss.value_and_grad(view)
+        reference = loss.evaluate(trainer.model, view)
+        ref_grads = nn.value_and_grad(trainer.model, lambda m: loss.evaluate(m, view)[0])(trainer.model)[1]
+        assert float(delta) == pytest.approx(float(reference[0]), rel=1e-5)
+        assert float(grad_delta) == pytest.approx(float(reference[0]), rel=1e-5)
+        assert float(s_mod) == pytest.approx(float(reference[1]), rel=1e-4, abs=1e-6)
+        for (name, g), (_, r) in zip(tree_flatten(grads), tree_flatten(ref_grads)):
+            assert np.allclose(np.array(g), np.array(r), rtol=1e-3, atol=1e-6), name
+        deltas.append(float(delta))
+        if kappa:  # the same batch again, kappa-hat priced in S_geo
+            trainer.kappa = 0.0
+            again = trainer.loss_fn(inputs, targets, mask, mx.random.key(3), negatives=np.arange(128))
+            assert deltas[-1] - float(again(trainer.model, view)[0]) == pytest.approx(2.0, rel=1e-4)
+    assert deltas[0] != deltas[1]
+    assert trainer.compiled(view, gradient=True) is trainer.compiled(view, gradient=True)
 
 
 def largest_weight(trainer):
