@@ -150,11 +150,13 @@ class NullStabilityGate:
         view: View,
         grad_clip: float | None = None,
         value_and_grad: GradFn | None = None,
+        update: Callable[[dict], None] | None = None,
     ) -> GateDecision:
         """Take one optimizer step through the gate; returns the decision (weights updated iff accepted).
 
         `value_and_grad(view)` gives the step's gradient at the model's weights (by default
-        nn.value_and_grad of `loss_fn`; the trainer passes its compiled graph)."""
+        nn.value_and_grad of `loss_fn`) and `update(grads)` takes the optimizer's step (by default
+        `optimizer.update` of the gradient clipped to `grad_clip`); the trainer passes compiled graphs."""
         params = copy_tree(model.parameters())
         opt_state = copy_tree(optimizer.state)
         if value_and_grad is None:
@@ -162,7 +164,10 @@ class NullStabilityGate:
         else:
             (delta, s_mod), grads = value_and_grad(view)
         mx.eval(delta, s_mod, grads)
-        optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
+        if update is None:
+            optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
+        else:
+            update(grads)
         proposed = dict(tree_flatten(model.trainable_parameters()))
         before, flat_grads = dict(tree_flatten(params)), dict(tree_flatten(grads))
         names = list(proposed)

@@ -82,6 +82,7 @@ class Trainer:
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
         self._gate_gap, self._next_check = 1, 0
         self._graphs: dict[tuple[View, bool], Callable] = {}  # compiled batch losses (Trainer.compiled)
+        self._update_graph: tuple[float, Callable] | None = None  # (lr scale, compiled AdamW step)
 
     def learning_rate(self, step) -> mx.array:
         """The learning rate of optimizer step `step`: the schedule under the recovery policy's scale."""
@@ -210,6 +211,23 @@ class Trainer:
             self._graphs[(view, gradient)] = graph
         return graph
 
+    def apply_update(self, grads: dict) -> None:
+        """Clip the gradient and take the AdamW step, as one compiled graph (weights, gradient and
+        optimizer state in; weights and state out). The recovery policy's learning-rate scale is a
+        number the trace keeps, so a new scale is a new trace."""
+        scale = self.recovery.lr_scale
+        if self._update_graph is None or self._update_graph[0] != scale:
+            self._update_graph = (scale, mx.compile(self._adamw_step))
+        weights, self.optimizer.state = self._update_graph[1](
+            self.model.trainable_parameters(), grads, self.optimizer.state
+        )
+        self.model.update(weights)
+
+    def _adamw_step(self, weights: dict, grads: dict, state: dict) -> tuple[dict, dict]:
+        self.optimizer.state = state
+        clipped, _ = optim.clip_grad_norm(grads, self.config.train.grad_clip)
+        return self.optimizer.apply_gradients(clipped, weights), self.optimizer.state
+
     def draw_negatives(self) -> np.ndarray:
         return self.rng.choice(len(self.table.ids), self.config.train.store_negatives, replace=False)
 
@@ -228,7 +246,12 @@ class Trainer:
         lr = float(self.optimizer.learning_rate)
         if self._gate_due():
             decision = self.gate.step(
-                self.model, self.optimizer, loss, self.view, tc.grad_clip, value_and_grad=loss.value_and_grad
+                self.model,
+                self.optimizer,
+                loss,
+                self.view,
+                value_and_grad=loss.value_and_grad,
+                update=self.apply_update,
             )
             self._gate_checked(decision)
         else:
@@ -266,7 +289,7 @@ class Trainer:
         """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
         params, opt_state = copy_tree(self.model.parameters()), copy_tree(self.optimizer.state)
         _, grads = loss.value_and_grad(self.view)
-        self.optimizer.update(self.model, optim.clip_grad_norm(grads, self.config.train.grad_clip)[0])
+        self.apply_update(grads)
         if self.gate is not None and not all_finite(self.model.trainable_parameters()):
             self.model.update(params)
             self.optimizer.state = opt_state

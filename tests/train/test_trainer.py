@@ -6,7 +6,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
-from mlx.utils import tree_flatten
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten, tree_map
 
 from meqg_mlx.config import MeqgConfig, TrainConfig
 from meqg_mlx.vmm.model import ModelArgs
@@ -89,6 +90,20 @@ def test_compiled_losses_read_each_batch_and_match_the_op_by_op_loss(small_store
             assert deltas[-1] - float(again(trainer.model, view)[0]) == pytest.approx(2.0, rel=1e-4)
     assert deltas[0] != deltas[1]
     assert trainer.compiled(view, gradient=True) is trainer.compiled(view, gradient=True)
+
+
+def test_compiled_update_is_adamw_and_follows_the_learning_rate_scale(small_store):
+    """apply_update (one compiled graph) takes AdamW's step on the clipped gradient, and a new
+    learning-rate scale from the recovery policy reaches it (the trace would keep the old number)."""
+    compiled, eager = Trainer(small_store, small_config()), Trainer(small_store, small_config())
+    grads = tree_map(lambda w: mx.full(w.shape, 0.01), compiled.model.trainable_parameters())
+    for scale in (1.0, 1.0, 0.25):
+        compiled.recovery.lr_scale = eager.recovery.lr_scale = scale
+        compiled.apply_update(grads)
+        eager.optimizer.update(eager.model, optim.clip_grad_norm(grads, eager.config.train.grad_clip)[0])
+        for (name, a), (_, b) in zip(tree_flatten(compiled.model.parameters()), tree_flatten(eager.model.parameters())):
+            assert np.allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-7), (scale, name)
+        assert float(compiled.optimizer.learning_rate) == pytest.approx(float(eager.optimizer.learning_rate))
 
 
 def largest_weight(trainer):
