@@ -9,6 +9,8 @@ grouped conv1d + bias + silu. Activations: against the
 MLX ops. Softmax: the objective's cross-entropy and an attention block. Gate reductions:
 over every parameter array of a VMM, against five MLX ops each. Nearest code (RVQ): against
 MLX's scale, subtract and argmin over the same scores, with the scores' matmul timed alone.
+Attention (the encoders'): against the query-blocked MLX ops it replaced and against MLX's
+own CPU scaled_dot_product_attention, at MiniLM's shapes.
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -26,6 +28,8 @@ import mlx.nn as nn
 from meqg_mlx.backend import doctor_report
 from meqg_mlx.kernels import kernel_status
 from meqg_mlx.kernels.activations import gelu, silu, softplus, swiglu
+from meqg_mlx.kernels.attention import attention
+from meqg_mlx.kernels.attention import reference as attention_reference
 from meqg_mlx.kernels.conv import causal_conv_silu
 from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
@@ -169,6 +173,28 @@ def bench_softmax(rounds: int) -> None:
             print(timed(f"{f'{rows} x {length}':>16}{label:>23}", times))
 
 
+def bench_attention(rounds: int) -> None:
+    print(f"\n## attention ({kernel_status('attention').reason})")
+    if kernel_status("attention").backend is None:
+        return
+    header = f"{'batch':>6}{'length':>8}{'heads x dim':>13}{'kernel ms':>11}{'blocked ms':>14}{'ratio':>8}"
+    print(header + f"{'MLX sdpa ms':>13}")
+    for b, length in [(64, 32), (64, 96), (16, 256)]:  # bench/encoder.py's batches of short and long sentences
+        q, k, v = (mx.random.normal((b, length, 12, 32)) for _ in range(3))
+        mask = mx.zeros((b, 1, 1, length))
+        heads_first = [a.transpose(0, 2, 1, 3) for a in (q, k, v)]
+        mx.eval(q, k, v, mask, heads_first)
+        times = median_ms(
+            {
+                "kernel": lambda: mx.eval(attention(q, k, v, 32**-0.5, mask)),
+                "reference": lambda: mx.eval(attention_reference(q, k, v, 32**-0.5, mask)),
+                "sdpa": lambda: mx.eval(mx.fast.scaled_dot_product_attention(*heads_first, scale=32**-0.5, mask=mask)),
+            },
+            rounds,
+        )
+        print(timed(f"{b:>6}{length:>8}{'12 x 32':>13}", times) + f"{times['sdpa']:>13.3f}")
+
+
 def bench_rvq(rounds: int) -> None:
     print(f"\n## nearest_code ({kernel_status('nearest_code').reason})")
     # a store's vectors coded at training start, a batch's targets, one decoding step's candidate
@@ -228,6 +254,7 @@ def main() -> None:
     bench_conv(args.rounds)
     bench_activations(args.rounds)
     bench_softmax(args.rounds)
+    bench_attention(args.rounds)
     bench_gate(args.rounds)
     bench_rvq(args.rounds)
 

@@ -73,11 +73,8 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
         B, L, D = x.shape
-        q, k, v = (
-            proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3) for proj in (self.query, self.key, self.value)
-        )
-        o = attention(q, k, v, self.scale, mask)
-        return self.out(o.transpose(0, 2, 1, 3).reshape(B, L, D))
+        q, k, v = (proj(x).reshape(B, L, self.heads, -1) for proj in (self.query, self.key, self.value))
+        return self.out(attention(q, k, v, self.scale, mask).reshape(B, L, D))
 
 
 class Layer(nn.Module):

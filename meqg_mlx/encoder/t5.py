@@ -76,9 +76,8 @@ class Attention(nn.Module):
 
     def __call__(self, x: mx.array, bias: mx.array) -> mx.array:
         B, L, _ = x.shape
-        q, k, v = (proj(x).reshape(B, L, self.heads, -1).transpose(0, 2, 1, 3) for proj in (self.q, self.k, self.v))
-        o = attention(q, k, v, 1.0, bias)  # T5 does not scale scores
-        return self.o(o.transpose(0, 2, 1, 3).reshape(B, L, -1))
+        q, k, v = (proj(x).reshape(B, L, self.heads, -1) for proj in (self.q, self.k, self.v))
+        return self.o(attention(q, k, v, 1.0, bias).reshape(B, L, -1))  # T5 does not scale scores
 
 
 class FeedForward(nn.Module):

@@ -26,6 +26,7 @@ KERNELS = {
     "nearest_code": ("cpu", "metal", "cuda"),  # RVQ's argmin over codes
     "grouped_matmul": ("cpu",),  # the MoE's expert products; GPUs run mx.gather_mm
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
+    "attention": ("cpu",),  # the encoders'; GPUs run mx.fast.scaled_dot_product_attention
 }
 
 

@@ -517,6 +517,107 @@ std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arr
       std::make_shared<PointwiseKernel>(mx::to_stream(s), op), contiguous_floats(arrays, s));
 }
 
+// Bidirectional attention for the encoders: q (B, Lq, H, d), k and v (B, Lk, H, d) read in
+// place (no transposes), the additive mask (Bm, Hm, Qm, Lk) with each of Bm, Hm, Qm 1 or the
+// full size, the output (B, Lq, H, d). CPU only (GPUs run MLX's fused sdpa), so no shared
+// body: the products keep 16-float runs in registers (GCC/Clang vector types), which the
+// autovectoriser did not do for loops this short. A thread takes whole (b, h) blocks; its
+// scratch holds the block's keys transposed (d, Lk) and a row's scores.
+typedef float Floats16 __attribute__((vector_size(64), aligned(4)));
+constexpr int RUN = 16;
+
+void attention_row(
+    const float* query, const float* keys_t, const float* values, const float* bias, float* o,
+    float* scores, int Lk, int d, long stride, float scale) {
+  int j0 = 0;
+  for (; j0 + RUN <= Lk; j0 += RUN) {
+    Floats16 acc = {};
+    for (int c = 0; c < d; ++c) acc += query[c] * *reinterpret_cast<const Floats16*>(keys_t + c * Lk + j0);
+    *reinterpret_cast<Floats16*>(scores + j0) = acc;
+  }
+  for (int j = j0; j < Lk; ++j) {
+    float dot = 0.0f;
+    for (int c = 0; c < d; ++c) dot += query[c] * keys_t[c * Lk + j];
+    scores[j] = dot;
+  }
+  float top = -INFINITY;
+  for (int j = 0; j < Lk; ++j) {
+    scores[j] = scores[j] * scale + bias[j];
+    top = scores[j] > top ? scores[j] : top;
+  }
+  float total = 0.0f;
+  for (int j = 0; j < Lk; ++j) {
+    scores[j] = meqg_exp(scores[j] - top);
+    total += scores[j];
+  }
+  float inverse = 1.0f / total;
+  int c0 = 0;
+  for (; c0 + RUN <= d; c0 += RUN) {
+    Floats16 acc = {};
+    for (int j = 0; j < Lk; ++j) acc += scores[j] * *reinterpret_cast<const Floats16*>(values + j * stride + c0);
+    *reinterpret_cast<Floats16*>(o + c0) = acc * inverse;
+  }
+  for (int c = c0; c < d; ++c) {
+    float sum = 0.0f;
+    for (int j = 0; j < Lk; ++j) sum += scores[j] * values[j * stride + c];
+    o[c] = sum * inverse;
+  }
+}
+
+class AttentionForward : public CpuKernel {
+ public:
+  AttentionForward(mx::Stream stream, float scale) : CpuKernel(stream, "MeqgAttention", 0), scale_(scale) {}
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return CpuKernel::is_equivalent(other) && scale_ == static_cast<const AttentionForward&>(other).scale_;
+  }
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    const mx::array &q = inputs[0], &k = inputs[1], &mask = inputs[3];
+    int B = q.shape(0), Lq = q.shape(1), H = q.shape(2), d = q.shape(3), Lk = k.shape(1);
+    int Bm = mask.shape(0), Hm = mask.shape(1), Qm = mask.shape(2);
+    return [=, scale = scale_]() {
+      long stride = static_cast<long>(H) * d;
+      size_t scratch = static_cast<size_t>(Lk) * (d + 1);
+      for_each_row(B * H, Lq, 2L * Lk * d, scratch, [&](int row, float* own) {
+        int i = row % Lq, h = (row / Lq) % H, b = row / (Lq * H);
+        float* keys_t = own + Lk;
+        if (i == 0) {  // the block's first row: its keys, transposed
+          const float* keys = in[1] + static_cast<long>(b) * Lk * stride + static_cast<long>(h) * d;
+          for (int j = 0; j < Lk; ++j)
+            for (int c = 0; c < d; ++c) keys_t[static_cast<long>(c) * Lk + j] = keys[j * stride + c];
+        }
+        long head = static_cast<long>(h) * d;
+        long mask_row = ((static_cast<long>(Bm == 1 ? 0 : b) * Hm + (Hm == 1 ? 0 : h)) * Qm + (Qm == 1 ? 0 : i)) * Lk;
+        attention_row(
+            in[0] + (static_cast<long>(b) * Lq + i) * stride + head, keys_t,
+            in[2] + static_cast<long>(b) * Lk * stride + head, in[3] + mask_row,
+            out[0] + (static_cast<long>(b) * Lq + i) * stride + head, own, Lk, d, stride, scale);
+      });
+    };
+  }
+
+ private:
+  float scale_;
+};
+
+mx::array attention(
+    const mx::array& q, const mx::array& k, const mx::array& v, const mx::array& mask, float scale,
+    mx::StreamOrDevice s) {
+  auto fits = [](int size, int full) { return size == 1 || size == full; };
+  if (q.ndim() != 4 || k.ndim() != 4 || k.shape() != v.shape() || k.shape(0) != q.shape(0) ||
+      k.shape(2) != q.shape(2) || k.shape(3) != q.shape(3) || k.shape(1) == 0 || mask.ndim() != 4 ||
+      mask.shape(3) != k.shape(1) || !fits(mask.shape(0), q.shape(0)) || !fits(mask.shape(1), q.shape(2)) ||
+      !fits(mask.shape(2), q.shape(1))) {
+    throw std::invalid_argument(
+        "attention: q (B, Lq, H, d), k and v (B, Lk, H, d) with Lk >= 1, mask (B or 1, H or 1, Lq or 1, Lk)");
+  }
+  return mx::array(
+      q.shape(), mx::float32, std::make_shared<AttentionForward>(mx::to_stream(s), scale),
+      contiguous_floats({q, k, v, mask}, s));
+}
+
 mx::array gate_reductions(
     const std::vector<mx::array>& before, const std::vector<mx::array>& proposed, const std::vector<mx::array>& grads,
     mx::StreamOrDevice s) {
@@ -589,6 +690,11 @@ NB_MODULE(_meqg_kernels, m) {
       "pointwise", &meqg::pointwise, "op"_a, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
       "An activation (metal/activations.h) of arrays of one shape: f(x), g * f'(x) from (x, g), silu(a) * b, "
       "and (g * b * silu'(a), g * silu(a)) from (a, b, g).");
+  m.def(
+      "attention", &meqg::attention, "q"_a, "k"_a, "v"_a, "mask"_a, "scale"_a, nb::kw_only(),
+      "stream"_a = nb::none(),
+      "Bidirectional attention in the projections' layout: q (B, Lq, H, d), k and v "
+      "(B, Lk, H, d), additive mask broadcast as (B, H, Lq, Lk) -> (B, Lq, H, d).");
   m.def(
       "gate_reductions", &meqg::gate_reductions, "before"_a, "proposed"_a, "grads"_a, nb::kw_only(),
       "stream"_a = nb::none(),
