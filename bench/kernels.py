@@ -10,7 +10,8 @@ MLX ops. Softmax: the objective's cross-entropy and an attention block. Gate red
 over every parameter array of a VMM, against five MLX ops each. Nearest code (RVQ): against
 MLX's scale, subtract and argmin over the same scores, with the scores' matmul timed alone.
 Attention (the encoders'): against the query-blocked MLX ops it replaced and against MLX's
-own CPU scaled_dot_product_attention, at MiniLM's shapes.
+own CPU scaled_dot_product_attention, at MiniLM's shapes. Residual norm (BERT's post-norm):
+against MLX's Linear (its bias) and LayerNorm of the sum.
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -33,6 +34,7 @@ from meqg_mlx.kernels.attention import reference as attention_reference
 from meqg_mlx.kernels.conv import causal_conv_silu
 from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
+from meqg_mlx.kernels.norm import residual_layer_norm
 from meqg_mlx.kernels.rvq import KERNEL_MIN_ROWS, nearest_code
 from meqg_mlx.kernels.rvq import reference as nearest_code_reference
 from meqg_mlx.kernels.softmax import cross_entropy, softmax
@@ -195,6 +197,27 @@ def bench_attention(rounds: int) -> None:
         print(timed(f"{b:>6}{length:>8}{'12 x 32':>13}", times) + f"{times['sdpa']:>13.3f}")
 
 
+def bench_residual_norm(rounds: int) -> None:
+    print(f"\n## residual_norm ({kernel_status('residual_norm').reason})")
+    if kernel_status("residual_norm").backend is None:
+        return
+    print(f"{'batch':>6}{'length':>8}{'width':>7}{'pass':>26}{'kernel ms':>11}{'MLX ops ms':>14}{'ratio':>8}")
+    linear, norm = nn.Linear(1536, 384), nn.LayerNorm(384, eps=1e-12)
+    for b, length in [(64, 32), (64, 96)]:  # MiniLM's FFN output, as bench/encoder.py's batches
+        x, inner = mx.random.normal((b, length, 384)), mx.random.normal((b, length, 1536))
+        mx.eval(x, inner, linear.parameters(), norm.parameters())
+        times = median_ms(
+            {
+                "kernel": lambda: mx.eval(
+                    residual_layer_norm(x, inner @ linear.weight.T, linear.bias, norm.weight, norm.bias, norm.eps)
+                ),
+                "reference": lambda: mx.eval(norm(x + linear(inner))),
+            },
+            rounds,
+        )
+        print(timed(f"{b:>6}{length:>8}{384:>7}{'projection + bias + norm':>26}", times))
+
+
 def bench_rvq(rounds: int) -> None:
     print(f"\n## nearest_code ({kernel_status('nearest_code').reason})")
     # a store's vectors coded at training start, a batch's targets, one decoding step's candidate
@@ -255,6 +278,7 @@ def main() -> None:
     bench_activations(args.rounds)
     bench_softmax(args.rounds)
     bench_attention(args.rounds)
+    bench_residual_norm(args.rounds)
     bench_gate(args.rounds)
     bench_rvq(args.rounds)
 

@@ -12,6 +12,7 @@ import mlx.nn as nn
 
 from ..errors import InputError
 from ..kernels.activations import gelu
+from ..kernels.norm import residual_layer_norm
 from .attention import attention, padding_bias
 
 
@@ -72,9 +73,10 @@ class Attention(nn.Module):
         self.out = nn.Linear(args.hidden_size, args.hidden_size)
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        """The heads' outputs, concatenated: `out` projects them inside the layer's residual norm."""
         B, L, D = x.shape
         q, k, v = (proj(x).reshape(B, L, self.heads, -1) for proj in (self.query, self.key, self.value))
-        return self.out(attention(q, k, v, self.scale, mask).reshape(B, L, D))
+        return attention(q, k, v, self.scale, mask).reshape(B, L, D)
 
 
 class Layer(nn.Module):
@@ -87,8 +89,14 @@ class Layer(nn.Module):
         self.output_norm = nn.LayerNorm(args.hidden_size, eps=args.layer_norm_eps)
 
     def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
-        x = self.attention_norm(x + self.attention(x, mask))
-        return self.output_norm(x + self.output(gelu(self.intermediate(x))))
+        x = residual_norm(x, self.attention(x, mask), self.attention.out, self.attention_norm)
+        return residual_norm(x, gelu(self.intermediate(x)), self.output, self.output_norm)
+
+
+def residual_norm(x: mx.array, inputs: mx.array, linear: nn.Linear, norm: nn.LayerNorm) -> mx.array:
+    """norm(x + linear(inputs)), BERT's post-norm residual: the projection without its bias, then
+    bias, residual and LayerNorm in one pass (a CPU kernel; mx.fast.layer_norm elsewhere)."""
+    return residual_layer_norm(x, inputs @ linear.weight.T, linear.bias, norm.weight, norm.bias, norm.eps)
 
 
 class Bert(nn.Module):

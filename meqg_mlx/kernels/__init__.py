@@ -27,6 +27,7 @@ KERNELS = {
     "grouped_matmul": ("cpu",),  # the MoE's expert products; GPUs run mx.gather_mm
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
     "attention": ("cpu",),  # the encoders'; GPUs run mx.fast.scaled_dot_product_attention
+    "residual_norm": ("cpu",),  # BERT's LayerNorm(x + h + bias); GPUs run mx.fast.layer_norm
 }
 
 

@@ -21,6 +21,7 @@
 #include "activations.h"
 #include "conv.h"
 #include "gate.h"
+#include "norm.h"
 #include "rvq.h"
 #include "softmax.h"
 #include "ssd_scan.h"
@@ -517,6 +518,45 @@ std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arr
       std::make_shared<PointwiseKernel>(mx::to_stream(s), op), contiguous_floats(arrays, s));
 }
 
+// BERT's post-norm residual (norm.h): LayerNorm(x + h + bias) * w + b over rows of n, the
+// inputs x and h (rows, n), bias, w and b (n,).
+class ResidualNorm : public CpuKernel {
+ public:
+  ResidualNorm(mx::Stream stream, float eps) : CpuKernel(stream, "MeqgResidualNorm", 0), eps_(eps) {}
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return CpuKernel::is_equivalent(other) && eps_ == static_cast<const ResidualNorm&>(other).eps_;
+  }
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    int n = inputs[2].shape(0);
+    long rows = static_cast<long>(inputs[0].size()) / n;
+    return [=, eps = eps_]() {
+      in_parallel(rows, 3 * rows * n, [&](long first, long last) {
+        for (long r = first; r < last; ++r) {
+          meqg_residual_norm_row(in[0] + r * n, in[1] + r * n, in[2], in[3], in[4], out[0] + r * n, n, eps);
+        }
+      });
+    };
+  }
+
+ private:
+  float eps_;
+};
+
+mx::array residual_norm(
+    const mx::array& x, const mx::array& h, const mx::array& bias, const mx::array& w, const mx::array& b, float eps,
+    mx::StreamOrDevice s) {
+  if (x.ndim() == 0 || x.shape() != h.shape() || x.shape(-1) == 0 || bias.ndim() != 1 ||
+      bias.shape(0) != x.shape(-1) || w.shape() != bias.shape() || b.shape() != bias.shape()) {
+    throw std::invalid_argument("residual_norm: x and h (..., n) with n >= 1, bias, weight and offset (n,)");
+  }
+  return mx::array(
+      x.shape(), mx::float32, std::make_shared<ResidualNorm>(mx::to_stream(s), eps),
+      contiguous_floats({x, h, bias, w, b}, s));
+}
+
 // Bidirectional attention for the encoders: q (B, Lq, H, d), k and v (B, Lk, H, d) read in
 // place (no transposes), the additive mask (Bm, Hm, Qm, Lk) with each of Bm, Hm, Qm 1 or the
 // full size, the output (B, Lq, H, d). CPU only (GPUs run MLX's fused sdpa), so no shared
@@ -690,6 +730,9 @@ NB_MODULE(_meqg_kernels, m) {
       "pointwise", &meqg::pointwise, "op"_a, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
       "An activation (metal/activations.h) of arrays of one shape: f(x), g * f'(x) from (x, g), silu(a) * b, "
       "and (g * b * silu'(a), g * silu(a)) from (a, b, g).");
+  m.def(
+      "residual_norm", &meqg::residual_norm, "x"_a, "h"_a, "bias"_a, "weight"_a, "offset"_a, "eps"_a, nb::kw_only(),
+      "stream"_a = nb::none(), "BERT's post-norm residual (metal/norm.h): LayerNorm(x + h + bias) * weight + offset.");
   m.def(
       "attention", &meqg::attention, "q"_a, "k"_a, "v"_a, "mask"_a, "scale"_a, nb::kw_only(),
       "stream"_a = nb::none(),
