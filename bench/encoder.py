@@ -1,9 +1,10 @@
 """Encoder throughput: the MLX BERT port against sentence-transformers (PyTorch) on the same sentences.
 
 Both encode the same N real sentences (the store's concepts) with batch 64 and
-length-bucketed batches, in one run; prints sentences/s, the ratio, the mean cosine
-between the two, and peak memory (MLX's allocator; PyTorch CPU: the process's peak RSS
-growth while it encodes).
+length-bucketed batches, in one run, taking turns over BLOCKS interleaved quarters of the
+sentences so that drifts of a busy machine's speed hit both alike; prints sentences/s,
+the ratio, the mean cosine between the two, and peak memory (MLX's allocator; PyTorch
+CPU: the process's peak RSS growth while it encodes its first quarter).
 
     python bench/encoder.py [--store DIR] [--sentences 5000] [--model DIR] [--dtype float32|float16|bfloat16]
 """
@@ -27,6 +28,9 @@ from meqg_mlx.encoder import load_embedder  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 
 
+BLOCKS = 4
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -43,18 +47,22 @@ def main() -> None:
     print(f"{len(texts)} sentences, batch 64, MLX on {report['mlx_default_device']}, BLAS: {report['blas']}")
 
     reference = load_embedder(backend="torch", model=args.model)
-    reference.encode(texts[:64])
-    rss = peak_rss_mb()
-    tick = time.perf_counter()
-    expected = reference.encode(texts)
-    torch_seconds, torch_peak = time.perf_counter() - tick, peak_rss_mb() - rss
-
     ours = load_embedder(backend="mlx", model=args.model, dtype=args.dtype)
-    ours.encode(texts[:64])
+    for encoder in (reference, ours):
+        encoder.encode(texts[:64])
+    seconds, vectors = {"torch": 0.0, "mlx": 0.0}, {"torch": [], "mlx": []}
+    rss, torch_peak = peak_rss_mb(), None
     mx.reset_peak_memory()
-    tick = time.perf_counter()
-    got = ours.encode(texts)
-    mlx_seconds, mlx_peak = time.perf_counter() - tick, mx.get_peak_memory() / 2**20
+    for start in range(BLOCKS):
+        block = [texts[i] for i in range(start, len(texts), BLOCKS)]
+        for name, encoder in (("torch", reference), ("mlx", ours)):
+            tick = time.perf_counter()
+            vectors[name].append(encoder.encode(block))
+            seconds[name] += time.perf_counter() - tick
+            if torch_peak is None:
+                torch_peak = peak_rss_mb() - rss
+    torch_seconds, mlx_seconds, mlx_peak = seconds["torch"], seconds["mlx"], mx.get_peak_memory() / 2**20
+    expected, got = np.concatenate(vectors["torch"]), np.concatenate(vectors["mlx"])
 
     cosine = float(np.einsum("ij,ij->i", got, expected).mean())
     print(f"  MLX ({args.dtype})           {len(texts) / mlx_seconds:8.0f} sentences/s  peak {mlx_peak:6.0f} MB (MLX)")
