@@ -157,6 +157,12 @@ def kernel_function(forward, backward, reference, internal_outputs: int = 0):
     return function
 
 
+def reference_vjp(reference):
+    """A `kernel_function` backward that differentiates the reference, for kernels written
+    forward only (the encoders', which meqg runs for inference)."""
+    return lambda inputs, outputs, cotangents: mx.vjp(reference, list(inputs), list(cotangents))[1]
+
+
 def _as_tuple(arrays) -> tuple:
     """MLX hands a custom function's VJP a lone array where there is one, else a sequence."""
     return (arrays,) if isinstance(arrays, mx.array) else tuple(arrays)

@@ -13,7 +13,7 @@ from functools import cache
 
 import mlx.core as mx
 
-from . import extension, kernel_function, kernel_status
+from . import extension, kernel_function, kernel_status, reference_vjp
 from .softmax import softmax
 
 QUERY_BLOCK = 64  # the reference's query rows per block: their scores stay in cache
@@ -48,8 +48,4 @@ def _attention(scale: float):
     def by_ops(q, k, v, mask):
         return (reference(q, k, v, scale, mask),)
 
-    return kernel_function(
-        lambda q, k, v, mask: [run(q, k, v, mask, scale)],
-        lambda inputs, outputs, cotangents: mx.vjp(by_ops, list(inputs), list(cotangents))[1],
-        by_ops,
-    )
+    return kernel_function(lambda q, k, v, mask: [run(q, k, v, mask, scale)], reference_vjp(by_ops), by_ops)

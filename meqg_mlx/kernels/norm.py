@@ -12,7 +12,7 @@ from functools import cache
 
 import mlx.core as mx
 
-from . import extension, kernel_function, kernel_status
+from . import extension, kernel_function, kernel_status, reference_vjp
 
 
 def residual_layer_norm(
@@ -35,8 +35,4 @@ def _residual_norm(eps: float):
     def by_ops(*inputs):
         return (reference(*inputs, eps),)
 
-    return kernel_function(
-        lambda *inputs: [run(*inputs, eps)],
-        lambda inputs, outputs, cotangents: mx.vjp(by_ops, list(inputs), list(cotangents))[1],
-        by_ops,
-    )
+    return kernel_function(lambda *inputs: [run(*inputs, eps)], reference_vjp(by_ops), by_ops)

@@ -141,6 +141,23 @@ class CpuKernel : public mx::Primitive {
   std::vector<bool> zeroed_;
 };
 
+// A CpuKernel with one number of its own (a scale, an epsilon), which tells its primitives apart.
+class CpuKernelWithNumber : public CpuKernel {
+ public:
+  CpuKernelWithNumber(mx::Stream stream, const char* name, float number)
+      : CpuKernel(stream, name, 0), number_(number) {}
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return CpuKernel::is_equivalent(other) && number_ == static_cast<const CpuKernelWithNumber&>(other).number_;
+  }
+
+ protected:
+  float number() const { return number_; }
+
+ private:
+  float number_;
+};
+
 class SSDScanForward : public CpuKernel {
  public:
   SSDScanForward(mx::Stream stream, int chunk) : CpuKernel(stream, "MeqgSSDScanForward", chunk) {}
@@ -520,19 +537,15 @@ std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arr
 
 // BERT's post-norm residual (norm.h): LayerNorm(x + h + bias) * w + b over rows of n, the
 // inputs x and h (rows, n), bias, w and b (n,).
-class ResidualNorm : public CpuKernel {
+class ResidualNorm : public CpuKernelWithNumber {
  public:
-  ResidualNorm(mx::Stream stream, float eps) : CpuKernel(stream, "MeqgResidualNorm", 0), eps_(eps) {}
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return CpuKernel::is_equivalent(other) && eps_ == static_cast<const ResidualNorm&>(other).eps_;
-  }
+  ResidualNorm(mx::Stream stream, float eps) : CpuKernelWithNumber(stream, "MeqgResidualNorm", eps) {}
 
  protected:
   std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
     int n = inputs[2].shape(0);
     long rows = static_cast<long>(inputs[0].size()) / n;
-    return [=, eps = eps_]() {
+    return [=, eps = number()]() {
       in_parallel(rows, 3 * rows * n, [&](long first, long last) {
         for (long r = first; r < last; ++r) {
           meqg_residual_norm_row(in[0] + r * n, in[1] + r * n, in[2], in[3], in[4], out[0] + r * n, n, eps);
@@ -540,9 +553,6 @@ class ResidualNorm : public CpuKernel {
       });
     };
   }
-
- private:
-  float eps_;
 };
 
 mx::array residual_norm(
@@ -566,23 +576,31 @@ mx::array residual_norm(
 typedef float Floats16 __attribute__((vector_size(64), aligned(4)));
 constexpr int RUN = 16;
 
-void attention_row(
-    const float* query, const float* keys_t, const float* values, const float* bias, float* o,
-    float* scores, int Lk, int d, long stride, float scale) {
-  int j0 = 0;
-  for (; j0 + RUN <= Lk; j0 += RUN) {
+// out[r] = factor * sum over m < count of weights[m] * rows[m * ld + r], for r < n: a weighted
+// sum of rows, 16 outputs at a time held in a register.
+void weighted_rows(const float* weights, int count, const float* rows, long ld, int n, float factor, float* out) {
+  int r0 = 0;
+  for (; r0 + RUN <= n; r0 += RUN) {
     Floats16 acc = {};
-    for (int c = 0; c < d; ++c) acc += query[c] * *reinterpret_cast<const Floats16*>(keys_t + c * Lk + j0);
-    *reinterpret_cast<Floats16*>(scores + j0) = acc;
+    for (int m = 0; m < count; ++m) acc += weights[m] * *reinterpret_cast<const Floats16*>(rows + m * ld + r0);
+    *reinterpret_cast<Floats16*>(out + r0) = acc * factor;
   }
-  for (int j = j0; j < Lk; ++j) {
-    float dot = 0.0f;
-    for (int c = 0; c < d; ++c) dot += query[c] * keys_t[c * Lk + j];
-    scores[j] = dot;
+  for (int r = r0; r < n; ++r) {
+    float sum = 0.0f;
+    for (int m = 0; m < count; ++m) sum += weights[m] * rows[m * ld + r];
+    out[r] = sum * factor;
   }
+}
+
+// One query row: its scores against the block's keys (transposed, (d, Lk)), the softmax with
+// the additive bias, then the weighted values.
+void attention_row(
+    const float* query, const float* keys_t, const float* values, const float* bias, float* o, float* scores,
+    int Lk, int d, long stride, float scale) {
+  weighted_rows(query, d, keys_t, Lk, Lk, scale, scores);
   float top = -INFINITY;
   for (int j = 0; j < Lk; ++j) {
-    scores[j] = scores[j] * scale + bias[j];
+    scores[j] += bias[j];
     top = scores[j] > top ? scores[j] : top;
   }
   float total = 0.0f;
@@ -590,34 +608,19 @@ void attention_row(
     scores[j] = meqg_exp(scores[j] - top);
     total += scores[j];
   }
-  float inverse = 1.0f / total;
-  int c0 = 0;
-  for (; c0 + RUN <= d; c0 += RUN) {
-    Floats16 acc = {};
-    for (int j = 0; j < Lk; ++j) acc += scores[j] * *reinterpret_cast<const Floats16*>(values + j * stride + c0);
-    *reinterpret_cast<Floats16*>(o + c0) = acc * inverse;
-  }
-  for (int c = c0; c < d; ++c) {
-    float sum = 0.0f;
-    for (int j = 0; j < Lk; ++j) sum += scores[j] * values[j * stride + c];
-    o[c] = sum * inverse;
-  }
+  weighted_rows(scores, Lk, values, stride, d, 1.0f / total, o);
 }
 
-class AttentionForward : public CpuKernel {
+class AttentionForward : public CpuKernelWithNumber {
  public:
-  AttentionForward(mx::Stream stream, float scale) : CpuKernel(stream, "MeqgAttention", 0), scale_(scale) {}
-
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return CpuKernel::is_equivalent(other) && scale_ == static_cast<const AttentionForward&>(other).scale_;
-  }
+  AttentionForward(mx::Stream stream, float scale) : CpuKernelWithNumber(stream, "MeqgAttention", scale) {}
 
  protected:
   std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
     const mx::array &q = inputs[0], &k = inputs[1], &mask = inputs[3];
     int B = q.shape(0), Lq = q.shape(1), H = q.shape(2), d = q.shape(3), Lk = k.shape(1);
     int Bm = mask.shape(0), Hm = mask.shape(1), Qm = mask.shape(2);
-    return [=, scale = scale_]() {
+    return [=, scale = number()]() {
       long stride = static_cast<long>(H) * d;
       size_t scratch = static_cast<size_t>(Lk) * (d + 1);
       for_each_row(B * H, Lq, 2L * Lk * d, scratch, [&](int row, float* own) {
@@ -637,9 +640,6 @@ class AttentionForward : public CpuKernel {
       });
     };
   }
-
- private:
-  float scale_;
 };
 
 mx::array attention(
