@@ -9,11 +9,15 @@ from meqg_mlx.encoder import choose_backend, load_embedder
 from meqg_mlx.errors import InputError
 
 
-def test_auto_picks_a_backend_and_says_why():
+def test_auto_picks_a_backend_and_says_why(monkeypatch):
     backend, why = choose_backend()
     assert backend in ("mlx", "torch") and why
-    if platform.machine() == "x86_64" and platform.system() == "Linux":
-        assert backend == "torch" and "x86" in why  # no GPU here; sentence-transformers measured faster
+    if platform.machine() == "x86_64" and platform.system() == "Linux":  # no GPU here
+        assert backend == "mlx" and "kernels" in why  # with meqg's kernels MLX measured faster
+        monkeypatch.setenv("MEQG_KERNELS", "0")
+        backend, why = choose_backend()
+        assert backend == "torch" and "MEQG_KERNELS=0" in why
+        monkeypatch.delenv("MEQG_KERNELS")
     assert choose_backend(dtype="float16")[0] == "mlx" and choose_backend(output="mean")[0] == "mlx"
 
 
