@@ -17,7 +17,7 @@ from .base import Embedder
 BACKENDS = ("auto", "mlx", "torch")
 DTYPES = ("float32", "float16", "bfloat16")
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
-ENCODER_KERNELS = ("attention", "residual_norm", "activations", "softmax")  # what makes MLX the faster on a CPU
+ENCODER_KERNELS = ("attention", "residual_norm", "activations")  # what makes MLX the faster on a CPU
 
 
 def choose_backend(dtype: str = "float32", output: str = "sentence") -> tuple[str, str]:

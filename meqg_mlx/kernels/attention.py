@@ -1,10 +1,11 @@
 """Bidirectional attention for the encoders on the CPU, in the projections' layout (B, L, H, d).
 
-One kernel (metal/attention.h) takes each query row through its scores, softmax and weighted
-values, reading q, k and v in place, where MLX's CPU ops copy q, k, v and the output into the
-heads-first layout and keep every score block in memory. The reference is what meqg ran
-before: query blocks of MLX matmuls around the softmax kernel. GPUs run MLX's fused
-scaled_dot_product_attention (encoder/attention.py), not this.
+One kernel (metal/cpu/kernels.cpp, CPU-only: no shared body) takes each query row through
+its scores, softmax and weighted values, reading q, k and v in place, where MLX's CPU ops
+copy q, k, v and the output into the heads-first layout and keep every score block in
+memory. The reference is what meqg ran before: query blocks of MLX matmuls around the
+softmax kernel. GPUs run MLX's fused scaled_dot_product_attention (encoder/attention.py),
+not this.
 """
 
 from __future__ import annotations

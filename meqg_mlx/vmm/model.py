@@ -134,14 +134,12 @@ class PlannerDistribution:
 
     def conditional_logprobs(self, prefix: mx.array) -> mx.array:
         """prefix (N, k) for one position's h (d,), or (P, N, k) for P positions' h (P, d)."""
-        level = prefix.shape[-1]
-        if level == 0:  # the first level sees h alone: one row per position, the same for every sample
-            logits = self.head.level_logits(self.h, prefix, 0)
-            logprobs = mx.expand_dims(logits - mx.logsumexp(logits, axis=-1, keepdims=True), -2)
-            return mx.broadcast_to(logprobs, (*prefix.shape[:-1], self.codes))
-        h = mx.broadcast_to(mx.expand_dims(self.h, -2), (*prefix.shape[:-1], self.h.shape[-1]))
+        level, rows = prefix.shape[-1], prefix.shape[:-1]
+        # the first level sees h alone: one row per position, broadcast over the samples
+        h = self.h if level == 0 else mx.broadcast_to(mx.expand_dims(self.h, -2), (*rows, self.h.shape[-1]))
         logits = self.head.level_logits(h, prefix, level)
-        return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        return mx.broadcast_to(mx.expand_dims(logprobs, -2), (*rows, self.codes)) if level == 0 else logprobs
 
     def log_joint(self) -> mx.array:
         """The whole (C,)*K table of log q (only for small C**K: tests and the exact ledger)."""

@@ -10,12 +10,8 @@ import subprocess
 import pytest
 from meqg_metal import source
 
-BODIES = [
-    "ssd_scan.h",
-    "activations.h",
-    "conv.h",
-    "rvq.h",
-]  # the bodies that have GPU backends (meqg_mlx.kernels.KERNELS)
+# the bodies that have GPU backends (meqg_mlx.kernels.KERNELS)
+BODIES = ["ssd_scan.h", "activations.h", "conv.h", "rvq.h"]
 
 CUDA_BUILTINS = """
 #define __device__
