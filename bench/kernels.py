@@ -11,7 +11,8 @@ over every parameter array of a VMM, against five MLX ops each. Nearest code (RV
 MLX's scale, subtract and argmin over the same scores, with the scores' matmul timed alone.
 Attention (the encoders'): against the query-blocked MLX ops it replaced and against MLX's
 own CPU scaled_dot_product_attention, at MiniLM's shapes. Residual norm (BERT's post-norm):
-against MLX's Linear (its bias) and LayerNorm of the sum.
+against MLX's Linear (its bias) and LayerNorm of the sum. Context mix (the next-concept head):
+against the L shifted multiply-adds, forward and with the weights' gradient (as training).
 
     python bench/kernels.py [--rounds 7] [--device cpu|gpu]
 """
@@ -34,6 +35,8 @@ from meqg_mlx.kernels.attention import reference as attention_reference
 from meqg_mlx.kernels.conv import causal_conv_silu
 from meqg_mlx.kernels.conv import reference as conv_reference
 from meqg_mlx.kernels.gate import gate_reductions, gate_reductions_reference
+from meqg_mlx.kernels.mix import context_mix
+from meqg_mlx.kernels.mix import reference as mix_reference
 from meqg_mlx.kernels.norm import residual_layer_norm
 from meqg_mlx.kernels.rvq import KERNEL_MIN_ROWS, nearest_code
 from meqg_mlx.kernels.rvq import reference as nearest_code_reference
@@ -125,6 +128,28 @@ def bench_conv(rounds: int) -> None:
         ):
             times = median_ms({name: make(conv) for name, conv in convs.items()}, rounds)
             print(timed(f"{b:>6}{length:>8}{channels:>10}{label:>18}", times))
+
+
+def bench_mix(rounds: int) -> None:
+    print(f"\n## context_mix ({kernel_status('context_mix').reason})")
+    if kernel_status("context_mix").backend is None:
+        return
+    print(f"{'batch':>6}{'length':>8}{'lags x width':>14}{'pass':>18}{'kernel ms':>11}{'reference ms':>14}{'ratio':>8}")
+    lags = ModelArgs.context_lags
+    for b, length in [(16, 32), (8, 256), (1, 1)]:  # bench/train.py's batch, longer documents, a decoding step
+        window = mx.random.normal((b, length + lags - 1, 384))
+        weights = mx.softmax(mx.random.normal((b, length, lags)), axis=-1)
+        mx.eval(window, weights)
+        mixes = {"kernel": context_mix, "reference": mix_reference}
+        for label, make in (
+            ("forward", lambda f: lambda: mx.eval(f(window, weights))),
+            (
+                "forward+backward",  # the weights' gradient only: in training the window is data
+                lambda f: (lambda g: lambda: mx.eval(g(weights)))(mx.grad(lambda a: mx.square(f(window, a)).sum())),
+            ),
+        ):
+            times = median_ms({name: make(mix) for name, mix in mixes.items()}, rounds)
+            print(timed(f"{b:>6}{length:>8}{f'{lags} x 384':>14}{label:>18}", times))
 
 
 def bench_activations(rounds: int) -> None:
@@ -275,6 +300,7 @@ def main() -> None:
     mx.random.seed(0)
     bench_ssd(args.rounds)
     bench_conv(args.rounds)
+    bench_mix(args.rounds)
     bench_activations(args.rounds)
     bench_softmax(args.rounds)
     bench_attention(args.rounds)

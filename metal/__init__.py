@@ -1,5 +1,5 @@
 """meqg's kernel sources: bodies written once (`ssd_scan.h`, `conv.h`, `rvq.h`, `activations.h`,
-`softmax.h`, `gate.h`, `norm.h`), a prelude per dialect (`prelude_cpu.h`, `prelude_metal.h`,
+`softmax.h`, `gate.h`, `norm.h`, `mix.h`), a prelude per dialect (`prelude_cpu.h`, `prelude_metal.h`,
 `prelude_cuda.h`), and
 the CPU extension built from `cpu/` by `make kernels`. `meqg_mlx.kernels` reads and
 dispatches them."""

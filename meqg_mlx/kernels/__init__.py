@@ -28,6 +28,7 @@ KERNELS = {
     "softmax": ("cpu",),  # softmax, logsumexp, cross-entropy along the last axis
     "attention": ("cpu",),  # the encoders'; GPUs run mx.fast.scaled_dot_product_attention
     "residual_norm": ("cpu",),  # BERT's LayerNorm(x + h + bias); GPUs run mx.fast.layer_norm
+    "context_mix": ("cpu",),  # the next-concept head's lag mixture; GPUs run MLX's fused ops
 }
 
 

@@ -20,6 +20,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from ..kernels.activations import gelu
+from ..kernels.mix import context_mix
 from .cache import MixerCache, VMMCache, WindowCache
 from .moe import MoEFeedForward, RouterStats
 from .rvq import ResidualVQ, RVQArgs
@@ -89,11 +90,7 @@ class NextConceptHead(nn.Module):
     def __call__(self, concepts: mx.array, h: mx.array, cache: WindowCache | None = None) -> mx.array:
         """`cache` holds the concepts fed before `concepts` (zeros before the first)."""
         padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
-        steps, weights = concepts.shape[1], mx.softmax(self.mix(h), axis=-1)
-        # a sum of shifted windows, not a (B, T, lags, concept_dim) stack: a quarter less time
-        out = weights[..., :1] * padded[:, self.lags - 1 : self.lags - 1 + steps]
-        for j in range(1, self.lags):
-            out = out + weights[..., j : j + 1] * padded[:, self.lags - 1 - j : self.lags - 1 - j + steps]
+        out = context_mix(padded, mx.softmax(self.mix(h), axis=-1))
         if "correction" in self:
             out = out + self.correction(h)
         return out * mx.rsqrt(mx.square(out).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)

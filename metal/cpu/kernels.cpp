@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
@@ -21,6 +23,7 @@
 #include "activations.h"
 #include "conv.h"
 #include "gate.h"
+#include "mix.h"
 #include "norm.h"
 #include "rvq.h"
 #include "softmax.h"
@@ -523,6 +526,51 @@ std::vector<mx::array> conv_backward(
       std::make_shared<ConvBackward>(mx::to_stream(s)), contiguous_floats({window, w, bias, d_y}, s));
 }
 
+// The next-concept head's context mixture (mix.h) and its two gradients, each its own
+// primitive so that the window's (concepts are data in training) is never computed unasked.
+// Inputs: the window x (b, T + L - 1, D) and weights a (b, T, L); g (b, T, D) for gradients.
+enum class MixOp { forward, weights, window };
+
+class ContextMix : public CpuKernel {
+ public:
+  ContextMix(mx::Stream stream, MixOp op) : CpuKernel(stream, "MeqgContextMix", static_cast<int>(op)) {}
+
+ protected:
+  std::function<void()> work(const std::vector<mx::array>& inputs, In in, Out out) const override {
+    int batch = inputs[0].shape(0), D = inputs[0].shape(2), T = inputs[1].shape(1), L = inputs[1].shape(2);
+    auto op = static_cast<MixOp>(variant());
+    return [=]() {
+      long steps = static_cast<long>(batch) * T, rows = op == MixOp::window ? batch * (T + L - 1L) : steps;
+      in_parallel(rows, rows * L * D, [&](long first, long last) {
+        for (long i = first; i < last; ++i) {
+          if (op == MixOp::forward) {
+            meqg_mix_forward(i / T, i % T, in[0], in[1], out[0], T, D, L);
+          } else if (op == MixOp::weights) {
+            meqg_mix_backward_weights(i / T, i % T, in[0], in[2], out[0], T, D, L);
+          } else {
+            meqg_mix_backward_window(i / (T + L - 1), i % (T + L - 1), in[1], in[2], out[0], T, D, L);
+          }
+        }
+      });
+    };
+  }
+};
+
+mx::array context_mix(MixOp op, const mx::array& x, const mx::array& a, std::optional<mx::array> g, mx::StreamOrDevice s) {
+  if (x.ndim() != 3 || a.ndim() != 3 || a.shape(0) != x.shape(0) || a.shape(2) < 1 ||
+      x.shape(1) != a.shape(1) + a.shape(2) - 1) {
+    throw std::invalid_argument("context_mix: window (b, T + L - 1, D) and weights (b, T, L) expected");
+  }
+  mx::Shape step_shape{x.shape(0), a.shape(1), x.shape(2)};
+  if ((op == MixOp::forward) == g.has_value() || (g && g->shape() != step_shape)) {
+    throw std::invalid_argument("context_mix: the gradients take a cotangent g (b, T, D), the forward none");
+  }
+  auto shape = op == MixOp::forward ? step_shape : op == MixOp::weights ? a.shape() : x.shape();
+  std::vector<mx::array> inputs{x, a};
+  if (g) inputs.push_back(*g);
+  return mx::array(shape, mx::float32, std::make_shared<ContextMix>(mx::to_stream(s), op), contiguous_floats(inputs, s));
+}
+
 std::vector<mx::array> pointwise(Pointwise op, const std::vector<mx::array>& arrays, mx::StreamOrDevice s) {
   for (auto& a : arrays) {
     if (a.shape() != arrays[0].shape()) {
@@ -717,6 +765,15 @@ NB_MODULE(_meqg_kernels, m) {
   m.def(
       "conv_backward", &meqg::conv_backward, "window"_a, "w"_a, "bias"_a, "d_y"_a, nb::kw_only(),
       "stream"_a = nb::none(), "Its gradient: (d_window, d_w, d_bias).");
+  nb::enum_<meqg::MixOp>(m, "MixOp")
+      .value("forward", meqg::MixOp::forward)
+      .value("weights", meqg::MixOp::weights)
+      .value("window", meqg::MixOp::window);
+  m.def(
+      "context_mix", &meqg::context_mix, "op"_a, "window"_a, "weights"_a, "g"_a = nb::none(), nb::kw_only(),
+      "stream"_a = nb::none(),
+      "The next-concept head's context mixture (metal/mix.h): y (b, T, D) = sum_j a[..., j] window shifted "
+      "j back, from window (b, T + L - 1, D) and a (b, T, L); its gradient in a (weights) or the window from g.");
   nb::enum_<meqg::Pointwise>(m, "Pointwise")
       .value("silu", meqg::Pointwise::silu)
       .value("silu_grad", meqg::Pointwise::silu_grad)
