@@ -51,30 +51,36 @@ SETTINGS = {
     },
     "train": {"batch_size": 16, "seq_len": 32, "rvq_fit_steps": 5, "learning_rate": 1e-3},
 }
-BLOCKS = 4  # versus_torch: each engine's passes come in this many blocks, the engines alternating
+BLOCKS = 4  # each engine's passes, each variant's steps, come in this many blocks, taking turns
 
 
 def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], steps: int, warmup: int = 3) -> dict:
     """Concept-steps/s and peak memory of each (gate, check_interval) variant. The variants take
-    their steps in turn, so drifts of the machine's speed hit them alike."""
+    turns in BLOCKS blocks of consecutive steps, as a run takes them, each block after an untimed
+    step: drifts of the machine's speed hit them alike, and no variant is timed while another's
+    BLAS threads still spin or its weights fill the caches (switching every step made both
+    1-10% slower here, and their ratio 0-0.05 higher)."""
     trainers = {}
     for name, (gate, interval) in variants.items():
         config = from_dict(MeqgConfig, SETTINGS)
-        config.train.gate, config.train.steps, config.gate.check_interval = gate, steps + warmup, interval
+        config.train.gate, config.gate.check_interval = gate, interval
+        config.train.steps = steps + warmup + BLOCKS
         trainers[name] = Trainer(store, config)
         for _ in range(warmup):
             trainers[name].step()
     totals = {name: {"tokens": 0, "seconds": 0.0, "checks": 0, "peak": 0} for name in variants}
-    for _ in range(steps):
+    for block in range(BLOCKS):
         for name, trainer in trainers.items():
-            mx.reset_peak_memory()
-            started = time.perf_counter()
-            report = trainer.step()
+            trainer.step()
             total = totals[name]
-            total["seconds"] += time.perf_counter() - started
-            total["tokens"] += report.tokens
-            total["checks"] += report.gate is not None
-            total["peak"] = max(total["peak"], mx.get_peak_memory())
+            for _ in range(steps * (block + 1) // BLOCKS - steps * block // BLOCKS):
+                mx.reset_peak_memory()
+                started = time.perf_counter()
+                report = trainer.step()
+                total["seconds"] += time.perf_counter() - started
+                total["tokens"] += report.tokens
+                total["checks"] += report.gate is not None
+                total["peak"] = max(total["peak"], mx.get_peak_memory())
     return {
         name: {
             "concept_steps_s": t["tokens"] / t["seconds"],
