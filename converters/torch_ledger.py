@@ -33,13 +33,14 @@ def sample_codes(planner, h: torch.Tensor, n: int, generator: torch.Generator) -
 def block_logprob_mc(
     planner, h: torch.Tensor, z: torch.Tensor, block: tuple[int, ...], inner: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (n, K)."""
+    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (n, K); levels after the
+    block's last one do not change the weights, so they are not sampled."""
     n = z.shape[0]
     fixed = z.repeat_interleave(inner, 0)
     hidden = h.expand(n * inner, -1)
     prefix = torch.zeros(n * inner, 0, dtype=torch.long, device=h.device)
     logw = h.new_zeros(n * inner)
-    for level in range(planner.levels):
+    for level in range(max(block) + 1):
         logits = planner.level_logits(hidden, prefix, level).log_softmax(-1)
         if level in block:
             choice = fixed[:, level]

@@ -78,12 +78,14 @@ def sample_codes(
 def block_logprob_mc(
     q: AutoregressiveCodes, z: mx.array, block: tuple[int, ...], inner: int, key: mx.array
 ) -> mx.array:
-    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (..., n, K)."""
+    """Likelihood-weighting estimate of log q_b(z_b) for each row of z (..., n, K).
+
+    Levels after the block's last one do not change the weights, so they are not sampled."""
     *batch, n, _ = z.shape
     fixed = mx.repeat(z, inner, axis=-2)
     prefix = mx.zeros((*batch, n * inner, 0), dtype=mx.int32)
     logw = mx.zeros((*batch, n * inner))
-    for k, subkey in enumerate(mx.random.split(key, q.levels)):
+    for k, subkey in zip(range(max(block) + 1), mx.random.split(key, q.levels)):
         logits = q.conditional_logprobs(prefix)
         if k in block:
             choice = fixed[..., k]
