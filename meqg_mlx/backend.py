@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 OPENBLAS_CANDIDATES = (
@@ -56,6 +57,13 @@ def configure_blas() -> None:
         return
     if "mlx.core" in sys.modules:
         _state["reason"] = "mlx.core was imported before meqg could configure BLAS"
+        if system_openblas() is not None:
+            warnings.warn(
+                "mlx.core was imported before meqg_mlx, so MLX keeps its bundled reference BLAS "
+                "(matmuls ~40x slower here); import meqg_mlx first",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return
     path = system_openblas()
     if path is None:

@@ -1,4 +1,6 @@
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,34 @@ def test_system_openblas_is_used_on_linux():
     """Which BLAS is loaded, not how fast it runs here (bench/matmul.py measures that against numpy)."""
     assert backend.blas_description().startswith("system OpenBLAS")
     assert any("openblas" in lib for lib in backend.loaded_blas_libraries())
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or backend.system_openblas() is None,
+    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
+)
+@pytest.mark.parametrize("first", ["mlx.core", "meqg_mlx"])
+def test_importing_mlx_first_warns_that_blas_is_slow(first):
+    """MLX binds its BLAS when it loads: imported before meqg_mlx it keeps the reference one."""
+    code = f"import {first}, mlx.core, meqg_mlx; print(meqg_mlx.backend.blas_description())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warned = "import meqg_mlx first" in done.stderr
+    assert warned == (first == "mlx.core"), done.stderr
+    assert done.stdout.startswith("mlx.core was imported before") == (first == "mlx.core")
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or backend.system_openblas() is None,
+    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
+)
+@pytest.mark.parametrize("module", ["meqg_cli.main", "meqg_converters.train", "meqg_converters.coreml"])
+def test_entry_points_set_up_blas_before_mlx_loads(module):
+    """torchrun workers start in meqg_converters.train, which imports mlx.core before meqg_mlx."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", f"import {module}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_missing_override_path_means_no_openblas(monkeypatch, tmp_path):
