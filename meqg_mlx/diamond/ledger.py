@@ -18,6 +18,7 @@ from typing import Protocol
 
 import mlx.core as mx
 
+from ..kernels.softmax import cross_entropy
 from .view import View
 
 
@@ -162,6 +163,5 @@ def s_mod_surrogate(
     if not surrogate:
         return value, mx.array(0.0)
     logits = planner(mx.broadcast_to(hidden[:, None], (*z.shape[:-1], hidden.shape[-1])), z)
-    log_softmax = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-    logq_grad = mx.take_along_axis(log_softmax, z[..., None], axis=-1)[..., 0].sum(-1)
+    logq_grad = -cross_entropy(logits, z).sum(-1)
     return value, ((f - f.mean(-1, keepdims=True)) * logq_grad).mean()

@@ -21,6 +21,7 @@ from mlx.utils import tree_flatten
 
 from ..kernels.activations import gelu
 from ..kernels.mix import context_mix
+from ..kernels.softmax import logsumexp
 from .cache import MixerCache, VMMCache, WindowCache
 from .moe import MoEFeedForward, RouterStats
 from .rvq import ResidualVQ, RVQArgs
@@ -135,7 +136,7 @@ class PlannerDistribution:
         # the first level sees h alone: one row per position, broadcast over the samples
         h = self.h if level == 0 else mx.broadcast_to(mx.expand_dims(self.h, -2), (*rows, self.h.shape[-1]))
         logits = self.head.level_logits(h, prefix, level)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        logprobs = logits - logsumexp(logits, keepdims=True)
         return mx.broadcast_to(mx.expand_dims(logprobs, -2), (*rows, self.codes)) if level == 0 else logprobs
 
     def log_joint(self) -> mx.array:
