@@ -18,7 +18,7 @@ from typing import Protocol
 
 import mlx.core as mx
 
-from ..kernels.softmax import cross_entropy
+from ..kernels.softmax import cross_entropy, softmax
 from .view import View
 
 
@@ -61,6 +61,16 @@ def phi_exact(log_joint: mx.array) -> mx.array:
     return mx.where(scale > 1e-9, mx.minimum(s_mod / mx.maximum(scale, 1e-9), 1.0), 0.0)
 
 
+def draw(logprobs: mx.array, key: mx.array) -> mx.array:
+    """One code per row of log-probabilities (..., C), by the inverse CDF: a uniform per row,
+    where MLX's categorical draws C Gumbels (two logs each, one element at a time on its CPU).
+    The uniform is scaled to the row's summed probability, so a code of probability 0 is never
+    drawn (the first code whose cumulative sum exceeds it is)."""
+    total = mx.cumsum(softmax(logprobs), axis=-1)
+    u = mx.random.uniform(shape=(*logprobs.shape[:-1], 1), key=key) * total[..., -1:]
+    return mx.stop_gradient((total <= u).sum(-1).astype(mx.int32))
+
+
 def sample_codes(
     q: AutoregressiveCodes, n: int, key: mx.array, batch: tuple[int, ...] = ()
 ) -> tuple[mx.array, mx.array]:
@@ -70,7 +80,7 @@ def sample_codes(
     logq = mx.zeros((*batch, n))
     for k, subkey in enumerate(mx.random.split(key, q.levels)):
         logits = q.conditional_logprobs(prefix)
-        z = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
+        z = draw(logits, subkey)
         logq = logq + mx.take_along_axis(logits, z[..., None], axis=-1)[..., 0]
         prefix = mx.concatenate([prefix, z[..., None]], axis=-1)
     return prefix, logq
@@ -92,7 +102,7 @@ def block_logprob_mc(
             choice = fixed[..., k]
             logw = logw + mx.take_along_axis(logits, choice[..., None], axis=-1)[..., 0]
         else:
-            choice = mx.stop_gradient(mx.random.categorical(logits, key=subkey).astype(mx.int32))
+            choice = draw(logits, subkey)
         prefix = mx.concatenate([prefix, choice[..., None]], axis=-1)
     return mx.logsumexp(logw.reshape(*batch, n, inner), axis=-1) - mx.log(float(inner))
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from meqg_mlx.diamond.ledger import (
+    draw,
     block_logprob_mc,
     collapse_pressure,
     marginal_logprobs,
@@ -54,6 +55,19 @@ def all_views(levels):
                 yield part[:i] + [(first,) + part[i]] + part[i + 1 :]
 
     return [View(tuple(p)) for p in partitions(list(range(levels)))]
+
+
+def test_draws_follow_the_distribution_and_skip_impossible_codes():
+    """Inverse-CDF draws, rows of two distributions at once: frequencies within 5 standard
+    errors of the probabilities, and a code of probability 0 (first, middle, last) never drawn."""
+    probs = np.array([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.1, 0.1, 0.6, 0.0, 0.1, 0.1]])
+    n = 40000
+    logprobs = mx.log(mx.broadcast_to(mx.array(probs)[:, None], (2, n, 6)))
+    codes = np.array(draw(logprobs, mx.random.key(0)))
+    for row, p in zip(codes, probs):
+        freq = np.bincount(row, minlength=6) / n
+        assert (freq[p == 0] == 0).all()
+        assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / n) + 1e-12), (freq, p)
 
 
 def test_view_validation_and_widening():
