@@ -13,6 +13,8 @@ from meqg_mlx.kernels.conv import causal_conv_silu, reference
 from meqg_mlx.vmm.cache import MixerCache
 from meqg_mlx.vmm.ssd import SSDArgs, SSDMixer
 
+from .oracle import close, weighted_sum
+
 # (batch, steps, channels, taps): odd channel counts (no vector-width multiple), one decoding
 # step, a one-tap conv, and enough work that the CPU extension splits steps, window rows and
 # channels over threads. Outputs are not zeroed first, so a row no thread wrote would show.
@@ -27,22 +29,13 @@ def inputs(b, steps, channels, taps, seed=0):
     return window, weight, bias
 
 
-def loss(conv):
-    """Weighs every output element differently, so a wrong gradient anywhere shows."""
-    return lambda *args: (conv(*args) * mx.cos(conv(*args))).sum()
-
-
-def close(got, want, tol=2e-5):
-    return np.allclose(got, want, atol=tol * max(1.0, float(mx.abs(want).max())))
-
-
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_values_and_gradients_match_the_reference(device, shape):
     assert kernel_status("causal_conv").backend == device
     args = inputs(*shape)
     assert close(causal_conv_silu(*args), reference(*args))
-    got = mx.grad(loss(causal_conv_silu), (0, 1, 2))(*args)
-    want = mx.grad(loss(reference), (0, 1, 2))(*args)
+    got = mx.grad(weighted_sum(causal_conv_silu), (0, 1, 2))(*args)
+    want = mx.grad(weighted_sum(reference), (0, 1, 2))(*args)
     for name, g, w in zip(("window", "weight", "bias"), got, want):
         assert g.shape == w.shape, name
         assert close(g, w, 5e-5), name

@@ -12,6 +12,8 @@ from meqg_mlx.kernels import kernel_status
 from meqg_mlx.kernels.mix import context_mix, reference
 from meqg_mlx.vmm.model import VMM, ModelArgs
 
+from .oracle import close, weighted_sum
+
 # (batch, steps, columns, lags): odd column counts (no vector-width multiple), one decoding
 # step, a single lag, more lags than steps, and enough work that the extension splits the
 # steps and window rows over threads. Outputs are not zeroed first, so a row no thread wrote
@@ -26,22 +28,13 @@ def inputs(b, steps, columns, lags, seed=0):
     return window, weights
 
 
-def loss(mix):
-    """Weighs every output element differently, so a wrong gradient anywhere shows."""
-    return lambda *args: (mix(*args) * mx.cos(mix(*args))).sum()
-
-
-def close(got, want, tol=2e-5):
-    return np.allclose(got, want, atol=tol * max(1.0, float(mx.abs(want).max())))
-
-
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_values_and_gradients_match_the_reference(cpu, shape):
     assert kernel_status("context_mix").backend == "cpu"
     args = inputs(*shape)
     assert close(context_mix(*args), reference(*args))
-    got = mx.grad(loss(context_mix), (0, 1))(*args)
-    want = mx.grad(loss(reference), (0, 1))(*args)
+    got = mx.grad(weighted_sum(context_mix), (0, 1))(*args)
+    want = mx.grad(weighted_sum(reference), (0, 1))(*args)
     for name, g, w in zip(("window", "weights"), got, want):
         assert g.shape == w.shape, name
         assert close(g, w, 5e-5), name
@@ -50,8 +43,8 @@ def test_values_and_gradients_match_the_reference(cpu, shape):
 def test_a_compiled_gradient_of_the_weights_alone_matches(cpu):
     """As in training: the window is data, so only the weights' gradient is asked for."""
     window, weights = inputs(4, 9, 24, 8)
-    got = mx.compile(mx.grad(lambda a: loss(context_mix)(window, a)))(weights)
-    assert close(got, mx.grad(lambda a: loss(reference)(window, a))(weights), 5e-5)
+    got = mx.compile(mx.grad(lambda a: weighted_sum(context_mix)(window, a)))(weights)
+    assert close(got, mx.grad(lambda a: weighted_sum(reference)(window, a))(weights), 5e-5)
 
 
 def test_second_derivatives_differentiate_the_reference(cpu):
@@ -60,7 +53,7 @@ def test_second_derivatives_differentiate_the_reference(cpu):
     vector = mx.random.normal(weights.shape, key=mx.random.key(5))
 
     def hvp(mix):
-        grad = mx.grad(lambda a: loss(mix)(window, a))
+        grad = mx.grad(lambda a: weighted_sum(mix)(window, a))
         return mx.grad(lambda a: (grad(a) * vector).sum())(weights)
 
     assert close(hvp(context_mix), hvp(reference), 1e-4)
