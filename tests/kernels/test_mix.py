@@ -10,7 +10,6 @@ import pytest
 from meqg_mlx.errors import InputError
 from meqg_mlx.kernels import kernel_status
 from meqg_mlx.kernels.mix import context_mix, reference
-from meqg_mlx.vmm.model import VMM, ModelArgs
 
 from .oracle import close, weighted_sum
 
@@ -65,16 +64,6 @@ def test_non_finite_inputs_reach_the_outputs_they_feed(cpu):
     got, want = np.array(context_mix(window, weights)), np.array(reference(window, weights))
     assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got).sum() == 3
     assert np.allclose(got[~np.isnan(got)], want[~np.isnan(want)], atol=1e-5)
-
-
-def test_the_head_decodes_step_by_step_as_it_runs_the_whole_sequence(cpu):
-    model = VMM(ModelArgs(concept_dim=12, d_model=16, n_layers=1, d_state=8, head_dim=8, chunk_size=4))
-    concepts = mx.random.normal((2, 7, 12), key=mx.random.key(3))
-    concepts = concepts / mx.linalg.norm(concepts, axis=-1, keepdims=True)
-    whole = model(concepts).next_vector
-    cache = model.make_cache()
-    steps = [model(concepts[:, t : t + 1], cache).next_vector for t in range(concepts.shape[1])]
-    assert close(mx.concatenate(steps, axis=1), whole, 1e-4)
 
 
 @pytest.mark.parametrize(
