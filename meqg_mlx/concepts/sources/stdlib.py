@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ...sandbox import SandboxUnavailable, isolation, run_python
+from ...sandbox.runner import OUTPUT_KILL_BYTES
 from ...errors import InputError
 from . import ConceptRecord
 from .prose import document_records, paragraphs
@@ -262,7 +263,11 @@ def run_doctests(modules: list[str], timeout_s: float, memory_mb: int) -> dict[s
     A module the sandbox did not finish (time or memory limit) maps to "timeout".
     """
     result = run_python(
-        DOCTEST_RUNNER, timeout_s=timeout_s, memory_mb=memory_mb, files={"modules.json": json.dumps(modules)}
+        DOCTEST_RUNNER,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        max_output=OUTPUT_KILL_BYTES,  # a truncated report would read as a timeout
+        files={"modules.json": json.dumps(modules)},
     )
     outcomes = {name: "timeout" for name in modules}
     for line in result.stdout.splitlines():
