@@ -163,7 +163,6 @@ class NullStabilityGate:
             (delta, s_mod), grads = nn.value_and_grad(model, lambda m: loss_fn(m, view))(model)
         else:
             (delta, s_mod), grads = value_and_grad(view)
-        mx.eval(delta, s_mod, grads)
         if update is None:
             optimizer.update(model, optim.clip_grad_norm(grads, grad_clip)[0] if grad_clip else grads)
         else:
@@ -171,7 +170,8 @@ class NullStabilityGate:
         proposed = dict(tree_flatten(model.trainable_parameters()))
         before, flat_grads = dict(tree_flatten(params)), dict(tree_flatten(grads))
         names = list(proposed)
-        # one pass and one sync for all arrays: per-array syncs cost more than the step
+        # the gradient, the optimizer step and one pass over all arrays in one sync: a sync per array
+        # costs more than the step, and one before the update left the core idle while it was queued
         reductions = np.array(
             gate_reductions([before[k] for k in names], [proposed[k] for k in names], [flat_grads[k] for k in names])
         ).astype(np.float64)
