@@ -2,7 +2,9 @@
 
 1. Concept-steps/s (valid next-concept positions trained per second) of the same model
    on the same batches: ungated, gated at every step, and gated on the adaptive
-   interval (gate.check_interval); plus peak memory per step (MLX's allocator).
+   interval (gate.check_interval); plus peak memory per step (MLX's allocator). The
+   overhead is the whole run's, with its range over the blocks the variants took turns in
+   (a 2-core VM moved it by +-0.1 between runs).
 2. Forward+backward of the VMM in MLX (with meqg's kernels, compiled into one graph as the
    trainer runs it and op by op; and with MEQG_KERNELS=0) and of its PyTorch twin
    (meqg_converters, eager) with the same weights on the same batches: distance + in-batch
@@ -68,11 +70,12 @@ def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], st
         trainers[name] = Trainer(store, config)
         for _ in range(warmup):
             trainers[name].step()
-    totals = {name: {"tokens": 0, "seconds": 0.0, "checks": 0, "peak": 0} for name in variants}
+    totals = {name: {"tokens": 0, "seconds": 0.0, "checks": 0, "peak": 0, "blocks": []} for name in variants}
     for block in range(BLOCKS):
         for name, trainer in trainers.items():
             trainer.step()
             total = totals[name]
+            tokens, seconds = total["tokens"], total["seconds"]
             for _ in range(steps * (block + 1) // BLOCKS - steps * block // BLOCKS):
                 mx.reset_peak_memory()
                 started = time.perf_counter()
@@ -81,12 +84,14 @@ def gate_overhead(store: ConceptStore, variants: dict[str, tuple[bool, int]], st
                 total["tokens"] += report.tokens
                 total["checks"] += report.gate is not None
                 total["peak"] = max(total["peak"], mx.get_peak_memory())
+            total["blocks"].append((total["tokens"] - tokens) / (total["seconds"] - seconds))
     return {
         name: {
             "concept_steps_s": t["tokens"] / t["seconds"],
             "step_ms": 1e3 * t["seconds"] / steps,
             "checks": t["checks"],
             "peak_mb": t["peak"] / 2**20,
+            "block_concept_steps_s": t["blocks"],
         }
         for name, t in totals.items()
     }
@@ -219,12 +224,17 @@ def main() -> None:
         },
         args.steps,
     )
-    base = runs["ungated"]["concept_steps_s"]
-    print(f"{'':<34}{'concept-steps/s':>16}{'ms/step':>10}{'gate checks':>13}{'peak MB':>10}{'overhead':>10}")
+    base = runs["ungated"]
+    print(
+        f"{'':<34}{'concept-steps/s':>16}{'ms/step':>10}{'gate checks':>13}{'peak MB':>10}{'overhead':>10}"
+        f"  {'blocks':>11}"
+    )
     for name, r in runs.items():
+        blocks = [b / v for b, v in zip(base["block_concept_steps_s"], r["block_concept_steps_s"])]
+        spread = f"{min(blocks):.2f}-{max(blocks):.2f}x" if r is not base else ""
         print(
             f"{name:<34}{r['concept_steps_s']:>16.0f}{r['step_ms']:>10.1f}{r['checks']:>13}"
-            f"{r['peak_mb']:>10.0f}{base / r['concept_steps_s']:>9.2f}x"
+            f"{r['peak_mb']:>10.0f}{base['concept_steps_s'] / r['concept_steps_s']:>9.2f}x  {spread:>11}"
         )
     peer = versus_torch(store, args.passes)
     torch_peak = "n/a (CPU)" if peer["torch_peak_mb"] is None else f"{peer['torch_peak_mb']:.0f} MB"
