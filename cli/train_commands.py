@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,20 +93,67 @@ def train_with_torchrun(command: list[str]) -> None:
     and says so, and torchrun's own exit status for the signal is no error of ours.
     """
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
-    errors, last, interrupted = [], "", []
+    failure, interrupted = TorchrunFailure(), []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     try:
         for line in process.stderr:
-            line = line.rstrip()
-            if line.startswith("error: "):
-                errors.append(line.removeprefix("error: "))
-            elif line.strip():
-                last = line
+            failure.read(line)
         process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
-    if errors or (process.returncode and not interrupted):
-        raise MeqgError(errors[0] if errors else f"torchrun exited with {process.returncode}: {last.strip()[:300]}")
+    if failure.errors or (process.returncode and not interrupted):
+        raise MeqgError(failure.message(process.returncode))
+
+
+class TorchrunFailure:
+    """What torchrun's stderr says went wrong: the ranks' `error:` lines, else the exception the rank
+    torchrun names as the root cause raised (the last line of its traceback, which torch prints with a
+    `[rankN]: ` prefix) or the signal that ended it, else the first exception any process raised."""
+
+    RANK_PREFIX = re.compile(r"^\[rank(\d+)\]: ?")
+
+    def __init__(self):
+        self.errors: list[str] = []
+        self.exceptions: dict[str, str] = {}  # rank ("" for none given) -> its first exception
+        self.root: dict[str, str] = {}
+        self._traceback: str | None = None  # the rank whose traceback is being read
+        self._in_root = False
+        self._last = ""
+
+    def read(self, line: str) -> None:
+        line = line.rstrip()
+        prefix = self.RANK_PREFIX.match(line)
+        rank = prefix.group(1) if prefix else ""
+        text = line[prefix.end() :] if prefix else line
+        if text.startswith("error: "):
+            self.errors.append(text.removeprefix("error: "))
+        elif text == "Traceback (most recent call last):":
+            self._traceback = rank
+        elif self._traceback == rank and text and not text[0].isspace():
+            self._traceback = None
+            if not text.startswith("torch.distributed.elastic."):  # torchrun's own report of the failure
+                self.exceptions.setdefault(rank, text)
+        elif text.startswith("Root Cause"):
+            self._in_root = True
+        elif self._in_root and text.startswith("  ") and ":" in text:
+            key, _, value = text.partition(":")
+            self.root.setdefault(key.strip(), " ".join(value.split()))
+        if text.strip():
+            self._last = text
+
+    def message(self, returncode: int) -> str:
+        if self.errors:
+            return self.errors[0]
+        rank = self.root.get("rank", "").split(" ")[0]
+        if rank:  # torchrun's report: "exitcode  : -9 (pid: 123)  (SIGKILL)"
+            status = self.root.get("exitcode", "?")
+            signal_name = re.search(r"\((SIG\w+)\)", status)
+            status = signal_name.group(1) if signal_name else f"exit code {status.split(' ')[0]}"
+            exception = self.exceptions.get(rank)
+            return f"rank {rank} failed ({status})" + (f": {exception[:300]}" if exception else "")
+        if self.exceptions:
+            return f"torchrun failed: {next(iter(self.exceptions.values()))[:300]}"
+        return f"torchrun exited with {returncode}: {self._last.strip()[:300]}"
 
 
 MONITOR_PID = "MEQG_MONITOR_PID"

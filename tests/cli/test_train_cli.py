@@ -6,6 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from meqg_cli.train_commands import train_with_torchrun
+from meqg_mlx.errors import MeqgError
+
 from ..conftest import meqg
 from ..processes import child, wait_until
 
@@ -82,3 +87,31 @@ def test_bad_train_input_is_a_one_line_error(small_store_path, tmp_path):
     for args, message in cases:
         result = meqg("train", *args)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+RANK_FAILS = """
+import os, signal, time
+import torch.distributed as dist
+dist.init_process_group("gloo")
+if dist.get_rank() == 1:
+    {failure}
+time.sleep(300)  # rank 0 ends by torchrun's SIGTERM only, so rank 1 is the first failure it observes
+"""
+
+
+@pytest.mark.parametrize(
+    "failure, message",
+    [
+        ("raise ValueError('rank one cannot go on')", "rank 1 failed (exit code 1): ValueError: rank one cannot go on"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "rank 1 failed (SIGKILL)"),
+    ],
+)
+def test_a_rank_that_fails_without_a_meqg_error_is_named_with_its_cause(tmp_path, failure, message):
+    """torchrun prints a rank's traceback with a `[rank1]: ` prefix and ends with its own report; the
+    one line names the rank torchrun found first and what it raised (or the signal that ended it)."""
+    script = tmp_path / "rank_fails.py"
+    script.write_text(RANK_FAILS.format(failure=failure))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    with pytest.raises(MeqgError) as raised:
+        train_with_torchrun(command)
+    assert str(raised.value) == message
