@@ -7,6 +7,11 @@ import pytest
 
 from meqg_mlx import backend
 
+needs_system_openblas = pytest.mark.skipif(
+    platform.system() != "Linux" or backend.system_openblas() is None,
+    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
+)
+
 
 def test_doctor_reports_backend_blas_and_a_measured_matmul():
     report = backend.doctor_report()
@@ -15,20 +20,14 @@ def test_doctor_reports_backend_blas_and_a_measured_matmul():
     assert report["matmul_1024_gflops"] > 0
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or backend.system_openblas() is None,
-    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
-)
+@needs_system_openblas
 def test_system_openblas_is_used_on_linux():
     """Which BLAS is loaded, not how fast it runs here (bench/matmul.py measures that against numpy)."""
     assert backend.blas_description().startswith("system OpenBLAS")
     assert any("openblas" in lib for lib in backend.loaded_blas_libraries())
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or backend.system_openblas() is None,
-    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
-)
+@needs_system_openblas
 @pytest.mark.parametrize("first", ["mlx.core", "meqg_mlx"])
 def test_importing_mlx_first_warns_that_blas_is_slow(first):
     """MLX binds its BLAS when it loads: imported before meqg_mlx it keeps the reference one."""
@@ -40,15 +39,15 @@ def test_importing_mlx_first_warns_that_blas_is_slow(first):
     assert done.stdout.startswith("mlx.core was imported before") == (first == "mlx.core")
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or backend.system_openblas() is None,
-    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
-)
+@needs_system_openblas
 @pytest.mark.parametrize("module", ["meqg_cli.main", "meqg_converters.train", "meqg_converters.coreml"])
 def test_entry_points_set_up_blas_before_mlx_loads(module):
     """torchrun workers start in meqg_converters.train, which imports mlx.core before meqg_mlx."""
     done = subprocess.run(
-        [sys.executable, "-W", "error::RuntimeWarning", "-c", f"import {module}"], capture_output=True, text=True
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
 
