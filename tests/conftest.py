@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -79,6 +80,49 @@ def sentence_store_path(tmp_path_factory, embedder) -> Path:
         ]
     )
     return path
+
+
+GRAPH_DIM, GRAPH_ROOTS, GRAPH_CHILDREN = 32, 24, 16
+
+
+def graph_concepts(seed: int = 0) -> list:
+    """A toy lexicon with known answers: GRAPH_ROOTS categories, each with GRAPH_CHILDREN members near it
+    (member = normalize(category + 0.6 noise)); `hypernym` member -> category and `hyponym` back; `antonym`
+    between member pairs, both ways. Keys as WordNet's, so each concept is its own held-out unit."""
+    from meqg_mlx.concepts.store import NewConcept
+
+    rng = np.random.default_rng(seed)
+
+    def unit(v):
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    roots = unit(rng.normal(size=(GRAPH_ROOTS, GRAPH_DIM)))
+    concepts = []
+    for r, root in enumerate(roots):
+        children = unit(root + 0.6 * unit(rng.normal(size=(GRAPH_CHILDREN, GRAPH_DIM))))
+        root_id = len(concepts)
+        child_ids = [root_id + 1 + c for c in range(GRAPH_CHILDREN)]
+        concepts.append(
+            NewConcept(root_id, f"category {r}", root, "lexical", f"wn:n:{root_id:08d}", "graph",
+                       relations=[(c, "hyponym", 1.0) for c in child_ids])
+        )  # fmt: skip
+        for c, (child_id, vector) in enumerate(zip(child_ids, children)):
+            partner = child_ids[c ^ 1]
+            relations = [(root_id, "hypernym", 1.0), (partner, "antonym", 1.0)]
+            concepts.append(NewConcept(child_id, f"member {c} of {r}", vector, "lexical", f"wn:n:{child_id:08d}",
+                                       "graph", relations=relations))  # fmt: skip
+    return concepts
+
+
+@pytest.fixture(scope="session")
+def graph_store(tmp_path_factory):
+    from meqg_mlx.concepts.store import ConceptStore
+
+    store = ConceptStore.create(tmp_path_factory.mktemp("stores") / "graph", GRAPH_DIM, "graph-test")
+    concepts = graph_concepts()
+    store.reserve_ids(len(concepts))
+    store.add(concepts)
+    return store
 
 
 def meqg(*args: str, env: dict | None = None, timeout: float = 300):

@@ -584,6 +584,14 @@ class ConceptStore:
             self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
 
     # ----- summary ---------------------------------------------------------------------------
+    def relation_counts(self) -> dict[str, int]:
+        """How many edges of each relation type the store holds, by type name."""
+        types = pa.compute.list_flatten(self.columns(["relations"])["relations"]).combine_chunks()
+        if not len(types):
+            return {}
+        counts = pa.compute.value_counts(types.field("type")).to_pylist()
+        return {c["values"]: int(c["counts"]) for c in sorted(counts, key=lambda c: c["values"])}
+
     def stats(self) -> dict:
         info = self.columns(["kind", "source", "validation", "relations", "domain"])
 

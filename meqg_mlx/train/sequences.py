@@ -23,7 +23,7 @@ class Document:
     ids: np.ndarray
 
 
-def _document_name(key: str | None) -> str | None:
+def document_name(key: str | None) -> str | None:
     """`pydoc:for#3` -> `pydoc:for`; `py:json.dumps` -> `py:json`; `py-example:x#2` -> `py-example:x`."""
     if not key:
         return None
@@ -39,7 +39,7 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
     table = store.columns(["concept_id", "key"])
     groups: dict[str, list[int]] = {}
     for cid, key in zip(table["concept_id"].to_pylist(), table["key"].to_pylist()):
-        name = _document_name(key)
+        name = document_name(key)
         if name is not None:
             groups.setdefault(name, []).append(cid)
     docs = [
@@ -52,14 +52,17 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
     return docs
 
 
+def held_out(name: str, validation_fraction: float) -> bool:
+    """Whether the document (or lone concept) `name` is held out: a hash of the name alone, stable as the
+    store grows. `relations.held_out_rows` uses it for concepts outside documents."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < validation_fraction
+
+
 def split_documents(docs: list[Document], validation_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
     """Deterministic split by a hash of the document name (stable as the store grows)."""
 
-    def bucket(doc: Document) -> float:
-        return int(hashlib.sha1(doc.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    train = [d for d in docs if bucket(d) >= validation_fraction]
-    validation = [d for d in docs if bucket(d) < validation_fraction]
+    train = [d for d in docs if not held_out(d.name, validation_fraction)]
+    validation = [d for d in docs if held_out(d.name, validation_fraction)]
     if not train or not validation:
         raise StoreError(f"{len(docs)} documents are too few to split into train and validation")
     return train, validation

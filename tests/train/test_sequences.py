@@ -1,13 +1,13 @@
 import numpy as np
 
-from meqg_mlx.train.sequences import _document_name, documents, split_documents, windows
+from meqg_mlx.train.sequences import document_name, documents, split_documents, windows
 
 
-def test_document_names():
-    assert _document_name("pydoc:for#3") == "pydoc:for"
-    assert _document_name("py:json.dumps") == "py:json"
-    assert _document_name("py-example:statistics.mean#2") == "py-example:statistics.mean"
-    assert _document_name(None) is None
+def testdocument_names():
+    assert document_name("pydoc:for#3") == "pydoc:for"
+    assert document_name("py:json.dumps") == "py:json"
+    assert document_name("py-example:statistics.mean#2") == "py-example:statistics.mean"
+    assert document_name(None) is None
 
 
 def test_documents_split_without_overlap_and_windows_follow_reading_order(small_store):
