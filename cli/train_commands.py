@@ -264,13 +264,36 @@ def print_summary(summary) -> None:
         f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}",
         soft_wrap=True,
     )
-    if summary.metrics:
-        print_metrics(summary.metrics)
+    if summary.validation:
+        print_validation(summary.validation)
 
 
-def print_metrics(metrics: dict[str, dict[str, float]]) -> None:
-    names = list(next(iter(metrics.values())))
-    header = [n.replace("_accuracy", "") for n in names]
-    out.print(f"{'validation':<21}" + "".join(f"{n:>12}" for n in header))
-    for method, values in metrics.items():
-        out.print(f"  {method:<19}" + "".join(f"{values[n]:>12.3f}" for n in names))
+COLUMNS = (  # (metric, header, better): what each validation column says and which way is better
+    ("recall@1", "r@1", "high"),
+    ("recall@10", "r@10", "high"),
+    ("mrr", "mrr", "high"),
+    ("l2", "l2", "low"),
+    ("contrastive_accuracy", "CA", "high"),
+    ("par", "PAR", "low"),
+    ("copy_rate", "copy", "low"),
+)
+
+
+def print_validation(validation) -> None:
+    """One table per relation (model first, then the baselines), and the model against the best baseline."""
+    out.print(
+        f"validation on held-out concepts; {validation.candidates:,} candidates (the context excluded); "
+        + ", ".join(f"{header} {'higher' if better == 'high' else 'lower'} is better" for _, header, better in COLUMNS),
+        soft_wrap=True,
+    )
+    for relation, table in validation.tables.items():
+        out.print(f"[bold]{relation:<21}[/]" + "".join(f"{header:>8}" for _, header, _ in COLUMNS))
+        for method, values in table.items():
+            out.print(f"  {method:<19}" + "".join(f"{values[name]:>8.3f}" for name, _, _ in COLUMNS))
+        versus = validation.versus.get(relation)
+        if versus:
+            out.print(
+                f"  model - {versus['baseline']} recall@1: {versus['recall@1']:+.3f} "
+                f"(95% paired bootstrap {versus['low']:+.3f} to {versus['high']:+.3f})",
+                soft_wrap=True,
+            )

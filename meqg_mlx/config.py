@@ -84,6 +84,8 @@ class TrainConfig:
     rvq_fit_steps: int = 40
     eval_every: int = 50
     validation_windows: int = 64
+    validation_edges: int = 1000  # held-out edges per relation in the validation tables
+    baseline_mlp_steps: int = 400  # the MLP baseline's training steps (batches of 256 pairs)
     validation_fraction: float = 0.1
     checkpoint_every: int = 100
     phi_every: int = 5

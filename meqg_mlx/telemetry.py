@@ -42,7 +42,9 @@ EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may car
     "regime": frozenset({"regime", "phi"}),
     "recovery": frozenset({"action", "phi", "lr_scale", "checkpoint", "skipped", "scale"}),
     "checkpoint": frozenset({"action", "path", "stable", "parameters", "rvq", "config_steps", "bands", "superseded"}),
-    "eval": frozenset({"metrics", "rvq", "train_loss", "held_out_loss", "held_out_token_accuracy"}),
+    "eval": frozenset(
+        {"metrics", "tables", "versus", "candidates", "rvq", "train_loss", "held_out_loss", "held_out_token_accuracy"}
+    ),
     "run": frozenset({"status", "accepted", "target", "seconds"}),
 }
 RUN_STATUSES = ("finished", "interrupted", "aborted", "failed")

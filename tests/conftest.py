@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# tests never write into the user's meqg home (default stores, runs, the baseline cache)
+os.environ.setdefault("MEQG_HOME", tempfile.mkdtemp(prefix="meqg-home-"))
 
 import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 

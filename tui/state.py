@@ -153,13 +153,23 @@ class RunState:
 
     def _on_eval(self, r: dict, step: int) -> None:
         self.rvq = r.get("rvq", self.rvq)
-        metrics = r.get("metrics") or {}
-        parts = [
-            f"{name} l2 {_fmt(m.get('l2'), '.3f')} r@1 {_fmt(m.get('recall@1'), '.3f')} "
-            f"r@10 {_fmt(m.get('recall@10'), '.3f')}"
-            for name, m in metrics.items()
-            if isinstance(m, dict)
-        ]
+        tables = r.get("tables")
+        if isinstance(tables, dict):  # per relation: the model's recall@1 and its lead over the best baseline
+            versus = r.get("versus") if isinstance(r.get("versus"), dict) else {}
+            parts = [
+                f"{relation} r@1 {_fmt(table['model'].get('recall@1'), '.3f')}"
+                + (f" ({_fmt(lead.get('recall@1'), '+.3f')} vs {lead.get('baseline')})" if lead else "")
+                for relation, table in tables.items()
+                if isinstance(table, dict) and isinstance(table.get("model"), dict)
+                for lead in [versus.get(relation) if isinstance(versus.get(relation), dict) else None]
+            ]
+        else:  # runs from before the per-relation tables: every method of one table
+            parts = [
+                f"{name} l2 {_fmt(m.get('l2'), '.3f')} r@1 {_fmt(m.get('recall@1'), '.3f')} "
+                f"r@10 {_fmt(m.get('recall@10'), '.3f')}"
+                for name, m in (r.get("metrics") or {}).items()
+                if isinstance(m, dict)
+            ]
         self._log((step, "eval", " | ".join(parts) or "n/a"))
 
     def _on_run(self, r: dict, step: int) -> None:

@@ -20,10 +20,12 @@ import numpy as np
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, load_run, to_yaml
 from ..errors import ConfigError, MeqgError
+from ..paths import meqg_home
 from ..runs import RunDir
 from ..telemetry import TelemetryWriter
 from .checkpoint import last_stable_checkpoint, load_checkpoint, save_checkpoint
 from .trainer import StepReport, Trainer
+from .validation import Validation
 
 
 @dataclass
@@ -31,7 +33,7 @@ class RunSummary:
     run_dir: Path
     step: int
     accepted: int
-    metrics: dict[str, dict[str, float]] | None
+    validation: Validation | None
     interrupted: bool
     seconds: float
 
@@ -65,6 +67,7 @@ class TrainingRun:
         self.store = ConceptStore.open(store_path, config.store)
         self.config = config
         self.trainer = make_trainer(self.store, config)
+        self.trainer.baseline_cache = meqg_home() / "cache"
         checkpoint = run.latest_checkpoint() if resume else None
         if resume and checkpoint is None:
             raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")
@@ -91,7 +94,7 @@ class TrainingRun:
         self, on_step: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] = lambda: False
     ) -> RunSummary:
         tc, trainer = self.config.train, self.trainer
-        started, metrics, interrupted = time.perf_counter(), None, False
+        started, validation, interrupted = time.perf_counter(), None, False
         if trainer.state.step == 0:
             bands = {"geometric": self.config.regime.phi_geometric, "breakdown": self.config.regime.phi_breakdown}
             self.telemetry.emit(
@@ -112,7 +115,7 @@ class TrainingRun:
                 if record["gate"] and not record["gate"]["accepted"]:
                     self.telemetry.emit("gate", step, gate=record["gate"])
                 if tc.eval_every and step % tc.eval_every == 0:
-                    metrics = self.evaluate()
+                    validation = self.evaluate()
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                     self.checkpoint()
                 if on_step:
@@ -130,14 +133,14 @@ class TrainingRun:
                 self.checkpoint()
             if ended in ("failed", "aborted"):
                 self._end(ended, started)
-        if not interrupted and (metrics is None or trainer.state.step % max(tc.eval_every, 1)):
-            metrics = self.evaluate()
+        if not interrupted and (validation is None or trainer.state.step % max(tc.eval_every, 1)):
+            validation = self.evaluate()
         self._end(ended, started)
         return RunSummary(
             self.run.path,
             trainer.state.step,
             trainer.state.accepted,
-            metrics,
+            validation,
             interrupted,
             time.perf_counter() - started,
         )
@@ -208,10 +211,10 @@ class TrainingRun:
         )
         return path
 
-    def evaluate(self) -> dict[str, dict[str, float]]:
-        metrics = self.trainer.evaluate()
-        self.telemetry.emit("eval", self.trainer.state.step, metrics=metrics, rvq=self.rvq_usage())
-        return metrics
+    def evaluate(self) -> Validation:
+        validation = self.trainer.evaluate()
+        self.telemetry.emit("eval", self.trainer.state.step, **validation.as_record(), rvq=self.rvq_usage())
+        return validation
 
     def rvq_usage(self) -> dict:
         counts, perplexity = self.trainer.model.rvq.usage(self.trainer.codes[:-1])

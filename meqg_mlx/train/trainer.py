@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import mlx.core as mx
@@ -31,9 +32,12 @@ from ..schedules import warmup_cosine
 from ..vmm.model import VMM
 from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
-from .metrics import nearest_neighbour_baseline, next_concept_metrics
+from .baselines import Pairs
+from .metrics import score
 from .regime import RecoveryPolicy
-from .sequences import ConceptTable, documents, seen_among, seen_before, split_documents, tiled_windows, windows
+from .relations import RelationVocabulary, held_out_rows, store_edges, trainable
+from .sequences import ConceptTable, documents, seen_among, split_documents, tiled_windows, windows
+from .validation import QuerySet, Validation, baseline_scores, compare, document_queries, relation_queries
 
 
 @dataclass
@@ -71,6 +75,12 @@ class Trainer:
         self._set_experts()
         self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
         self.validation_ids = self._validation_windows()
+        self.vocabulary = RelationVocabulary.of_store(store)
+        self.edges = store_edges(store, self.table, self.vocabulary)
+        self.held_out = held_out_rows(store, self.table, tc.validation_fraction)
+        self.trainable_edges = trainable(self.edges, self.held_out, self.vocabulary)
+        self.baseline_cache: Path | None = None  # where baseline scores are kept per store version (None: not kept)
+        self._baselines: dict | None = None
         self.schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
         self.recovery = RecoveryPolicy(config.regime)
         self.optimizer = optim.AdamW(learning_rate=self.learning_rate, weight_decay=tc.weight_decay)
@@ -332,23 +342,45 @@ class Trainer:
             )
         )
 
-    def evaluate(self) -> dict[str, dict[str, float]]:
-        """LCM metrics on validation documents for the model and the two baselines."""
+    def validation_sets(self) -> list[QuerySet]:
+        """What the validation tables ask: held-out documents' next concepts, then each relation's targets
+        of held-out sources, with the training pairs the baselines are fitted on."""
+        tc, row_of = self.config.train, self.table.row_of
+        transitions = [(row_of[d.ids[:-1]], row_of[d.ids[1:]]) for d in self.train_docs]
+        pairs = Pairs(*(np.concatenate(side) for side in zip(*transitions)))
+        documents_set = document_queries(self.validation_ids, row_of, pairs)
+        edges = relation_queries(
+            self.edges, self.held_out, self.trainable_edges, self.vocabulary, tc.validation_edges, tc.seed
+        )
+        return [documents_set, *edges]
+
+    def evaluate(self) -> Validation:
+        """The validation tables: the model and every baseline, per relation (train.validation)."""
+        tc, table = self.config.train, self.table
+        sets = self.validation_sets()
+        if self._baselines is None:
+            key = {
+                "store": self.store.uri,
+                "table_version": self.store.table.version,
+                **{name: getattr(tc, name) for name in ("validation_fraction", "seed", "seq_len")},
+                **{name: getattr(tc, name) for name in ("validation_windows", "validation_edges")},
+            }
+            self._baselines = baseline_scores(
+                table.vectors, sets, self.baseline_cache, key, tc.baseline_mlp_steps, tc.seed
+            )
+        model = {s.relation: score(self.predict(s), s.queries, table.vectors) for s in sets}
+        return compare(model, self._baselines, len(table.ids))
+
+    def predict(self, query_set: QuerySet) -> np.ndarray:
+        """The model's next-concept vectors for a query set: documents through their validation windows,
+        relation queries from their source alone."""
         table = self.table
-        inputs, targets, mask = table.rows(self.validation_ids)
-        valid = np.array(mask).reshape(-1) > 0
-        current = np.array(table.matrix[inputs]).reshape(-1, self.args.concept_dim)[valid]
-        target = np.array(table.matrix[targets]).reshape(-1, self.args.concept_dim)[valid]
-        current_ids = table.ids[np.array(inputs).reshape(-1)[valid]]
-        target_ids = table.ids[np.array(targets).reshape(-1)[valid]]
-        seen_rows = np.array(seen_before(inputs)).reshape(-1, inputs.shape[1])[valid]
-        seen_ids = np.where(seen_rows >= 0, np.append(table.ids, -1)[seen_rows], -1)
-        predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)[valid]
-        neighbour = nearest_neighbour_baseline(current, current_ids, table.ids, table.vectors)
-        return {
-            name: next_concept_metrics(p, target, target_ids, seen_ids, table.ids, table.vectors)
-            for name, p in (("model", predicted), ("repeat_last", current), ("nearest_neighbour", neighbour))
-        }
+        if query_set.relation == "next":
+            inputs, _, mask = table.rows(self.validation_ids)
+            predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)
+            return predicted[np.array(mask).reshape(-1) > 0]
+        sources = mx.array(query_set.queries.context[:, :1])
+        return np.array(self.model(table.matrix[sources]).next_vector[:, 0])
 
 
 class StepArrays(NamedTuple):

@@ -104,7 +104,7 @@ def test_data_build_from_user_files(tmp_path):
 def test_demo_on_an_existing_store(small_store_path, tmp_path):
     result = meqg("demo", "--store", str(small_store_path), "--run", str(tmp_path / "run"), "--steps", "3")
     assert result.returncode == 0, result.stderr
-    assert "finished at step 3" in result.stdout and "nearest_neighbour" in result.stdout
+    assert "finished at step 3" in result.stdout and "knn_successor@8" in result.stdout
     assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
     assert "json.loads" in result.stdout or "json.decoder" in result.stdout
     assert "next:" in result.stdout

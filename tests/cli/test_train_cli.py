@@ -18,7 +18,7 @@ SMALL = """\
 vmm: {d_model: 64, n_layers: 2, d_state: 16, head_dim: 32, chunk_size: 16, n_experts: 4, d_ff: 128,
       rvq_levels: 2, rvq_codes: 16}
 train: {batch_size: 8, seq_len: 16, store_negatives: 128, rvq_fit_steps: 5, validation_windows: 64,
-        validation_fraction: 0.2, eval_every: 0, checkpoint_every: 50, kappa_every: 0}
+        validation_fraction: 0.2, eval_every: 0, checkpoint_every: 50, kappa_every: 0, baseline_mlp_steps: 50}
 """
 
 
@@ -40,8 +40,9 @@ def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "accept" in result.stdout and "Phi" in result.stdout
     assert "finished at step 4" in result.stdout
-    for method in ("model", "repeat_last", "nearest_neighbour"):
+    for method in ("model", "copy_last", "context_mean", "ridge", "knn_successor@8", "mlp", "describes"):
         assert method in result.stdout
+    assert "model - " in result.stdout and "95% paired bootstrap" in result.stdout and "candidates" in result.stdout
     again = meqg("train", "--store", str(small_store_path), "--run", str(run))
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
     more = meqg("train", "--run", str(run), "--resume", "--steps", "6")

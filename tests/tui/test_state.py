@@ -155,3 +155,5 @@ def test_a_live_training_run_folds_as_it_is_written(small_store_path, tmp_path):
     assert live.accepted + live.rejected + live.unchecked == 30
     assert live.series["loss"] == final.series["loss"] and len(live.series["loss"][0]) == 30
     assert live.expert_load == final.expert_load and live.records == final.records
+    evaluations = [text for _, kind, text in final.events if kind == "eval"]
+    assert evaluations and evaluations[-1].startswith("next r@1 ") and " vs " in evaluations[-1]
