@@ -198,7 +198,8 @@ def summarise(
 ) -> dict:
     """Means and 95% intervals over seeds per variant, and the kill-number verdicts."""
     tools = tools or {}
-    horizon = settings["horizon"]
+    # chains shorter than the asked horizon (a file of 2-4 hop chains) are summarised as far as all reach
+    horizon = min([settings["horizon"]] + [len(r.cascade_fail) for runs in reports.values() for r in runs])
     variants = {}
     for variant, runs in reports.items():
         variants[variant] = {
@@ -226,7 +227,7 @@ def summarise(
                 for field in TOOL_FIELDS
             }
     lines = kill_numbers(reports, horizon) + [tool_kill_number(tools, settings.get("tool_budgets", []))]
-    return {"settings": settings, "variants": variants, "kill_numbers": lines}
+    return {"settings": settings, "horizon": horizon, "variants": variants, "kill_numbers": lines}
 
 
 def _pooled_reliability(runs: list[ChainReport]) -> dict:

@@ -185,13 +185,15 @@ def _fmt(interval: dict) -> str:
 
 def ablation_markdown(summary: dict) -> str:
     settings, variants = summary["settings"], summary["variants"]
-    horizon = settings["horizon"]
+    horizon = summary.get("horizon", settings["horizon"])
+    reached = f" (asked {settings['horizon']}: the chains end sooner)" if horizon < settings["horizon"] else ""
     lines = [
         "# meqg eval: does the gate, does the ledger help?",
         "",
         f"Store `{settings['store']}`; chains: {settings['chains'] or 'held-out documents'}; "
         f"{settings['seeds']} seed(s) per variant; each run may spend the compute of {settings['steps']} "
-        f"ungated steps; horizon {horizon}, prefix {settings['prefix']}. Means with 95% t-intervals over seeds.",
+        f"ungated steps; horizon {horizon}{reached}, prefix {settings['prefix']}. "
+        "Means with 95% t-intervals over seeds.",
         "",
         "## Kill-numbers",
         "",

@@ -6,7 +6,7 @@ import pytest
 
 from meqg_mlx.config import MeqgConfig
 from meqg_mlx.errors import InputError
-from meqg_mlx.eval.ablation import kill_numbers, variant_config
+from meqg_mlx.eval.ablation import kill_numbers, summarise, variant_config
 from meqg_mlx.eval.evaluate import ChainReport
 
 from ..conftest import meqg
@@ -59,6 +59,22 @@ def test_kill_number_verdicts_follow_the_intervals():
     assert "uniform" in kill_numbers({"full": [flat] * 3}, horizon=1)[1]["note"]
     one_seed = kill_numbers({"full": [report(0.5, 0.02)], "plain": [report(0.8, 0.1)]}, horizon=1)
     assert [k["verdict"] for k in one_seed[:2]] == ["inconclusive", "inconclusive"]  # no interval from one seed
+
+
+def test_chains_shorter_than_the_horizon_are_summarised_as_far_as_they_reach():
+    """Two-hop chains under the default horizon 8: the summary stops at the steps every run reached."""
+    from meqg_mlx.eval.report import ablation_markdown
+
+    runs = {name: [report(c, 0.05), report(c + 0.01, 0.06)] for name, c in (("full", 0.5), ("plain", 0.8))}
+    for reports in runs.values():
+        for r in reports:
+            r.reliability = {"edges": [0.0, 1.0], "accuracy": [0.5], "confidence": [0.5], "count": [10]}
+    compute = {name: [{"steps": 6, "forwards": 18}] * 2 for name in runs}
+    settings = {"horizon": 8, "store": "S", "chains": "two-hops.jsonl", "seeds": 2, "steps": 6, "prefix": 1}
+    summary = summarise(settings, runs, compute)
+    assert summary["horizon"] == 1 and len(summary["variants"]["full"]["cascade_fail"]) == 1
+    assert summary["kill_numbers"][0]["verdict"] in ("met", "not met", "inconclusive")
+    assert "horizon 1 (asked 8: the chains end sooner)" in ablation_markdown(summary)
 
 
 def test_a_tiny_two_variant_one_seed_eval_end_to_end(small_store_path, tmp_path):
