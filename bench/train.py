@@ -38,6 +38,7 @@ from meqg_mlx.kernels import status as kernel_status  # noqa: E402
 from meqg_mlx.kernels.softmax import cross_entropy  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 from meqg_mlx.train.trainer import Trainer  # noqa: E402
+from meqg_mlx.train.sequences import windows  # noqa: E402
 
 SETTINGS = {
     "vmm": {
@@ -130,7 +131,11 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
     """Seconds per forward+backward of the MLX VMM and its PyTorch twin, same weights and batches."""
     config = from_dict(MeqgConfig, SETTINGS)
     trainer = Trainer(store, config)
-    batches = [trainer.batch(trainer.train_docs, config.train.batch_size)[:2] for _ in range(passes + warmup)]
+    tc = config.train
+    batches = [
+        trainer.table.rows(windows(trainer.train_docs, tc.seq_len, trainer.rng, tc.batch_size))[:2]
+        for _ in range(passes + warmup)
+    ]
     batches = [(trainer.table.matrix[i], trainer.table.matrix[t], trainer.codes[t.reshape(-1)]) for i, t in batches]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:

@@ -52,8 +52,8 @@ TARGET = "iOS18"  # Core ML states need iOS 18 / macOS 15
 DEVICE_OPS = frozenset(
     "abs add cast clip concat const conv exp expand_dims gather gelu greater_equal layer_norm linear matmul maximum "
     "mul pow read_state real_div reduce_argmax reduce_l2_norm reduce_max reduce_mean reduce_sum reshape rsqrt "
-    "scatter_along_axis select silu slice_by_index slice_update softmax softplus split sqrt square squeeze stack "
-    "sub tile topk transpose write_state".split()
+    "scatter_along_axis select sigmoid silu slice_by_index slice_update softmax softplus split sqrt square "
+    "squeeze stack sub tile topk transpose write_state".split()
 )
 
 
@@ -84,14 +84,26 @@ class VMMStep(nn.Module):
         self.register_buffer(name, torch.zeros(shape))
         self.state_names.append(name)
 
-    def forward(self, concept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """concept (1, dim) -> next concept (1, dim), planner logits (1, levels, codes); the states advance."""
+    @property
+    def relational(self) -> bool:
+        """Whether the step reads the relation to follow (an int32 input `relation`, (1,), 0 = next)."""
+        return self.vmm.relation_embedding is not None
+
+    def example(self) -> tuple[torch.Tensor, ...]:
+        """Inputs of one step, for tracing: a unit concept, and the relation `next` when the step reads one."""
+        concept = torch.nn.functional.normalize(torch.ones(1, self.vmm.args.concept_dim), dim=-1)
+        return (concept, torch.zeros(1, dtype=torch.int32)) if self.relational else (concept,)
+
+    def forward(self, concept: torch.Tensor, relation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """concept (1, dim) [and relation (1,)] -> next concept (1, dim), planner logits (1, levels, codes);
+        the states advance."""
         args = self.vmm.args
         cache = VMMCache(args.n_layers, CONV_KERNEL, args.context_lags)
         for i, layer in enumerate(cache.layers):
             layer.conv.state, layer.ssm = getattr(self, f"conv_{i}"), getattr(self, f"ssm_{i}")
         cache.concepts.state = self.context
-        out = self.vmm(concept[:, None], cache=cache)
+        relations = relation[:, None].long() if relation is not None else None
+        out = self.vmm(concept[:, None], cache=cache, relations=relations)
         for i, layer in enumerate(cache.layers):  # in-place slice writes: what Core ML converts to states
             getattr(self, f"conv_{i}")[:] = layer.conv.state
             getattr(self, f"ssm_{i}")[:] = layer.ssm
@@ -148,8 +160,10 @@ def convert_step(step: VMMStep):
         for n in step.state_names
     ]
     outputs = [ct.TensorType(name=n, dtype=np.float32) for n in ("next_concept", "planner_logits")]
-    example = (torch.nn.functional.normalize(torch.ones(1, dim), dim=-1),)
-    model = _convert(step, example, [ct.TensorType(name="concept", shape=(1, dim), dtype=np.float32)], outputs, states)
+    inputs = [ct.TensorType(name="concept", shape=(1, dim), dtype=np.float32)]
+    if step.relational:
+        inputs.append(ct.TensorType(name="relation", shape=(1,), dtype=np.int32))
+    model = _convert(step, step.example(), inputs, outputs, states)
     step.reset()  # tracing ran a step
     return model
 
@@ -330,8 +344,10 @@ def check_bundle(bundle: str | Path, count: int = 8) -> dict:
             gaps["embedding"] = max(gaps["embedding"], float(np.abs(got - want).max()))
             cosines["embedding"].append(float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want))))
         for vector in vectors[:count]:
-            got = step_ml.predict({"concept": vector[None]}, state=state)
-            want_next, want_logits = (t.numpy()[0] for t in step(torch.from_numpy(vector[None])))
+            got = step_ml.predict(step_inputs(step, vector), state=state)
+            want_next, want_logits = (
+                t.numpy()[0] for t in step(*map(torch.from_numpy, step_inputs(step, vector).values()))
+            )
             next_got, logits_got = got["next_concept"][0], got["planner_logits"][0]
             gaps["next_concept"] = max(gaps["next_concept"], float(np.abs(next_got - want_next).max()))
             gaps["planner_logits"] = max(gaps["planner_logits"], float(np.abs(logits_got - want_logits).max()))
@@ -343,6 +359,17 @@ def check_bundle(bundle: str | Path, count: int = 8) -> dict:
         "min_cosine": {k: min(v) for k, v in cosines.items()},
         "same_codes": same_codes,
     }
+
+
+def step_inputs(step: "VMMStep | dict", vector: np.ndarray, relation: int = 0) -> dict[str, np.ndarray]:
+    """The step package's inputs for one concept (and the relation to follow, when it reads one); `step`
+    is the module or the bundle's manifest."""
+    if isinstance(step, VMMStep):
+        relational = step.relational
+    else:
+        relational = len(step["vmm_step"]["model_args"].get("relations", [])) > 1
+    inputs = {"concept": vector[None].astype(np.float32)}
+    return inputs | ({"relation": np.array([relation], np.int32)} if relational else {})
 
 
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
@@ -368,7 +395,7 @@ def bench_bundle(bundle: str | Path, steps: int = 100) -> dict[str, dict[str, fl
             started = time.perf_counter()
             encoder_ml.predict({"input_ids": tokens, "attention_mask": mask})
             middle = time.perf_counter()
-            step_ml.predict({"concept": vectors[i % len(vectors)][None]}, state=state)
+            step_ml.predict(step_inputs(manifest, vectors[i % len(vectors)]), state=state)
             if i >= 5:
                 timings["encoder"].append(middle - started)
                 timings["vmm_step"].append(time.perf_counter() - middle)

@@ -242,10 +242,15 @@ class Block(nn.Module):
 
 
 class NextConceptHead(nn.Module):
-    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool):
+    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool, generator: bool):
         super().__init__()
         self.lags = lags
         self.mix = nn.Linear(d_model, lags)
+        if generator:
+            self.generate_hidden = nn.Linear(d_model, d_model)
+            self.generate = nn.Linear(d_model, concept_dim)
+            self.share = nn.Linear(d_model, 1)
+        self.generator = generator
         self.correction = nn.Linear(d_model, concept_dim) if correction else None
 
     def forward(self, concepts: torch.Tensor, h: torch.Tensor, cache: WindowCache | None = None) -> torch.Tensor:
@@ -253,9 +258,17 @@ class NextConceptHead(nn.Module):
         # lag j: the window shifted j back; ends counted from the right, so a traced graph holds no sizes
         recent = torch.stack([padded[:, self.lags - 1 - j : (-j or None)] for j in range(self.lags)], 2)
         out = (self.mix(h).softmax(-1)[..., None] * recent).sum(2)
+        if self.generator:
+            mixture = _unit(out)
+            generated = _unit(self.generate(F.gelu(self.generate_hidden(h))))
+            out = mixture + torch.sigmoid(self.share(h)) * (generated - mixture)
         if self.correction is not None:
             out = out + self.correction(h)
-        return out * torch.rsqrt((out**2).sum(-1, keepdim=True) + 1e-12)
+        return _unit(out)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt((x**2).sum(-1, keepdim=True) + 1e-12)
 
 
 class PlannerHead(nn.Module):
@@ -312,9 +325,17 @@ class VMM(nn.Module):
         super().__init__()
         self.args = args
         self.in_proj = nn.Linear(args.concept_dim, args.d_model)
+        relations = len(getattr(args, "relations", []))
+        self.relation_embedding = nn.Embedding(relations, args.d_model) if relations > 1 else None
         self.blocks = nn.ModuleList(Block(args) for _ in range(args.n_layers))
         self.norm = nn.RMSNorm(args.d_model, eps=RMS_EPS)
-        self.next_head = NextConceptHead(args.d_model, args.concept_dim, args.context_lags, args.next_correction)
+        self.next_head = NextConceptHead(
+            args.d_model,
+            args.concept_dim,
+            args.context_lags,
+            args.next_correction,
+            getattr(args, "next_generator", False),  # exports made before the generator lack the key
+        )
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(args.concept_dim, args.rvq_levels, args.rvq_codes)
         self.register_buffer("expert_centroids", torch.zeros(args.n_experts, args.concept_dim))
@@ -322,10 +343,17 @@ class VMM(nn.Module):
     def make_cache(self) -> VMMCache:
         return VMMCache(self.args.n_layers, CONV_KERNEL, self.args.context_lags)
 
-    def forward(self, concepts: torch.Tensor, cache: VMMCache | None = None) -> VMMOutput:
-        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept (continuing `cache`)."""
+    def forward(
+        self, concepts: torch.Tensor, cache: VMMCache | None = None, relations: torch.Tensor | None = None
+    ) -> VMMOutput:
+        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept (continuing `cache`);
+        `relations` (B, T) the relation id to follow from each position (None: `next`, id 0)."""
         prior = concepts @ self.expert_centroids.T
         h = self.in_proj(concepts)
+        if self.relation_embedding is not None:
+            if relations is None:
+                relations = torch.zeros(concepts.shape[:2], dtype=torch.long, device=concepts.device)
+            h = h + self.relation_embedding(relations)
         stats = []
         for i, block in enumerate(self.blocks):
             h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)

@@ -50,7 +50,6 @@ from meqg_mlx.diamond.view import View
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
-from meqg_mlx.train.sequences import windows
 
 from .torch_ledger import s_mod_surrogate
 from .torch_vmm import VMM
@@ -67,8 +66,8 @@ class TrainingObjective(nn.Module):
         super().__init__()
         self.vmm = vmm
 
-    def forward(self, concepts, codes, ledger_rows, seeds, view: View, samples: int, inner: int):
-        out = self.vmm(concepts)
+    def forward(self, concepts, relations, codes, ledger_rows, seeds, view: View, samples: int, inner: int):
+        out = self.vmm(concepts, relations=relations)
         planner_logits = self.vmm.planner(out.hidden, codes)
         hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[ledger_rows]
         s_mod, surrogate = s_mod_surrogate(self.vmm.planner, hidden, seeds, view, samples, inner)
@@ -192,7 +191,15 @@ class TorchTrainer(Trainer):
         return taken
 
     # ----- the loss of a batch, split over ranks -------------------------------------------------
-    def _loss(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray, key: int, negatives: np.ndarray):
+    def _loss(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        mask: np.ndarray,
+        key: int,
+        negatives: np.ndarray,
+        relations: np.ndarray,
+    ):
         """(view, grad) -> Evaluation for the global batch; this rank computes its rows."""
         tc, device = self.config.train, self.device
         batch, steps = inputs.shape
@@ -219,6 +226,7 @@ class TorchTrainer(Trainer):
             return torch.as_tensor(x, dtype=dtype, device=device)
 
         concepts = self.matrix[tensor(inputs[rows], torch.long)]
+        relation_ids = tensor(relations[rows], torch.long)
         codes = self.codes_matrix[tensor(targets[rows], torch.long)]
         target_vectors = self.matrix[tensor(local_targets, torch.long)]
         candidate_vectors = self.matrix[tensor(candidates, torch.long)]
@@ -231,7 +239,7 @@ class TorchTrainer(Trainer):
             with torch.set_grad_enabled(grad):
                 module = self.objective_module if grad else self.objective_module_local
                 out, planner_logits, s_mod, surrogate = module(
-                    concepts, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
+                    concepts, relation_ids, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
                 )
                 predicted = out.next_vector.reshape(-1, self.args.concept_dim)
                 distance = (((predicted - target_vectors) ** 2).sum(-1) * weight).sum()
@@ -296,14 +304,14 @@ class TorchTrainer(Trainer):
         """One step on every rank (None on a following rank once rank 0 has stopped)."""
         if not self._sync():
             return None
-        tc = self.config.train
         started = time.perf_counter()
-        ids = windows(self.train_docs, tc.seq_len, self.rng, tc.batch_size)
-        inputs, targets, mask = self.table.rows(ids)
+        inputs, targets, mask, relations = self.draw_batch()
         key = int(self.rng.integers(2**31))
         negatives = self.draw_negatives()
-        self._last_batch, self._last_arrays = (inputs, targets, mask), (inputs, targets, mask, key, negatives)
-        loss = self._loss(np.array(inputs), np.array(targets), np.array(mask), key, negatives)
+        self._last_batch = (inputs, targets, mask, relations)
+        self._last_arrays = (inputs, targets, mask, key, negatives, relations)
+        batch = (np.array(inputs), np.array(targets), np.array(mask))
+        loss = self._loss(*batch, key, negatives, np.array(relations))
         lr = self._lr(self.optimizer_step)
         evaluations: list[Evaluation] = []
 

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from meqg_mlx.config import load_config
+from meqg_mlx.config import RUN_KEYS_BEFORE, load_config
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import CONFIG, WEIGHTS
 from meqg_mlx.vmm.model import ModelArgs
@@ -55,7 +55,7 @@ def load_checkpoint_vmm(checkpoint_dir: str | Path, device: str | torch.device =
     checkpoint_dir = Path(checkpoint_dir)
     if not (checkpoint_dir / WEIGHTS).is_file():
         raise MeqgError(f"no {WEIGHTS} in {checkpoint_dir}")
-    return load_vmm(checkpoint_dir / WEIGHTS, load_config(checkpoint_dir / CONFIG).vmm, device)
+    return load_vmm(checkpoint_dir / WEIGHTS, load_config(checkpoint_dir / CONFIG, RUN_KEYS_BEFORE).vmm, device)
 
 
 def save_mlx_weights(model: VMM, path: str | Path) -> None:

@@ -86,6 +86,11 @@ class TrainConfig:
     validation_windows: int = 64
     validation_edges: int = 1000  # held-out edges per relation in the validation tables
     baseline_mlp_steps: int = 400  # the MLP baseline's training steps (batches of 256 pairs)
+    # relation walks (train/relations.py) beside documents: the share of batches that are walks (all of
+    # them when the store has no documents), their length in steps, and the relations they follow ([]: all)
+    walk_share: float = 0.5
+    walk_length: int = 4
+    walk_relations: list[str] = field(default_factory=list)
     validation_fraction: float = 0.1
     checkpoint_every: int = 100
     phi_every: int = 5
@@ -190,6 +195,7 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
     ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)}
     | {"lambda_mod": (-1e6, 1e6)},
     StoreConfig: {"lock_lease_s": (1.0, 3600.0), "ann_target_recall": (0.0, 1.0)},
+    TrainConfig: {"walk_share": (0.0, 1.0), "walk_length": (1, 64), "validation_edges": (1, 1_000_000)},
     EpisodeConfig: {
         "max_steps": (1, 1024),
         "trust_radius": (1e-6, 2.0),  # a chord between unit vectors is at most 2
@@ -205,6 +211,10 @@ T = typing.TypeVar("T")
 
 
 def _coerce(key: str, expected: type, value: object) -> object:
+    if typing.get_origin(expected) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key '{key}' expects a list of names, got {value!r}")
+        return list(value)
     if typing.get_origin(expected) is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"config key '{key}' expects a mapping of names to values, got {value!r}")
@@ -243,8 +253,13 @@ def from_dict(cls: type[T], data: object, prefix: str = "") -> T:
     return cls(**values)
 
 
-def load_config(path: str | Path | None) -> MeqgConfig:
-    """Defaults overlaid with a YAML file (missing keys keep their defaults)."""
+# What a run's saved config meant by a key it predates: its model was built before the key existed.
+RUN_KEYS_BEFORE = {"vmm": {"next_generator": False}}
+
+
+def load_config(path: str | Path | None, before: dict | None = None) -> MeqgConfig:
+    """Defaults overlaid with a YAML file (missing keys keep their defaults, or take `before`'s
+    values, section by section: what a saved run meant by a key it predates)."""
     if path is None:
         return MeqgConfig()
     path = Path(path)
@@ -254,6 +269,9 @@ def load_config(path: str | Path | None) -> MeqgConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    for section, values in (before or {}).items():
+        if isinstance(data, dict) and isinstance(data.get(section), dict):
+            data[section] = values | data[section]
     return from_dict(MeqgConfig, data)
 
 
@@ -268,4 +286,4 @@ def save_config(config: MeqgConfig, path: str | Path) -> None:
 def load_run(run: RunDir, missing: str = "no run in") -> tuple[dict, MeqgConfig]:
     """A run's run.json and its config."""
     meta = run.read_meta(missing)
-    return meta, load_config(run.config_path)
+    return meta, load_config(run.config_path, RUN_KEYS_BEFORE)

@@ -53,6 +53,11 @@ class RelationVocabulary:
     def of_store(cls, store: ConceptStore) -> "RelationVocabulary":
         return cls((NEXT, *sorted(set(store.relation_counts()) - {NEXT})))
 
+    @classmethod
+    def of_model(cls, names: list[str]) -> "RelationVocabulary":
+        """A model's vocabulary (`ModelArgs.relations`); a model made before relations knows `next` alone."""
+        return cls(tuple(names or (NEXT,)))
+
     def id(self, name: str) -> int:
         if name not in self.names:
             raise InputError(f"unknown relation {name!r}; this run knows {', '.join(self.names)}")

@@ -34,8 +34,9 @@ def document_name(key: str | None) -> str | None:
     return key
 
 
-def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
-    """Documents of at least `min_length` concepts, each in reading order (by concept id)."""
+def documents(store: ConceptStore, min_length: int = 3, required: bool = True) -> list[Document]:
+    """Documents of at least `min_length` concepts, each in reading order (by concept id); none is an
+    error when `required`."""
     table = store.columns(["concept_id", "key"])
     groups: dict[str, list[int]] = {}
     for cid, key in zip(table["concept_id"].to_pylist(), table["key"].to_pylist()):
@@ -47,7 +48,7 @@ def documents(store: ConceptStore, min_length: int = 3) -> list[Document]:
         for name, ids in sorted(groups.items())
         if len(ids) >= min_length
     ]
-    if not docs:
+    if not docs and required:
         raise StoreError(f"store {store.uri} has no documents of {min_length}+ concepts to train on")
     return docs
 
@@ -112,7 +113,11 @@ class ConceptTable:
     def rows(self, ids: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
         """(inputs, targets, mask) for windows of ids (-1 padded): rows of each position and of the next one,
         and which (position, next) pairs are both real."""
-        rows = np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], self.pad_row)
+        return self.batch(np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], -1))
+
+    def batch(self, rows: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
+        """As `rows`, for windows of table rows (-1 padded): a relation walk's."""
+        rows = np.where(rows >= 0, rows, self.pad_row)
         inputs, targets = mx.array(rows[:, :-1]), mx.array(rows[:, 1:])
         mask = mx.array(((rows[:, :-1] < self.pad_row) & (rows[:, 1:] < self.pad_row)).astype(np.float32))
         return inputs, targets, mask

@@ -35,7 +35,7 @@ from .curvature import top_hessian_eigenvalue
 from .baselines import Pairs
 from .metrics import score
 from .regime import RecoveryPolicy
-from .relations import RelationVocabulary, held_out_rows, store_edges, trainable
+from .relations import Edges, RelationVocabulary, WalkSampler, held_out_rows, store_edges, trainable
 from .sequences import ConceptTable, documents, seen_among, split_documents, tiled_windows, windows
 from .validation import QuerySet, Validation, baseline_scores, compare, document_queries, relation_queries
 
@@ -69,16 +69,14 @@ class Trainer:
         self.rng = np.random.default_rng(tc.seed)
         mx.random.seed(tc.seed)
         self.table = ConceptTable(store)
+        self._read_relations(store, config)
         self.args = dataclasses.replace(config.vmm, concept_dim=store.dim)
         self.model = VMM(self.args)
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
-        self.train_docs, self.val_docs = split_documents(documents(store), tc.validation_fraction)
+        docs = documents(store, required=self.walks is None)
+        self.train_docs, self.val_docs = split_documents(docs, tc.validation_fraction) if docs else ([], [])
         self.validation_ids = self._validation_windows()
-        self.vocabulary = RelationVocabulary.of_store(store)
-        self.edges = store_edges(store, self.table, self.vocabulary)
-        self.held_out = held_out_rows(store, self.table, tc.validation_fraction)
-        self.trainable_edges = trainable(self.edges, self.held_out, self.vocabulary)
         self.baseline_cache: Path | None = None  # where baseline scores are kept per store version (None: not kept)
         self._baselines: dict | None = None
         self.schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
@@ -144,19 +142,49 @@ class Trainer:
             return
         self.model.set_expert_centroids(mx.array(spherical_kmeans(centroids, self.args.n_experts, seed=0)))
 
-    def batch(self, docs, count: int):
-        return self.table.rows(windows(docs, self.config.train.seq_len, self.rng, count))
+    def _read_relations(self, store: ConceptStore, config: MeqgConfig) -> None:
+        """The relation vocabulary (the run's, or the store's for a new run, then recorded in the config so
+        every reader uses the same ids), the store's edges, the held-out split and the walk sampler."""
+        tc = config.train
+        names = config.vmm.relations or RelationVocabulary.of_store(store).names
+        self.vocabulary = RelationVocabulary(tuple(names))
+        config.vmm.relations = list(self.vocabulary.names)
+        self.held_out = held_out_rows(store, self.table, tc.validation_fraction)
+        self.walks = None
+        if len(self.vocabulary) == 1:  # `next` alone: documents are all there is
+            self.edges = Edges(*(np.zeros(0, np.int64),) * 3)
+            self.trainable_edges = np.zeros(0, bool)
+            return
+        self.edges = store_edges(store, self.table, self.vocabulary)
+        self.trainable_edges = trainable(self.edges, self.held_out, self.vocabulary)
+        walked = np.isin(self.edges.relation, self.vocabulary.ids(tc.walk_relations or self.vocabulary.names))
+        if tc.walk_share > 0 and (self.trainable_edges & walked).any():
+            self.walks = WalkSampler(self.edges.where(self.trainable_edges & walked))
+
+    def draw_batch(self) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+        """(inputs, targets, mask, relations) of one training batch: document windows (`next` throughout), or
+        with probability `train.walk_share` (always, when the store has no documents) relation walks, as
+        many rows of `walk_length` steps as give the documents' token count."""
+        tc = self.config.train
+        if self.walks is not None and (not self.train_docs or self.rng.random() < tc.walk_share):
+            count = max(1, tc.batch_size * tc.seq_len // tc.walk_length)
+            rows, relations = self.walks.walks(self.rng, count, tc.walk_length)
+            return (*self.table.batch(rows), mx.array(np.maximum(relations, 0).astype(np.int32)))
+        inputs, targets, mask = self.table.rows(windows(self.train_docs, tc.seq_len, self.rng, tc.batch_size))
+        return inputs, targets, mask, mx.zeros(inputs.shape, dtype=mx.int32)
 
     def _validation_windows(self) -> np.ndarray:
         """The same validation windows at every evaluation: up to `validation_windows` of the tiled
         validation documents, picked by the seed (evaluating never advances the training RNG)."""
         tc = self.config.train
+        if not self.val_docs:
+            return np.zeros((0, tc.seq_len + 1), np.int64)
         ids = tiled_windows(self.val_docs, tc.seq_len)
         if len(ids) > tc.validation_windows:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
         return ids
 
-    def loss_fn(self, inputs, targets, mask, key, negatives: np.ndarray | None = None) -> "BatchLoss":
+    def loss_fn(self, inputs, targets, mask, key, negatives: np.ndarray | None = None, relations=None) -> "BatchLoss":
         """The batch's loss (BatchLoss): what the gate evaluates and differentiates.
 
         `negatives` (store rows) are drawn from the training RNG when not given."""
@@ -169,14 +197,15 @@ class Trainer:
         excluded = seen_among(inputs, candidates) | ((candidates[None] == targets.reshape(-1, 1)) & ~own)
         positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
         kappa = mx.array(self.kappa)
-        arrays = StepArrays(inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa)
+        relations = relations if relations is not None else mx.zeros(inputs.shape, dtype=mx.int32)
+        arrays = StepArrays(inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa, relations)
         return BatchLoss(self, arrays)
 
     def batch_loss(self, model: VMM, view: View, arrays: "StepArrays", surrogate: bool = True):
         """(Delta, S_mod, terms, router stats) of one batch. `surrogate` adds the score-function term
         that carries S_mod's gradient (its value is exactly 0): value-only evaluations leave it out."""
         tc, table, a = self.config.train, self.table, arrays
-        out = model(table.matrix[a.inputs])
+        out = model(table.matrix[a.inputs], relations=a.relations)
         codes = a.codes[a.targets].reshape(-1, self.args.rvq_levels)
         planner_logits = model.planner(out.hidden, a.codes[a.targets])
         hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[a.positions]
@@ -247,12 +276,11 @@ class Trainer:
         return np.flatnonzero(np.array(mask).reshape(-1))[:count]
 
     def step(self) -> StepReport:
-        tc = self.config.train
         started = time.perf_counter()
-        inputs, targets, mask = self.batch(self.train_docs, tc.batch_size)
+        inputs, targets, mask, relations = self.draw_batch()
         key = mx.random.key(int(self.rng.integers(2**31)))
-        loss = self.loss_fn(inputs, targets, mask, key)
-        self._last_batch, self._last_loss = (inputs, targets, mask), loss
+        loss = self.loss_fn(inputs, targets, mask, key, relations=relations)
+        self._last_batch, self._last_loss = (inputs, targets, mask, relations), loss
         lr = float(self.optimizer.learning_rate)
         if self._gate_due():
             decision = self.gate.step(
@@ -307,9 +335,9 @@ class Trainer:
 
     def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""
-        inputs, _, mask = self._last_batch
+        inputs, _, mask, relations = self._last_batch
         positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
-        hidden = self.model(self.table.matrix[inputs]).hidden.reshape(-1, self.args.d_model)
+        hidden = self.model(self.table.matrix[inputs], relations=relations).hidden.reshape(-1, self.args.d_model)
         keys = mx.random.split(mx.random.key(self.state.step), len(positions))
         return float(
             np.mean(
@@ -352,7 +380,7 @@ class Trainer:
         edges = relation_queries(
             self.edges, self.held_out, self.trainable_edges, self.vocabulary, tc.validation_edges, tc.seed
         )
-        return [documents_set, *edges]
+        return ([documents_set] if len(self.validation_ids) else []) + edges
 
     def evaluate(self) -> Validation:
         """The validation tables: the model and every baseline, per relation (train.validation)."""
@@ -380,7 +408,8 @@ class Trainer:
             predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)
             return predicted[np.array(mask).reshape(-1) > 0]
         sources = mx.array(query_set.queries.context[:, :1])
-        return np.array(self.model(table.matrix[sources]).next_vector[:, 0])
+        relations = mx.full(sources.shape, self.vocabulary.id(query_set.relation), dtype=mx.int32)
+        return np.array(self.model(table.matrix[sources], relations=relations).next_vector[:, 0])
 
 
 class StepArrays(NamedTuple):
@@ -396,6 +425,7 @@ class StepArrays(NamedTuple):
     positions: mx.array  # the flat positions where the ledger looks
     codes: mx.array  # the store's RVQ codes, the planner's targets (refresh_codes replaces them)
     kappa: mx.array  # the last kappa-hat, which S_geo prices
+    relations: mx.array  # (B, T) the relation followed from each position (0: next)
 
 
 class BatchLoss:

@@ -3,10 +3,12 @@
 in_proj -> L x [RMSNorm -> SSD mixer, RMSNorm -> MoE FFN] -> RMSNorm ->
   next-concept head and planner head q(z | h) over the RVQ codes of the next
   concept, autoregressive over levels so it can express their coupling.
+Each position also carries the relation to follow next (`next` in documents; a typed
+edge in relation walks): a learned embedding per relation joins the input.
 The next-concept head mixes the last few input concepts with weights computed from
-h, plus a learned correction, renormalized. It starts as the "repeat the last
-concept" baseline; mixing in concept space generalizes to concepts never seen in
-training, where a correction alone memorizes transitions of the training set.
+h (mixing in concept space generalizes to concepts never seen in training) and blends
+that mixture with a vector generated from h by a learned share, so it can name a
+concept outside its context (a pointer-generator's copy-or-generate gate).
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
 """
@@ -47,6 +49,10 @@ class ModelArgs:
     rvq_codes: int = 256
     context_lags: int = 8
     next_correction: bool = False  # a free correction on top of the context mixture; overfits small stores
+    next_generator: bool = True  # blend a generated vector into the context mixture (false: copies only)
+    # relation names by id, `next` first (the trainer records the store's); with more than `next` each
+    # position reads the relation it follows
+    relations: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,14 +81,20 @@ class Block(nn.Module):
 
 
 class NextConceptHead(nn.Module):
-    """normalize(sum_j a_j(h) x_{t-j} + W h): a softmax over the last `lags` concepts plus a correction."""
+    """normalize(m + s(h) (g(h) - m) + W h): m the unit softmax mixture of the last `lags` concepts,
+    g(h) a generated unit vector, s(h) in (0, 1) its learned share; the correction W h is optional."""
 
-    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool = True):
+    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool = True, generator: bool = True):
         super().__init__()
         self.lags = lags
         self.mix = nn.Linear(d_model, lags)
         self.mix.weight = mx.zeros_like(self.mix.weight)
         self.mix.bias = mx.array([8.0] + [0.0] * (lags - 1))  # ~all weight on the current concept
+        if generator:
+            self.generate_hidden = nn.Linear(d_model, d_model)
+            self.generate = nn.Linear(d_model, concept_dim)
+            self.share = nn.Linear(d_model, 1)
+            self.share.bias = mx.array([-2.0])  # starts near the copy (12% generated), a baseline to improve on
         if correction:
             self.correction = nn.Linear(d_model, concept_dim)
             self.correction.weight = mx.zeros_like(self.correction.weight)
@@ -92,9 +104,16 @@ class NextConceptHead(nn.Module):
         """`cache` holds the concepts fed before `concepts` (zeros before the first)."""
         padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
         out = context_mix(padded, mx.softmax(self.mix(h), axis=-1))
+        if "generate" in self:
+            mixture = _unit(out)
+            out = mixture + mx.sigmoid(self.share(h)) * (_unit(self.generate(gelu(self.generate_hidden(h)))) - mixture)
         if "correction" in self:
             out = out + self.correction(h)
-        return out * mx.rsqrt(mx.square(out).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
+        return _unit(out)
+
+
+def _unit(x: mx.array) -> mx.array:
+    return x * mx.rsqrt(mx.square(x).sum(-1, keepdims=True) + 1e-12)  # finite gradient at 0 (padding)
 
 
 class PlannerHead(nn.Module):
@@ -165,9 +184,13 @@ class VMM(nn.Module):
         super().__init__()
         self.args = args
         self.in_proj = nn.Linear(args.concept_dim, args.d_model)
+        if len(args.relations) > 1:  # `next` alone needs no input: it is the same at every position
+            self.relation_embedding = nn.Embedding(len(args.relations), args.d_model)
         self.blocks = [Block(args) for _ in range(args.n_layers)]
         self.norm = nn.RMSNorm(args.d_model)
-        self.next_head = NextConceptHead(args.d_model, args.concept_dim, args.context_lags, args.next_correction)
+        self.next_head = NextConceptHead(
+            args.d_model, args.concept_dim, args.context_lags, args.next_correction, args.next_generator
+        )
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(RVQArgs(args.concept_dim, args.rvq_levels, args.rvq_codes))
         self.expert_centroids = mx.zeros((args.n_experts, args.concept_dim))
@@ -182,14 +205,21 @@ class VMM(nn.Module):
     def make_cache(self) -> VMMCache:
         return VMMCache(self.args.n_layers, self.blocks[0].mixer.args.conv_kernel, self.args.context_lags)
 
-    def __call__(self, concepts: mx.array, cache: VMMCache | None = None) -> VMMOutput:
-        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept.
+    def __call__(
+        self, concepts: mx.array, cache: VMMCache | None = None, relations: mx.array | None = None
+    ) -> VMMOutput:
+        """concepts (B, T, concept_dim) unit rows -> prediction of each next concept; `relations` (B, T)
+        the relation id to follow from each position (None: `next`, id 0, everywhere).
 
         With `cache` (from `make_cache`), the concepts continue the sequence fed into it so far, and
         the outputs are those of the whole sequence's forward at these positions.
         """
         prior = concepts @ self.expert_centroids.T
         h = self.in_proj(concepts)
+        if "relation_embedding" in self:
+            h = h + self.relation_embedding(
+                relations if relations is not None else mx.zeros(concepts.shape[:2], dtype=mx.int32)
+            )
         stats = []
         for i, block in enumerate(self.blocks):
             h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)

@@ -45,14 +45,17 @@ def test_the_traced_step_decodes_as_the_mlx_run_does(trained_run, small_store):
     run = RunDir(trained_run)
     step = VMMStep(load_checkpoint_vmm(run.latest_checkpoint()))
     args = step.vmm.args
-    traced = trace(step, (torch.zeros(1, args.concept_dim),))
+    traced = trace(step, step.example())
     for name in step.state_names:  # tracing ran a step: start from empty states, as Core ML does
         getattr(traced, name).zero_()
     model = load_model(run.latest_checkpoint(), args)
     concepts = small_store.all_vectors()[1][:37].astype(np.float32)  # chunk 16: the step must not care
-    whole = model(mx.array(concepts)[None])
+    relations = np.arange(len(concepts)) % len(args.relations)  # each step follows a relation of its own
+    whole = model(mx.array(concepts)[None], relations=mx.array(relations)[None])
     with torch.no_grad():
-        outputs = [traced(torch.from_numpy(c[None])) for c in concepts]
+        outputs = [
+            traced(torch.from_numpy(c[None]), torch.tensor([r], dtype=torch.int32)) for c, r in zip(concepts, relations)
+        ]
     stepped = np.stack([o[0].numpy()[0] for o in outputs])
     np.testing.assert_allclose(stepped, np.array(whole.next_vector[0]), atol=1e-4)
     hidden, planner = whole.hidden[0], model.planner
@@ -111,7 +114,8 @@ def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_ru
     args = load_checkpoint_vmm(RunDir(trained_run).latest_checkpoint()).args
     step = package_spec(out / "vmm_step.mlpackage")
     assert step["specification_version"] >= 9 and spec_problems(step) == []
-    assert step["inputs"] == {"concept": ((1, args.concept_dim), "float32")}
+    assert len(args.relations) > 1  # the run's store holds typed relations: the step takes the one to follow
+    assert step["inputs"] == {"concept": ((1, args.concept_dim), "float32"), "relation": ((1,), "int32")}
     assert step["outputs"] == {
         "next_concept": ((1, args.concept_dim), "float32"),
         "planner_logits": ((1, args.rvq_levels, args.rvq_codes), "float32"),

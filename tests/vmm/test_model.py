@@ -1,4 +1,5 @@
 import dataclasses
+from dataclasses import replace
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -30,15 +31,42 @@ def unit(shape, seed=0):
     return x / mx.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_untrained_model_repeats_the_last_concept():
+def test_untrained_model_starts_near_the_last_concept():
+    """The mixture starts on the current concept; the generated vector starts with a small share."""
     mx.random.seed(8)
     x = unit((1, 5, 16), seed=9)
-    cosine = (VMM(TINY)(x).next_vector * x).sum(-1)
-    assert float(cosine.min()) > 0.999
+    copying = (VMM(replace(TINY, next_generator=False))(x).next_vector * x).sum(-1)
+    assert float(copying.min()) > 0.999
+    blended = (VMM(TINY)(x).next_vector * x).sum(-1)
+    assert 0.85 < float(blended.min()) and float(blended.max()) < 0.9999
+
+
+def test_the_generated_vector_names_concepts_outside_the_context():
+    """With the share on the generator, the prediction leaves the span of the context."""
+    model = VMM(TINY)
+    model.next_head.share.bias = mx.array([30.0])
+    x = unit((1, 3, 16), seed=4)
+    predicted = np.array(model(x).next_vector[0])
+    basis, _ = np.linalg.qr(np.array(x[0]).T)  # the context's span, orthonormal
+    outside = predicted - (predicted @ basis) @ basis.T
+    assert np.linalg.norm(outside, axis=-1).min() > 0.5
+
+
+def test_relations_change_the_prediction_and_default_to_next():
+    args = replace(TINY, relations=["next", "hypernym", "antonym"])
+    model = VMM(args)
+    model.next_head.share.bias = mx.array([0.0])
+    x = unit((2, 4, 16), seed=5)
+    plain = model(x).next_vector
+    as_next = model(x, relations=mx.zeros((2, 4), dtype=mx.int32)).next_vector
+    as_hypernym = model(x, relations=mx.ones((2, 4), dtype=mx.int32)).next_vector
+    assert np.allclose(np.array(plain), np.array(as_next))
+    assert not np.allclose(np.array(plain), np.array(as_hypernym), atol=1e-3)
+    assert "relation_embedding" not in VMM(replace(TINY, relations=["next"]))  # next alone reads nothing
 
 
 def test_next_concept_head_mixes_the_recent_context_causally():
-    head = NextConceptHead(d_model=4, concept_dim=16, lags=3, correction=False)
+    head = NextConceptHead(d_model=4, concept_dim=16, lags=3, correction=False, generator=False)
     head.mix.bias = mx.array([0.0, 0.0, -1e9])  # half the current concept, half the one before
     x = unit((2, 6, 16), seed=3)
     out = head(x, mx.zeros((2, 6, 4)))
