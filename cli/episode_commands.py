@@ -36,6 +36,9 @@ def run_episode(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole response (docs/design.md, HTTP API).")
     ] = False,
+    relation: Annotated[
+        str, typer.Option(help="The relation each step follows (one of the run's: `meqg store stats` lists them).")
+    ] = "next",
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.config import load_run
@@ -45,11 +48,16 @@ def run_episode(
     from meqg_mlx.episode.tools import check_tool_names
     from meqg_mlx.runs import RunDir
     from meqg_mlx.telemetry import json_safe
+    from meqg_mlx.train.relations import RelationVocabulary
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
     names = check_tool_names([name for item in tools or [] for name in item.split(",") if name])
-    check_prompt(prompt, load_run(RunDir(run))[1].episode.max_prompt_chars)  # before the model and encoder load
-    response = DiamondEngine.from_run(run).run(prompt, names, budget, allow_unsafe_python=unsafe_python)
+    config = load_run(RunDir(run))[1]
+    check_prompt(prompt, config.episode.max_prompt_chars)  # before the model and encoder load
+    RelationVocabulary.of_model(config.vmm.relations).id(relation)
+    response = DiamondEngine.from_run(run).run(
+        prompt, names, budget, allow_unsafe_python=unsafe_python, relation=relation
+    )
     if as_json:
         print(json.dumps(json_safe(response), indent=1))
         return

@@ -44,6 +44,7 @@ from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
 from ..runs import RunDir
 from ..train.checkpoint import load_model
+from ..train.relations import NEXT, RelationVocabulary
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
 from ..diamond.gate import GateDecision, GatePolicy
@@ -86,6 +87,7 @@ class DiamondEngine:
         self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
         self.objective = Objective(config.objective, self.args)
         self.gate = GatePolicy(config.gate)
+        self.vocabulary = RelationVocabulary.of_model(self.args.relations)
         self.flops_per_concept = flops_per_token(self.args)
         self.state_bytes = state_bytes(self.args)
 
@@ -110,12 +112,14 @@ class DiamondEngine:
         budget: Budget | None = None,
         telemetry: bool = True,
         allow_unsafe_python: bool = False,
+        relation: str = NEXT,
     ) -> dict:
         """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}.
 
-        The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`).
+        The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`); every
+        step follows `relation` from the concept before it (one of the run's, `meqg_mlx.train.relations`).
         """
-        return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python).response
+        return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python, relation).response
 
     def episode(
         self,
@@ -124,11 +128,12 @@ class DiamondEngine:
         budget: Budget | None = None,
         telemetry: bool = True,
         allow_unsafe_python: bool = False,
+        relation: str = NEXT,
     ) -> EpisodeResult:
         """`run`'s response together with the vector the episode ended on (what `meqg eval` decodes)."""
         check_prompt(prompt, self.config.episode.max_prompt_chars)
         meter = BudgetMeter(budget or Budget())
-        episode = _Episode(self, meter)
+        episode = _Episode(self, meter, self.vocabulary.id(relation))
         chosen = make_tools(list(tools), self.store, self.embedder, allow_unsafe_python)
         with meter.unit():
             context = list(self.embedder.encode(split_sentences(prompt) or [prompt.strip()]))
@@ -170,8 +175,10 @@ class DiamondEngine:
 class _Episode:
     """One rollout's state: the trajectory, what was accepted, and the gate's memory."""
 
-    def __init__(self, engine: DiamondEngine, meter: BudgetMeter):
+    def __init__(self, engine: DiamondEngine, meter: BudgetMeter, relation: int = 0):
         self.engine, self.meter = engine, meter
+        self.relation = relation  # followed from the last concept of the prompt (and its tools) on
+        self.walk_from = 0  # the context position the steps start from
         self.config = engine.config
         self.concepts: list[dict] = []
         self.vectors: list[np.ndarray] = []
@@ -185,6 +192,7 @@ class _Episode:
 
     def roll_out(self, context: list[np.ndarray]) -> str:
         ec = self.config.episode
+        self.walk_from = len(context) - 1
         for index in range(ec.max_steps):
             view, slots = View.finest(self.engine.args.rvq_levels), ec.retrieve_k
             charged = fed = 0
@@ -262,8 +270,11 @@ class _Episode:
         engine, ec = self.engine, self.config.episode
         last = context[-1]
         if self.cache.offset < len(context) - 1:
-            engine.model(mx.array(np.stack(context[self.cache.offset : -1]))[None], cache=self.cache)
-        out = engine.model(mx.array(np.stack(retrieved + [last]))[None], cache=self.cache.copy())
+            positions = range(self.cache.offset, len(context) - 1)
+            relations = mx.array([[self.relation if i >= self.walk_from else 0 for i in positions]], dtype=mx.int32)
+            engine.model(mx.array(np.stack(context[self.cache.offset : -1]))[None], self.cache, relations)
+        relations = mx.array([[0] * len(retrieved) + [self.relation]], dtype=mx.int32)  # slots: store neighbours
+        out = engine.model(mx.array(np.stack(retrieved + [last]))[None], self.cache.copy(), relations)
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)

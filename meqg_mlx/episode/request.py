@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, from_dict
 from ..errors import ConfigError, InputError
+from ..train.relations import NEXT, RelationVocabulary
 from .budget import LIMITS, Budget
 from .tools import check_tool_names
 
-FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry")
+FIELDS = ("model", "prompt", "budget", "tools", "config", "telemetry", "relation")
 CEILINGS = {
     "episode": ("max_steps", "trust_radius", "retrieve_k", "ledger_samples", "ledger_inner", "max_prompt_chars")
 }
@@ -46,6 +47,7 @@ class EpisodeRequest:
     config: MeqgConfig
     model: str | None = None
     telemetry: bool = True
+    relation: str = NEXT
 
     @classmethod
     def from_json(cls, body: object, base: MeqgConfig, ceiling: Budget | None = None) -> "EpisodeRequest":
@@ -67,6 +69,10 @@ class EpisodeRequest:
         telemetry = body.get("telemetry", True)
         if not isinstance(telemetry, bool):
             raise InputError("telemetry must be true or false")
+        relation = body.get("relation", NEXT)
+        if not isinstance(relation, str):
+            raise InputError("relation must be a relation's name")
+        RelationVocabulary.of_model(base.vmm.relations).id(relation)  # a relation the run knows
         given = body.get("budget", {})
         budget = Budget.from_dict(given)
         if ceiling is not None:
@@ -74,7 +80,7 @@ class EpisodeRequest:
                 if name in given and given[name] > getattr(ceiling, name):
                     raise InputError(f"budget {name} {given[name]:g} is above this server's {getattr(ceiling, name):g}")
             budget = Budget(**{name: min(getattr(budget, name), getattr(ceiling, name)) for name in LIMITS})
-        return cls(prompt, budget, tools, config, model, telemetry)
+        return cls(prompt, budget, tools, config, model, telemetry, relation)
 
 
 def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:

@@ -159,7 +159,7 @@ def create_app(engine, run: Path, limits: ServerLimits):
         with lock:
             waited = time.perf_counter() - arrived
             response = engine.with_config(parsed.config).run(
-                parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry
+                parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry, relation=parsed.relation
             )
         return {"model": parsed.model or run_id, **response, "queue_seconds": waited}
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Predict = Callable[[np.ndarray], np.ndarray]  # (N, t, d) contexts -> (N, d) next-concept vectors
+# (N, t, d) contexts and (N, t) the relation followed from each position -> (N, d) next-concept vectors
+Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
 TOP_K = 5
 CANDIDATES_SCORED = 32  # the softmax for confidence runs over this many best candidates
 
@@ -26,6 +27,13 @@ CANDIDATES_SCORED = 32  # the softmax for confidence runs over this many best ca
 class Chain:
     name: str
     rows: np.ndarray  # candidate rows of its concepts, in order
+    relations: np.ndarray | None = None  # the relation id each step follows (len(rows) - 1); None: next
+
+    def __post_init__(self):
+        if self.relations is None:
+            self.relations = np.zeros(max(len(self.rows) - 1, 0), np.int64)
+        if len(self.relations) != max(len(self.rows) - 1, 0):
+            raise ValueError(f"chain {self.name}: {len(self.rows)} concepts need {len(self.rows) - 1} relations")
 
     def bucket(self, salt: str = "") -> float:
         """A number in [0, 1] from the name alone: stable across runs, variants and machines. Choices
@@ -92,11 +100,12 @@ def rollout(
     truth_rank = np.full((len(usable), horizon), -1)
     truth_score = np.full((len(usable), horizon), -np.inf)
     truth = np.stack([np.pad(c.rows, (0, prefix + horizon - len(c.rows)), constant_values=-1) for c in usable])
+    followed = np.stack([np.pad(c.relations, (0, prefix + horizon - 1 - len(c.relations))) for c in usable])
     context = candidates.vectors[truth[:, :prefix]]
     used = [set(row[:prefix].tolist()) for row in truth]
     for step in range(horizon):
         active = np.flatnonzero(lengths > step)
-        predicted = np.asarray(predict(context[active]), np.float64)
+        predicted = np.asarray(predict(context[active], followed[active, : context.shape[1]]), np.float64)
         predicted /= np.maximum(np.linalg.norm(predicted, axis=1, keepdims=True), 1e-12)
         cosines = predicted @ candidates.vectors.T
         for position, chain in enumerate(active):
@@ -137,4 +146,4 @@ def calibration_split(chains: list[Chain], share: float = 0.5) -> tuple[list[Cha
 def cut(name: str, rows: np.ndarray, length: int) -> list[Chain]:
     """Consecutive, non-overlapping chains of `length` concepts from one document (a shorter tail kept if >= 2)."""
     pieces = [rows[start : start + length] for start in range(0, len(rows), length)]
-    return [Chain(f"{name}@{i}", piece) for i, piece in enumerate(pieces) if len(piece) >= 2]
+    return [Chain(f"{name}@{i}", piece) for i, piece in enumerate(pieces) if len(piece) >= 2]  # `next` throughout

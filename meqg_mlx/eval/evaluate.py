@@ -91,8 +91,8 @@ def vmm_predictor(model) -> Predict:
     """The VMM's next-concept vector after each context (the last position's output)."""
     import mlx.core as mx
 
-    def predict(context: np.ndarray) -> np.ndarray:
-        out = model(mx.array(context.astype(np.float32)))
+    def predict(context: np.ndarray, relations: np.ndarray) -> np.ndarray:
+        out = model(mx.array(context.astype(np.float32)), relations=mx.array(relations.astype(np.int32)))
         return np.array(out.next_vector[:, -1], dtype=np.float64)
 
     return predict
@@ -113,6 +113,7 @@ def evaluate_run(
     from ..encoder import embedder_from_config
     from ..runs import RunDir
     from ..train.checkpoint import load_model
+    from ..train.relations import RelationVocabulary
     from ..train.sequences import ConceptTable
     from .tasks import file_chains, held_out_chains, store_candidates
 
@@ -125,8 +126,10 @@ def evaluate_run(
     model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=store.dim))
     table = ConceptTable(store)
     candidates = store_candidates(store, table)
+    vocabulary = RelationVocabulary.of_model(config.vmm.relations)
     if chains_file is not None:
-        chains, candidates = file_chains(chains_file, candidates, embedder or embedder_from_config(config))
+        embedder = embedder or embedder_from_config(config)
+        chains, candidates = file_chains(chains_file, candidates, embedder, vocabulary)
     else:
-        chains = held_out_chains(store, table, config.train.validation_fraction, prefix + horizon)
+        chains = held_out_chains(store, table, config.train.validation_fraction, prefix + horizon, vocabulary)
     return evaluate_chains(vmm_predictor(model), candidates, chains, prefix)

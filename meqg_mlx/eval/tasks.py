@@ -2,8 +2,10 @@
 
 Held-out means the trainer's own validation documents (`train.sequences.split_documents`
 with the run's `validation_fraction`), so no chain concept was trained on. A chains
-file holds one JSON list of texts per line; a text the store lacks (matched after
-`normalize_text`) is embedded with the run's encoder and becomes a candidate too.
+file holds one chain per line: a JSON list of texts (each step follows `next`), or
+{"texts": [...], "relations": [...]} with the relation each step follows; a text the store
+lacks (matched after `normalize_text`) is embedded with the run's encoder and becomes a
+candidate too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..concepts.sources.files import jsonl_values
 from ..concepts.store import ConceptStore, normalize_text
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
+from ..train.relations import NEXT, RelationVocabulary
 from ..train.sequences import ConceptTable, documents, split_documents
 from .chains import Candidates, Chain, cut
 
@@ -27,14 +30,20 @@ def store_candidates(store: ConceptStore, table: ConceptTable) -> Candidates:
     return Candidates(table.vectors.astype(np.float64), [text_of[int(i)] for i in table.ids])
 
 
-def held_out_chains(store: ConceptStore, table: ConceptTable, validation_fraction: float, length: int) -> list[Chain]:
+def held_out_chains(
+    store: ConceptStore,
+    table: ConceptTable,
+    validation_fraction: float,
+    length: int,
+    vocabulary: RelationVocabulary,
+) -> list[Chain]:
     """The validation documents cut into chains of `length` concepts (prose `next` chains, code modules in
     reading order), then relation chains: module -> class -> method paths inside those documents, and
     WordNet hypernym paths (WordNet synsets are never in a training document)."""
     training, validation = split_documents(documents(store), validation_fraction)
     chains = [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
     trained = {int(i) for doc in training for i in doc.ids}
-    return chains + relation_chains(store, table, trained, length)
+    return chains + relation_chains(store, table, trained, length, vocabulary)
 
 
 RELATION_PATHS = {"contains": 3, "hypernym": None}  # relation followed -> longest path (None: the horizon's)
@@ -44,9 +53,11 @@ RELATION_PATHS = {"contains": 3, "hypernym": None}  # relation followed -> longe
 RELATION_CHAINS_LIMIT = 256
 
 
-def relation_chains(store: ConceptStore, table: ConceptTable, trained: set[int], length: int) -> list[Chain]:
+def relation_chains(
+    store: ConceptStore, table: ConceptTable, trained: set[int], length: int, vocabulary: RelationVocabulary
+) -> list[Chain]:
     """Paths along one relation type (first target each time), none touching a trained-on concept; at most
-    RELATION_CHAINS_LIMIT per type."""
+    RELATION_CHAINS_LIMIT per type. Each step follows the relation when the model knows it (else `next`)."""
     columns = store.columns(["concept_id", "relations"])
     follow: dict[str, dict[int, int]] = {kind: {} for kind in RELATION_PATHS}
     for concept_id, relations in zip(columns["concept_id"].to_pylist(), columns["relations"].to_pylist()):
@@ -56,6 +67,7 @@ def relation_chains(store: ConceptStore, table: ConceptTable, trained: set[int],
     chains = []
     for kind, longest in RELATION_PATHS.items():
         edges, limit = follow[kind], min(longest or length, length)
+        relation = vocabulary.names.index(kind) if kind in vocabulary.names else 0
         starts = sorted(set(edges) - set(edges.values()))  # where no path of this kind leads in
         paths = []
         for start in starts:
@@ -63,27 +75,39 @@ def relation_chains(store: ConceptStore, table: ConceptTable, trained: set[int],
             while path[-1] in edges and len(path) < limit and edges[path[-1]] not in path:
                 path.append(edges[path[-1]])
             if len(path) >= 2 and not trained.intersection(path):
-                paths.append(Chain(f"{kind}:{start}", table.row_of[np.array(path)]))
+                steps = np.full(len(path) - 1, relation)
+                paths.append(Chain(f"{kind}:{start}", table.row_of[np.array(path)], steps))
         chains += sorted(paths, key=lambda chain: chain.bucket("kept:"))[:RELATION_CHAINS_LIMIT]
     return chains
 
 
-def read_chains_file(path: str | Path) -> list[list[str]]:
-    """The chains in a .jsonl file, each a list of >= 2 non-empty texts; anything else is a one-line error."""
+def read_chains_file(path: str | Path) -> list[tuple[list[str], list[str]]]:
+    """The chains in a .jsonl file as (texts, relations): each line a JSON list of >= 2 non-empty texts
+    (every step follows `next`), or {"texts": [...], "relations": [...]} with one relation name per step;
+    anything else is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"chains file not found: {path}")
     chains = []
     for number, chain in jsonl_values(path):
-        if not isinstance(chain, list) or not all(isinstance(text, str) for text in chain):
-            raise InputError(f"{path}:{number}: each line must be a JSON list of texts")
-        if len(chain) < 2:
-            raise InputError(f"{path}:{number}: a chain needs at least 2 texts, got {len(chain)}")
+        where = f"{path}:{number}"
+        texts, relations = (chain.get("texts"), chain.get("relations")) if isinstance(chain, dict) else (chain, None)
+        if isinstance(chain, dict) and set(chain) - {"texts", "relations"}:
+            raise InputError(f"{where}: a chain object holds texts and relations only")
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            raise InputError(f"{where}: each line must be a JSON list of texts or an object with one")
+        if len(texts) < 2:
+            raise InputError(f"{where}: a chain needs at least 2 texts, got {len(texts)}")
+        relations = [NEXT] * (len(texts) - 1) if relations is None else relations
+        if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
+            raise InputError(f"{where}: relations must be a list of relation names")
+        if len(relations) != len(texts) - 1:
+            raise InputError(f"{where}: {len(texts)} texts need {len(texts) - 1} relations, got {len(relations)}")
         try:
-            check_texts(chain)
+            check_texts(texts)
         except InputError as exc:
-            raise InputError(f"{path}:{number}: {exc}") from None
-        chains.append(chain)
+            raise InputError(f"{where}: {exc}") from None
+        chains.append((texts, relations))
     return chains  # never empty: a file without a non-blank line is refused as empty
 
 
@@ -103,12 +127,21 @@ def with_texts(candidates: Candidates, texts: list[str], embedder: Embedder) -> 
     return Candidates(vectors, names), row_of
 
 
-def file_chains(path: str | Path, candidates: Candidates, embedder: Embedder) -> tuple[list[Chain], Candidates]:
-    """The file's chains as candidate rows; texts the store lacks are embedded and appended as candidates."""
-    texts = read_chains_file(path)
-    candidates, row_of = with_texts(candidates, [t for chain in texts for t in chain], embedder)
+def file_chains(
+    path: str | Path, candidates: Candidates, embedder: Embedder, vocabulary: RelationVocabulary
+) -> tuple[list[Chain], Candidates]:
+    """The file's chains as candidate rows, each step's relation as the run's id (an unknown name is a
+    one-line error); texts the store lacks are embedded and appended as candidates."""
+    read = read_chains_file(path)
+    relations = []
+    for number, (_, names) in enumerate(read, 1):
+        try:
+            relations.append(np.array(vocabulary.ids(names), np.int64))
+        except InputError as exc:
+            raise InputError(f"{path}: chain {number}: {exc}") from None
+    candidates, row_of = with_texts(candidates, [t for texts, _ in read for t in texts], embedder)
     chains = [
-        Chain(f"{Path(path).name}:{i + 1}", np.array([row_of[normalize_text(t)] for t in chain]))
-        for i, chain in enumerate(texts)
+        Chain(f"{Path(path).name}:{i + 1}", np.array([row_of[normalize_text(t)] for t in texts]), steps)
+        for i, ((texts, _), steps) in enumerate(zip(read, relations))
     ]
     return chains, candidates

@@ -159,6 +159,8 @@ def test_a_flop_budget_stops_the_episode_at_its_exact_count(server):
         ({"prompt": "x", "tools": ["shell"]}, "unknown tool 'shell'"),
         ({"prompt": "x", "config": {"obj": {"lambda_zzz": 1}}}, "lambda_zzz"),
         ({"prompt": "x", "temperature": 2}, "unknown request field 'temperature'"),
+        ({"prompt": "x", "relation": "meronym"}, "unknown relation 'meronym'; this run knows next"),
+        ({"prompt": "x", "relation": 3}, "relation must be a relation's name"),
         ([1, 2], "must be a JSON object"),
         ({"prompt": "x" * 9000, "config": {"episode": {"max_prompt_chars": 60000}}}, "may only lower it"),
         ({"prompt": "x", "config": {"episode": {"ledger_samples": 20000}}}, "episode.ledger_samples' must be in"),

@@ -98,6 +98,29 @@ def test_steps_read_the_context_through_the_cache_as_the_whole_forward_would(eng
     np.testing.assert_allclose(result.final, context[-1], atol=1e-5)
 
 
+def test_an_episode_follows_its_relation_from_the_prompts_last_concept(engine, embedder):
+    """Each step reads the episode's relation from the last prompt concept on (`next` before it), through
+    the cache as the whole forward with those relations would."""
+    prompt = "Open a file. Read its lines. Count the words."
+    relation = engine.vocabulary.id("defined_in")
+    result = endless(engine, gate=False, retrieve_k=0, max_steps=4).episode(
+        prompt, [], Budget(max_flops=1e15), relation="defined_in"
+    )
+    context = list(embedder.encode(split_sentences(prompt)))
+    walked_from = len(context) - 1
+    for _ in result.response["concepts"]:
+        relations = [[relation if i >= walked_from else 0 for i in range(len(context))]]
+        whole = engine.model(mx.array(np.stack(context))[None], relations=mx.array(relations))
+        proposal = np.array(whole.next_vector[0, -1])
+        context.append(proposal / np.linalg.norm(proposal))
+    assert len(result.response["concepts"]) >= 2
+    np.testing.assert_allclose(result.final, context[-1], atol=1e-5)
+    plain = endless(engine, gate=False, retrieve_k=0, max_steps=4).episode(prompt, [], Budget(max_flops=1e15))
+    assert not np.allclose(plain.final, result.final, atol=1e-3)  # the relation changes where it goes
+    with pytest.raises(InputError, match="unknown relation 'meronym'; this run knows next, contains"):
+        engine.run(prompt, [], relation="meronym")
+
+
 def test_max_flops_stops_the_episode_at_the_exact_count(engine):
     engine = endless(engine)
     prompt = "Sort a list. Then reverse it."

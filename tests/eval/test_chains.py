@@ -18,7 +18,7 @@ def successor_chains(count=20, length=7):
     return [Chain(f"c{i}", np.array([(s + k) % 50 for k in range(length)])) for i, s in enumerate(starts)]
 
 
-def oracle(context):
+def oracle(context, relations=None):
     """Knows the task: the successor of the concept nearest its last input."""
     return VECTORS[SUCCESSOR[np.argmax(context[:, -1] @ VECTORS.T, axis=1)]]
 
@@ -34,7 +34,9 @@ def test_a_model_that_copies_the_truth_never_fails_and_is_calibrated_when_confid
 
 
 def test_a_constant_model_fails_every_chain():
-    result = rollout(lambda context: np.tile(VECTORS[55], (len(context), 1)), CANDIDATES, successor_chains(), 1, False)
+    result = rollout(
+        lambda context, _: np.tile(VECTORS[55], (len(context), 1)), CANDIDATES, successor_chains(), 1, False
+    )
     assert not result.correct[:, 0].any()  # (later steps may hit the truth by luck, after the chain failed)
     assert cascade_fail(result.correct, result.lengths).tolist() == [1.0] * 6
 
@@ -43,7 +45,7 @@ def test_free_running_feeds_the_models_own_mistakes_back():
     """Right from true inputs, wrong from its own: a model whose one slip (at concept 10) sends it off the
     cycle for good. Teacher-forced it errs once; free-running every step after the slip is wrong."""
 
-    def slips_at_10(context):
+    def slips_at_10(context, relations=None):
         nearest = np.argmax(context[:, -1] @ VECTORS.T, axis=1)
         return VECTORS[np.where(nearest == 10, 55, np.where(nearest >= 50, 56, SUCCESSOR[nearest % 50]))]
 
@@ -55,7 +57,7 @@ def test_free_running_feeds_the_models_own_mistakes_back():
 
 
 def test_concepts_already_in_the_context_are_not_candidates():
-    back_to_start = rollout(lambda context: context[:, 0], CANDIDATES, [Chain("c", np.array([3, 4, 5]))], 1, True)
+    back_to_start = rollout(lambda context, _: context[:, 0], CANDIDATES, [Chain("c", np.array([3, 4, 5]))], 1, True)
     assert (back_to_start.scores[0, :, 0] < 0.999).all()  # the start itself is excluded
 
 
@@ -63,7 +65,7 @@ def test_fitted_temperature_on_teacher_forced_scores():
     result = rollout(oracle, CANDIDATES, successor_chains(), prefix=1, teacher_forced=True)
     temperature = fit_temperature(*result.calibration_scores())
     assert temperature < 0.05  # always right: the sharper, the likelier
-    scores, truth = rollout(lambda c: -c[:, -1], CANDIDATES, successor_chains(), 1, True).calibration_scores()
+    scores, truth = rollout(lambda c, _: -c[:, -1], CANDIDATES, successor_chains(), 1, True).calibration_scores()
     assert scores.shape[1] == 33 and (truth == 32).any()  # truths outside the best 32 keep their own score
 
 
@@ -85,3 +87,19 @@ def test_which_chains_are_kept_does_not_decide_which_calibrate():
     assert 30 <= len(calibration) <= 70 and len(calibration) + len(test) == 100
     unsalted = sorted(chains, key=lambda c: c.bucket())[:100]
     assert calibration_split(unsalted)[1] == []  # what the salt prevents: every kept chain calibrating
+
+
+def test_each_step_reads_the_relations_its_chain_follows():
+    """The predictor sees, beside each context, the relation followed from each of its positions."""
+    seen = []
+
+    def recording(context, relations):
+        seen.append(relations.copy())
+        assert relations.shape == context.shape[:2]
+        return oracle(context)
+
+    chains = [Chain("a", np.array([1, 2, 3, 4]), np.array([5, 6, 7])), Chain("b", np.array([8, 9]))]
+    rollout(recording, CANDIDATES, chains, prefix=1, teacher_forced=True)
+    assert [r.tolist() for r in seen] == [[[5], [0]], [[5, 6]], [[5, 6, 7]]]
+    with pytest.raises(ValueError, match="3 concepts need 2 relations"):
+        Chain("c", np.array([1, 2, 3]), np.array([1]))

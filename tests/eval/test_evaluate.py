@@ -44,13 +44,37 @@ def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run, small_st
     assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
 
 
+def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store_path, tmp_path, embedder):
+    """Object lines name each step's relation; plain lists mean `next`; chains of 2-3 texts under the
+    default horizon 8 report as many steps as the longest chain has. An unknown relation is one line."""
+    store = ConceptStore.open(small_store_path)
+    rows = store.columns(["concept_id", "text", "relations"]).to_pylist()
+    text_of = {r["concept_id"]: r["text"] for r in rows}
+    lines = []
+    for row in rows:
+        for relation in row["relations"] or []:
+            if relation["type"] == "defined_in" and relation["target_id"] in text_of and len(lines) < 16:
+                lines.append({"texts": [row["text"], text_of[relation["target_id"]]], "relations": ["defined_in"]})
+    lines += [[text_of[a], text_of[b], text_of[c]] for a, b, c in zip(*[iter(sorted(text_of)[:48])] * 3)]
+    path = tmp_path / "chains.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = evaluate_run(trained_run, chains_file=path, embedder=embedder)
+    assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
+    path.write_text(json.dumps({"texts": ["a b", "c d"], "relations": ["meronym"]}) + "\n")
+    with pytest.raises(InputError, match="chain 1: unknown relation 'meronym'; this run knows next, contains"):
+        evaluate_run(trained_run, chains_file=path, embedder=embedder)
+
+
 @pytest.mark.parametrize(
     "content, reason",
     [
         ("", "is empty"),
         ("\n\n", "is empty"),
         ('["a", "b"]\nnot json\n', ":2: invalid JSON"),
-        ('{"a": 1}\n', ":1: each line must be a JSON list of texts"),
+        ('{"a": 1}\n', ":1: a chain object holds texts and relations only"),
+        ('"text"\n', ":1: each line must be a JSON list of texts or an object with one"),
+        ('{"texts": ["a", "b", "c"], "relations": ["next"]}\n', ":1: 3 texts need 2 relations, got 1"),
+        ('{"texts": ["a", "b"], "relations": [3]}\n', ":1: relations must be a list of relation names"),
         ('["only one"]\n', ":1: a chain needs at least 2 texts, got 1"),
         ('["fine", "   "]\n', ":1: text #1 is empty"),
     ],
@@ -88,22 +112,25 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
 def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path, monkeypatch):
     from meqg_mlx.eval import tasks
     from meqg_mlx.eval.tasks import held_out_chains, relation_chains
+    from meqg_mlx.train.relations import RelationVocabulary
     from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
 
     store = ConceptStore.open(small_store_path)
     table = ConceptTable(store)
     training, _ = split_documents(documents(store), 0.2)
     trained = {int(i) for doc in training for i in doc.ids}
-    chains = relation_chains(store, table, trained, 8)
+    vocabulary = RelationVocabulary.of_store(store)
+    chains = relation_chains(store, table, trained, 8, vocabulary)
     assert chains and all(c.name.startswith("contains:") and 2 <= len(c.rows) <= 3 for c in chains)
+    assert all((c.relations == vocabulary.id("contains")).all() for c in chains)  # each step follows contains
     keys = dict(zip(*(store.columns(["concept_id", "key"])[k].to_pylist() for k in ("concept_id", "key"))))
     for chain in chains:
         ids = table.ids[chain.rows]
         assert not trained.intersection(ids.tolist())
         assert all(keys[int(b)].startswith(keys[int(a)] + ".") for a, b in zip(ids, ids[1:]))  # parent -> member
-    names = {c.name for c in held_out_chains(store, table, 0.2, 8)}
+    names = {c.name for c in held_out_chains(store, table, 0.2, 8, vocabulary)}
     assert {c.name for c in chains} <= names
     monkeypatch.setattr(tasks, "RELATION_CHAINS_LIMIT", 2)  # kept: the first two by a salted hash
-    kept = relation_chains(store, table, trained, 8)
+    kept = relation_chains(store, table, trained, 8, vocabulary)
     assert [c.name for c in kept] == [c.name for c in sorted(chains, key=lambda c: c.bucket("kept:"))[:2]]
     assert len(chains) > 2
