@@ -215,6 +215,7 @@ class TorchTrainer(Trainer):
         excluded = (candidates[None, :, None] == seen[:, None, :]).any(-1) | (
             (candidates[None] == local_targets[:, None]) & ~own
         )
+        counts = (seen >= 0) & (seen != self.table.pad_row) & (seen != local_targets[:, None])  # context_counts
         keep = np.concatenate([mask.reshape(-1), np.ones(len(negatives), dtype=np.float32)])
         ledger = np.flatnonzero(mask.reshape(-1))[: tc.ledger_positions]
         row_of = {int(p): row for row, p in enumerate(positions)}  # this rank's row of a global position
@@ -233,6 +234,7 @@ class TorchTrainer(Trainer):
         log_keep = torch.log(tensor(keep, torch.float32) + 1e-9)[None]
         excluded_t, own_index = tensor(excluded), tensor(positions, torch.long)
         weight = tensor(mask[rows].reshape(-1), torch.float32) / count
+        counts_t = tensor(counts.reshape(len(rows), steps, steps))
         ledger_t = tensor(ledger_rows, torch.long)
 
         def evaluate(view: View, grad: bool) -> Evaluation:
@@ -243,6 +245,9 @@ class TorchTrainer(Trainer):
                 )
                 predicted = out.next_vector.reshape(-1, self.args.concept_dim)
                 distance = (((predicted - target_vectors) ** 2).sum(-1) * weight).sum()
+                similarity = (out.next_vector @ concepts.transpose(-1, -2)).masked_fill(~counts_t, -2.0)
+                outranked = similarity.amax(-1).reshape(-1) - (predicted * target_vectors).sum(-1)
+                context = (outranked.clamp(min=0.0) * weight).sum()  # objective.context_penalty
                 logits = (predicted @ candidate_vectors.T / tc.temperature + log_keep).masked_fill(excluded_t, -1e9)
                 contrastive = (F.cross_entropy(logits, own_index, reduction="none") * weight).sum()
                 flat_logits = planner_logits.reshape(-1, planner_logits.shape[-1])
@@ -260,16 +265,17 @@ class TorchTrainer(Trainer):
                 ).mean()
                 entropy = torch.stack([s.entropy for s in out.router]).mean() * local_tokens / tokens_total
                 objective = self.objective
-                s_ent = distance + objective.contrastive_weight * contrastive + planner
+                s_ent = distance + objective.contrastive_weight * contrastive + planner + context
                 s_ent = s_ent + objective.balance_weight * balance
                 ledger_count = max(len(ledger), 1)
                 s_mod_share, surrogate_share = s_mod.sum() / ledger_count, surrogate.sum() / ledger_count
                 lambda_mod = self.config.objective.lambda_mod
                 share = s_ent + lambda_mod * (s_mod_share + surrogate_share - surrogate_share.detach())
-            numbers = torch.stack([distance, contrastive, planner, balance, s_mod_share, entropy]).detach().double()
+            numbers = [distance, contrastive, planner, balance, s_mod_share, entropy, context]
+            numbers = torch.stack(numbers).detach().double()
             self._all_reduce(numbers)
-            distance_g, contrastive_g, planner_g, balance_g, s_mod_g, entropy_g = numbers.tolist()
-            s_ent_g = distance_g + objective.contrastive_weight * contrastive_g + planner_g
+            distance_g, contrastive_g, planner_g, balance_g, s_mod_g, entropy_g, context_g = numbers.tolist()
+            s_ent_g = distance_g + objective.contrastive_weight * contrastive_g + planner_g + context_g
             s_ent_g += objective.balance_weight * balance_g
             s_geo = objective.s_geo(int(mask.sum()), 0.0, self.kappa)
             delta = s_geo + s_ent_g + lambda_mod * s_mod_g
@@ -282,6 +288,7 @@ class TorchTrainer(Trainer):
                 "contrastive": contrastive_g,
                 "planner_nll": planner_g,
                 "balance": balance_g,
+                "context": context_g,
             }
             return Evaluation(
                 delta, s_mod_g, terms, load.sum(0).long().tolist(), entropy_g, share * self.world if grad else None

@@ -2,8 +2,9 @@
 
 S_ent is the learning signal: a next-concept loss that cannot win by predicting the
 mean (squared distance plus InfoNCE against in-batch and store negatives, after
-Meta's LCM finding that MSE alone regresses to the average continuation), the
-planner's NLL of the true next codes, and the MoE balance loss. S_geo prices
+Meta's LCM finding that MSE alone regresses to the average continuation), a penalty
+wherever a context concept outranks the true next one (copying loses), the planner's
+NLL of the true next codes, and the MoE balance loss. S_geo prices
 compute: analytic FLOPs and recurrent-state bytes of the model, tool latency,
 expert density and (with lambda_kappa) the last measured curvature max(kappa-hat, 0); it is
 constant in the weights, so it shifts Delta for the gate
@@ -41,8 +42,8 @@ def next_concept_losses(
     """(squared distance, InfoNCE) for unit rows predicted/target (N, d); negatives (M, d) optional.
 
     `mask` (N,) drops padded rows from both averages and from the InfoNCE candidates;
-    `excluded` (N, N + M) bool drops candidates that are no negatives for a row (the
-    row's own input concept, which never comes next; copies of its target).
+    `excluded` (N, N + M) bool drops candidates that are no negatives for a row (copies of
+    its target).
     """
     weight = _row_weights(predicted.shape[0], mask)
     distance = (mx.square(predicted - target).sum(-1) * weight).sum()
@@ -55,6 +56,20 @@ def next_concept_losses(
         logits = mx.where(excluded, -1e9, logits)
     per_row = cross_entropy(logits, mx.arange(predicted.shape[0]))
     return distance, (per_row * weight).sum()
+
+
+def context_penalty(
+    predicted: mx.array, target: mx.array, context: mx.array, counts: mx.array, mask: mx.array
+) -> mx.array:
+    """Mean over kept positions of max(0, max_s cos(x^_t, x_s) - cos(x^_t, x_{t+1})) over the context
+    concepts s <= t that `counts` (B, T, T) marks (earlier ones, not copies of the target): how far the
+    prediction ranks a context concept above the truth (Ippolito et al. 2020's cure for copying).
+    predicted, target, context (B, T, d); mask (B, T)."""
+    similarity = mx.where(counts, predicted @ context.swapaxes(-1, -2), -2.0)
+    own = (predicted * target).sum(-1)
+    penalty = mx.maximum(similarity.max(-1) - own, 0.0)
+    weight = _row_weights(penalty.size, mask.reshape(-1))
+    return (penalty.reshape(-1) * weight).sum()
 
 
 def planner_nll(logits: mx.array, codes: mx.array, mask: mx.array | None = None) -> mx.array:
@@ -94,6 +109,7 @@ class ObjectiveTerms:
     contrastive: mx.array
     planner: mx.array
     balance: mx.array
+    context: mx.array
 
     def report(self) -> dict[str, float]:
         return {
@@ -105,6 +121,7 @@ class ObjectiveTerms:
             "contrastive": float(self.contrastive),
             "planner_nll": float(self.planner),
             "balance": float(self.balance),
+            "context": float(self.context),
         }
 
 
@@ -148,16 +165,18 @@ class Objective:
         mask: mx.array | None = None,
         excluded: mx.array | None = None,
         kappa: mx.array | float = 0.0,
+        context: mx.array | float = 0.0,
     ) -> ObjectiveTerms:
-        """Rows are positions (N, ...); `mask` (N,) drops padding; `excluded` see next_concept_losses.
+        """Rows are positions (N, ...); `mask` (N,) drops padding; `excluded` see next_concept_losses;
+        `context` the batch's `context_penalty`.
 
         `s_mod` may carry a surrogate gradient. Nothing here reads an array back to the host, so
         the whole objective compiles into the trainer's graph.
         """
         distance, contrastive = next_concept_losses(predicted, target, negatives, self.temperature, mask, excluded)
         planner = planner_nll(planner_logits, codes, mask)
-        s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance
+        s_ent = distance + self.contrastive_weight * contrastive + planner + self.balance_weight * balance + context
         tokens = predicted.shape[0] if mask is None else mask.sum()
         s_geo = self.s_geo(tokens, tool_latency_ms, kappa)
         delta = s_geo + s_ent + self.config.lambda_mod * s_mod
-        return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance)
+        return ObjectiveTerms(delta, s_geo, s_ent, s_mod, distance, contrastive, planner, balance, context)

@@ -164,7 +164,7 @@ class TrainingRun:
         record = {
             "loss": terms["distance"] + terms["contrastive"],  # the next-concept loss the monitor plots
             "objective": {k: terms[k] for k in ("Delta", "S_geo", "S_ent", "S_mod")},
-            "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance")},
+            "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance", "context")},
             "gate": _gate_record(report),
             "lr": report.lr,
             "lr_scale": trainer.recovery.lr_scale,

@@ -138,3 +138,10 @@ def seen_among(inputs: mx.array, candidates: mx.array) -> mx.array:
     at = mx.arange(steps)[None, :, None]
     first = mx.where(inputs[:, :, None] == candidates[None, None, :], at, steps).min(axis=1)
     return (first[:, None, :] <= at).reshape(-1, candidates.shape[0])
+
+
+def context_counts(inputs: mx.array, targets: mx.array, pad_row: int) -> mx.array:
+    """(B, T, T): the context concepts s <= t that a prediction at t must not rank above its target:
+    real concepts, other than the target itself."""
+    seen = seen_before(inputs)
+    return (seen >= 0) & (seen != pad_row) & (seen != targets[:, :, None])

@@ -26,7 +26,7 @@ from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
 from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tree
 from ..diamond.ledger import phi_mc, s_mod_surrogate
-from ..diamond.objective import Objective, ObjectiveTerms
+from ..diamond.objective import Objective, ObjectiveTerms, context_penalty
 from ..diamond.view import View
 from ..schedules import warmup_cosine
 from ..vmm.model import VMM
@@ -36,7 +36,7 @@ from .baselines import Pairs
 from .metrics import score
 from .regime import RecoveryPolicy
 from .relations import Edges, RelationVocabulary, WalkSampler, held_out_rows, store_edges, trainable
-from .sequences import ConceptTable, documents, seen_among, split_documents, tiled_windows, windows
+from .sequences import ConceptTable, context_counts, documents, seen_among, split_documents, tiled_windows, windows
 from .validation import QuerySet, Validation, baseline_scores, compare, document_queries, relation_queries
 
 
@@ -198,14 +198,18 @@ class Trainer:
         positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
         kappa = mx.array(self.kappa)
         relations = relations if relations is not None else mx.zeros(inputs.shape, dtype=mx.int32)
-        arrays = StepArrays(inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa, relations)
+        counts = context_counts(inputs, targets, self.table.pad_row)
+        arrays = StepArrays(
+            inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa, relations, counts
+        )
         return BatchLoss(self, arrays)
 
     def batch_loss(self, model: VMM, view: View, arrays: "StepArrays", surrogate: bool = True):
         """(Delta, S_mod, terms, router stats) of one batch. `surrogate` adds the score-function term
         that carries S_mod's gradient (its value is exactly 0): value-only evaluations leave it out."""
         tc, table, a = self.config.train, self.table, arrays
-        out = model(table.matrix[a.inputs], relations=a.relations)
+        concepts = table.matrix[a.inputs]
+        out = model(concepts, relations=a.relations)
         codes = a.codes[a.targets].reshape(-1, self.args.rvq_levels)
         planner_logits = model.planner(out.hidden, a.codes[a.targets])
         hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[a.positions]
@@ -223,6 +227,7 @@ class Trainer:
             mask=a.mask.reshape(-1),
             excluded=a.excluded,
             kappa=a.kappa,
+            context=context_penalty(out.next_vector, table.matrix[a.targets], concepts, a.counts, a.mask),
         )
         return terms.delta, s_mod_value, terms, out.router
 
@@ -426,6 +431,7 @@ class StepArrays(NamedTuple):
     codes: mx.array  # the store's RVQ codes, the planner's targets (refresh_codes replaces them)
     kappa: mx.array  # the last kappa-hat, which S_geo prices
     relations: mx.array  # (B, T) the relation followed from each position (0: next)
+    counts: mx.array  # (B, T, T) the context concepts a prediction must not rank above its target
 
 
 class BatchLoss:

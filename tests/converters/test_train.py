@@ -49,7 +49,7 @@ def test_the_twin_takes_the_mlx_trainers_steps(small_store):
     mlx, twin = Trainer(small_store, config), TorchTrainer(small_store, config)
     for _ in range(5):
         a, b = mlx.step(), twin.step()
-        for name in ("Delta", "distance", "contrastive", "planner_nll", "balance"):
+        for name in ("Delta", "distance", "contrastive", "planner_nll", "balance", "context"):
             assert b.terms[name] == pytest.approx(a.terms[name], rel=1e-4), name
         assert (a.gate.accepted, a.gate.retries, a.gate.failed) == (b.gate.accepted, b.gate.retries, b.gate.failed)
         assert b.expert_load == a.expert_load

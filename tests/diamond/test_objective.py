@@ -1,4 +1,5 @@
 import mlx.core as mx
+import numpy as np
 import pytest
 
 from meqg_mlx.config import ObjectiveConfig
@@ -52,3 +53,22 @@ def test_delta_is_the_sum_of_its_terms_and_geo_grows_with_model_size():
     bigger = ModelArgs(**{**args.__dict__, "n_layers": 4})
     assert flops_per_token(bigger) > flops_per_token(args) and state_bytes(bigger) == 4 * state_bytes(args)
     assert Objective(ObjectiveConfig(), bigger).s_geo(5) > objective.s_geo(5)
+
+
+def test_the_context_penalty_charges_a_copy_and_not_the_truth():
+    """Copying the current concept ranks it above the truth (penalty 1 - cos(x_t, x_t+1)); predicting the
+    truth costs nothing; a context concept equal to the target is no mistake."""
+    from meqg_mlx.diamond.objective import context_penalty
+    from meqg_mlx.train.sequences import context_counts
+
+    rows = mx.array([[0, 1, 2]])  # concepts 0, 1, 2 in a row; targets 1, 2, 3
+    vectors = mx.eye(4)[None] * 0.8 + 0.2
+    vectors = vectors / mx.linalg.norm(vectors, axis=-1, keepdims=True)
+    concepts, targets = vectors[:, :3], vectors[:, 1:]
+    counts = context_counts(rows, rows + 1, pad_row=9)
+    mask = mx.ones((1, 3))
+    cosine = float((vectors[0, 0] * vectors[0, 1]).sum())
+    assert float(context_penalty(concepts, targets, concepts, counts, mask)) == pytest.approx(1 - cosine, rel=1e-5)
+    assert float(context_penalty(targets, targets, concepts, counts, mask)) == pytest.approx(0.0, abs=1e-6)
+    repeat = context_counts(mx.array([[0, 1]]), mx.array([[1, 0]]), pad_row=9)  # position 1's target is seen
+    assert np.array(repeat).tolist() == [[[True, False], [False, True]]]
