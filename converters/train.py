@@ -349,6 +349,7 @@ class TorchTrainer(Trainer):
             first.entropy,
             int(mask.sum().item()),
             time.perf_counter() - started,
+            self.batch_source,
         )
 
     def _backward(self, evaluate) -> tuple[Evaluation, dict[str, torch.Tensor]]:

@@ -22,6 +22,7 @@ EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may car
     "step": frozenset(
         {
             "loss",
+            "batch",
             "objective",
             "terms",
             "gate",

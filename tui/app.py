@@ -32,6 +32,7 @@ KEYS = (
 )
 PLOTS = (
     ("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), False),
+    ("loss by batch: documents, relation walks", ("loss_documents", "loss_walks"), False),
     ("Phi", ("phi",), True),  # with the regime bands the run recorded
     ("acceptance rate and backtracks", ("accept_rate", "retries"), False),
     ("trust radius", ("trust_radius",), False),

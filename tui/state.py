@@ -11,7 +11,21 @@ from dataclasses import dataclass, field
 
 from meqg_mlx.telemetry import step_loss
 
-SERIES = ("loss", "Delta", "S_geo", "S_ent", "S_mod", "phi", "accept_rate", "retries", "trust_radius", "kappa", "lr")
+SERIES = (
+    "loss",
+    "loss_documents",
+    "loss_walks",
+    "Delta",
+    "S_geo",
+    "S_ent",
+    "S_mod",
+    "phi",
+    "accept_rate",
+    "retries",
+    "trust_radius",
+    "kappa",
+    "lr",
+)
 DECISIONS_KEPT = 12
 EVENTS_KEPT = 1000
 
@@ -76,6 +90,10 @@ class RunState:
         gate = r.get("gate")
         values = {
             "loss": step_loss(r),
+            **{
+                f"loss_{source}": step_loss(r) if r.get("batch") == source else None
+                for source in ("documents", "walks")
+            },
             "phi": r.get("phi"),
             "accept_rate": r.get("accept_rate"),
             "kappa": r.get("kappa"),

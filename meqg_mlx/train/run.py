@@ -163,6 +163,7 @@ class TrainingRun:
         terms = report.terms
         record = {
             "loss": terms["distance"] + terms["contrastive"],  # the next-concept loss the monitor plots
+            "batch": report.batch,
             "objective": {k: terms[k] for k in ("Delta", "S_geo", "S_ent", "S_mod")},
             "terms": {k: terms[k] for k in ("distance", "contrastive", "planner_nll", "balance", "context")},
             "gate": _gate_record(report),

@@ -50,6 +50,7 @@ class StepReport:
     router_entropy: float
     tokens: int
     seconds: float
+    batch: str = "documents"  # what the batch was drawn from: documents or walks
 
 
 @dataclass
@@ -150,7 +151,7 @@ class Trainer:
         self.vocabulary = RelationVocabulary(tuple(names))
         config.vmm.relations = list(self.vocabulary.names)
         self.held_out = held_out_rows(store, self.table, tc.validation_fraction)
-        self.walks = None
+        self.walks, self.batch_source = None, "documents"
         if len(self.vocabulary) == 1:  # `next` alone: documents are all there is
             self.edges = Edges(*(np.zeros(0, np.int64),) * 3)
             self.trainable_edges = np.zeros(0, bool)
@@ -169,7 +170,9 @@ class Trainer:
         if self.walks is not None and (not self.train_docs or self.rng.random() < tc.walk_share):
             count = max(1, tc.batch_size * tc.seq_len // tc.walk_length)
             rows, relations = self.walks.walks(self.rng, count, tc.walk_length)
+            self.batch_source = "walks"
             return (*self.table.batch(rows), mx.array(np.maximum(relations, 0).astype(np.int32)))
+        self.batch_source = "documents"
         inputs, targets, mask = self.table.rows(windows(self.train_docs, tc.seq_len, self.rng, tc.batch_size))
         return inputs, targets, mask, mx.zeros(inputs.shape, dtype=mx.int32)
 
@@ -315,6 +318,7 @@ class Trainer:
             entropy,
             int(mask.sum().item()),
             time.perf_counter() - started,
+            self.batch_source,
         )
         return report
 

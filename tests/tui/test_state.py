@@ -157,3 +157,15 @@ def test_a_live_training_run_folds_as_it_is_written(small_store_path, tmp_path):
     assert live.expert_load == final.expert_load and live.records == final.records
     evaluations = [text for _, kind, text in final.events if kind == "eval"]
     assert evaluations and evaluations[-1].startswith("next r@1 ") and " vs " in evaluations[-1]
+
+
+def test_loss_is_kept_per_batch_source(recorded_records):
+    """Steps say whether their batch was documents or relation walks; the monitor plots each loss apart."""
+    steps = [dict(r) for r in recorded_records if r["event"] == "step"][:4]
+    for record, source in zip(steps, ("documents", "walks", "walks", None)):
+        if source:
+            record["batch"] = source
+    state = fold(steps)
+    assert [y is not None for y in state.series["loss_walks"][1]] == [False, True, True, False]
+    assert [y is not None for y in state.series["loss_documents"][1]] == [True, False, False, False]
+    assert state.series["loss_walks"][1][1] == state.series["loss"][1][1]
