@@ -383,13 +383,14 @@ class Trainer:
         """What the validation tables ask: held-out documents' next concepts, then each relation's targets
         of held-out sources, with the training pairs the baselines are fitted on."""
         tc, row_of = self.config.train, self.table.row_of
-        transitions = [(row_of[d.ids[:-1]], row_of[d.ids[1:]]) for d in self.train_docs]
-        pairs = Pairs(*(np.concatenate(side) for side in zip(*transitions)))
-        documents_set = document_queries(self.validation_ids, row_of, pairs)
         edges = relation_queries(
             self.edges, self.held_out, self.trainable_edges, self.vocabulary, tc.validation_edges, tc.seed
         )
-        return ([documents_set] if len(self.validation_ids) else []) + edges
+        if not len(self.validation_ids) or not self.train_docs:
+            return edges
+        transitions = [(row_of[d.ids[:-1]], row_of[d.ids[1:]]) for d in self.train_docs]
+        pairs = Pairs(*(np.concatenate(side) for side in zip(*transitions)))
+        return [document_queries(self.validation_ids, row_of, pairs), *edges]
 
     def evaluate(self) -> Validation:
         """The validation tables: the model and every baseline, per relation (train.validation)."""

@@ -7,6 +7,7 @@ import textwrap
 
 import mlx.core as mx
 import numpy as np
+import yaml
 import pytest
 
 from meqg_converters.export import export_torch
@@ -73,6 +74,9 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     }
     assert config["model_args"]["concept_dim"] == small_store.dim and config["run"]["step"] == 12
     assert config["rvq"]["levels"] == 2 and config["rvq"]["codes"] == 16
+    relations = config["model_args"]["relations"]  # the run's ids, for callers that pass relations=
+    assert relations[0] == "next" and "defined_in" in relations
+    assert relations == yaml.safe_load((RunDir(trained_run).config_path).read_text())["vmm"]["relations"]
 
     rows = small_store.all_vectors()[1]
     concepts = np.stack([rows[:37], rows[40:77]]).astype(np.float32)  # 37 steps: across chunks of 16

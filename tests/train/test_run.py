@@ -203,3 +203,31 @@ def test_kill_9_while_a_checkpoint_is_saved_then_resume(small_store_path, tmp_pa
     resumed.train()
     assert steps_once(run) == steps_once(tmp_path / "straight")
     assert_same_state(run, tmp_path / "straight")
+
+
+def test_a_store_without_documents_trains_on_walks_and_keeps_its_relation_ids(graph_store, tmp_path):
+    """A lexicon alone (no document of 3+ concepts) trains on relation walks; the run records its relation
+    vocabulary, a resume reads the same ids, and a store that grew a new relation type is refused."""
+    import shutil
+
+    from meqg_mlx.concepts.store import ConceptStore, NewConcept
+    from meqg_mlx.config import load_run
+
+    store_path = tmp_path / "lexicon"
+    shutil.copytree(graph_store.uri, store_path)
+    config = small_config(steps=4, eval_every=4, checkpoint_every=4, validation_edges=50, baseline_mlp_steps=5)
+    summary = TrainingRun(tmp_path / "run", store_path, config).train()
+    assert summary.step == 4 and set(summary.validation.tables) == {"antonym", "hypernym", "hyponym"}
+    records = read_telemetry(tmp_path / "run" / "telemetry.jsonl")[0]
+    assert {r["batch"] for r in records if r["event"] == "step"} == {"walks"}
+    vocabulary = ["next", "antonym", "hypernym", "hyponym"]
+    assert load_run(RunDir(tmp_path / "run"))[1].vmm.relations == vocabulary
+    resumed = TrainingRun(tmp_path / "run", resume=True, steps=6)
+    assert resumed.trainer.vocabulary.names == tuple(vocabulary) and resumed.train().step == 6
+    store = ConceptStore.open(store_path)
+    first = store.reserve_ids(1)
+    store.add(
+        [NewConcept(first, "a wheel", np.eye(store.dim, dtype=np.float32)[0], relations=[(1, "part_holonym", 1.0)])]
+    )
+    with pytest.raises(MeqgError, match="lacks: the store grew new relation types after the run began"):
+        TrainingRun(tmp_path / "run", resume=True, steps=8)
