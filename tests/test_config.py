@@ -63,3 +63,23 @@ def test_storage_options_are_strings_as_lancedb_takes_them(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_saved_run_means_what_it_meant_before_a_key_existed(tmp_path):
+    """A run saved before the generating head and the relation input loads as the model it trained: a
+    copy-only head reading `next` alone; a run that names them keeps its values; a new config gets the
+    defaults."""
+    from meqg_mlx.config import RUN_KEYS_BEFORE
+
+    old = tmp_path / "old.yaml"
+    old.write_text("vmm: {d_model: 64}\n")
+    config = load_config(old, RUN_KEYS_BEFORE)
+    assert (config.vmm.next_generator, config.vmm.relations, config.vmm.d_model) == (False, ["next"], 64)
+    new = tmp_path / "new.yaml"
+    new.write_text("vmm: {next_generator: true, relations: [next, hypernym]}\n")
+    assert load_config(new, RUN_KEYS_BEFORE).vmm.relations == ["next", "hypernym"]
+    assert load_config(old).vmm.next_generator is True and load_config(old).vmm.relations == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vmm: {relations: next}\n")
+    with pytest.raises(ConfigError, match="config key 'vmm.relations' expects a list of names"):
+        load_config(bad)
