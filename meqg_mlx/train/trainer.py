@@ -400,6 +400,7 @@ class Trainer:
             key = {
                 "store": self.store.uri,
                 "table_version": self.store.table.version,
+                "relations": list(self.vocabulary.names),
                 **{name: getattr(tc, name) for name in ("validation_fraction", "seed", "seq_len")},
                 **{name: getattr(tc, name) for name in ("validation_windows", "validation_edges")},
             }
