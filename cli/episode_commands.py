@@ -37,7 +37,7 @@ def run_episode(
         bool, typer.Option("--json", help="Print the whole response (docs/design.md, HTTP API).")
     ] = False,
     relation: Annotated[
-        str, typer.Option(help="The relation each step follows (one of the run's: `meqg store stats` lists them).")
+        str, typer.Option(help="The relation each step follows: one of the run's (vmm.relations in its config.yaml).")
     ] = "next",
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""

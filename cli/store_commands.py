@@ -26,7 +26,7 @@ def _open(store: Optional[str]):
 
 @app.command()
 def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """Counts by kind, source and validation; relations; domains; index."""
+    """Counts by kind, source and validation; relations by type; domains; index."""
     info = _open(store).stats()
     if as_json:
         print(json.dumps(info, indent=2))
@@ -35,6 +35,7 @@ def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
         "path",
         "concepts",
         "relations",
+        "relation_types",
         "dim",
         "origin_model",
         "table_version",

@@ -609,6 +609,7 @@ class ConceptStore:
             "path": self.uri,
             "concepts": info.num_rows,
             "relations": int(np.nansum(relations)) if len(relations) else 0,
+            "relation_types": self.relation_counts(),
             "dim": self.dim,
             "origin_model": self.origin_model,
             "vector_columns": {

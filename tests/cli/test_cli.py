@@ -22,7 +22,11 @@ def test_doctor_brief():
 def test_store_stats_search_show(small_store_path):
     stats = meqg("store", "stats", "--store", str(small_store_path), "--json")
     assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout)["concepts"] > 300
+    info = json.loads(stats.stdout)
+    assert info["concepts"] > 300 and sum(info["relation_types"].values()) == info["relations"]
+    assert {"contains", "defined_in", "next"} <= set(info["relation_types"])
+    plain = meqg("store", "stats", "--store", str(small_store_path))
+    assert f"contains {info['relation_types']['contains']}" in plain.stdout
     found = meqg(
         "store", "search", "insert an item into a sorted list", "--store", str(small_store_path), "-k", "5", "--json"
     )
