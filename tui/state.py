@@ -174,13 +174,16 @@ class RunState:
         tables = r.get("tables")
         if isinstance(tables, dict):  # per relation: the model's recall@1 and its lead over the best baseline
             versus = r.get("versus") if isinstance(r.get("versus"), dict) else {}
-            parts = [
-                f"{relation} r@1 {_fmt(table['model'].get('recall@1'), '.3f')}"
-                + (f" ({_fmt(lead.get('recall@1'), '+.3f')} vs {lead.get('baseline')})" if lead else "")
-                for relation, table in tables.items()
-                if isinstance(table, dict) and isinstance(table.get("model"), dict)
-                for lead in [versus.get(relation) if isinstance(versus.get(relation), dict) else None]
-            ]
+            parts = []
+            for relation, table in tables.items():
+                model = table.get("model") if isinstance(table, dict) else None
+                if not isinstance(model, dict):
+                    continue
+                lead = versus.get(relation)
+                text = f"{relation} r@1 {_fmt(model.get('recall@1'), '.3f')}"
+                if isinstance(lead, dict):
+                    text += f" ({_fmt(lead.get('recall@1'), '+.3f')} vs {lead.get('baseline')})"
+                parts.append(text)
         else:  # runs from before the per-relation tables: every method of one table
             parts = [
                 f"{name} l2 {_fmt(m.get('l2'), '.3f')} r@1 {_fmt(m.get('recall@1'), '.3f')} "

@@ -43,9 +43,6 @@ class Queries:
         last = (self.context >= 0).sum(1) - 1
         return self.context[np.arange(len(self)), last]
 
-    def take(self, keep: np.ndarray) -> "Queries":
-        return Queries(self.context[keep], self.target[keep], self.other_answers[keep])
-
 
 @dataclass
 class Scored:

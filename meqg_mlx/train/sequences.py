@@ -113,7 +113,11 @@ class ConceptTable:
     def rows(self, ids: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
         """(inputs, targets, mask) for windows of ids (-1 padded): rows of each position and of the next one,
         and which (position, next) pairs are both real."""
-        return self.batch(np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], -1))
+        return self.batch(self.window_rows(ids))
+
+    def window_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Windows of concept ids (-1 padded) as table rows (-1 padded)."""
+        return np.where(ids >= 0, self.row_of[np.maximum(ids, 0)], -1)
 
     def batch(self, rows: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
         """As `rows`, for windows of table rows (-1 padded): a relation walk's."""

@@ -9,6 +9,7 @@ after evaluations); the step goes through the Null-Stability Gate unless disable
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from .curvature import top_hessian_eigenvalue
 from .baselines import Pairs
 from .metrics import score
 from .regime import RecoveryPolicy
-from .relations import Edges, RelationVocabulary, WalkSampler, held_out_rows, store_edges, trainable
+from .relations import NEXT, Edges, RelationVocabulary, WalkSampler, held_out_rows, store_edges, trainable
 from .sequences import ConceptTable, context_counts, documents, seen_among, split_documents, tiled_windows, windows
 from .validation import QuerySet, Validation, baseline_scores, compare, document_queries, relation_queries
 
@@ -379,9 +380,10 @@ class Trainer:
             )
         )
 
+    @functools.cached_property
     def validation_sets(self) -> list[QuerySet]:
-        """What the validation tables ask: held-out documents' next concepts, then each relation's targets
-        of held-out sources, with the training pairs the baselines are fitted on."""
+        """What the validation tables ask, the same at every evaluation: held-out documents' next concepts,
+        then each relation's targets of held-out sources, with the training pairs the baselines are fitted on."""
         tc, row_of = self.config.train, self.table.row_of
         edges = relation_queries(
             self.edges, self.held_out, self.trainable_edges, self.vocabulary, tc.validation_edges, tc.seed
@@ -390,12 +392,12 @@ class Trainer:
             return edges
         transitions = [(row_of[d.ids[:-1]], row_of[d.ids[1:]]) for d in self.train_docs]
         pairs = Pairs(*(np.concatenate(side) for side in zip(*transitions)))
-        return [document_queries(self.validation_ids, row_of, pairs), *edges]
+        return [document_queries(self.table.window_rows(self.validation_ids), pairs), *edges]
 
     def evaluate(self) -> Validation:
         """The validation tables: the model and every baseline, per relation (train.validation)."""
         tc, table = self.config.train, self.table
-        sets = self.validation_sets()
+        sets = self.validation_sets
         if self._baselines is None:
             key = {
                 "store": self.store.uri,
@@ -414,7 +416,7 @@ class Trainer:
         """The model's next-concept vectors for a query set: documents through their validation windows,
         relation queries from their source alone."""
         table = self.table
-        if query_set.relation == "next":
+        if query_set.relation == NEXT:
             inputs, _, mask = table.rows(self.validation_ids)
             predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)
             return predicted[np.array(mask).reshape(-1) > 0]

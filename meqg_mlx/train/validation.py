@@ -44,10 +44,9 @@ class Validation:
         return {"tables": self.tables, "versus": self.versus, "candidates": self.candidates}
 
 
-def document_queries(windows: np.ndarray, row_of: np.ndarray, pairs: Pairs) -> QuerySet:
-    """Each real (position, next) pair of the windows (concept ids, -1 padded), in row-major order as the
+def document_queries(rows: np.ndarray, pairs: Pairs) -> QuerySet:
+    """Each real (position, next) pair of windows of table rows (-1 padded), in row-major order as the
     model's outputs for the windows are flattened: the context is the window up to the position."""
-    rows = np.where(windows >= 0, row_of[np.maximum(windows, 0)], -1)
     valid = (rows[:, :-1] >= 0) & (rows[:, 1:] >= 0)
     steps = rows.shape[1] - 1
     causal = np.arange(steps)[None, :] <= np.arange(steps)[:, None]
