@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ..concepts.store import ConceptStore
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from .sequences import ConceptTable, document_name, held_out
 
 NEXT = "next"  # documents' relation: the concept that follows in reading order; always id 0
@@ -47,7 +47,9 @@ class RelationVocabulary:
 
     def __post_init__(self):
         if not self.names or self.names[0] != NEXT or len(set(self.names)) != len(self.names):
-            raise ValueError(f"a relation vocabulary starts with {NEXT!r} and names each relation once")
+            raise ConfigError(
+                f"vmm.relations must start with {NEXT!r} and name each relation once, got {list(self.names)}"
+            )
 
     @classmethod
     def of_store(cls, store: ConceptStore) -> "RelationVocabulary":
@@ -101,7 +103,8 @@ def store_edges(store: ConceptStore, table: ConceptTable, vocabulary: RelationVo
     if unknown:
         raise InputError(
             f"the store holds relation {unknown[0]!r}, which this run's vocabulary ({', '.join(vocabulary.names)}) "
-            "lacks: the store grew new relation types after the run began; start a new run"
+            "lacks: the store grew new relation types after the run began (start a new run), or vmm.relations "
+            "names too few (leave it empty: a new run reads the store's)"
         )
     index = {name: i for i, name in enumerate(vocabulary.names)}
     kind = np.array([index[name] for name in types], np.int64)

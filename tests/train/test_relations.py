@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from meqg_mlx.errors import InputError
+from meqg_mlx.errors import ConfigError, InputError
 from meqg_mlx.train.relations import (
     INVERSES,
     NEXT,
@@ -22,7 +22,7 @@ def test_vocabulary_starts_with_next_and_names_unknown_relations(graph_store):
     assert vocabulary.ids(["hypernym", NEXT]) == [2, 0]
     with pytest.raises(InputError, match="unknown relation 'meronym'; this run knows next, antonym"):
         vocabulary.id("meronym")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match=r"vmm.relations must start with 'next' and name each relation once"):
         RelationVocabulary(("hypernym", NEXT))
 
 
