@@ -218,6 +218,7 @@ def train_with_progress(training, also_stop=lambda: False):
     every = max(total // 10, 1)
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar, stop_on_sigint() as stopped:
         task = bar.add_task("starting", total=total, completed=training.trainer.state.step)
+        training.trainer.progress = lambda stage, done, of: bar.update(task, description=f"{stage} {done}/{of}")
 
         def on_step(record: dict) -> None:
             line = progress_line(record)

@@ -34,14 +34,14 @@ import torch
 from torch import nn
 
 from meqg_mlx.atomic import replaced_dir
-from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.config import load_run
+from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
 
 from .export import require_new_output, store_record
 from .torch_bert import SentenceEncoder
-from .torch_vmm import CONV_KERNEL, VMM, VMMCache
+from .torch_vmm import CONV_KERNEL, VMM, Memory, VMMCache
 from .weights import load_checkpoint_vmm
 
 FORMAT = "meqg-coreml"
@@ -85,25 +85,44 @@ class VMMStep(nn.Module):
         self.state_names.append(name)
 
     @property
-    def relational(self) -> bool:
-        """Whether the step reads the relation to follow (an int32 input `relation`, (1,), 0 = next)."""
-        return self.vmm.relation_embedding is not None
+    def inputs(self) -> dict[str, tuple[tuple[int, ...], type]]:
+        """The step's inputs, name -> (shape, dtype): the concept; the relation to follow (0 = next) when the
+        model reads one; what the concept read from the store (`meqg_mlx.train.memory`: the targets' vectors,
+        their sources' similarity, 1 where a slot holds an edge) when it has memory slots."""
+        args = self.vmm.args
+        inputs = {"concept": ((1, args.concept_dim), np.float32)}
+        if self.vmm.relation_embedding is not None:
+            inputs["relation"] = ((1,), np.int32)
+        if getattr(args, "memory_slots", 0):
+            slots = args.memory_slots
+            inputs |= {
+                "memory": ((1, slots, args.concept_dim), np.float32),
+                "memory_similarity": ((1, slots), np.float32),
+                "memory_valid": ((1, slots), np.float32),
+            }
+        return inputs
 
     def example(self) -> tuple[torch.Tensor, ...]:
-        """Inputs of one step, for tracing: a unit concept, and the relation `next` when the step reads one."""
+        """Inputs of one step, for tracing: a unit concept, relation `next`, an empty memory read."""
         concept = torch.nn.functional.normalize(torch.ones(1, self.vmm.args.concept_dim), dim=-1)
-        return (concept, torch.zeros(1, dtype=torch.int32)) if self.relational else (concept,)
+        zeros = {name: torch.zeros(shape, dtype=torch.int32 if dtype == np.int32 else torch.float32)
+                 for name, (shape, dtype) in self.inputs.items()}  # fmt: skip
+        return tuple(concept if name == "concept" else zeros[name] for name in self.inputs)
 
-    def forward(self, concept: torch.Tensor, relation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """concept (1, dim) [and relation (1,)] -> next concept (1, dim), planner logits (1, levels, codes);
-        the states advance."""
-        args = self.vmm.args
+    def forward(self, concept: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """concept (1, dim) and the other `inputs` in order -> next concept (1, dim), planner logits
+        (1, levels, codes); the states advance."""
+        args, given = self.vmm.args, dict(zip(list(self.inputs)[1:], rest))
         cache = VMMCache(args.n_layers, CONV_KERNEL, args.context_lags)
         for i, layer in enumerate(cache.layers):
             layer.conv.state, layer.ssm = getattr(self, f"conv_{i}"), getattr(self, f"ssm_{i}")
         cache.concepts.state = self.context
-        relations = relation[:, None].long() if relation is not None else None
-        out = self.vmm(concept[:, None], cache=cache, relations=relations)
+        relations = given["relation"][:, None].long() if "relation" in given else None
+        memory = None
+        if "memory" in given:
+            parts = (given["memory"], given["memory_similarity"], given["memory_valid"])
+            memory = Memory(*(part[:, None] for part in parts))
+        out = self.vmm(concept[:, None], cache=cache, relations=relations, memory=memory)
         for i, layer in enumerate(cache.layers):  # in-place slice writes: what Core ML converts to states
             getattr(self, f"conv_{i}")[:] = layer.conv.state
             getattr(self, f"ssm_{i}")[:] = layer.ssm
@@ -154,15 +173,12 @@ def convert_encoder(encoder: SentenceEncoder):
 
 def convert_step(step: VMMStep):
     ct = coremltools()
-    dim = step.vmm.args.concept_dim
     states = [
         ct.StateType(wrapped_type=ct.TensorType(shape=tuple(getattr(step, n).shape), dtype=np.float16), name=n)
         for n in step.state_names
     ]
     outputs = [ct.TensorType(name=n, dtype=np.float32) for n in ("next_concept", "planner_logits")]
-    inputs = [ct.TensorType(name="concept", shape=(1, dim), dtype=np.float32)]
-    if step.relational:
-        inputs.append(ct.TensorType(name="relation", shape=(1,), dtype=np.int32))
+    inputs = [ct.TensorType(name=name, shape=shape, dtype=dtype) for name, (shape, dtype) in step.inputs.items()]
     model = _convert(step, step.example(), inputs, outputs, states)
     step.reset()  # tracing ran a step
     return model
@@ -179,14 +195,13 @@ def encoder_directory(config) -> Path:
 
 def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[str], None] = lambda line: None) -> dict:
     """Write the run's Core ML bundle into `out_dir` (new, or an empty directory); returns its manifest."""
-    run, out = RunDir(run_dir), Path(out_dir)
+    out = Path(out_dir)
     require_new_output(out)
-    meta, config = load_run(run)
-    checkpoint = run.require_checkpoint()
+    trained = TrainedRun.open(run_dir)
+    run, meta, config, checkpoint, store = trained.run, trained.meta, trained.config, trained.checkpoint, trained.store
     step = VMMStep(load_checkpoint_vmm(checkpoint))
     model_dir = encoder_directory(config)
     encoder = SentenceEncoder(model_dir, config.store.max_tokens)
-    store = ConceptStore.open(meta["store"], config.store)
     if store.dim != step.vmm.args.concept_dim or store.dim != encoder.args.hidden_size:
         raise MeqgError(
             f"dims disagree: store {store.dim}, VMM {step.vmm.args.concept_dim}, encoder {encoder.args.hidden_size}"
@@ -215,6 +230,7 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
         "vmm_step": {
             "file": "vmm_step.mlpackage",
             "model_args": dataclasses.asdict(args),
+            "inputs": {n: {"shape": list(shape), "dtype": np.dtype(t).name} for n, (shape, t) in step.inputs.items()},
             "states": {n: list(getattr(step, n).shape) for n in step.state_names},
             "planner": {"levels": args.rvq_levels, "codes": args.rvq_codes, "path": "greedy"},
         },
@@ -223,6 +239,17 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
         "store": store_record(store),
         "run": {"path": str(run.path.resolve()), "run_id": meta["run_id"], "checkpoint": checkpoint.name},
     }  # fmt: skip
+    edges = None
+    if trained.memory is not None:  # rows of concepts.bin (both in concept-id order)
+        memory = trained.memory.all_edges()
+        edges = np.stack([memory.source, memory.target, memory.relation], 1).astype(np.int32)
+        manifest["memory"] = {
+            "edges": "memory.bin", "dtype": "int32", "shape": list(edges.shape),
+            "columns": ["source_row", "target_row", "relation"], "slots": args.memory_slots,
+            "relations": list(args.relations),
+            "read": "per step, the targets of the `slots` edges of the step's relation whose sources' vectors "
+            "have the highest cosine with the concept (feed their vectors, the cosines, and 1 per slot filled)",
+        }  # fmt: skip
     with replaced_dir(out) as tmp:
         report("encoder")
         convert_encoder(encoder).save(str(tmp / "encoder.mlpackage"))
@@ -231,6 +258,8 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
         report("concepts")
         (tmp / "concepts.bin").write_bytes(np.ascontiguousarray(vectors).tobytes())
         (tmp / "concepts.json").write_text(json.dumps({"ids": ids.tolist(), "texts": texts}))
+        if edges is not None:
+            (tmp / "memory.bin").write_bytes(np.ascontiguousarray(edges).tobytes())
         shutil.copyfile(model_dir / "tokenizer.json", tmp / "tokenizer.json")
         manifest["seconds"] = round(time.perf_counter() - started, 1)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -361,15 +390,21 @@ def check_bundle(bundle: str | Path, count: int = 8) -> dict:
     }
 
 
-def step_inputs(step: "VMMStep | dict", vector: np.ndarray, relation: int = 0) -> dict[str, np.ndarray]:
-    """The step package's inputs for one concept (and the relation to follow, when it reads one); `step`
-    is the module or the bundle's manifest."""
-    if isinstance(step, VMMStep):
-        relational = step.relational
-    else:
-        relational = len(step["vmm_step"]["model_args"].get("relations", [])) > 1
-    inputs = {"concept": vector[None].astype(np.float32)}
-    return inputs | ({"relation": np.array([relation], np.int32)} if relational else {})
+def step_inputs(
+    step: "VMMStep | dict", vector: np.ndarray, relation: int = 0, memory: tuple[np.ndarray, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """The step package's inputs for one concept, the relation to follow and what the concept read from the
+    store ((values (slots, dim), similarity (slots,), valid (slots,)); None: nothing), as far as the step
+    takes them; `step` is the module or the bundle's manifest."""
+    shapes = {name: shape for name, (shape, _) in step.inputs.items()} if isinstance(step, VMMStep) else {
+        name: tuple(spec["shape"]) for name, spec in step["vmm_step"]["inputs"].items()
+    }  # fmt: skip
+    inputs = {"concept": vector[None].astype(np.float32), "relation": np.array([relation], np.int32)}
+    if "memory" in shapes:
+        empty = (np.zeros(shapes["memory"][1:], np.float32), *(np.zeros(shapes["memory_valid"][1:], np.float32),) * 2)
+        values, similarity, valid = memory if memory is not None else empty
+        inputs |= {"memory": values[None], "memory_similarity": similarity[None], "memory_valid": valid[None]}
+    return {name: np.asarray(inputs[name], np.int32 if name == "relation" else np.float32) for name in shapes}
 
 
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")

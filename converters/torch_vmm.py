@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from torch import nn
 
 RMS_EPS = 1e-5  # mlx.nn.RMSNorm's default
 CONV_KERNEL = 4  # the MLX SSDArgs.conv_kernel
+MASKED = 1e4  # subtracted from the logits of what is masked out: exp(-1e4) is 0, and 1e4 fits float16
 
 
 class WindowCache:
@@ -241,27 +243,88 @@ class Block(nn.Module):
         return h + out, stats
 
 
+class Memory(NamedTuple):
+    """What each position read from the store (`meqg_mlx.vmm.model.Memory`)."""
+
+    values: torch.Tensor  # (B, T, slots, concept_dim)
+    similarity: torch.Tensor  # (B, T, slots)
+    valid: torch.Tensor  # (B, T, slots) bool, or 1.0 / 0.0
+
+
+class StoreMemory:
+    """A run's memory (an export's memory.safetensors: edges between store concepts, by concept id, and the
+    relation of each) over the store's vectors: a read of a concept along a relation returns the targets
+    of the `slots` edges of that relation whose sources are most similar to it (meqg_mlx.train.memory)."""
+
+    def __init__(self, edges: dict[str, torch.Tensor], ids: torch.Tensor, vectors: torch.Tensor, slots: int):
+        """`ids` (N,) and `vectors` (N, dim) unit rows: the store's concepts (every id the edges name)."""
+        order = ids.argsort()
+        ids, self.vectors, self.slots = ids[order], vectors[order], slots
+        source, target = (torch.searchsorted(ids, edges[k]) for k in ("source_id", "target_id"))
+        self.by_relation = {
+            int(r): (source[edges["relation"] == r], target[edges["relation"] == r]) for r in edges["relation"].unique()
+        }
+
+    def read(self, concepts: torch.Tensor, relations: torch.Tensor) -> Memory:
+        """concepts (..., dim) along relations (...) -> Memory of shape (..., slots[, dim])."""
+        flat, kinds = concepts.reshape(-1, concepts.shape[-1]), relations.reshape(-1)
+        values = flat.new_zeros(len(flat), self.slots, flat.shape[-1])
+        similarity = flat.new_zeros(len(flat), self.slots)
+        valid = torch.zeros(len(flat), self.slots, dtype=torch.bool, device=flat.device)
+        for relation, (source, target) in self.by_relation.items():
+            asked = (kinds == relation).nonzero()[:, 0]
+            k = min(self.slots, len(source))
+            if not len(asked) or not k:
+                continue
+            top = (flat[asked] @ self.vectors[source].T).topk(k, dim=-1)
+            values[asked, :k] = self.vectors[target[top.indices]]
+            similarity[asked, :k], valid[asked, :k] = top.values, True
+        shape = (*concepts.shape[:-1], self.slots)
+        return Memory(values.reshape(*shape, -1), similarity.reshape(shape), valid.reshape(shape))
+
+
 class NextConceptHead(nn.Module):
-    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool, generator: bool):
+    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool, generator: bool, memory_slots: int):
         super().__init__()
         self.lags = lags
         self.mix = nn.Linear(d_model, lags)
         if generator:
             self.generate_hidden = nn.Linear(d_model, d_model)
             self.generate = nn.Linear(d_model, concept_dim)
-            self.share = nn.Linear(d_model, 1)
         self.generator = generator
+        self.memory_query = nn.Linear(d_model, concept_dim) if memory_slots else None
+        self.memory_sharpness = nn.Linear(d_model, 1) if memory_slots else None
+        self.route = nn.Linear(d_model, 3 if generator else 2) if memory_slots else None
+        self.share = nn.Linear(d_model, 1) if generator and not memory_slots else None
         self.correction = nn.Linear(d_model, concept_dim) if correction else None
 
-    def forward(self, concepts: torch.Tensor, h: torch.Tensor, cache: WindowCache | None = None) -> torch.Tensor:
+    def forward(
+        self, concepts: torch.Tensor, h: torch.Tensor, cache: WindowCache | None = None, memory: Memory | None = None
+    ) -> torch.Tensor:
         padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
         # lag j: the window shifted j back; ends counted from the right, so a traced graph holds no sizes
         recent = torch.stack([padded[:, self.lags - 1 - j : (-j or None)] for j in range(self.lags)], 2)
         out = (self.mix(h).softmax(-1)[..., None] * recent).sum(2)
-        if self.generator:
-            mixture = _unit(out)
-            generated = _unit(self.generate(F.gelu(self.generate_hidden(h))))
-            out = mixture + torch.sigmoid(self.share(h)) * (generated - mixture)
+        generated = _unit(self.generate(F.gelu(self.generate_hidden(h)))) if self.generator else None
+        if self.route is not None:
+            route = self.route(h)
+            if memory is not None:
+                read = F.softplus(self.memory_sharpness(h)) * memory.similarity
+                read = read + (memory.values @ self.memory_query(h)[..., None])[..., 0]
+                # masks by arithmetic, no boolean ops: Core ML runs this on the GPU / Neural Engine in float16
+                valid = memory.valid.to(read.dtype)
+                weights = (read - (1 - valid) * MASKED).softmax(-1)
+                retrieved = _unit((weights[..., None] * memory.values).sum(-2))
+                found = valid.amax(-1, keepdim=True)
+            else:
+                retrieved, found = torch.zeros_like(out), torch.zeros_like(route[..., :1])
+            route = torch.cat([route[..., :1], route[..., 1:2] - (1 - found) * MASKED, route[..., 2:]], -1)
+            route = route.softmax(-1)
+            out = route[..., :1] * _unit(out) + route[..., 1:2] * retrieved
+            if generated is not None:
+                out = out + route[..., 2:] * generated
+        elif generated is not None:
+            out = _unit(out) + torch.sigmoid(self.share(h)) * (generated - _unit(out))
         if self.correction is not None:
             out = out + self.correction(h)
         return _unit(out)
@@ -335,6 +398,7 @@ class VMM(nn.Module):
             args.context_lags,
             args.next_correction,
             getattr(args, "next_generator", False),  # exports made before the generator lack the key
+            getattr(args, "memory_slots", 0),  # or the memory
         )
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(args.concept_dim, args.rvq_levels, args.rvq_codes)
@@ -344,10 +408,15 @@ class VMM(nn.Module):
         return VMMCache(self.args.n_layers, CONV_KERNEL, self.args.context_lags)
 
     def forward(
-        self, concepts: torch.Tensor, cache: VMMCache | None = None, relations: torch.Tensor | None = None
+        self,
+        concepts: torch.Tensor,
+        cache: VMMCache | None = None,
+        relations: torch.Tensor | None = None,
+        memory: Memory | None = None,
     ) -> VMMOutput:
         """concepts (B, T, concept_dim) unit rows -> prediction of each next concept (continuing `cache`);
-        `relations` (B, T) the relation id to follow from each position (None: `next`, id 0)."""
+        `relations` (B, T) the relation id to follow from each position (None: `next`, id 0); `memory`
+        what each position read from the store."""
         prior = concepts @ self.expert_centroids.T
         h = self.in_proj(concepts)
         if self.relation_embedding is not None:
@@ -359,7 +428,7 @@ class VMM(nn.Module):
             h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)
             stats.append(block_stats)
         h = self.norm(h)
-        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None)
+        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None, memory)
         if cache is not None:
             cache.offset += concepts.shape[1]
         return VMMOutput(next_vector, h, stats)

@@ -52,7 +52,7 @@ from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
 
 from .torch_ledger import s_mod_surrogate
-from .torch_vmm import VMM
+from .torch_vmm import VMM, Memory
 from .weights import mlx_to_torch, torch_to_mlx
 
 COLLECTIVE_TIMEOUT_S = float(os.environ.get("MEQG_COLLECTIVE_TIMEOUT_S", "120"))  # a lost rank ends a wait
@@ -66,8 +66,8 @@ class TrainingObjective(nn.Module):
         super().__init__()
         self.vmm = vmm
 
-    def forward(self, concepts, relations, codes, ledger_rows, seeds, view: View, samples: int, inner: int):
-        out = self.vmm(concepts, relations=relations)
+    def forward(self, concepts, relations, memory, codes, ledger_rows, seeds, view: View, samples: int, inner: int):
+        out = self.vmm(concepts, relations=relations, memory=memory)
         planner_logits = self.vmm.planner(out.hidden, codes)
         hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[ledger_rows]
         s_mod, surrogate = s_mod_surrogate(self.vmm.planner, hidden, seeds, view, samples, inner)
@@ -228,6 +228,13 @@ class TorchTrainer(Trainer):
 
         concepts = self.matrix[tensor(inputs[rows], torch.long)]
         relation_ids = tensor(relations[rows], torch.long)
+        memory = None
+        if self.args.memory_slots:
+            read, similarity = self.memory_arrays(
+                mx.array(inputs[rows]), mx.array(relations[rows]), mx.array(mask[rows])
+            )
+            read = tensor(np.array(read), torch.long)
+            memory = Memory(self.matrix[read], tensor(np.array(similarity)), read != self.table.pad_row)
         codes = self.codes_matrix[tensor(targets[rows], torch.long)]
         target_vectors = self.matrix[tensor(local_targets, torch.long)]
         candidate_vectors = self.matrix[tensor(candidates, torch.long)]
@@ -241,7 +248,7 @@ class TorchTrainer(Trainer):
             with torch.set_grad_enabled(grad):
                 module = self.objective_module if grad else self.objective_module_local
                 out, planner_logits, s_mod, surrogate = module(
-                    concepts, relation_ids, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
+                    concepts, relation_ids, memory, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
                 )
                 predicted = out.next_vector.reshape(-1, self.args.concept_dim)
                 distance = (((predicted - target_vectors) ** 2).sum(-1) * weight).sum()

@@ -44,10 +44,11 @@ def _plain_modes(tree: Path) -> None:
 
 @contextmanager
 def replaced_file(target: str | Path) -> Iterator[Path]:
-    """A temporary path beside `target` (same suffix) to write; when the block succeeds it replaces `target`."""
+    """A temporary path beside `target` (same suffix) to write; when the block succeeds it replaces `target`.
+    The path is the process's own, so processes writing one target at once (ranks) never share it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
     try:
         yield tmp
     except BaseException:

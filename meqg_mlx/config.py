@@ -254,7 +254,7 @@ def from_dict(cls: type[T], data: object, prefix: str = "") -> T:
 
 
 # What a run's saved config meant by a key it predates: its model was built before the key existed.
-RUN_KEYS_BEFORE = {"vmm": {"next_generator": False, "relations": ["next"]}}
+RUN_KEYS_BEFORE = {"vmm": {"next_generator": False, "relations": ["next"], "memory_slots": 0}}
 
 
 def load_config(path: str | Path | None, before: dict | None = None) -> MeqgConfig:

@@ -37,13 +37,13 @@ import numpy as np
 
 from ..concepts.sources.prose import split_sentences
 from ..concepts.store import ConceptStore
-from ..config import MeqgConfig, load_run
+from ..config import MeqgConfig
 from ..encoder.base import Embedder
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
-from ..runs import RunDir
-from ..train.checkpoint import load_model
+from ..train.memory import RelationMemory
+from ..train.trained import TrainedRun
 from ..train.relations import NEXT, RelationVocabulary
 from ..vmm.model import VMM
 from .budget import Budget, BudgetMeter
@@ -80,9 +80,10 @@ class DiamondEngine:
         embedder: Embedder,
         config: MeqgConfig,
         corrector: Corrector | None = None,
+        memory: RelationMemory | None = None,
     ):
         self.model, self.store, self.embedder, self.config = model, store, embedder, config
-        self.corrector = corrector
+        self.corrector, self.memory = corrector, memory
         self.args = model.args
         self.lookup = StoreLookup(store, config.inversion.lookup_threshold)
         self.objective = Objective(config.objective, self.args)
@@ -94,16 +95,13 @@ class DiamondEngine:
     @classmethod
     def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
         """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
-        run = RunDir(run_dir)
-        meta, config = load_run(run)
-        checkpoint = run.require_checkpoint()
-        decoder = RunDecoder.for_run(run, meta, config, embedder=embedder)
-        model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=decoder.store.dim))
-        return cls(model, decoder.store, decoder.embedder, config, decoder.corrector)
+        trained = TrainedRun.open(run_dir)
+        decoder = RunDecoder.for_run(trained.run, trained.meta, trained.config, embedder=embedder, store=trained.store)
+        return cls(trained.model, trained.store, decoder.embedder, trained.config, decoder.corrector, trained.memory)
 
     def with_config(self, config: MeqgConfig) -> "DiamondEngine":
         """The same model, store and inverter under another config (a request's overrides)."""
-        return type(self)(self.model, self.store, self.embedder, config, self.corrector)
+        return type(self)(self.model, self.store, self.embedder, config, self.corrector, self.memory)
 
     def run(
         self,
@@ -274,7 +272,10 @@ class _Episode:
             relations = mx.array([[self.relation if i >= self.walk_from else 0 for i in positions]], dtype=mx.int32)
             engine.model(mx.array(np.stack(context[self.cache.offset : -1]))[None], self.cache, relations)
         relations = mx.array([[0] * len(retrieved) + [self.relation]], dtype=mx.int32)  # slots: store neighbours
-        out = engine.model(mx.array(np.stack(retrieved + [last]))[None], self.cache.copy(), relations)
+        memory = None
+        if engine.memory is not None:
+            memory = engine.memory.read_last(last[None], np.array([self.relation]), len(retrieved) + 1)
+        out = engine.model(mx.array(np.stack(retrieved + [last]))[None], self.cache.copy(), relations, memory)
         hidden = out.hidden[0, -1]
         proposal = np.array(out.next_vector[0, -1], dtype=np.float32)
         self.key, key = mx.random.split(self.key)

@@ -87,12 +87,18 @@ def evaluate_chains(
     )
 
 
-def vmm_predictor(model) -> Predict:
-    """The VMM's next-concept vector after each context (the last position's output)."""
+def vmm_predictor(trained) -> Predict:
+    """The VMM's next-concept vector after each context (the last position's output); `trained` a
+    `train.trained.TrainedRun`, whose memory each position reads."""
     import mlx.core as mx
 
     def predict(context: np.ndarray, relations: np.ndarray) -> np.ndarray:
-        out = model(mx.array(context.astype(np.float32)), relations=mx.array(relations.astype(np.int32)))
+        memory = None
+        if trained.memory is not None:
+            memory = trained.memory.read_last(context[:, -1], relations[:, -1], context.shape[1])
+        out = trained.model(
+            mx.array(context.astype(np.float32)), relations=mx.array(relations.astype(np.int32)), memory=memory
+        )
         return np.array(out.next_vector[:, -1], dtype=np.float64)
 
     return predict
@@ -106,30 +112,19 @@ def evaluate_run(
     embedder=None,
 ) -> ChainReport:
     """The run's latest checkpoint on held-out chains of its store (or the file's chains)."""
-    import dataclasses
-
-    from ..concepts.store import ConceptStore
-    from ..config import load_run
     from ..encoder import embedder_from_config
-    from ..runs import RunDir
-    from ..train.checkpoint import load_model
-    from ..train.relations import RelationVocabulary
-    from ..train.sequences import ConceptTable
+    from ..train.trained import TrainedRun
     from .tasks import file_chains, held_out_chains, store_candidates
 
     if horizon < 1 or prefix < 1:
         raise InputError(f"horizon and prefix must be at least 1, got {horizon} and {prefix}")
-    run = RunDir(run_dir)
-    meta, config = load_run(run)
-    checkpoint = run.require_checkpoint()
-    store = ConceptStore.open(meta["store"], config.store)
-    model = load_model(checkpoint, dataclasses.replace(config.vmm, concept_dim=store.dim))
-    table = ConceptTable(store)
+    trained = TrainedRun.open(run_dir)
+    store, table, vocabulary = trained.store, trained.table, trained.vocabulary
     candidates = store_candidates(store, table)
-    vocabulary = RelationVocabulary.of_model(config.vmm.relations)
     if chains_file is not None:
-        embedder = embedder or embedder_from_config(config)
+        embedder = embedder or embedder_from_config(trained.config)
         chains, candidates = file_chains(chains_file, candidates, embedder, vocabulary)
     else:
-        chains = held_out_chains(store, table, config.train.validation_fraction, prefix + horizon, vocabulary)
-    return evaluate_chains(vmm_predictor(model), candidates, chains, prefix)
+        validation_fraction = trained.config.train.validation_fraction
+        chains = held_out_chains(store, table, validation_fraction, prefix + horizon, vocabulary)
+    return evaluate_chains(vmm_predictor(trained), candidates, chains, prefix)

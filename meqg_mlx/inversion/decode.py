@@ -105,14 +105,15 @@ class RunDecoder:
         threshold: float | None = None,
         embedder: Embedder | None = None,
         vec2text: dict[str, str] | None = None,
+        store: ConceptStore | None = None,
     ) -> "RunDecoder":
-        """`from_run` for a caller that has read the run's run.json and config already."""
+        """`from_run` for a caller that has read the run's run.json and config (and opened its store) already."""
         inverter = run.inverter
         inversion = load_config(inverter.config_path).inversion if inverter.config_path.exists() else config.inversion
         inversion = dataclasses.replace(
             inversion, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
         )
-        store = ConceptStore.open(meta["store"], config.store)
+        store = store or ConceptStore.open(meta["store"], config.store)
         embedder = embedder or embedder_from_config(config)
         store.check_model(embedder.name, embedder.dim)
         corrector = None

@@ -117,15 +117,25 @@ def store_edges(store: ConceptStore, table: ConceptTable, vocabulary: RelationVo
     return Edges(edges[:, 0], edges[:, 1], edges[:, 2])
 
 
-def held_out_rows(store: ConceptStore, table: ConceptTable, validation_fraction: float) -> np.ndarray:
-    """(rows,) bool: the concepts held out of training (their document's, or their own name's, hash)."""
+def row_documents(store: ConceptStore, table: ConceptTable) -> list[str]:
+    """The document each table row belongs to: its document's name, or outside documents its own (`id:N`)."""
     columns = store.columns(["concept_id", "key"])
-    held = np.zeros(len(table.ids), bool)
+    names = [""] * len(table.ids)
     for concept_id, key in zip(columns["concept_id"].to_pylist(), columns["key"].to_pylist()):
         row = table.row_of[concept_id] if concept_id < len(table.row_of) else -1
         if row >= 0:
-            held[row] = held_out(document_name(key) or f"id:{concept_id}", validation_fraction)
-    return held
+            names[row] = document_name(key) or f"id:{concept_id}"
+    return names
+
+
+def held_out_rows(store: ConceptStore, table: ConceptTable, validation_fraction: float) -> np.ndarray:
+    """(rows,) bool: the concepts held out of training (their document's, or their own name's, hash)."""
+    return np.array([held_out(name, validation_fraction) for name in row_documents(store, table)], bool)
+
+
+def document_groups(store: ConceptStore, table: ConceptTable) -> np.ndarray:
+    """(rows,) int: rows of one document share a number (a concept outside documents has its own)."""
+    return np.unique(row_documents(store, table), return_inverse=True)[1].astype(np.int64)
 
 
 def trainable(edges: Edges, held: np.ndarray, vocabulary: RelationVocabulary) -> np.ndarray:

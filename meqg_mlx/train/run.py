@@ -67,7 +67,7 @@ class TrainingRun:
         self.store = ConceptStore.open(store_path, config.store)
         self.config = config
         self.trainer = make_trainer(self.store, config)
-        self.trainer.baseline_cache = meqg_home() / "cache"
+        self.trainer.cache_dir = meqg_home() / "cache"
         checkpoint = run.latest_checkpoint() if resume else None
         if resume and checkpoint is None:
             raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")

@@ -29,16 +29,35 @@ from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tre
 from ..diamond.ledger import phi_mc, s_mod_surrogate
 from ..diamond.objective import Objective, ObjectiveTerms, context_penalty
 from ..diamond.view import View
+from ..progress import Progress, no_progress
 from ..schedules import warmup_cosine
-from ..vmm.model import VMM
+from ..vmm.model import VMM, Memory
 from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
 from .baselines import Pairs
+from .memory import RelationMemory
 from .metrics import score
 from .regime import RecoveryPolicy
-from .relations import NEXT, Edges, RelationVocabulary, WalkSampler, held_out_rows, store_edges, trainable
+from .relations import (
+    NEXT,
+    Edges,
+    RelationVocabulary,
+    WalkSampler,
+    document_groups,
+    held_out_rows,
+    store_edges,
+    trainable,
+)
 from .sequences import ConceptTable, context_counts, documents, seen_among, split_documents, tiled_windows, windows
-from .validation import QuerySet, Validation, baseline_scores, compare, document_queries, relation_queries
+from .validation import (
+    QuerySet,
+    Validation,
+    baseline_scores,
+    cache_path,
+    compare,
+    document_queries,
+    relation_queries,
+)
 
 
 @dataclass
@@ -79,7 +98,10 @@ class Trainer:
         docs = documents(store, required=self.walks is None)
         self.train_docs, self.val_docs = split_documents(docs, tc.validation_fraction) if docs else ([], [])
         self.validation_ids = self._validation_windows()
-        self.baseline_cache: Path | None = None  # where baseline scores are kept per store version (None: not kept)
+        self.cache_dir: Path | None = (
+            None  # where baselines and memory reads are kept per store version (None: not kept)
+        )
+        self.progress: Progress = no_progress  # how long setup work (the memory's reads) reports progress
         self._baselines: dict | None = None
         self.schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
         self.recovery = RecoveryPolicy(config.regime)
@@ -203,8 +225,21 @@ class Trainer:
         kappa = mx.array(self.kappa)
         relations = relations if relations is not None else mx.zeros(inputs.shape, dtype=mx.int32)
         counts = context_counts(inputs, targets, self.table.pad_row)
+        memory_targets, memory_similarity = self.memory_arrays(inputs, relations, mask)
         arrays = StepArrays(
-            inputs, targets, mask, key, negatives, excluded, positions, self.codes, kappa, relations, counts
+            inputs,
+            targets,
+            mask,
+            key,
+            negatives,
+            excluded,
+            positions,
+            self.codes,
+            kappa,
+            relations,
+            counts,
+            memory_targets,
+            memory_similarity,
         )
         return BatchLoss(self, arrays)
 
@@ -213,7 +248,7 @@ class Trainer:
         that carries S_mod's gradient (its value is exactly 0): value-only evaluations leave it out."""
         tc, table, a = self.config.train, self.table, arrays
         concepts = table.matrix[a.inputs]
-        out = model(concepts, relations=a.relations)
+        out = model(concepts, relations=a.relations, memory=self.memory_of(a.memory_targets, a.memory_similarity))
         codes = a.codes[a.targets].reshape(-1, self.args.rvq_levels)
         planner_logits = model.planner(out.hidden, a.codes[a.targets])
         hidden = out.hidden.reshape(-1, out.hidden.shape[-1])[a.positions]
@@ -347,7 +382,9 @@ class Trainer:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""
         inputs, _, mask, relations = self._last_batch
         positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
-        hidden = self.model(self.table.matrix[inputs], relations=relations).hidden.reshape(-1, self.args.d_model)
+        memory = self.memory_of(*self.memory_arrays(inputs, relations, mask))
+        hidden = self.model(self.table.matrix[inputs], relations=relations, memory=memory).hidden
+        hidden = hidden.reshape(-1, self.args.d_model)
         keys = mx.random.split(mx.random.key(self.state.step), len(positions))
         return float(
             np.mean(
@@ -400,14 +437,12 @@ class Trainer:
         sets = self.validation_sets
         if self._baselines is None:
             key = {
-                "store": self.store.uri,
-                "table_version": self.store.table.version,
-                "relations": list(self.vocabulary.names),
-                **{name: getattr(tc, name) for name in ("validation_fraction", "seed", "seq_len")},
-                **{name: getattr(tc, name) for name in ("validation_windows", "validation_edges")},
+                **self._split_key(),
+                **{name: getattr(tc, name) for name in ("seed", "seq_len", "validation_windows", "validation_edges")},
+                "mlp_steps": tc.baseline_mlp_steps,
             }
             self._baselines = baseline_scores(
-                table.vectors, sets, self.baseline_cache, key, tc.baseline_mlp_steps, tc.seed
+                table.vectors, sets, cache_path(self.cache_dir, "baselines", key), tc.baseline_mlp_steps, tc.seed
             )
         model = {s.relation: score(self.predict(s), s.queries, table.vectors) for s in sets}
         return compare(model, self._baselines, len(table.ids))
@@ -418,11 +453,60 @@ class Trainer:
         table = self.table
         if query_set.relation == NEXT:
             inputs, _, mask = table.rows(self.validation_ids)
-            predicted = np.array(self.model(table.matrix[inputs]).next_vector).reshape(-1, self.args.concept_dim)
-            return predicted[np.array(mask).reshape(-1) > 0]
+            relations = mx.zeros(inputs.shape, dtype=mx.int32)
+            memory = self.memory_of(*self.memory_arrays(inputs, relations, mask))
+            predicted = np.array(self.model(table.matrix[inputs], relations=relations, memory=memory).next_vector)
+            return predicted.reshape(-1, self.args.concept_dim)[np.array(mask).reshape(-1) > 0]
         sources = mx.array(query_set.queries.context[:, :1])
         relations = mx.full(sources.shape, self.vocabulary.id(query_set.relation), dtype=mx.int32)
-        return np.array(self.model(table.matrix[sources], relations=relations).next_vector[:, 0])
+        memory = self.memory_of(*self.memory_arrays(sources, relations, mx.ones(sources.shape)))
+        return np.array(self.model(table.matrix[sources], relations=relations, memory=memory).next_vector[:, 0])
+
+    def _split_key(self) -> dict:
+        """What fixes the store's split into training and held-out concepts (cache keys start from it)."""
+        return {
+            "store": self.store.uri,
+            "table_version": self.store.table.version,
+            "relations": list(self.vocabulary.names),
+            "validation_fraction": self.config.train.validation_fraction,
+        }
+
+    @functools.cached_property
+    def memory(self) -> RelationMemory:
+        """The store as the model's memory: the edges training may read (documents' transitions for `next`),
+        with every store concept's read along each relation it has edges of computed once (and kept in the
+        cache directory per store version and split)."""
+        typed = self.edges.where(self.trainable_edges)
+        memory = RelationMemory.of_training(
+            self.table,
+            typed,
+            self.train_docs,
+            len(self.vocabulary),
+            self.args.memory_slots,
+            document_groups(self.store, self.table),
+        )
+        doc_rows = [self.table.row_of[d.ids] for d in (*self.train_docs, *self.val_docs)]
+        rows = np.concatenate([*doc_rows, self.edges.source])
+        relations = np.concatenate([np.zeros(sum(map(len, doc_rows)), np.int64), self.edges.relation])
+        path = cache_path(self.cache_dir, "memory", {**self._split_key(), "slots": self.args.memory_slots})
+        memory.prepare(rows, relations, path, self.progress)
+        return memory
+
+    def memory_arrays(self, inputs: mx.array, relations: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
+        """(targets (B, T, slots) rows, the padding row where none; similarity) read at each position with a
+        next concept (`mask`: a walk's last concept has none, and no relation to follow)."""
+        if not self.args.memory_slots:
+            return mx.zeros((*inputs.shape, 0), dtype=mx.int32), mx.zeros((*inputs.shape, 0))
+        rows = np.where(np.array(mask) > 0, np.array(inputs), -1)
+        read = self.memory.read_rows(rows, np.array(relations))
+        targets = np.where(read.targets >= 0, read.targets, self.table.pad_row)
+        return mx.array(targets.astype(np.int32)), mx.array(read.similarity)
+
+    def memory_of(self, targets: mx.array, similarity: mx.array) -> Memory | None:
+        """The model's `Memory` from read rows (inside compiled graphs too)."""
+        if not self.args.memory_slots:
+            return None
+        return Memory(self.table.matrix[targets], similarity, targets != self.table.pad_row)
 
 
 class StepArrays(NamedTuple):
@@ -440,6 +524,8 @@ class StepArrays(NamedTuple):
     kappa: mx.array  # the last kappa-hat, which S_geo prices
     relations: mx.array  # (B, T) the relation followed from each position (0: next)
     counts: mx.array  # (B, T, T) the context concepts a prediction must not rank above its target
+    memory_targets: mx.array  # (B, T, slots) rows each position read from the store (the padding row: none)
+    memory_similarity: mx.array  # (B, T, slots) their sources' similarity to the position's concept
 
 
 class BatchLoss:

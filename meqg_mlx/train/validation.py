@@ -22,7 +22,7 @@ from .baselines import Pairs, fit_baselines
 from .metrics import Queries, Scored, paired_difference, score
 from .relations import NEXT, Edges, RelationVocabulary
 
-BASELINES_VERSION = 1  # bump when a baseline or the query sets change: old cache entries are then ignored
+CACHE_VERSION = 3  # bump when a baseline, the query sets or the memory change: old cache entries are then ignored
 
 
 @dataclass
@@ -83,21 +83,22 @@ def relation_queries(
     return sets
 
 
-def baseline_scores(
-    vectors: np.ndarray, sets: list[QuerySet], cache: Path | None, key: dict, mlp_steps: int, seed: int
-) -> dict:
-    """{relation: {baseline: Scored}}, read from `cache` when it holds this store version and split."""
-    path = None
-    if cache is not None:
-        digest = hashlib.sha1(
-            json.dumps({**key, "mlp_steps": mlp_steps, "version": BASELINES_VERSION}, sort_keys=True).encode()
-        ).hexdigest()
-        path = Path(cache) / f"baselines-{digest[:16]}.json"
-        if path.is_file():
-            try:
-                return _read_scores(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged cache entry is refitted and replaced
+def cache_path(cache: Path | None, kind: str, key: dict) -> Path | None:
+    """Where the `kind` computed for `key` (store version, split, settings) is kept in `cache` (None: nowhere)."""
+    if cache is None:
+        return None
+    digest = hashlib.sha1(json.dumps({**key, "version": CACHE_VERSION}, sort_keys=True).encode()).hexdigest()
+    return Path(cache) / f"{kind}-{digest[:16]}"
+
+
+def baseline_scores(vectors: np.ndarray, sets: list[QuerySet], cache: Path | None, mlp_steps: int, seed: int) -> dict:
+    """{relation: {baseline: Scored}}, read from `cache` (`cache_path`, + .json) when it is there."""
+    path = cache.with_suffix(".json") if cache is not None else None
+    if path is not None and path.is_file():
+        try:
+            return _read_scores(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is refitted and replaced
     scores = {}
     for query_set in sets:
         baselines = fit_baselines(vectors, query_set.pairs, mlp_steps, seed)

@@ -8,7 +8,10 @@ edge in relation walks): a learned embedding per relation joins the input.
 The next-concept head mixes the last few input concepts with weights computed from
 h (mixing in concept space generalizes to concepts never seen in training) and blends
 that mixture with a vector generated from h by a learned share, so it can name a
-concept outside its context (a pointer-generator's copy-or-generate gate).
+concept outside its context (a pointer-generator's copy-or-generate gate). The store is
+its memory: with `memory_slots`, each position also reads where the edges of its
+concept's nearest neighbours lead along its relation (`train.memory`), and the mixture
+weighs those targets beside the context, by their similarity and by h.
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
 """
@@ -16,6 +19,7 @@ domain centroid (taken from the concept store's domains).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -53,6 +57,15 @@ class ModelArgs:
     # relation names by id, `next` first (the trainer records the store's); with more than `next` each
     # position reads the relation it follows
     relations: list[str] = field(default_factory=list)
+    memory_slots: int = 16  # store edges read per position (train/memory.py); 0 reads none
+
+
+class Memory(NamedTuple):
+    """What each position read from the store: the targets of its neighbours' edges."""
+
+    values: mx.array  # (B, T, slots, concept_dim) unit target vectors (zeros where none)
+    similarity: mx.array  # (B, T, slots) cosine of the position's concept to each edge's source
+    valid: mx.array  # (B, T, slots) bool: a slot holds an edge
 
 
 @dataclass
@@ -81,10 +94,22 @@ class Block(nn.Module):
 
 
 class NextConceptHead(nn.Module):
-    """normalize(m + s(h) (g(h) - m) + W h): m the unit softmax mixture of the last `lags` concepts,
-    g(h) a generated unit vector, s(h) in (0, 1) its learned share; the correction W h is optional."""
+    """Without memory: normalize(m + s(h) (g(h) - m) + W h), m the unit softmax mixture of the last `lags`
+    concepts, g(h) a generated unit vector, s(h) in (0, 1) its learned share; the correction W h is
+    optional. With memory slots: normalize(r_c m + r_r M + r_g g(h) + W h), M the unit mixture of the
+    memory's targets (a slot's weight grows with its source's similarity, at a learned sharpness, and
+    with its target's agreement with a query q(h)), and r = softmax over copy, retrieve and generate
+    (absent sources left out): the relation in h decides which of them answers."""
 
-    def __init__(self, d_model: int, concept_dim: int, lags: int, correction: bool = True, generator: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        concept_dim: int,
+        lags: int,
+        correction: bool = True,
+        generator: bool = True,
+        memory_slots: int = 0,
+    ):
         super().__init__()
         self.lags = lags
         self.mix = nn.Linear(d_model, lags)
@@ -93,6 +118,15 @@ class NextConceptHead(nn.Module):
         if generator:
             self.generate_hidden = nn.Linear(d_model, d_model)
             self.generate = nn.Linear(d_model, concept_dim)
+        if memory_slots:
+            self.memory_query = nn.Linear(d_model, concept_dim)
+            self.memory_query.weight = mx.zeros_like(self.memory_query.weight)  # to start, similarity alone
+            self.memory_query.bias = mx.zeros_like(self.memory_query.bias)
+            self.memory_sharpness = nn.Linear(d_model, 1)
+            self.memory_sharpness.bias = mx.array([10.0])  # softplus: weights ~ exp(10 cosine) to start
+            self.route = nn.Linear(d_model, 3 if generator else 2)
+            self.route.bias = mx.array([0.0, 0.0, -1.0][: 3 if generator else 2])
+        elif generator:
             self.share = nn.Linear(d_model, 1)
             self.share.bias = mx.array([-2.0])  # starts near the copy (12% generated), a baseline to improve on
         if correction:
@@ -100,13 +134,31 @@ class NextConceptHead(nn.Module):
             self.correction.weight = mx.zeros_like(self.correction.weight)
             self.correction.bias = mx.zeros_like(self.correction.bias)
 
-    def __call__(self, concepts: mx.array, h: mx.array, cache: WindowCache | None = None) -> mx.array:
-        """`cache` holds the concepts fed before `concepts` (zeros before the first)."""
+    def __call__(
+        self, concepts: mx.array, h: mx.array, cache: WindowCache | None = None, memory: Memory | None = None
+    ) -> mx.array:
+        """`cache` holds the concepts fed before `concepts` (zeros before the first); a model with memory
+        slots given no `memory` reads none (as a position whose relation has no edges)."""
         padded = (cache if cache is not None else WindowCache(self.lags - 1)).update_and_fetch(concepts)
         out = context_mix(padded, mx.softmax(self.mix(h), axis=-1))
-        if "generate" in self:
-            mixture = _unit(out)
-            out = mixture + mx.sigmoid(self.share(h)) * (_unit(self.generate(gelu(self.generate_hidden(h)))) - mixture)
+        generated = _unit(self.generate(gelu(self.generate_hidden(h)))) if "generate_hidden" in self else None
+        if "route" in self:
+            route = self.route(h)
+            if memory is not None:
+                read = nn.softplus(self.memory_sharpness(h)) * memory.similarity
+                read = read + (memory.values @ self.memory_query(h)[..., None])[..., 0]
+                weights = mx.softmax(mx.where(memory.valid, read, -1e9), axis=-1)
+                retrieved = _unit((weights[..., None] * memory.values).sum(-2))
+                found = memory.valid.any(-1, keepdims=True)
+            else:
+                retrieved, found = mx.zeros_like(out), mx.zeros((*h.shape[:-1], 1), dtype=mx.bool_)
+            route = mx.concatenate([route[..., :1], mx.where(found, route[..., 1:2], -1e9), route[..., 2:]], -1)
+            route = mx.softmax(route, axis=-1)
+            out = route[..., :1] * _unit(out) + route[..., 1:2] * retrieved
+            if generated is not None:
+                out = out + route[..., 2:] * generated
+        elif generated is not None:
+            out = _unit(out) + mx.sigmoid(self.share(h)) * (generated - _unit(out))
         if "correction" in self:
             out = out + self.correction(h)
         return _unit(out)
@@ -189,7 +241,12 @@ class VMM(nn.Module):
         self.blocks = [Block(args) for _ in range(args.n_layers)]
         self.norm = nn.RMSNorm(args.d_model)
         self.next_head = NextConceptHead(
-            args.d_model, args.concept_dim, args.context_lags, args.next_correction, args.next_generator
+            args.d_model,
+            args.concept_dim,
+            args.context_lags,
+            args.next_correction,
+            args.next_generator,
+            args.memory_slots,
         )
         self.planner = PlannerHead(args.d_model, args.rvq_levels, args.rvq_codes)
         self.rvq = ResidualVQ(RVQArgs(args.concept_dim, args.rvq_levels, args.rvq_codes))
@@ -206,10 +263,15 @@ class VMM(nn.Module):
         return VMMCache(self.args.n_layers, self.blocks[0].mixer.args.conv_kernel, self.args.context_lags)
 
     def __call__(
-        self, concepts: mx.array, cache: VMMCache | None = None, relations: mx.array | None = None
+        self,
+        concepts: mx.array,
+        cache: VMMCache | None = None,
+        relations: mx.array | None = None,
+        memory: Memory | None = None,
     ) -> VMMOutput:
         """concepts (B, T, concept_dim) unit rows -> prediction of each next concept; `relations` (B, T)
-        the relation id to follow from each position (None: `next`, id 0, everywhere).
+        the relation id to follow from each position (None: `next`, id 0, everywhere); `memory` what each
+        position read from the store along its relation (`train.memory.RelationMemory`).
 
         With `cache` (from `make_cache`), the concepts continue the sequence fed into it so far, and
         the outputs are those of the whole sequence's forward at these positions.
@@ -225,7 +287,7 @@ class VMM(nn.Module):
             h, block_stats = block(h, prior, cache.layers[i] if cache is not None else None)
             stats.append(block_stats)
         h = self.norm(h)
-        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None)
+        next_vector = self.next_head(concepts, h, cache.concepts if cache is not None else None, memory)
         if cache is not None:
             cache.offset += concepts.shape[1]
         return VMMOutput(next_vector, h, stats)

@@ -24,6 +24,7 @@ from meqg_converters.coreml import (
     package_spec,
     padded_tokens,
     spec_problems,
+    step_inputs,
     trace,
 )
 from meqg_converters.torch_bert import SentenceEncoder
@@ -32,7 +33,8 @@ from meqg_mlx.config import load_run
 from meqg_mlx.encoder.base import load_tokenizer
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
-from meqg_mlx.train.checkpoint import load_model
+from meqg_mlx.train.trained import TrainedRun
+from meqg_mlx.vmm.model import Memory
 
 from ..conftest import meqg
 from ..encoder.tiny_models import build_tiny_mpnet
@@ -48,23 +50,36 @@ def test_the_traced_step_decodes_as_the_mlx_run_does(trained_run, small_store):
     traced = trace(step, step.example())
     for name in step.state_names:  # tracing ran a step: start from empty states, as Core ML does
         getattr(traced, name).zero_()
-    model = load_model(run.latest_checkpoint(), args)
+    trained = TrainedRun.open(trained_run)
     concepts = small_store.all_vectors()[1][:37].astype(np.float32)  # chunk 16: the step must not care
     relations = np.arange(len(concepts)) % len(args.relations)  # each step follows a relation of its own
-    whole = model(mx.array(concepts)[None], relations=mx.array(relations)[None])
+    assert args.memory_slots and trained.memory is not None  # each step reads the store too
+    read = trained.memory.read(concepts, relations)
+    assert (read.targets >= 0).all()
+    read.targets[::2, args.memory_slots // 2 :] = -1  # as a relation with fewer edges than slots
+    memory = trained.memory.model_memory(read)
+    whole = trained.model(mx.array(concepts)[None], relations=mx.array(relations)[None], memory=memory_batch(memory))
     with torch.no_grad():
-        outputs = [
-            traced(torch.from_numpy(c[None]), torch.tensor([r], dtype=torch.int32)) for c, r in zip(concepts, relations)
-        ]
+        outputs = []
+        for i, (c, r) in enumerate(zip(concepts, relations)):
+            parts = (np.array(memory.values[i]), np.array(memory.similarity[i]), np.array(memory.valid[i]))
+            inputs = step_inputs(step, c, int(r), parts)
+            assert list(inputs) == list(step.inputs)
+            outputs.append(traced(*(torch.from_numpy(v) for v in inputs.values())))
     stepped = np.stack([o[0].numpy()[0] for o in outputs])
     np.testing.assert_allclose(stepped, np.array(whole.next_vector[0]), atol=1e-4)
-    hidden, planner = whole.hidden[0], model.planner
+    hidden, planner = whole.hidden[0], trained.model.planner
     prefix = mx.zeros((len(concepts), 0), dtype=mx.int32)
     for level in range(args.rvq_levels):  # the greedy code path, level by level
         expected = planner.level_logits(hidden, prefix, level)
         got = np.stack([o[1].numpy()[0, level] for o in outputs])
         np.testing.assert_allclose(got, np.array(expected), atol=1e-4)
         prefix = mx.concatenate([prefix, mx.argmax(expected, axis=-1, keepdims=True).astype(mx.int32)], axis=1)
+
+
+def memory_batch(memory: Memory) -> Memory:
+    """A read of N concepts as the memory of one sequence of N positions."""
+    return Memory(*(part[None] for part in memory))
 
 
 def test_the_traced_encoder_embeds_as_the_run_encoder(trained_run, embedder):
@@ -92,9 +107,11 @@ def bundle(trained_run, tmp_path_factory):
 def test_the_bundle_holds_what_an_app_needs(bundle, small_store):
     out, seconds = bundle
     assert seconds < 60
-    names = {"concepts.bin", "concepts.json", "encoder.mlpackage", "manifest.json", "tokenizer.json"}
+    names = {"concepts.bin", "concepts.json", "encoder.mlpackage", "manifest.json", "tokenizer.json", "memory.bin"}
     assert {p.name for p in out.iterdir()} == names | {"vmm_step.mlpackage"}
     manifest = json.loads((out / "manifest.json").read_text())
+    edges = np.fromfile(out / "memory.bin", dtype=np.int32).reshape(manifest["memory"]["shape"])
+    assert len(edges) and edges[:, :2].max() < small_store.count() and edges[:, 2].min() >= 0
     count, dim = small_store.count(), small_store.dim
     assert manifest["concepts"]["shape"] == [count, dim] and manifest["store"]["concepts"] == count
     assert (out / "concepts.bin").stat().st_size == count * dim * 2  # float16 rows
@@ -115,7 +132,14 @@ def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_ru
     step = package_spec(out / "vmm_step.mlpackage")
     assert step["specification_version"] >= 9 and spec_problems(step) == []
     assert len(args.relations) > 1  # the run's store holds typed relations: the step takes the one to follow
-    assert step["inputs"] == {"concept": ((1, args.concept_dim), "float32"), "relation": ((1,), "int32")}
+    slots = args.memory_slots
+    assert step["inputs"] == {
+        "concept": ((1, args.concept_dim), "float32"),
+        "relation": ((1,), "int32"),
+        "memory": ((1, slots, args.concept_dim), "float32"),
+        "memory_similarity": ((1, slots), "float32"),
+        "memory_valid": ((1, slots), "float32"),
+    }
     assert step["outputs"] == {
         "next_concept": ((1, args.concept_dim), "float32"),
         "planner_logits": ((1, args.rvq_levels, args.rvq_codes), "float32"),

@@ -14,6 +14,7 @@ from meqg_converters.export import export_torch
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import WEIGHTS, RunDir
 from meqg_mlx.train.checkpoint import load_model
+from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.vmm.model import ModelArgs
 
 from ..conftest import meqg
@@ -43,16 +44,28 @@ PLAIN_TORCH = textwrap.dedent(
     sys.path.insert(0, export)
     import modeling_meqg
 
+    from safetensors.torch import load_file
+
     model = modeling_meqg.load_pretrained(export)
-    concepts = torch.from_numpy(np.load(inputs))
+    given = {k: torch.from_numpy(v) for k, v in np.load(inputs).items()}
+    concepts, relations = given["concepts"], given["relations"]
+    edges = load_file(f"{export}/memory.safetensors")
+    memory = modeling_meqg.StoreMemory(edges, given["ids"], given["vectors"], model.args.memory_slots)
     with torch.no_grad():
-        out = model(concepts)
+        own = memory.read(concepts, relations)  # as meqg reads it, up to which of tied edges fill the last slots
+        read = modeling_meqg.Memory(given["values"], given["similarity"], given["valid"])  # meqg's read
+        out = model(concepts, relations=relations, memory=read)
         codes = model.rvq.encode(out.next_vector)
         logits = model.planner(out.hidden, codes)
         cache = model.make_cache()
-        steps = [model(concepts[:, t : t + 1], cache=cache).next_vector for t in range(concepts.shape[1])]
+        steps = [
+            model(concepts[:, t : t + 1], cache=cache, relations=relations[:, t : t + 1],
+                  memory=type(read)(*(part[:, t : t + 1] for part in read))).next_vector
+            for t in range(concepts.shape[1])
+        ]
         stepped = torch.cat(steps, 1)
     np.savez(result, next_vector=out.next_vector.numpy(), codes=codes.numpy(), logits=logits.numpy(),
+             similarity=own.similarity.numpy(), valid=own.valid.numpy(),
              stepped=stepped.numpy(), modules=sorted(m for m in sys.modules if m.startswith(("mlx", "meqg"))))
     """
 )
@@ -62,7 +75,7 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     out = tmp_path / "export"
     result = meqg("export", "torch", "--run", str(trained_run), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    files = ["README.md", "config.json", "model.safetensors", "modeling_meqg.py"]
+    files = ["README.md", "config.json", "memory.safetensors", "model.safetensors", "modeling_meqg.py"]
     assert sorted(p.name for p in out.iterdir()) == files
     config = json.loads((out / "config.json").read_text())
     assert config["store"] == {
@@ -78,20 +91,32 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     assert relations[0] == "next" and "defined_in" in relations
     assert relations == yaml.safe_load((RunDir(trained_run).config_path).read_text())["vmm"]["relations"]
 
-    rows = small_store.all_vectors()[1]
+    ids, rows = small_store.all_vectors()
     concepts = np.stack([rows[:37], rows[40:77]]).astype(np.float32)  # 37 steps: across chunks of 16
-    np.save(tmp_path / "inputs.npy", concepts)
+    relations = np.arange(2 * 37).reshape(2, 37) % len(relations)  # and reading the store's memory
+    trained = TrainedRun.open(trained_run)
+    read = trained.memory.read(concepts, relations)
+    memory = trained.memory.model_memory(read)
+    np.savez(
+        tmp_path / "inputs.npz",
+        concepts=concepts,
+        relations=relations,
+        ids=ids,
+        vectors=rows,
+        **{name: np.array(getattr(memory, name)) for name in ("values", "similarity", "valid")},
+    )
     plain = run_process(
-        [sys.executable, "-c", PLAIN_TORCH, str(out), str(tmp_path / "inputs.npy"), str(tmp_path / "result.npz")],
+        [sys.executable, "-c", PLAIN_TORCH, str(out), str(tmp_path / "inputs.npz"), str(tmp_path / "result.npz")],
         timeout=300,
     )
     assert plain.returncode == 0, plain.stderr
     got = np.load(tmp_path / "result.npz")
     assert list(got["modules"]) == []
 
-    run = RunDir(trained_run)
-    model = load_model(run.latest_checkpoint(), ModelArgs(**config["model_args"]))
-    expected = model(mx.array(concepts))
+    np.testing.assert_allclose(got["similarity"], read.similarity, atol=1e-5)  # the same neighbours
+    np.testing.assert_array_equal(got["valid"], read.targets >= 0)
+    model = load_model(trained.checkpoint, ModelArgs(**config["model_args"]))
+    expected = model(mx.array(concepts), relations=mx.array(relations), memory=memory)
     codes, _ = model.rvq.encode(expected.next_vector.reshape(-1, small_store.dim))
     codes = codes.reshape(2, 37, -1)
     logits = model.planner(expected.hidden, codes)

@@ -12,7 +12,8 @@ from meqg_converters.weights import load_checkpoint_vmm, load_vmm, mlx_to_torch,
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.checkpoint import save_checkpoint
 from meqg_mlx.train.trainer import Trainer
-from meqg_mlx.vmm.model import VMM, ModelArgs
+from meqg_mlx.vmm.model import VMM, Memory, ModelArgs
+from meqg_converters.torch_vmm import Memory as TwinMemory
 
 from ..train.test_trainer import small_config
 
@@ -29,6 +30,7 @@ ARGS = ModelArgs(
     rvq_levels=2,
     rvq_codes=16,
     next_correction=True,
+    memory_slots=3,
 )
 
 
@@ -37,24 +39,40 @@ def unit(rng, *shape):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def memories(rng, batch: int, steps: int) -> tuple[Memory, TwinMemory]:
+    """A memory read for every position, some slots empty, for the MLX model and its twin."""
+    values = unit(rng, batch, steps, ARGS.memory_slots, ARGS.concept_dim)
+    similarity = rng.uniform(-0.2, 1.0, (batch, steps, ARGS.memory_slots)).astype(np.float32)
+    valid = rng.random((batch, steps, ARGS.memory_slots)) < 0.7
+    values, similarity = values * valid[..., None], similarity * valid
+    arrays = (values, similarity, valid)
+    return Memory(*map(mx.array, arrays)), TwinMemory(*map(torch.from_numpy, arrays))
+
+
+def sliced(memory: TwinMemory, start: int, stop: int) -> TwinMemory:
+    return TwinMemory(*(part[:, start:stop] for part in memory))
+
+
 @pytest.fixture
 def pair(tmp_path):
-    """An MLX VMM with no zero-initialised head left, and its PyTorch twin loaded from its safetensors."""
+    """An MLX VMM with no zero-initialised head left, its PyTorch twin loaded from its safetensors, concepts
+    and what they read from a memory."""
     rng = np.random.default_rng(0)
     mx.random.seed(0)
     model = VMM(ARGS)
     head = model.next_head
     head.mix.weight = mx.array(rng.normal(scale=0.5, size=head.mix.weight.shape).astype(np.float32))
     head.correction.weight = mx.array(rng.normal(scale=0.05, size=head.correction.weight.shape).astype(np.float32))
+    head.memory_query.weight = mx.array(rng.normal(scale=0.5, size=head.memory_query.weight.shape).astype(np.float32))
     model.set_expert_centroids(mx.array(unit(rng, ARGS.n_experts, ARGS.concept_dim)))
     concepts = unit(rng, 3, 21, ARGS.concept_dim)  # 21 steps: a partial last chunk of 8
     model.rvq.initialize(mx.array(concepts.reshape(-1, ARGS.concept_dim)))
     model.save_weights(str(tmp_path / "model.safetensors"))
-    return model, load_vmm(tmp_path / "model.safetensors", ARGS), concepts
+    return model, load_vmm(tmp_path / "model.safetensors", ARGS), concepts, memories(rng, 3, 21)
 
 
-def mlx_loss(model, concepts, target):
-    out = model(concepts)
+def mlx_loss(model, concepts, target, memory):
+    out = model(concepts, memory=memory)
     codes, _ = model.rvq.encode(target.reshape(-1, ARGS.concept_dim))
     logits = model.planner(out.hidden.reshape(-1, ARGS.d_model), codes)
     return (
@@ -64,8 +82,8 @@ def mlx_loss(model, concepts, target):
     )
 
 
-def torch_loss(model, concepts, target):
-    out = model(concepts)
+def torch_loss(model, concepts, target, memory):
+    out = model(concepts, memory=memory)
     codes = model.rvq.encode(target.reshape(-1, ARGS.concept_dim))
     logits = model.planner(out.hidden.reshape(-1, ARGS.d_model), codes)
     return (
@@ -77,8 +95,8 @@ def torch_loss(model, concepts, target):
 
 @torch.no_grad()
 def test_forward_matches(pair):
-    model, twin, concepts = pair
-    out, twin_out = model(mx.array(concepts)), twin(torch.from_numpy(concepts))
+    model, twin, concepts, (memory, twin_memory) = pair
+    out, twin_out = model(mx.array(concepts), memory=memory), twin(torch.from_numpy(concepts), memory=twin_memory)
     np.testing.assert_allclose(twin_out.next_vector.detach().numpy(), np.array(out.next_vector), atol=1e-5)
     np.testing.assert_allclose(twin_out.hidden.detach().numpy(), np.array(out.hidden), atol=1e-4)
     for stats, twin_stats in zip(out.router, twin_out.router, strict=True):
@@ -93,24 +111,26 @@ def test_forward_matches(pair):
 @torch.no_grad()
 @pytest.mark.parametrize("pieces", [[1] * 21, [5, 1, 1, 9, 5]])  # chunk_size 8: steps and pieces across chunks
 def test_cached_decoding_matches_the_whole_forward_and_mlx(pair, pieces):
-    model, twin, concepts = pair
-    whole = model(mx.array(concepts))
+    model, twin, concepts, (memory, twin_memory) = pair
+    whole = model(mx.array(concepts), memory=memory)
     cache, start, outs = twin.make_cache(), 0, []
     for size in pieces:
-        outs.append(twin(torch.from_numpy(concepts[:, start : start + size]), cache=cache))
+        piece = torch.from_numpy(concepts[:, start : start + size])
+        outs.append(twin(piece, cache=cache, memory=sliced(twin_memory, start, start + size)))
         start += size
+    whole_twin = twin(torch.from_numpy(concepts), memory=twin_memory)
     for name in ("next_vector", "hidden"):
         stepped = torch.cat([getattr(o, name) for o in outs], 1).numpy()
-        np.testing.assert_allclose(stepped, getattr(twin(torch.from_numpy(concepts)), name).numpy(), atol=1e-5)
+        np.testing.assert_allclose(stepped, getattr(whole_twin, name).numpy(), atol=1e-5)
         mlx_atol = 1e-5 if name == "next_vector" else 1e-4  # as test_forward_matches
         np.testing.assert_allclose(stepped, np.array(getattr(whole, name)), atol=mlx_atol)
 
 
 def test_gradients_match(pair):
-    model, twin, concepts = pair
+    model, twin, concepts, (memory, twin_memory) = pair
     target = unit(np.random.default_rng(1), *concepts.shape)
-    loss, grads = nn.value_and_grad(model, mlx_loss)(model, mx.array(concepts), mx.array(target))
-    twin_loss = torch_loss(twin, torch.from_numpy(concepts), torch.from_numpy(target))
+    loss, grads = nn.value_and_grad(model, mlx_loss)(model, mx.array(concepts), mx.array(target), memory)
+    twin_loss = torch_loss(twin, torch.from_numpy(concepts), torch.from_numpy(target), twin_memory)
     twin_loss.backward()
     assert twin_loss.item() == pytest.approx(float(loss), rel=1e-5)
     expected = mlx_to_torch({k: torch.from_numpy(np.array(v)) for k, v in tree_flatten(grads)})
@@ -122,7 +142,7 @@ def test_gradients_match(pair):
 
 
 def test_weights_round_trip_back_to_mlx(pair, tmp_path):
-    model, twin, concepts = pair
+    model, twin, concepts, _ = pair
     save_mlx_weights(twin, tmp_path / "back.safetensors")
     back = VMM(ARGS)
     back.load_weights(str(tmp_path / "back.safetensors"), strict=True)
@@ -144,7 +164,7 @@ def test_trained_checkpoint_loads_and_predicts_the_same(small_store, tmp_path):
 
 
 def test_mismatched_weights_are_a_one_line_error(pair, tmp_path):
-    model, _, _ = pair
+    model, _, _, _ = pair
     with pytest.raises(MeqgError, match="cannot load .* into the PyTorch VMM"):
         load_vmm(tmp_path / "model.safetensors", ModelArgs(**{**ARGS.__dict__, "n_layers": 3}))
     with pytest.raises(MeqgError, match="no model.safetensors"):

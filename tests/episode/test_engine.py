@@ -92,8 +92,10 @@ def test_steps_read_the_context_through_the_cache_as_the_whole_forward_would(eng
     assert len(steps) >= 2 and [s["fed"] for s in steps[1:]] == [2] * (len(steps) - 1)  # last concept, new one
     context = list(embedder.encode(split_sentences(prompt)))
     assert steps[0]["fed"] == len(context)
+    assert engine.memory is not None  # the last concept reads the store, as the engine's steps do
     for _ in result.response["concepts"]:  # the whole context through the VMM at every step, no cache
-        proposal = np.array(engine.model(mx.array(np.stack(context))[None]).next_vector[0, -1])
+        memory = engine.memory.read_last(context[-1][None], np.array([0]), len(context))
+        proposal = np.array(engine.model(mx.array(np.stack(context))[None], memory=memory).next_vector[0, -1])
         context.append(proposal / np.linalg.norm(proposal))
     np.testing.assert_allclose(result.final, context[-1], atol=1e-5)
 
@@ -110,7 +112,8 @@ def test_an_episode_follows_its_relation_from_the_prompts_last_concept(engine, e
     walked_from = len(context) - 1
     for _ in result.response["concepts"]:
         relations = [[relation if i >= walked_from else 0 for i in range(len(context))]]
-        whole = engine.model(mx.array(np.stack(context))[None], relations=mx.array(relations))
+        memory = engine.memory.read_last(context[-1][None], np.array([relation]), len(context))
+        whole = engine.model(mx.array(np.stack(context))[None], relations=mx.array(relations), memory=memory)
         proposal = np.array(whole.next_vector[0, -1])
         context.append(proposal / np.linalg.norm(proposal))
     np.testing.assert_allclose(result.final, context[-1], atol=1e-5)

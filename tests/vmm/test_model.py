@@ -8,7 +8,7 @@ import pytest
 
 from meqg_mlx.diamond.ledger import s_mod_exact
 from meqg_mlx.diamond.view import View
-from meqg_mlx.vmm.model import VMM, ModelArgs, NextConceptHead
+from meqg_mlx.vmm.model import VMM, Memory, ModelArgs, NextConceptHead
 
 TINY = ModelArgs(
     concept_dim=16,
@@ -23,6 +23,7 @@ TINY = ModelArgs(
     d_ff=32,
     rvq_levels=2,
     rvq_codes=3,
+    memory_slots=0,
 )
 
 
@@ -63,6 +64,39 @@ def test_relations_change_the_prediction_and_default_to_next():
     assert np.allclose(np.array(plain), np.array(as_next))
     assert not np.allclose(np.array(plain), np.array(as_hypernym), atol=1e-3)
     assert "relation_embedding" not in VMM(replace(TINY, relations=["next"]))  # next alone reads nothing
+
+
+def memory_read(values: mx.array, similarity: list[float], valid: list[bool]) -> Memory:
+    """One position's read (slots, d) as the memory of a (1, 1) batch."""
+    return Memory(values[None, None], mx.array(similarity)[None, None], mx.array(valid)[None, None])
+
+
+def test_the_memory_answers_when_the_route_picks_it_and_empty_slots_never_do():
+    head = NextConceptHead(d_model=4, concept_dim=16, lags=2, correction=False, generator=True, memory_slots=3)
+    head.route.bias = mx.array([-30.0, 30.0, -30.0])  # retrieve
+    x, slots = unit((1, 1, 16), seed=1), unit((3, 16), seed=2)
+    h = mx.zeros((1, 1, 4))
+    # the sharpest similarity wins; a slot without an edge has none, whatever it says
+    out = head(x, h, memory=memory_read(slots, [0.9, 0.2, 5.0], [True, True, False]))
+    expected = mx.softmax(10 * mx.array([0.9, 0.2]))  # softplus(10) sharpness to start
+    mixed = expected[0] * slots[0] + expected[1] * slots[1]
+    assert float(mx.abs(out[0, 0] - mixed / mx.linalg.norm(mixed)).max()) < 1e-4
+    # nothing read: the route leaves the memory out, copy and generate share what is left
+    nothing = head(x, h, memory=memory_read(slots, [0.0] * 3, [False] * 3))
+    alone = head(x, h)
+    assert float(mx.abs(nothing - alone).max()) < 1e-6
+    head.route.bias = mx.array([30.0, -30.0, -30.0])  # copy
+    assert float(mx.abs(head(x, h, memory=memory_read(slots, [0.9, 0.2, 0.1], [True] * 3)) - x).max()) < 1e-5
+
+
+def test_the_memory_query_reranks_the_slots():
+    """q(h) . target adds to a slot's weight: a query along one target pulls the mixture onto it."""
+    head = NextConceptHead(d_model=4, concept_dim=16, lags=2, correction=False, generator=False, memory_slots=2)
+    head.route.bias = mx.array([-30.0, 30.0])
+    slots = unit((2, 16), seed=5)
+    head.memory_query.bias = 50 * slots[1]
+    out = head(unit((1, 1, 16), seed=6), mx.zeros((1, 1, 4)), memory=memory_read(slots, [0.9, 0.1], [True, True]))
+    assert float((out[0, 0] * slots[1]).sum()) > 0.999
 
 
 def test_next_concept_head_mixes_the_recent_context_causally():

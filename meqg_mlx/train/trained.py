@@ -1,0 +1,62 @@
+"""A trained run opened for use: its config, store, latest checkpoint, model, relations and memory.
+
+Episodes, `meqg eval` and the exporters open runs here, so what a run means (which
+checkpoint, which store, the model's shape, the relation ids, the memory it reads) is
+written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..concepts.store import ConceptStore
+from ..config import MeqgConfig, load_run
+from ..runs import RunDir
+from ..vmm.model import VMM, ModelArgs
+from .checkpoint import load_model
+from .memory import RelationMemory
+from .relations import RelationVocabulary
+from .sequences import ConceptTable
+
+
+@dataclass
+class TrainedRun:
+    run: RunDir
+    meta: dict  # run.json
+    config: MeqgConfig
+    checkpoint: Path  # the latest
+    store: ConceptStore
+
+    @classmethod
+    def open(cls, run_dir: str | Path | RunDir, store: ConceptStore | None = None) -> "TrainedRun":
+        """The run in `run_dir` (one-line errors for a missing run, config or checkpoint) on its store."""
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        meta, config = load_run(run)
+        checkpoint = run.require_checkpoint()
+        return cls(run, meta, config, checkpoint, store or ConceptStore.open(meta["store"], config.store))
+
+    @property
+    def args(self) -> ModelArgs:
+        return dataclasses.replace(self.config.vmm, concept_dim=self.store.dim)
+
+    @functools.cached_property
+    def model(self) -> VMM:
+        return load_model(self.checkpoint, self.args)
+
+    @property
+    def vocabulary(self) -> RelationVocabulary:
+        return RelationVocabulary.of_model(self.config.vmm.relations)
+
+    @functools.cached_property
+    def table(self) -> ConceptTable:
+        return ConceptTable(self.store)
+
+    @functools.cached_property
+    def memory(self) -> RelationMemory | None:
+        """The memory the run trained with (None: its model reads none)."""
+        if not self.args.memory_slots:
+            return None
+        return RelationMemory.of_run(self.store, self.table, self.vocabulary, self.config)
