@@ -64,6 +64,8 @@ def evaluate(
 
 
 def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) -> None:
+    import numpy as np
+
     from meqg_mlx.eval.evaluate import evaluate_run
     from meqg_mlx.eval.report import check_new_output, run_report_json, write_run_report
     from meqg_mlx.eval.tool_success import evaluate_run_tools, require_sandbox
@@ -88,12 +90,13 @@ def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) 
     out.print(
         f"[bold]{run}[/]: {report.chains} test chains ({source}), temperature {report.temperature:.3g}", soft_wrap=True
     )
-    out.print(" h  cascade  top-5  free-err  forced-err  ECE    Brier")
+    out.print(" h  cascade  top-5  free-err  forced-err  ECE    Brier  best baseline's cascade (lower is better)")
     for h in range(len(report.cascade_fail)):
+        best = min(report.baselines, key=lambda name: np.nan_to_num(report.baselines[name][h], nan=np.inf))
         out.print(
             f"{h + 1:>2}  {report.cascade_fail[h]:7.3f}  {report.cascade_fail_top5[h]:5.3f}  "
             f"{report.free_running_error[h]:8.3f}  {report.teacher_forced_error[h]:10.3f}  "
-            f"{report.ece[h]:5.3f}  {report.brier[h]:5.3f}"
+            f"{report.ece[h]:5.3f}  {report.brier[h]:5.3f}  {report.baselines[best][h]:.3f} {best}"
         )
     if tools is not None:
         out.print(" budget  success  tool answered  kept   seconds")

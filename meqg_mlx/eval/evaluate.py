@@ -7,7 +7,7 @@ the confidence is never tuned on the steps it is scored on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class ChainReport:
     ece_per_step: list[float]  # free-running, at step h alone
     brier_per_step: list[float]
     reliability: dict  # all free-running steps: edges, confidence, accuracy, count
+    # the baselines rolled out the same way on the same test chains: name -> cascade-fail per horizon
+    baselines: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -87,6 +89,51 @@ def evaluate_chains(
     )
 
 
+def baseline_cascades(
+    predictors: dict[str, Predict], candidates: Candidates, chains: list[Chain], prefix: int = DEFAULT_PREFIX
+) -> dict[str, list[float]]:
+    """Each baseline's free-running cascade-fail on `evaluate_chains`' test chains."""
+    _, test = calibration_split([c for c in chains if len(c.rows) > prefix])
+    cascades = {}
+    for name, predict in predictors.items():
+        free = rollout(predict, candidates, test, prefix, teacher_forced=False)
+        cascades[name] = cascade_fail(free.correct, free.lengths).tolist()
+    return cascades
+
+
+def baseline_predictors(trained, relations: set[int]) -> dict[str, Predict]:
+    """The validation tables' baselines as rollout predictors: each reads the last concept of its context
+    (its own previous prediction, free-running) and applies the map fitted on what the run trained on for
+    the relation that step follows (`train.baselines.fit_maps`; copy where the run trained on none)."""
+    from ..train.baselines import Pairs, fit_maps, unit
+
+    vectors, edges, tc = trained.table.vectors, trained.training_edges, trained.config.train
+    fitted = {}
+    for relation in sorted(relations):
+        pairs = edges.of(relation)
+        if len(pairs):
+            fitted[relation] = fit_maps(vectors, Pairs(pairs.source, pairs.target), tc.baseline_mlp_steps, tc.seed)
+
+    def mapped(name: str) -> Predict:
+        def predict(context: np.ndarray, followed: np.ndarray) -> np.ndarray:
+            current = context[:, -1].astype(np.float32)
+            out = current.copy()
+            for relation, maps in fitted.items():
+                at = followed[:, -1] == relation
+                if at.any():
+                    out[at] = maps[name](current[at])
+            return out
+
+        return predict
+
+    names = next(iter(fitted.values())).keys() if fitted else ()
+    return {
+        "copy_last": lambda context, followed: context[:, -1],
+        "context_mean": lambda context, followed: unit(context.sum(1)),
+        **{name: mapped(name) for name in names},
+    }
+
+
 def vmm_predictor(trained) -> Predict:
     """The VMM's next-concept vector after each context (the last position's output); `trained` a
     `train.trained.TrainedRun`, whose memory each position reads."""
@@ -127,4 +174,42 @@ def evaluate_run(
     else:
         validation_fraction = trained.config.train.validation_fraction
         chains = held_out_chains(store, table, validation_fraction, prefix + horizon, vocabulary)
-    return evaluate_chains(vmm_predictor(trained), candidates, chains, prefix)
+    report = evaluate_chains(vmm_predictor(trained), candidates, chains, prefix)
+    report.baselines = cached_baseline_cascades(trained, candidates, chains, prefix)
+    return report
+
+
+def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain], prefix: int) -> dict:
+    """`baseline_cascades` of a run's chains, kept per store version, split and chains (the variants and
+    seeds of an ablation share them)."""
+    import hashlib
+    import json
+
+    from ..atomic import write_text
+    from ..paths import meqg_home
+    from ..train.validation import cache_path
+
+    digest = hashlib.sha1(str(len(candidates.vectors)).encode())
+    for chain in chains:
+        digest.update(chain.rows.tobytes() + b"|" + np.asarray(chain.relations, np.int64).tobytes() + b";")
+    tc = trained.config.train
+    key = {
+        "store": trained.store.uri,
+        "table_version": trained.store.table.version,
+        "relations": list(trained.vocabulary.names),
+        "validation_fraction": tc.validation_fraction,
+        "chains": digest.hexdigest(),
+        "prefix": prefix,
+        "mlp_steps": tc.baseline_mlp_steps,
+        "seed": tc.seed,
+    }
+    path = cache_path(meqg_home() / "cache", "chain-baselines", key).with_suffix(".json")
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass  # a damaged entry is recomputed and replaced
+    followed = {int(r) for chain in chains for r in chain.relations}
+    cascades = baseline_cascades(baseline_predictors(trained, followed), candidates, chains, prefix)
+    write_text(path, json.dumps(cascades))
+    return cascades

@@ -67,10 +67,33 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
             "The gap between the free-running and the teacher-forced error at h is what feeding the model",
             "its own predictions costs.",
             "",
+            *baseline_markdown(report),
             "![cascade](cascade.png) ![reliability](reliability.png)",
             "",
         ]
     )
+
+
+def baseline_markdown(report: ChainReport) -> list[str]:
+    """The model's cascade-fail beside each baseline rolled out the same way on the same chains."""
+    if not report.baselines:
+        return []
+    names = list(report.baselines)
+    rows = [
+        f"| {h} | {report.cascade_fail[h - 1]:.3f} | "
+        + " | ".join(f"{report.baselines[n][h - 1]:.3f}" for n in names)
+        + " |"
+        for h in range(1, len(report.cascade_fail) + 1)
+    ]
+    return [
+        "Cascade-fail (lower is better) of the model and of the validation tables' baselines, each fitted on",
+        "what the run trained on and fed its own predictions:",
+        "",
+        "| h | model | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 2) + "|",
+        *rows,
+        "",
+    ]
 
 
 def _pyplot():

@@ -37,6 +37,7 @@ class Pairs:
 
 
 Predictor = Callable[[Queries], np.ndarray]  # queries -> (N, d) unit rows
+Map = Callable[[np.ndarray], np.ndarray]  # (N, d) current concepts -> (N, d) unit rows
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -80,24 +81,21 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, 
     return weights.astype(np.float32), bias.astype(np.float32)
 
 
-def ridge(vectors: np.ndarray, pairs: Pairs) -> Predictor:
+def ridge(vectors: np.ndarray, pairs: Pairs) -> Map:
     weights, bias = fit_ridge(vectors[pairs.source], vectors[pairs.target])
-    return lambda queries: unit(vectors[queries.current] @ weights + bias)
+    return lambda current: unit(current @ weights + bias)
 
 
-def knn_successor(vectors: np.ndarray, pairs: Pairs, neighbours: int) -> Predictor:
+def knn_successor(vectors: np.ndarray, pairs: Pairs, neighbours: int) -> Map:
     """The targets of the `neighbours` training sources most similar to the current concept, weighted by
-    that similarity (one neighbour: its target). A query's own pairs are never its neighbours."""
+    that similarity (one neighbour: its target)."""
     sources, targets = vectors[pairs.source], vectors[pairs.target]
 
-    def predict(queries: Queries) -> np.ndarray:
-        out = np.empty((len(queries), vectors.shape[1]), np.float32)
-        current = queries.current
+    def predict(current: np.ndarray) -> np.ndarray:
+        out = np.empty((len(current), vectors.shape[1]), np.float32)
         k = min(neighbours, len(pairs.source))
-        for start in range(0, len(queries), CHUNK):
-            rows = current[start : start + CHUNK]
-            similarity = vectors[rows] @ sources.T
-            similarity[pairs.source[None, :] == rows[:, None]] = -np.inf
+        for start in range(0, len(current), CHUNK):
+            similarity = current[start : start + CHUNK] @ sources.T
             top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
             weights = np.maximum(np.take_along_axis(similarity, top, 1), 0.0) + 1e-6
             out[start : start + CHUNK] = unit(np.einsum("nk,nkd->nd", weights, targets[top]))
@@ -116,7 +114,7 @@ class MLP(nn.Module):
         return out * mx.rsqrt(mx.square(out).sum(-1, keepdims=True) + 1e-12)
 
 
-def infonce_mlp(vectors: np.ndarray, pairs: Pairs, steps: int, seed: int = 0) -> Predictor:
+def infonce_mlp(vectors: np.ndarray, pairs: Pairs, steps: int, seed: int = 0) -> Map:
     """x + MLP(x), trained with InfoNCE: each pair's target against the batch's other targets and store
     negatives (a target equal to the pair's own is no negative)."""
     rng = np.random.default_rng(seed)
@@ -145,18 +143,31 @@ def infonce_mlp(vectors: np.ndarray, pairs: Pairs, steps: int, seed: int = 0) ->
         negatives = rng.integers(0, len(vectors), MLP_NEGATIVES)
         step(mx.array(pairs.source[picked]), mx.array(pairs.target[picked]), mx.array(negatives))
         mx.eval(state)
-    return lambda queries: np.array(model(matrix[mx.array(queries.current)]))
+    return lambda current: np.array(model(mx.array(current.astype(np.float32))))
+
+
+def fit_maps(vectors: np.ndarray, pairs: Pairs, mlp_steps: int, seed: int = 0) -> dict[str, Map]:
+    """The baselines that read the current concept alone, for one relation: any vector in, so a rollout
+    can feed them their own predictions."""
+    ridge_map, knn8 = ridge(vectors, pairs), knn_successor(vectors, pairs, NEIGHBOURS)
+    return {
+        "ridge": ridge_map,
+        "knn_successor@1": knn_successor(vectors, pairs, 1),
+        f"knn_successor@{NEIGHBOURS}": knn8,
+        "ridge+knn": lambda current: unit(ridge_map(current) + knn8(current)),
+        "mlp": infonce_mlp(vectors, pairs, mlp_steps, seed),
+    }
 
 
 def fit_baselines(vectors: np.ndarray, pairs: Pairs, mlp_steps: int, seed: int = 0) -> dict[str, Predictor]:
     """Every baseline for one relation, by the name its table row carries."""
-    ridge_map, knn8 = ridge(vectors, pairs), knn_successor(vectors, pairs, NEIGHBOURS)
+    maps = fit_maps(vectors, pairs, mlp_steps, seed)
     return {
         "copy_last": copy_last(vectors),
         "context_mean": context_mean(vectors),
-        "ridge": ridge_map,
-        "knn_successor@1": knn_successor(vectors, pairs, 1),
-        f"knn_successor@{NEIGHBOURS}": knn8,
-        "ridge+knn": lambda queries: unit(ridge_map(queries) + knn8(queries)),
-        "mlp": infonce_mlp(vectors, pairs, mlp_steps, seed),
+        **{name: _on_current(vectors, mapped) for name, mapped in maps.items()},
     }
+
+
+def _on_current(vectors: np.ndarray, mapped: Map) -> Predictor:
+    return lambda queries: mapped(vectors[queries.current])

@@ -23,7 +23,7 @@ from ..atomic import replaced_file
 from ..concepts.store import ConceptStore
 from ..progress import Progress, no_progress
 from ..vmm.model import Memory
-from .relations import Edges, RelationVocabulary, document_groups, held_out_rows, store_edges, trainable
+from .relations import Edges, RelationVocabulary, held_out_rows, store_edges, trainable
 from .sequences import ConceptTable, Document, documents, split_documents
 
 CHUNK = 1024  # queries per similarity block
@@ -36,6 +36,28 @@ class MemoryRead(NamedTuple):
     similarity: np.ndarray  # (..., slots) float32, 0 where the target is -1
 
 
+def training_edges(table: ConceptTable, typed: Edges, train_docs: list[Document]) -> Edges:
+    """What training reads, per relation: `typed` (the trainable edges) for every relation but `next`,
+    which is the training documents' transitions (what the memory holds and the baselines fit)."""
+    steps = [(table.row_of[d.ids[:-1]], table.row_of[d.ids[1:]]) for d in train_docs]
+    source, target = (np.concatenate(side) for side in zip(*steps)) if steps else (np.zeros(0, np.int64),) * 2
+    typed = typed.where(typed.relation != 0)
+    return Edges(
+        np.concatenate([source, typed.source]),
+        np.concatenate([target, typed.target]),
+        np.concatenate([np.zeros(len(source), np.int64), typed.relation]),
+    )
+
+
+def run_training_edges(store: ConceptStore, table: ConceptTable, vocabulary: RelationVocabulary, config) -> Edges:
+    """`training_edges` of a run (`config` its MeqgConfig), rebuilt from its store and split."""
+    validation_fraction = config.train.validation_fraction
+    held = held_out_rows(store, table, validation_fraction)
+    edges = store_edges(store, table, vocabulary) if len(vocabulary) > 1 else Edges(*(np.zeros(0, np.int64),) * 3)
+    train_docs, _ = split_documents(documents(store, required=False), validation_fraction)
+    return training_edges(table, edges.where(trainable(edges, held, vocabulary)), train_docs)
+
+
 class RelationMemory:
     def __init__(self, vectors: np.ndarray, edges: Edges, relations: int, slots: int, groups: np.ndarray):
         """`vectors` (rows, d) unit rows of the store's concepts; `edges` the ones training may read;
@@ -44,41 +66,6 @@ class RelationMemory:
         self.edges = [edges.of(r) for r in range(relations)]
         self._keys = np.zeros(0, np.int64)
         self._table = MemoryRead(np.zeros((0, slots), np.int64), np.zeros((0, slots), np.float32))
-
-    @classmethod
-    def of_training(
-        cls,
-        table: ConceptTable,
-        typed: Edges,
-        train_docs: list[Document],
-        relations: int,
-        slots: int,
-        groups: np.ndarray,
-    ) -> "RelationMemory":
-        """The memory of what training reads: `typed` (trainable edges) for every relation but `next`, which
-        is the training documents' transitions."""
-        steps = [(table.row_of[d.ids[:-1]], table.row_of[d.ids[1:]]) for d in train_docs]
-        source, target = (np.concatenate(side) for side in zip(*steps)) if steps else (np.zeros(0, np.int64),) * 2
-        typed = typed.where(typed.relation != 0)
-        edges = Edges(
-            np.concatenate([source, typed.source]),
-            np.concatenate([target, typed.target]),
-            np.concatenate([np.zeros(len(source), np.int64), typed.relation]),
-        )
-        return cls(table.vectors, edges, relations, slots, groups)
-
-    @classmethod
-    def of_run(
-        cls, store: ConceptStore, table: ConceptTable, vocabulary: RelationVocabulary, config
-    ) -> "RelationMemory":
-        """The memory a run trained with (`config` its MeqgConfig), rebuilt from its store and split."""
-        validation_fraction = config.train.validation_fraction
-        held = held_out_rows(store, table, validation_fraction)
-        groups = document_groups(store, table)
-        edges = store_edges(store, table, vocabulary) if len(vocabulary) > 1 else Edges(*(np.zeros(0, np.int64),) * 3)
-        train_docs, _ = split_documents(documents(store, required=False), validation_fraction)
-        typed = edges.where(trainable(edges, held, vocabulary))
-        return cls.of_training(table, typed, train_docs, len(vocabulary), config.vmm.memory_slots, groups)
 
     def all_edges(self) -> Edges:
         """Every edge the memory reads, relation by relation."""

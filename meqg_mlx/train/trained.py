@@ -17,8 +17,8 @@ from ..config import MeqgConfig, load_run
 from ..runs import RunDir
 from ..vmm.model import VMM, ModelArgs
 from .checkpoint import load_model
-from .memory import RelationMemory
-from .relations import RelationVocabulary
+from .memory import RelationMemory, run_training_edges
+from .relations import Edges, RelationVocabulary, document_groups
 from .sequences import ConceptTable
 
 
@@ -55,8 +55,16 @@ class TrainedRun:
         return ConceptTable(self.store)
 
     @functools.cached_property
+    def training_edges(self) -> Edges:
+        """What the run trained on, per relation (`memory.training_edges`): its memory, the baselines' pairs."""
+        return run_training_edges(self.store, self.table, self.vocabulary, self.config)
+
+    @functools.cached_property
     def memory(self) -> RelationMemory | None:
         """The memory the run trained with (None: its model reads none)."""
         if not self.args.memory_slots:
             return None
-        return RelationMemory.of_run(self.store, self.table, self.vocabulary, self.config)
+        groups = document_groups(self.store, self.table)
+        return RelationMemory(
+            self.table.vectors, self.training_edges, len(self.vocabulary), self.args.memory_slots, groups
+        )

@@ -35,7 +35,7 @@ from ..vmm.model import VMM, Memory
 from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
 from .baselines import Pairs
-from .memory import RelationMemory
+from .memory import RelationMemory, training_edges
 from .metrics import score
 from .regime import RecoveryPolicy
 from .relations import (
@@ -476,15 +476,9 @@ class Trainer:
         """The store as the model's memory: the edges training may read (documents' transitions for `next`),
         with every store concept's read along each relation it has edges of computed once (and kept in the
         cache directory per store version and split)."""
-        typed = self.edges.where(self.trainable_edges)
-        memory = RelationMemory.of_training(
-            self.table,
-            typed,
-            self.train_docs,
-            len(self.vocabulary),
-            self.args.memory_slots,
-            document_groups(self.store, self.table),
-        )
+        edges = training_edges(self.table, self.edges.where(self.trainable_edges), self.train_docs)
+        groups = document_groups(self.store, self.table)
+        memory = RelationMemory(self.table.vectors, edges, len(self.vocabulary), self.args.memory_slots, groups)
         doc_rows = [self.table.row_of[d.ids] for d in (*self.train_docs, *self.val_docs)]
         rows = np.concatenate([*doc_rows, self.edges.source])
         relations = np.concatenate([np.zeros(sum(map(len, doc_rows)), np.int64), self.edges.relation])

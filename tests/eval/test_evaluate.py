@@ -60,6 +60,11 @@ def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     report = evaluate_run(trained_run, chains_file=path, embedder=embedder)
     assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
+    # the baselines rolled out on the same chains, each step by the map fitted for its relation
+    assert {"copy_last", "context_mean", "ridge", "knn_successor@8", "ridge+knn", "mlp"} <= set(report.baselines)
+    for cascade in report.baselines.values():
+        assert len(cascade) == 2 and 0 <= min(cascade) <= max(cascade) <= 1  # h 2: only the 3-text chains
+    assert min(report.baselines[n][0] for n in ("ridge", "knn_successor@8")) < report.baselines["copy_last"][0]
     path.write_text(json.dumps({"texts": ["a b", "c d"], "relations": ["meronym"]}) + "\n")
     with pytest.raises(InputError, match="chain 1: unknown relation 'meronym'; this run knows next, contains"):
         evaluate_run(trained_run, chains_file=path, embedder=embedder)
@@ -99,8 +104,9 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
     data = json.loads((out / "report.json").read_text())
     assert len(data["cascade_fail"]) == 3 and data["run"] == str(trained_run)
     assert data["tools"]["tool_answered"] == [1.0] and data["tools"]["tasks"] == 2
-    # the chains table (its header and one row per horizon), then the tools table (header, 3 rows for 1 budget)
-    assert (out / "report.md").read_text().count("\n| ") == (3 + 1) + (1 + 3)
+    # the chains table and the baselines' (a header and one row per horizon each), then the tools table
+    # (header, 3 rows for 1 budget)
+    assert (out / "report.md").read_text().count("\n| ") == (3 + 1) * 2 + (1 + 3)
     for png in ("cascade.png", "reliability.png", "tools.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = meqg("eval", "--run", str(trained_run), "--out", str(out))

@@ -50,7 +50,7 @@ def test_knn_successor_names_the_category_of_the_nearest_training_member(graph_s
     sets = {s.relation: s for s in relation_queries(edges, held, train, vocabulary, 500, 0)}
     hypernym = sets["hypernym"]
     assert not np.isin(hypernym.queries.current, hypernym.pairs.source).any()  # held-out sources only
-    knn = knn_successor(table.vectors, hypernym.pairs, 8)(hypernym.queries)
+    knn = knn_successor(table.vectors, hypernym.pairs, 8)(table.vectors[hypernym.queries.current])
     answerable = np.isin(hypernym.queries.target, hypernym.pairs.target)
     assert 0 < (~answerable).sum() and held[hypernym.queries.target[~answerable]].all()
     scored = score(knn, hypernym.queries, table.vectors)
@@ -62,5 +62,5 @@ def test_knn_successor_names_the_category_of_the_nearest_training_member(graph_s
 def test_the_infonce_mlp_learns_a_relation_from_its_pairs():
     vectors, pairs, queries = linear_relation(count=300, dim=16, seed=1)
     copy = score(vectors[queries.current], queries, vectors).metrics["recall@1"]
-    learned = score(infonce_mlp(vectors, pairs, 300)(queries), queries, vectors).metrics["recall@1"]
+    learned = score(infonce_mlp(vectors, pairs, 300)(vectors[queries.current]), queries, vectors).metrics["recall@1"]
     assert learned > copy + 0.3

@@ -3,7 +3,7 @@ held-out edge, the same from the table as by search, and kept in the cache."""
 
 import numpy as np
 
-from meqg_mlx.train.memory import RelationMemory
+from meqg_mlx.train.memory import RelationMemory, training_edges
 from meqg_mlx.train.relations import (
     RelationVocabulary,
     document_groups,
@@ -27,7 +27,7 @@ def store_memory(store) -> tuple[RelationMemory, ConceptTable, np.ndarray]:
     typed = edges.where(trainable(edges, held, vocabulary))
     train_docs, _ = split_documents(documents(store, required=False), 0.2)
     groups = document_groups(store, table)
-    memory = RelationMemory.of_training(table, typed, train_docs, len(vocabulary), SLOTS, groups)
+    memory = RelationMemory(table.vectors, training_edges(table, typed, train_docs), len(vocabulary), SLOTS, groups)
     return memory, table, groups
 
 
