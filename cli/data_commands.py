@@ -27,7 +27,8 @@ def register(root: typer.Typer) -> None:
 @app.command("build")
 def data_build(
     source: Annotated[
-        list[str], typer.Option("--source", help="stdlib[:MOD,..] | pydoc | wordnet[:DIR] | PATH (repeatable)")
+        list[str],
+        typer.Option("--source", help="stdlib[:MOD,..] | pydoc | wordnet[:DIR][@WORD,..] | PATH (repeatable)"),
     ],
     store: StoreOption = None,
     limit: Annotated[Optional[int], typer.Option(help="At most N new concepts per source.")] = None,

@@ -41,7 +41,8 @@ class BuildSummary:
 def source_records(
     spec: str, config: StoreConfig, progress: Progress | None = None, text_column: str = "text"
 ) -> Iterator[ConceptRecord]:
-    """Records for a --source value: stdlib[:MOD,...], pydoc, wordnet[:DIR], or a file/directory path."""
+    """Records for a --source value: stdlib[:MOD,...], pydoc, wordnet[:DIR][@WORD,...] (@: the nouns below
+    those words and their hypernyms), or a file/directory path."""
     from .sources.files import file_records
     from .sources.prose import pydoc_topics
     from .sources.stdlib import stdlib_code
@@ -55,15 +56,17 @@ def source_records(
         yield from stdlib_code(modules, config.doctests, config.doctest_timeout_s, config.doctest_memory_mb, progress)
     elif spec == "pydoc":
         yield from pydoc_topics()
-    elif spec == "wordnet" or spec.startswith("wordnet:"):
-        yield from wordnet_records(spec.partition(":")[2] or None)
+    elif spec.partition("@")[0] == "wordnet" or spec.startswith("wordnet:"):
+        spec, _, under = spec.partition("@")
+        yield from wordnet_records(spec.partition(":")[2] or None, [w for w in under.split(",") if w] or None)
     elif Path(spec).is_dir() and find_wordnet(spec):
         yield from wordnet_records(spec)
     elif Path(spec).exists():
         yield from file_records(spec, text_column)
     else:
         raise InputError(
-            f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR], or an existing file/directory"
+            f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR][@WORD,...], or an existing "
+            "file/directory"
         )
 
 

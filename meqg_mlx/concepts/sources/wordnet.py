@@ -67,7 +67,12 @@ def parse_data_line(line: str) -> ConceptRecord:
     return record
 
 
-def wordnet_records(path: str | Path | None = None) -> Iterator[ConceptRecord]:
+def wordnet_records(path: str | Path | None = None, under: list[str] | None = None) -> Iterator[ConceptRecord]:
+    """Every synset, or with `under` (words) the synsets below the first noun sense of each word (along
+    hyponyms) together with all of their hypernyms, so every hypernym chain in it reaches the top."""
+    if under:
+        yield from _below(list(wordnet_records(path)), under)
+        return
     directory = find_wordnet(path)
     if directory is None:
         where = path or "standard places (" + ", ".join(STANDARD_PLACES) + ")"
@@ -84,3 +89,34 @@ def wordnet_records(path: str | Path | None = None) -> Iterator[ConceptRecord]:
                     yield parse_data_line(line.rstrip("\n"))
                 except (IndexError, ValueError) as exc:
                     raise InputError(f"{file}:{number}: not a WordNet data line") from exc
+
+
+def _below(records: list[ConceptRecord], words: list[str]) -> list[ConceptRecord]:
+    by_key = {r.key: r for r in records}
+    first_sense = {}
+    for record in records:
+        if record.key.startswith("wn:n:"):
+            for lemma in record.text.partition(": ")[0].split(", "):
+                first_sense.setdefault(lemma, record.key)
+    missing = [word for word in words if word not in first_sense]
+    if missing:
+        raise InputError(f"wordnet@: no noun {missing[0]!r} in WordNet")
+    hyponyms: dict[str, list[str]] = {}
+    for record in records:
+        for target, kind, _ in record.relations:
+            if kind == "hypernym":
+                hyponyms.setdefault(target, []).append(record.key)
+    kept = set()
+    below = [first_sense[word] for word in words]
+    while below:
+        key = below.pop()
+        if key not in kept:
+            kept.add(key)
+            below.extend(hyponyms.get(key, []))
+    above = list(kept)
+    while above:
+        for target, kind, _ in by_key[above.pop()].relations:
+            if kind == "hypernym" and target in by_key and target not in kept:
+                kept.add(target)
+                above.append(target)
+    return [r for r in records if r.key in kept]

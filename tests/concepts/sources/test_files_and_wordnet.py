@@ -87,3 +87,15 @@ def test_real_wordnet_database():
     assert records[0].key == "wn:n:00001740" and records[0].text.startswith("entity:")
     assert sum(t == "hypernym" for r in records for _, t, _ in r.relations) > 1000
     assert parse_data_line(WN_LINES.splitlines()[1]).key == "wn:n:00001740"
+
+
+@pytest.mark.skipif(find_wordnet() is None, reason="WordNet database not installed (Debian: wordnet-base)")
+def test_a_wordnet_subtree_holds_its_hyponyms_and_every_hypernym_above():
+    records = list(wordnet_records(under=["food"]))
+    keys = {r.key for r in records}
+    assert 1000 < len(records) < 3000 and "wn:n:00001740" in keys  # entity, at the top
+    for record in records:  # every hypernym chain reaches the top inside the subtree
+        hypernyms = [t for t, kind, _ in record.relations if kind == "hypernym"]
+        assert record.key == "wn:n:00001740" or any(t in keys for t in hypernyms)
+    with pytest.raises(InputError, match="wordnet@: no noun 'zzyzx' in WordNet"):
+        list(wordnet_records(under=["zzyzx"]))
