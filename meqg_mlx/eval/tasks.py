@@ -18,7 +18,7 @@ from ..concepts.sources.files import jsonl_values
 from ..concepts.store import ConceptStore, normalize_text
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
-from ..train.relations import NEXT, RelationVocabulary
+from ..train.relations import NEXT, RelationVocabulary, held_out_rows
 from ..train.sequences import ConceptTable, documents, split_documents
 from .chains import Candidates, Chain, cut
 
@@ -38,12 +38,13 @@ def held_out_chains(
     vocabulary: RelationVocabulary,
 ) -> list[Chain]:
     """The validation documents cut into chains of `length` concepts (prose `next` chains, code modules in
-    reading order), then relation chains: module -> class -> method paths inside those documents, and
-    WordNet hypernym paths (WordNet synsets are never in a training document)."""
-    training, validation = split_documents(documents(store), validation_fraction)
+    reading order), then relation chains from held-out concepts: module -> class -> method paths inside
+    those documents, and WordNet hypernym paths from held-out synsets."""
+    training, validation = split_documents(documents(store, required=False), validation_fraction)
     chains = [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
     trained = {int(i) for doc in training for i in doc.ids}
-    return chains + relation_chains(store, table, trained, length, vocabulary)
+    held = held_out_rows(store, table, validation_fraction)
+    return chains + relation_chains(store, table, trained, held, length, vocabulary)
 
 
 RELATION_PATHS = {"contains": 3, "hypernym": None}  # relation followed -> longest path (None: the horizon's)
@@ -54,10 +55,17 @@ RELATION_CHAINS_LIMIT = 256
 
 
 def relation_chains(
-    store: ConceptStore, table: ConceptTable, trained: set[int], length: int, vocabulary: RelationVocabulary
+    store: ConceptStore,
+    table: ConceptTable,
+    trained: set[int],
+    held: np.ndarray,
+    length: int,
+    vocabulary: RelationVocabulary,
 ) -> list[Chain]:
-    """Paths along one relation type (first target each time), none touching a trained-on concept; at most
-    RELATION_CHAINS_LIMIT per type. Each step follows the relation when the model knows it (else `next`)."""
+    """Paths along one relation type (first target each time) that start at a held-out concept (`held`, by
+    row: its edges were never trained on) and touch no concept of a training document (`trained`, ids); at
+    most RELATION_CHAINS_LIMIT per type. Each step follows the relation when the model knows it (else
+    `next`). Later steps may follow edges training read, as the model's and the baselines' alike."""
     columns = store.columns(["concept_id", "relations"])
     follow: dict[str, dict[int, int]] = {kind: {} for kind in RELATION_PATHS}
     for concept_id, relations in zip(columns["concept_id"].to_pylist(), columns["relations"].to_pylist()):
@@ -74,7 +82,7 @@ def relation_chains(
             path = [start]
             while path[-1] in edges and len(path) < limit and edges[path[-1]] not in path:
                 path.append(edges[path[-1]])
-            if len(path) >= 2 and not trained.intersection(path):
+            if len(path) >= 2 and held[table.row_of[start]] and not trained.intersection(path):
                 steps = np.full(len(path) - 1, relation)
                 paths.append(Chain(f"{kind}:{start}", table.row_of[np.array(path)], steps))
         chains += sorted(paths, key=lambda chain: chain.bucket("kept:"))[:RELATION_CHAINS_LIMIT]

@@ -118,25 +118,26 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path)
 def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path, monkeypatch):
     from meqg_mlx.eval import tasks
     from meqg_mlx.eval.tasks import held_out_chains, relation_chains
-    from meqg_mlx.train.relations import RelationVocabulary
+    from meqg_mlx.train.relations import RelationVocabulary, held_out_rows
     from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
 
     store = ConceptStore.open(small_store_path)
     table = ConceptTable(store)
     training, _ = split_documents(documents(store), 0.2)
     trained = {int(i) for doc in training for i in doc.ids}
+    held = held_out_rows(store, table, 0.2)
     vocabulary = RelationVocabulary.of_store(store)
-    chains = relation_chains(store, table, trained, 8, vocabulary)
+    chains = relation_chains(store, table, trained, held, 8, vocabulary)
     assert chains and all(c.name.startswith("contains:") and 2 <= len(c.rows) <= 3 for c in chains)
     assert all((c.relations == vocabulary.id("contains")).all() for c in chains)  # each step follows contains
     keys = dict(zip(*(store.columns(["concept_id", "key"])[k].to_pylist() for k in ("concept_id", "key"))))
     for chain in chains:
         ids = table.ids[chain.rows]
-        assert not trained.intersection(ids.tolist())
+        assert not trained.intersection(ids.tolist()) and held[chain.rows[0]]
         assert all(keys[int(b)].startswith(keys[int(a)] + ".") for a, b in zip(ids, ids[1:]))  # parent -> member
     names = {c.name for c in held_out_chains(store, table, 0.2, 8, vocabulary)}
     assert {c.name for c in chains} <= names
     monkeypatch.setattr(tasks, "RELATION_CHAINS_LIMIT", 2)  # kept: the first two by a salted hash
-    kept = relation_chains(store, table, trained, 8, vocabulary)
+    kept = relation_chains(store, table, trained, held, 8, vocabulary)
     assert [c.name for c in kept] == [c.name for c in sorted(chains, key=lambda c: c.bucket("kept:"))[:2]]
     assert len(chains) > 2
