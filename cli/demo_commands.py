@@ -1,7 +1,10 @@
 """`meqg demo`: the main job on the embedded default, end to end.
 
-Builds the stdlib store if missing, searches it, trains a small VMM, runs one Diamond
-episode on it and one decode round trip, timing each, then prints what to try next.
+Builds the default store if missing (the stdlib, and WordNet's animals and foods when
+WordNet is installed), searches it, trains a small VMM on its documents and typed
+relations, prints the model beside the baselines on held-out concepts, rolls one held-out
+chain forward decoding each step, runs one Diamond episode and one decode round trip,
+timing each, then prints what to try next.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from .options import StoreOption
 from .progress import console, out
 from .train_commands import print_summary, train_with_progress
 
-DEMO_SETTINGS = {  # a small VMM that trains in about a minute on 2 CPU cores
+DEMO_SETTINGS = {  # a small VMM that trains in a few minutes on 2 CPU cores
     "vmm": {"d_model": 64, "n_layers": 2, "d_state": 16, "head_dim": 32, "chunk_size": 16, "n_experts": 4,
             "d_ff": 128, "rvq_levels": 2, "rvq_codes": 64},
-    "train": {"steps": 150, "batch_size": 16, "seq_len": 32, "eval_every": 50, "checkpoint_every": 50,
-              "kappa_every": 50, "validation_windows": 128},
+    "train": {"steps": 1500, "batch_size": 16, "seq_len": 32, "eval_every": 1500, "checkpoint_every": 500,
+              "kappa_every": 250, "validation_windows": 128, "baseline_mlp_steps": 100},
 }  # fmt: skip
+WORDNET_SOURCE = "wordnet@animal,food"  # 5,609 synsets: seconds to embed, where all of WordNet takes minutes
+CHAIN_RELATIONS = ("hypernym", "contains", "next")  # the held-out chain rolled out: the first kind the store has
 QUERIES = ("sort a list in place", "read a file line by line", "parse JSON from a string",
            "join directory and file names into one path")  # fmt: skip
 PROMPT = "Read a file line by line. Strip each line and keep the ones that are not empty."
@@ -44,6 +49,7 @@ def demo(
     """The main job: store (built if missing), search, a small gated VMM, one episode, one decode round trip."""
     from meqg_mlx.concepts import ConceptStore
     from meqg_mlx.concepts.search import search_subjects
+    from meqg_mlx.concepts.sources.wordnet import find_wordnet
     from meqg_mlx.config import MeqgConfig, from_dict
     from meqg_mlx.encoder import default_embedder
     from meqg_mlx.episode.budget import Budget
@@ -54,8 +60,11 @@ def demo(
 
     store = store or default_store()
     if not ConceptStore.exists(store):
-        console.print(f"[bold]meqg demo[/]: building the default concept store from this Python's stdlib at {store}")
-        build(store, ["stdlib"], None, None, "text")
+        sources = ["stdlib", WORDNET_SOURCE] if find_wordnet() else ["stdlib"]
+        console.print(f"[bold]meqg demo[/]: building the default concept store at {store} from {' + '.join(sources)}")
+        if not find_wordnet():
+            console.print("WordNet is not installed, so no lexical relations (Debian: apt-get install wordnet-base)")
+        build(store, sources, None, None, "text")
     concepts = ConceptStore.open(store)
     embedder = default_embedder()
     stats = concepts.stats()
@@ -74,6 +83,7 @@ def demo(
         f"{len(training.trainer.train_docs)} training / {len(training.trainer.val_docs)} validation documents"
     )
     print_summary(train_with_progress(training))
+    roll_held_out_chain(run)
 
     started = time.perf_counter()
     engine = DiamondEngine.from_run(run, embedder)
@@ -100,3 +110,45 @@ def demo(
         f"[bold]meqg train --run {run} --resume --engine torch --nproc 2[/] (PyTorch under torchrun).",
         soft_wrap=True,
     )
+
+
+def roll_held_out_chain(run: Path, steps: int = 2) -> None:
+    """One held-out chain (a synset's hypernyms, else a module's members, else a document) rolled out
+    free-running, each prediction decoded to the nearest store concept outside the context."""
+    import numpy as np
+
+    from meqg_mlx.eval.evaluate import vmm_predictor
+    from meqg_mlx.eval.tasks import held_out_chains
+    from meqg_mlx.train.trained import TrainedRun
+
+    trained = TrainedRun.open(run)
+    table, vocabulary = trained.table, trained.vocabulary
+    chains = held_out_chains(trained.store, table, trained.config.train.validation_fraction, steps + 1, vocabulary)
+    chains = [c for c in chains if len(c.rows) == steps + 1]
+    kinds = [k for k in CHAIN_RELATIONS if k in vocabulary.names]
+    picked = next((c for k in kinds for c in chains if (c.relations == vocabulary.id(k)).all()), None)
+    if picked is None:
+        out.print("\nno held-out chain of 2 steps in this store to roll out")
+        return
+    texts = [row["text"] for row in trained.store.get(table.ids[picked.rows].tolist())]
+    names = [vocabulary.names[r] for r in picked.relations]
+    out.print(
+        f"\n[bold]a held-out chain rolled out[/] ({' -> '.join(names)}) from {_short(texts[0])!r}", soft_wrap=True
+    )
+    predict, context, used = vmm_predictor(trained), table.vectors[picked.rows[:1]], [int(picked.rows[0])]
+    for step, relation in enumerate(picked.relations):
+        predicted = predict(context[None], picked.relations[None, : step + 1])[0]
+        cosines = table.vectors @ predicted
+        cosines[used] = -np.inf
+        guess = int(np.argmax(cosines))
+        truth = int(picked.rows[step + 1])
+        mark = "right" if guess == truth else f"truth: {_short(texts[step + 1])!r}"
+        guessed = trained.store.get([int(table.ids[guess])])[0]["text"]
+        out.print(f"  {names[step]:>9} -> {_short(guessed)!r} ({mark})")
+        context = np.concatenate([context, (predicted / np.linalg.norm(predicted))[None].astype(np.float32)])
+        used.append(guess)
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -109,6 +109,8 @@ def test_demo_on_an_existing_store(small_store_path, tmp_path):
     result = meqg("demo", "--store", str(small_store_path), "--run", str(tmp_path / "run"), "--steps", "3")
     assert result.returncode == 0, result.stderr
     assert "finished at step 3" in result.stdout and "knn_successor@8" in result.stdout
+    assert "a held-out chain rolled out (next -> next) from" in result.stdout  # no WordNet in the small store
+    assert result.stdout.count("      next -> ") == 2  # each step decoded
     assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
     assert "json.loads" in result.stdout or "json.decoder" in result.stdout
     assert "next:" in result.stdout
