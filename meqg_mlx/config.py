@@ -68,7 +68,7 @@ class StoreConfig:
 class TrainConfig:
     """Gated training of the VMM on concept sequences from a store."""
 
-    steps: int = 300
+    steps: int = 4000
     batch_size: int = 16
     seq_len: int = 32
     learning_rate: float = 1e-3
@@ -82,7 +82,7 @@ class TrainConfig:
     ledger_samples: int = 32
     ledger_inner: int = 8
     rvq_fit_steps: int = 40
-    eval_every: int = 50
+    eval_every: int = 1000
     validation_windows: int = 64
     validation_edges: int = 1000  # held-out edges per relation in the validation tables
     baseline_mlp_steps: int = 400  # the MLP baseline's training steps (batches of 256 pairs)
@@ -92,9 +92,9 @@ class TrainConfig:
     walk_length: int = 4
     walk_relations: list[str] = field(default_factory=list)
     validation_fraction: float = 0.1
-    checkpoint_every: int = 100
+    checkpoint_every: int = 500
     phi_every: int = 5
-    kappa_every: int = 50
+    kappa_every: int = 250
     kappa_iterations: int = 4
     seed: int = 0
     # forward-equivalents training steps may spend (a forward 1, its backward 2; gate checks are forwards):
