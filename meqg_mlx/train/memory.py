@@ -54,7 +54,9 @@ def run_training_edges(store: ConceptStore, table: ConceptTable, vocabulary: Rel
     validation_fraction = config.train.validation_fraction
     held = held_out_rows(store, table, validation_fraction)
     edges = store_edges(store, table, vocabulary) if len(vocabulary) > 1 else Edges(*(np.zeros(0, np.int64),) * 3)
-    train_docs, _ = split_documents(documents(store, required=False), validation_fraction)
+    train_docs, _ = (
+        split_documents(docs, validation_fraction) if (docs := documents(store, required=False)) else ([], [])
+    )
     return training_edges(table, edges.where(trainable(edges, held, vocabulary)), train_docs)
 
 

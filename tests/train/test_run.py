@@ -212,6 +212,7 @@ def test_a_store_without_documents_trains_on_walks_and_keeps_its_relation_ids(gr
 
     from meqg_mlx.concepts.store import ConceptStore, NewConcept
     from meqg_mlx.config import load_run
+    from meqg_mlx.eval.evaluate import evaluate_run
 
     store_path = tmp_path / "lexicon"
     shutil.copytree(graph_store.uri, store_path)
@@ -224,6 +225,8 @@ def test_a_store_without_documents_trains_on_walks_and_keeps_its_relation_ids(gr
     assert load_run(RunDir(tmp_path / "run"))[1].vmm.relations == vocabulary
     resumed = TrainingRun(tmp_path / "run", resume=True, steps=6)
     assert resumed.trainer.vocabulary.names == tuple(vocabulary) and resumed.train().step == 6
+    report = evaluate_run(tmp_path / "run", horizon=2)  # held-out hypernym chains, no documents to cut
+    assert report.chains > 0 and "knn_successor@8" in report.baselines
     store = ConceptStore.open(store_path)
     first = store.reserve_ids(1)
     store.add(
