@@ -81,7 +81,7 @@ def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) 
     if budgets:
         with progress_bar() as update:
             tools = evaluate_run_tools(run, budgets, tool_tasks, progress=update)
-    source = str(chains) if chains else "held-out documents of the run's store"
+    source = str(chains) if chains else "held-out documents and relation paths of the run's store"
     if output is not None:
         write_run_report(output, run, report, source, tools)
     if as_json:
