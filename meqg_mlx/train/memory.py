@@ -67,6 +67,7 @@ class RelationMemory:
         self.vectors, self.slots, self.groups = vectors, slots, groups
         self.edges = [edges.of(r) for r in range(relations)]
         self._keys = np.zeros(0, np.int64)
+        self._gathered: dict[int, tuple[mx.array, mx.array]] = {}
         self._table = MemoryRead(np.zeros((0, slots), np.int64), np.zeros((0, slots), np.float32))
 
     def all_edges(self) -> Edges:
@@ -139,6 +140,13 @@ class RelationMemory:
         shape = (*rows.shape, self.slots)
         return MemoryRead(targets.reshape(shape), similarity.reshape(shape))
 
+    def _sources(self, relation: int) -> tuple[mx.array, mx.array]:
+        """A relation's source vectors and their documents, gathered once (a live read then costs a matmul)."""
+        if relation not in self._gathered:
+            edges = self.edges[relation]
+            self._gathered[relation] = (mx.array(self.vectors[edges.source]), mx.array(self.groups[edges.source]))
+        return self._gathered[relation]
+
     def _key(self, rows: np.ndarray, relations: np.ndarray) -> np.ndarray:
         return np.asarray(rows, np.int64) * len(self.edges) + np.asarray(relations, np.int64)
 
@@ -157,8 +165,7 @@ class RelationMemory:
                 done += len(asked)
                 continue
             k = min(self.slots, len(edges))
-            sources = mx.array(self.vectors[edges.source])
-            source_groups = mx.array(self.groups[edges.source])
+            sources, source_groups = self._sources(int(relation))
             own_groups = np.where(own >= 0, self.groups[np.maximum(own, 0)], -1)
             for start in range(0, len(asked), CHUNK):
                 block = asked[start : start + CHUNK]
