@@ -40,9 +40,7 @@ def held_out_chains(
     """The validation documents cut into chains of `length` concepts (prose `next` chains, code modules in
     reading order), then relation chains from held-out concepts: module -> class -> method paths inside
     those documents, and WordNet hypernym paths from held-out synsets."""
-    training, validation = (
-        split_documents(docs, validation_fraction) if (docs := documents(store, required=False)) else ([], [])
-    )
+    training, validation = split_documents(documents(store, required=False), validation_fraction)
     chains = [chain for doc in validation for chain in cut(doc.name, table.row_of[doc.ids], length)]
     trained = {int(i) for doc in training for i in doc.ids}
     held = held_out_rows(store, table, validation_fraction)

@@ -54,9 +54,7 @@ def run_training_edges(store: ConceptStore, table: ConceptTable, vocabulary: Rel
     validation_fraction = config.train.validation_fraction
     held = held_out_rows(store, table, validation_fraction)
     edges = store_edges(store, table, vocabulary) if len(vocabulary) > 1 else Edges(*(np.zeros(0, np.int64),) * 3)
-    train_docs, _ = (
-        split_documents(docs, validation_fraction) if (docs := documents(store, required=False)) else ([], [])
-    )
+    train_docs, _ = split_documents(documents(store, required=False), validation_fraction)
     return training_edges(table, edges.where(trainable(edges, held, vocabulary)), train_docs)
 
 
@@ -157,6 +155,7 @@ class RelationMemory:
         document's edges are left out."""
         targets = np.full((len(queries), self.slots), -1, np.int64)
         similarity = np.zeros((len(queries), self.slots), np.float32)
+        own_groups = np.where(own >= 0, self.groups[np.maximum(own, 0)], -1)
         done = 0
         for relation in np.unique(relations):
             edges = self.edges[int(relation)]
@@ -166,7 +165,6 @@ class RelationMemory:
                 continue
             k = min(self.slots, len(edges))
             sources, source_groups = self._sources(int(relation))
-            own_groups = np.where(own >= 0, self.groups[np.maximum(own, 0)], -1)
             for start in range(0, len(asked), CHUNK):
                 block = asked[start : start + CHUNK]
                 scores = mx.array(queries[block]) @ sources.T

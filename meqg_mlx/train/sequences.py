@@ -60,8 +60,10 @@ def held_out(name: str, validation_fraction: float) -> bool:
 
 
 def split_documents(docs: list[Document], validation_fraction: float = 0.1) -> tuple[list[Document], list[Document]]:
-    """Deterministic split by a hash of the document name (stable as the store grows)."""
-
+    """Deterministic split by a hash of the document name (stable as the store grows). No documents (a
+    lexicon alone) split into none; documents that all fall on one side are too few."""
+    if not docs:
+        return [], []
     train = [d for d in docs if not held_out(d.name, validation_fraction)]
     validation = [d for d in docs if held_out(d.name, validation_fraction)]
     if not train or not validation:

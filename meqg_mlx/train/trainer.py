@@ -96,7 +96,7 @@ class Trainer:
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
         docs = documents(store, required=self.walks is None)
-        self.train_docs, self.val_docs = split_documents(docs, tc.validation_fraction) if docs else ([], [])
+        self.train_docs, self.val_docs = split_documents(docs, tc.validation_fraction)
         self.validation_ids = self._validation_windows()
         self.cache_dir: Path | None = (
             None  # where baselines and memory reads are kept per store version (None: not kept)
