@@ -133,7 +133,7 @@ def versus_torch(store: ConceptStore, passes: int, warmup: int = 3) -> dict:
     trainer = Trainer(store, config)
     tc = config.train
     batches = [
-        trainer.table.rows(windows(trainer.train_docs, tc.seq_len, trainer.rng, tc.batch_size))[:2]
+        trainer.table.rows(windows(trainer.split.train_docs, tc.seq_len, trainer.rng, tc.batch_size))[:2]
         for _ in range(passes + warmup)
     ]
     batches = [(trainer.table.matrix[i], trainer.table.matrix[t], trainer.codes[t.reshape(-1)]) for i, t in batches]

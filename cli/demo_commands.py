@@ -78,9 +78,10 @@ def demo(
     run = run or new_run_dir("demo")
     out.print(f"\n[bold]training a small VMM[/] for {steps} gated steps into {run}", soft_wrap=True)
     training = TrainingRun(run, store, from_dict(MeqgConfig, DEMO_SETTINGS), steps=steps)
+    split = training.trainer.split
     out.print(
         f"{training.trainer.model.parameter_count():,} parameters, "
-        f"{len(training.trainer.train_docs)} training / {len(training.trainer.val_docs)} validation documents"
+        f"{len(split.train_docs)} training / {len(split.val_docs)} validation documents"
     )
     print_summary(train_with_progress(training))
     roll_held_out_chain(run)

@@ -20,11 +20,9 @@ import mlx.core as mx
 import numpy as np
 
 from ..atomic import replaced_file
-from ..concepts.store import ConceptStore
 from ..progress import Progress, no_progress
 from ..vmm.model import Memory
-from .relations import Edges, RelationVocabulary, held_out_rows, store_edges, trainable
-from .sequences import ConceptTable, Document, documents, split_documents
+from .relations import Edges
 
 CHUNK = 1024  # queries per similarity block
 
@@ -34,28 +32,6 @@ class MemoryRead(NamedTuple):
 
     targets: np.ndarray  # (..., slots) int64
     similarity: np.ndarray  # (..., slots) float32, 0 where the target is -1
-
-
-def training_edges(table: ConceptTable, typed: Edges, train_docs: list[Document]) -> Edges:
-    """What training reads, per relation: `typed` (the trainable edges) for every relation but `next`,
-    which is the training documents' transitions (what the memory holds and the baselines fit)."""
-    steps = [(table.row_of[d.ids[:-1]], table.row_of[d.ids[1:]]) for d in train_docs]
-    source, target = (np.concatenate(side) for side in zip(*steps)) if steps else (np.zeros(0, np.int64),) * 2
-    typed = typed.where(typed.relation != 0)
-    return Edges(
-        np.concatenate([source, typed.source]),
-        np.concatenate([target, typed.target]),
-        np.concatenate([np.zeros(len(source), np.int64), typed.relation]),
-    )
-
-
-def run_training_edges(store: ConceptStore, table: ConceptTable, vocabulary: RelationVocabulary, config) -> Edges:
-    """`training_edges` of a run (`config` its MeqgConfig), rebuilt from its store and split."""
-    validation_fraction = config.train.validation_fraction
-    held = held_out_rows(store, table, validation_fraction)
-    edges = store_edges(store, table, vocabulary) if len(vocabulary) > 1 else Edges(*(np.zeros(0, np.int64),) * 3)
-    train_docs, _ = split_documents(documents(store, required=False), validation_fraction)
-    return training_edges(table, edges.where(trainable(edges, held, vocabulary)), train_docs)
 
 
 class RelationMemory:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from ..concepts.store import ConceptStore
 from ..errors import ConfigError, InputError
-from .sequences import ConceptTable, document_name, held_out
+from .sequences import ConceptTable, Document, document_name, documents, held_out, split_documents
 
 NEXT = "next"  # documents' relation: the concept that follows in reading order; always id 0
 
@@ -143,6 +143,44 @@ def trainable(edges: Edges, held: np.ndarray, vocabulary: RelationVocabulary) ->
     inverse, neither is the target (the edge would state the target's held-out edge backwards)."""
     has_inverse = np.array([name in INVERSES for name in vocabulary.names])
     return ~held[edges.source] & ~(has_inverse[edges.relation] & held[edges.target])
+
+
+@dataclass
+class TrainingSplit:
+    """What a run may train on and what judges it, fixed by its store and `train.validation_fraction`:
+    the held-out rows, the store's edges and which of them training may read, and the documents on each
+    side. The trainer and a saved run (`trained.TrainedRun`) both take theirs from `of`, so they agree."""
+
+    held_out: np.ndarray  # (rows,) bool
+    edges: Edges  # every store edge of the vocabulary's relations (none for `next` alone)
+    trainable: np.ndarray  # (edges,) bool
+    train_docs: list[Document]
+    val_docs: list[Document]
+
+    @classmethod
+    def of(
+        cls, store: ConceptStore, table: ConceptTable, vocabulary: RelationVocabulary, validation_fraction: float
+    ) -> "TrainingSplit":
+        held = held_out_rows(store, table, validation_fraction)
+        if len(vocabulary) > 1:
+            edges = store_edges(store, table, vocabulary)
+            keep = trainable(edges, held, vocabulary)
+        else:
+            edges, keep = Edges(*(np.zeros(0, np.int64),) * 3), np.zeros(0, bool)
+        train_docs, val_docs = split_documents(documents(store, required=False), validation_fraction)
+        return cls(held, edges, keep, train_docs, val_docs)
+
+    def training_edges(self, table: ConceptTable) -> Edges:
+        """What training reads, per relation: the trainable typed edges for every relation but `next`,
+        which is the training documents' transitions (what the memory holds and the baselines fit)."""
+        steps = [(table.row_of[d.ids[:-1]], table.row_of[d.ids[1:]]) for d in self.train_docs]
+        source, target = (np.concatenate(side) for side in zip(*steps)) if steps else (np.zeros(0, np.int64),) * 2
+        typed = self.edges.where(self.trainable & (self.edges.relation != 0))
+        return Edges(
+            np.concatenate([source, typed.source]),
+            np.concatenate([target, typed.target]),
+            np.concatenate([np.zeros(len(source), np.int64), typed.relation]),
+        )
 
 
 class WalkSampler:

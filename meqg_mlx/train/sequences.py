@@ -146,6 +146,14 @@ def seen_among(inputs: mx.array, candidates: mx.array) -> mx.array:
     return (first[:, None, :] <= at).reshape(-1, candidates.shape[0])
 
 
+def excluded_candidates(inputs: mx.array, targets: mx.array, negatives: mx.array) -> mx.array:
+    """(B * T, B * T + M): which InfoNCE candidates (every position's target, then M store negatives, all
+    rows) are no negative for a position: the concepts it has seen, and copies of its own target."""
+    candidates = mx.concatenate([targets.reshape(-1), negatives])
+    own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
+    return seen_among(inputs, candidates) | ((candidates[None] == targets.reshape(-1, 1)) & ~own)
+
+
 def context_counts(inputs: mx.array, targets: mx.array, pad_row: int) -> mx.array:
     """(B, T, T): the context concepts s <= t that a prediction at t must not rank above its target:
     real concepts, other than the target itself."""

@@ -17,8 +17,8 @@ from ..config import MeqgConfig, load_run
 from ..runs import RunDir
 from ..vmm.model import VMM, ModelArgs
 from .checkpoint import load_model
-from .memory import RelationMemory, run_training_edges
-from .relations import Edges, RelationVocabulary, document_groups
+from .memory import RelationMemory
+from .relations import Edges, RelationVocabulary, TrainingSplit, document_groups
 from .sequences import ConceptTable
 
 
@@ -55,9 +55,14 @@ class TrainedRun:
         return ConceptTable(self.store)
 
     @functools.cached_property
+    def split(self) -> TrainingSplit:
+        """The run's split of its store, as its trainer drew it."""
+        return TrainingSplit.of(self.store, self.table, self.vocabulary, self.config.train.validation_fraction)
+
+    @functools.cached_property
     def training_edges(self) -> Edges:
-        """What the run trained on, per relation (`memory.training_edges`): its memory, the baselines' pairs."""
-        return run_training_edges(self.store, self.table, self.vocabulary, self.config)
+        """What the run trained on, per relation: its memory, the baselines' pairs."""
+        return self.split.training_edges(self.table)
 
     @functools.cached_property
     def memory(self) -> RelationMemory | None:

@@ -35,20 +35,11 @@ from ..vmm.model import VMM, Memory
 from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
 from .baselines import Pairs
-from .memory import RelationMemory, training_edges
+from .memory import RelationMemory
 from .metrics import score
 from .regime import RecoveryPolicy
-from .relations import (
-    NEXT,
-    Edges,
-    RelationVocabulary,
-    WalkSampler,
-    document_groups,
-    held_out_rows,
-    store_edges,
-    trainable,
-)
-from .sequences import ConceptTable, context_counts, documents, seen_among, split_documents, tiled_windows, windows
+from .relations import NEXT, RelationVocabulary, TrainingSplit, WalkSampler, document_groups
+from .sequences import ConceptTable, context_counts, documents, excluded_candidates, tiled_windows, windows
 from .validation import (
     QuerySet,
     Validation,
@@ -95,8 +86,6 @@ class Trainer:
         self.model = VMM(self.args)
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()
-        docs = documents(store, required=self.walks is None)
-        self.train_docs, self.val_docs = split_documents(docs, tc.validation_fraction)
         self.validation_ids = self._validation_windows()
         self.cache_dir: Path | None = (
             None  # where baselines and memory reads are kept per store version (None: not kept)
@@ -168,44 +157,40 @@ class Trainer:
 
     def _read_relations(self, store: ConceptStore, config: MeqgConfig) -> None:
         """The relation vocabulary (the run's, or the store's for a new run, then recorded in the config so
-        every reader uses the same ids), the store's edges, the held-out split and the walk sampler."""
+        every reader uses the same ids), the training split and the walk sampler."""
         tc = config.train
         names = config.vmm.relations or RelationVocabulary.of_store(store).names
         self.vocabulary = RelationVocabulary(tuple(names))
         config.vmm.relations = list(self.vocabulary.names)
-        self.held_out = held_out_rows(store, self.table, tc.validation_fraction)
+        self.split = split = TrainingSplit.of(store, self.table, self.vocabulary, tc.validation_fraction)
         self.walks, self.batch_source = None, "documents"
-        if len(self.vocabulary) == 1:  # `next` alone: documents are all there is
-            self.edges = Edges(*(np.zeros(0, np.int64),) * 3)
-            self.trainable_edges = np.zeros(0, bool)
-            return
-        self.edges = store_edges(store, self.table, self.vocabulary)
-        self.trainable_edges = trainable(self.edges, self.held_out, self.vocabulary)
-        walked = np.isin(self.edges.relation, self.vocabulary.ids(tc.walk_relations or self.vocabulary.names))
-        if tc.walk_share > 0 and (self.trainable_edges & walked).any():
-            self.walks = WalkSampler(self.edges.where(self.trainable_edges & walked))
+        walked = np.isin(split.edges.relation, self.vocabulary.ids(tc.walk_relations or self.vocabulary.names))
+        if tc.walk_share > 0 and (split.trainable & walked).any():
+            self.walks = WalkSampler(split.edges.where(split.trainable & walked))
+        elif not split.train_docs:
+            documents(store, required=True)  # the one-line error: nothing to train on
 
     def draw_batch(self) -> tuple[mx.array, mx.array, mx.array, mx.array]:
         """(inputs, targets, mask, relations) of one training batch: document windows (`next` throughout), or
         with probability `train.walk_share` (always, when the store has no documents) relation walks, as
         many rows of `walk_length` steps as give the documents' token count."""
         tc = self.config.train
-        if self.walks is not None and (not self.train_docs or self.rng.random() < tc.walk_share):
+        if self.walks is not None and (not self.split.train_docs or self.rng.random() < tc.walk_share):
             count = max(1, tc.batch_size * tc.seq_len // tc.walk_length)
             rows, relations = self.walks.walks(self.rng, count, tc.walk_length)
             self.batch_source = "walks"
             return (*self.table.batch(rows), mx.array(np.maximum(relations, 0).astype(np.int32)))
         self.batch_source = "documents"
-        inputs, targets, mask = self.table.rows(windows(self.train_docs, tc.seq_len, self.rng, tc.batch_size))
+        inputs, targets, mask = self.table.rows(windows(self.split.train_docs, tc.seq_len, self.rng, tc.batch_size))
         return inputs, targets, mask, mx.zeros(inputs.shape, dtype=mx.int32)
 
     def _validation_windows(self) -> np.ndarray:
         """The same validation windows at every evaluation: up to `validation_windows` of the tiled
         validation documents, picked by the seed (evaluating never advances the training RNG)."""
         tc = self.config.train
-        if not self.val_docs:
+        if not self.split.val_docs:
             return np.zeros((0, tc.seq_len + 1), np.int64)
-        ids = tiled_windows(self.val_docs, tc.seq_len)
+        ids = tiled_windows(self.split.val_docs, tc.seq_len)
         if len(ids) > tc.validation_windows:
             ids = ids[np.sort(np.random.default_rng(tc.seed).choice(len(ids), tc.validation_windows, replace=False))]
         return ids
@@ -218,9 +203,7 @@ class Trainer:
         if negatives is None:
             negatives = self.draw_negatives()
         negatives = mx.array(negatives)
-        candidates = mx.concatenate([targets.reshape(-1), negatives])
-        own = mx.arange(candidates.shape[0])[None] == mx.arange(targets.size)[:, None]
-        excluded = seen_among(inputs, candidates) | ((candidates[None] == targets.reshape(-1, 1)) & ~own)
+        excluded = excluded_candidates(inputs, targets, negatives)
         positions = mx.array(self._valid_positions(mask, tc.ledger_positions))
         kappa = mx.array(self.kappa)
         relations = relations if relations is not None else mx.zeros(inputs.shape, dtype=mx.int32)
@@ -421,14 +404,14 @@ class Trainer:
     def validation_sets(self) -> list[QuerySet]:
         """What the validation tables ask, the same at every evaluation: held-out documents' next concepts,
         then each relation's targets of held-out sources, with the training pairs the baselines are fitted on."""
-        tc, row_of = self.config.train, self.table.row_of
+        tc, split = self.config.train, self.split
         edges = relation_queries(
-            self.edges, self.held_out, self.trainable_edges, self.vocabulary, tc.validation_edges, tc.seed
+            split.edges, split.held_out, split.trainable, self.vocabulary, tc.validation_edges, tc.seed
         )
-        if not len(self.validation_ids) or not self.train_docs:
+        if not len(self.validation_ids) or not split.train_docs:
             return edges
-        transitions = [(row_of[d.ids[:-1]], row_of[d.ids[1:]]) for d in self.train_docs]
-        pairs = Pairs(*(np.concatenate(side) for side in zip(*transitions)))
+        transitions = split.training_edges(self.table).of(0)
+        pairs = Pairs(transitions.source, transitions.target)
         return [document_queries(self.table.window_rows(self.validation_ids), pairs), *edges]
 
     def evaluate(self) -> Validation:
@@ -476,12 +459,13 @@ class Trainer:
         """The store as the model's memory: the edges training may read (documents' transitions for `next`),
         with every store concept's read along each relation it has edges of computed once (and kept in the
         cache directory per store version and split)."""
-        edges = training_edges(self.table, self.edges.where(self.trainable_edges), self.train_docs)
-        groups = document_groups(self.store, self.table)
-        memory = RelationMemory(self.table.vectors, edges, len(self.vocabulary), self.args.memory_slots, groups)
-        doc_rows = [self.table.row_of[d.ids] for d in (*self.train_docs, *self.val_docs)]
-        rows = np.concatenate([*doc_rows, self.edges.source])
-        relations = np.concatenate([np.zeros(sum(map(len, doc_rows)), np.int64), self.edges.relation])
+        split, table = self.split, self.table
+        groups = document_groups(self.store, table)
+        edges = split.training_edges(table)
+        memory = RelationMemory(table.vectors, edges, len(self.vocabulary), self.args.memory_slots, groups)
+        doc_rows = [table.row_of[d.ids] for d in (*split.train_docs, *split.val_docs)]
+        rows = np.concatenate([*doc_rows, split.edges.source])
+        relations = np.concatenate([np.zeros(sum(map(len, doc_rows)), np.int64), split.edges.relation])
         path = cache_path(self.cache_dir, "memory", {**self._split_key(), "slots": self.args.memory_slots})
         memory.prepare(rows, relations, path, self.progress)
         return memory

@@ -3,15 +3,9 @@ held-out edge, the same from the table as by search, and kept in the cache."""
 
 import numpy as np
 
-from meqg_mlx.train.memory import RelationMemory, training_edges
-from meqg_mlx.train.relations import (
-    RelationVocabulary,
-    document_groups,
-    held_out_rows,
-    store_edges,
-    trainable,
-)
-from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
+from meqg_mlx.train.memory import RelationMemory
+from meqg_mlx.train.relations import RelationVocabulary, TrainingSplit, document_groups, held_out_rows, store_edges
+from meqg_mlx.train.sequences import ConceptTable
 from meqg_mlx.train.trainer import Trainer
 
 from .test_trainer import small_config
@@ -22,12 +16,9 @@ SLOTS = 4
 def store_memory(store) -> tuple[RelationMemory, ConceptTable, np.ndarray]:
     table = ConceptTable(store)
     vocabulary = RelationVocabulary.of_store(store)
-    edges = store_edges(store, table, vocabulary)
-    held = held_out_rows(store, table, 0.2)
-    typed = edges.where(trainable(edges, held, vocabulary))
-    train_docs, _ = split_documents(documents(store, required=False), 0.2)
+    split = TrainingSplit.of(store, table, vocabulary, 0.2)
     groups = document_groups(store, table)
-    memory = RelationMemory(table.vectors, training_edges(table, typed, train_docs), len(vocabulary), SLOTS, groups)
+    memory = RelationMemory(table.vectors, split.training_edges(table), len(vocabulary), SLOTS, groups)
     return memory, table, groups
 
 
