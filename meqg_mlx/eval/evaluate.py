@@ -7,7 +7,7 @@ the confidence is never tuned on the steps it is scored on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +104,10 @@ def baseline_cascades(
 def baseline_predictors(trained, relations: set[int]) -> dict[str, Predict]:
     """The validation tables' baselines as rollout predictors: each reads the last concept of its context
     (its own previous prediction, free-running) and applies the map fitted on what the run trained on for
-    the relation that step follows (`train.baselines.fit_maps`; copy where the run trained on none)."""
+    the relation that step follows (`train.baselines.fit_maps`; copy where the run trained on none). The
+    transformer (`train.base_lcm`, fitted at the run's budget on its training documents) reads the whole
+    context at `next` steps, and copies at the others."""
+    from ..train.base_lcm import Budget, fit_base_lcm
     from ..train.baselines import Pairs, fit_maps, unit
 
     vectors, edges, tc = trained.table.vectors, trained.training_edges, trained.config.train
@@ -127,11 +130,23 @@ def baseline_predictors(trained, relations: set[int]) -> dict[str, Predict]:
         return predict
 
     names = next(iter(fitted.values())).keys() if fitted else ()
-    return {
+    predictors = {
         "copy_last": lambda context, followed: context[:, -1],
         "context_mean": lambda context, followed: unit(context.sum(1)),
         **{name: mapped(name) for name in names},
     }
+    if 0 in relations and trained.split.train_docs:
+        lcm = fit_base_lcm(trained.table, trained.split.train_docs, Budget.of(tc), trained.args.d_model, tc.seed)
+
+        def transformer(context: np.ndarray, followed: np.ndarray) -> np.ndarray:
+            out = context[:, -1].astype(np.float32)
+            at = followed[:, -1] == 0
+            if at.any():
+                out[at] = lcm.last(context[at])
+            return out
+
+        predictors["transformer"] = transformer
+    return predictors
 
 
 def vmm_predictor(trained) -> Predict:
@@ -187,6 +202,7 @@ def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain
 
     from ..atomic import write_text
     from ..paths import meqg_home
+    from ..train.base_lcm import Budget
     from ..train.validation import cache_path
 
     digest = hashlib.sha1(str(len(candidates.vectors)).encode())
@@ -201,6 +217,7 @@ def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain
         "chains": digest.hexdigest(),
         "prefix": prefix,
         "mlp_steps": tc.baseline_mlp_steps,
+        "transformer": {**asdict(Budget.of(tc)), "d_model": trained.args.d_model},
         "seed": tc.seed,
     }
     path = cache_path(meqg_home() / "cache", "chain-baselines", key).with_suffix(".json")

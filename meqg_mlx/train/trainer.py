@@ -34,7 +34,8 @@ from ..schedules import warmup_cosine
 from ..vmm.model import VMM, Memory
 from ..vmm.moe import RouterStats
 from .curvature import top_hessian_eigenvalue
-from .baselines import Pairs
+from .base_lcm import Budget, document_predictor, fit_base_lcm
+from .baselines import Pairs, Predictor
 from .memory import RelationMemory
 from .metrics import score
 from .regime import RecoveryPolicy
@@ -90,7 +91,7 @@ class Trainer:
         self.cache_dir: Path | None = (
             None  # where baselines and memory reads are kept per store version (None: not kept)
         )
-        self.progress: Progress = no_progress  # how long setup work (the memory's reads) reports progress
+        self.progress: Progress = no_progress  # how long setup work (memory reads, baseline fits) reports progress
         self._baselines: dict | None = None
         self.schedule = warmup_cosine(tc.learning_rate, tc.warmup_steps, tc.steps, start=1e-7)
         self.recovery = RecoveryPolicy(config.regime)
@@ -419,14 +420,20 @@ class Trainer:
         tc, table = self.config.train, self.table
         sets = self.validation_sets
         if self._baselines is None:
+            budget = Budget.of(tc)
             key = {
                 **self._split_key(),
                 **{name: getattr(tc, name) for name in ("seed", "seq_len", "validation_windows", "validation_edges")},
                 "mlp_steps": tc.baseline_mlp_steps,
+                "transformer": {**dataclasses.asdict(budget), "d_model": self.args.d_model},
             }
-            self._baselines = baseline_scores(
-                table.vectors, sets, cache_path(self.cache_dir, "baselines", key), tc.baseline_mlp_steps, tc.seed
-            )
+
+            def transformer() -> Predictor:
+                fitted = fit_base_lcm(table, self.split.train_docs, budget, self.args.d_model, tc.seed, self.progress)
+                return document_predictor(fitted, table.vectors)
+
+            path = cache_path(self.cache_dir, "baselines", key)
+            self._baselines = baseline_scores(table.vectors, sets, path, tc.baseline_mlp_steps, tc.seed, transformer)
         model = {s.relation: score(self.predict(s), s.queries, table.vectors) for s in sets}
         return compare(model, self._baselines, len(table.ids))
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_text
-from .baselines import Pairs, fit_baselines
+from .baselines import Pairs, Predictor, fit_baselines
 from .metrics import Queries, Scored, paired_difference, score
 from .relations import NEXT, Edges, RelationVocabulary
 
@@ -91,8 +92,17 @@ def cache_path(cache: Path | None, kind: str, key: dict) -> Path | None:
     return Path(cache) / f"{kind}-{digest[:16]}"
 
 
-def baseline_scores(vectors: np.ndarray, sets: list[QuerySet], cache: Path | None, mlp_steps: int, seed: int) -> dict:
-    """{relation: {baseline: Scored}}, read from `cache` (`cache_path`, + .json) when it is there."""
+def baseline_scores(
+    vectors: np.ndarray,
+    sets: list[QuerySet],
+    cache: Path | None,
+    mlp_steps: int,
+    seed: int,
+    sequence_baseline: Callable[[], Predictor] | None = None,
+) -> dict:
+    """{relation: {baseline: Scored}}, read from `cache` (`cache_path`, + .json) when it is there.
+    `sequence_baseline` fits the one baseline that reads whole documents (`base_lcm`), scored on `next`
+    as "transformer"."""
     path = cache.with_suffix(".json") if cache is not None else None
     if path is not None and path.is_file():
         try:
@@ -102,6 +112,8 @@ def baseline_scores(vectors: np.ndarray, sets: list[QuerySet], cache: Path | Non
     scores = {}
     for query_set in sets:
         baselines = fit_baselines(vectors, query_set.pairs, mlp_steps, seed)
+        if query_set.relation == NEXT and sequence_baseline is not None:
+            baselines["transformer"] = sequence_baseline()
         scores[query_set.relation] = {
             name: score(predict(query_set.queries), query_set.queries, vectors) for name, predict in baselines.items()
         }

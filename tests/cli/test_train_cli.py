@@ -40,7 +40,7 @@ def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "step 4/4" in result.stdout and "accept" in result.stdout and "Phi" in result.stdout
     assert "finished at step 4" in result.stdout
-    for method in ("model", "copy_last", "context_mean", "ridge", "knn_successor@8", "mlp", "describes"):
+    for method in ("model", "copy_last", "context_mean", "ridge", "knn_successor@8", "mlp", "transformer", "describes"):
         assert method in result.stdout
     assert "model - " in result.stdout and "95% paired bootstrap" in result.stdout and "candidates" in result.stdout
     again = meqg("train", "--store", str(small_store_path), "--run", str(run))

@@ -61,7 +61,9 @@ def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store
     report = evaluate_run(trained_run, chains_file=path, embedder=embedder)
     assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
     # the baselines rolled out on the same chains, each step by the map fitted for its relation
-    assert {"copy_last", "context_mean", "ridge", "knn_successor@8", "ridge+knn", "mlp"} <= set(report.baselines)
+    assert {"copy_last", "context_mean", "ridge", "knn_successor@8", "ridge+knn", "mlp", "transformer"} <= set(
+        report.baselines
+    )
     for cascade in report.baselines.values():
         assert len(cascade) == 2 and 0 <= min(cascade) <= max(cascade) <= 1  # h 2: only the 3-text chains
     assert min(report.baselines[n][0] for n in ("ridge", "knn_successor@8")) < report.baselines["copy_last"][0]

@@ -62,7 +62,8 @@ def test_gated_training_beats_copying_on_held_out_relations(small_store):
     # (0 on `uses`, 5 queries); on documents within +-0.03 of copying (148 queries), so that is printed only
     leads = [t["model"]["recall@1"] - t["copy_last"]["recall@1"] for r, t in validation.tables.items() if r != "next"]
     assert np.mean(leads) > 0.05 and min(leads) >= 0 and model["copy_rate"] < 1.0
-    assert {"ridge", "knn_successor@8", "mlp"} <= set(validation.tables["next"])
+    assert {"ridge", "knn_successor@8", "mlp", "transformer"} <= set(validation.tables["next"])
+    assert "transformer" not in validation.tables["defined_in"]  # it reads documents: `next` alone
     assert {"contains", "defined_in", "describes"} <= set(validation.tables)  # every relation held out
     assert validation.candidates == len(trainer.table.ids)
 
