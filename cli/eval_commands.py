@@ -27,6 +27,9 @@ def evaluate(
     ] = None,
     horizon: Annotated[int, typer.Option(min=1, max=64, help="Steps to roll out after the prefix.")] = 8,
     prefix: Annotated[int, typer.Option(min=1, max=64, help="True concepts a rollout starts from.")] = 1,
+    snap: Annotated[
+        bool, typer.Option("--snap", help="Feed each free-running step the store concept it decodes to.")
+    ] = False,
     output: Annotated[
         Optional[Path],
         typer.Option("--out", help="Report directory (with --store: also the runs; reused by a second call)."),
@@ -59,11 +62,12 @@ def evaluate(
         if output is None:
             raise InputError("--store needs --out: the variant runs and the report are written there")
         tools = (budgets, tool_tasks)
-        return ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, tools, as_json)
-    one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json)
+        rollouts = (horizon, prefix, snap)
+        return ablations(store, output, variants, seeds, steps, rollouts, chains, config_file, tools, as_json)
+    one_run(run, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json)
 
 
-def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) -> None:
+def one_run(run, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json) -> None:
     import numpy as np
 
     from meqg_mlx.eval.evaluate import evaluate_run
@@ -76,7 +80,7 @@ def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) 
         check_new_output(output)
     if budgets:
         require_sandbox()
-    report = evaluate_run(run, chains, horizon, prefix)
+    report = evaluate_run(run, chains, horizon, prefix, snap=snap)
     tools = None
     if budgets:
         with progress_bar() as update:
@@ -109,7 +113,7 @@ def one_run(run, chains, horizon, prefix, output, budgets, tool_tasks, as_json) 
         out.print(f"report: {output / 'report.md'}")
 
 
-def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, config_file, tools, as_json) -> None:
+def ablations(store, output, variants, seeds, steps, rollouts, chains, config_file, tools, as_json) -> None:
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
@@ -126,10 +130,12 @@ def ablations(store, output, variants, seeds, steps, horizon, prefix, chains, co
         require_sandbox()  # before the encoder loads: the library checks again, but only after that
     embedder = embedder_from_config(config) if chains or budgets else None
     names = [name.strip() for name in variants.split(",") if name.strip()]
+    horizon, prefix, snap = rollouts
     with progress_bar() as update:
         summary = run_ablation(
-            output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update, budgets, tool_tasks
-        )
+            output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update, budgets, tool_tasks,
+            snap,
+        )  # fmt: skip
     write_ablation_report(output, summary)
     if as_json:
         print(json.dumps(summary, indent=1))

@@ -116,8 +116,10 @@ def run_ablation(
     progress: Progress = no_progress,
     tool_budgets: tuple[float, ...] = (),
     tool_tasks: int = DEFAULT_TASKS,
+    snap: bool = False,
 ) -> dict:
-    """Train (or reuse) every variant x seed, evaluate each, and summarise; returns the report dict."""
+    """Train (or reuse) every variant x seed, evaluate each (`snap`: as `evaluate_run`'s), and summarise;
+    returns the report dict."""
     from ..train.run import TrainingRun
 
     out = Path(out)
@@ -135,6 +137,7 @@ def run_ablation(
         "steps": steps,
         "horizon": horizon,
         "prefix": prefix,
+        "snap": snap,
         "chains": str(Path(chains).resolve()) if chains else None,
         "config": to_yaml(base),
         "tool_budgets": list(tool_budgets),
@@ -156,7 +159,7 @@ def run_ablation(
             report = _cached(cached, ChainReport)
             if report is None:
                 progress(f"evaluating {name}", 0, 1)
-                report = evaluate_run(run, chains, horizon, prefix, embedder)
+                report = evaluate_run(run, chains, horizon, prefix, embedder, snap)
                 write_text(cached, json.dumps(report.as_dict()))
                 progress(f"evaluating {name}", 1, 1)
             reports[variant].append(report)

@@ -83,9 +83,15 @@ class Rollout:
 
 
 def rollout(
-    predict: Predict, candidates: Candidates, chains: list[Chain], prefix: int, teacher_forced: bool
+    predict: Predict,
+    candidates: Candidates,
+    chains: list[Chain],
+    prefix: int,
+    teacher_forced: bool,
+    snap: bool = False,
 ) -> Rollout:
-    """Each chain's steps after its first `prefix` concepts, all chains at once."""
+    """Each chain's steps after its first `prefix` concepts, all chains at once. Free-running, each step
+    is fed the predicted vector, or with `snap` the candidate it decodes to (as text would be)."""
     if prefix < 1:
         raise ValueError("a rollout needs at least one concept of context")
     usable = [c for c in chains if len(c.rows) > prefix]
@@ -118,8 +124,8 @@ def rollout(
         truth_score[active, step] = cosines[np.arange(len(active)), target]
         hits = order == target[:, None]
         truth_rank[active, step] = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
-        fed = candidates.vectors[target] if teacher_forced else predicted
         decoded = target if teacher_forced else order[:, 0]
+        fed = candidates.vectors[decoded] if teacher_forced or snap else predicted
         grown = np.concatenate([context, np.zeros_like(context[:, :1])], axis=1)
         grown[active, -1] = fed
         context = grown

@@ -38,6 +38,7 @@ class ChainReport:
     reliability: dict  # all free-running steps: edges, confidence, accuracy, count
     # the baselines rolled out the same way on the same test chains: name -> cascade-fail per horizon
     baselines: dict[str, list[float]] = field(default_factory=dict)
+    snap: bool = False  # free-running steps were fed the concept they decode to, not the vector
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -51,15 +52,16 @@ def per_step_error(result: Rollout) -> list[float]:
 
 
 def evaluate_chains(
-    predict: Predict, candidates: Candidates, chains: list[Chain], prefix: int = DEFAULT_PREFIX
+    predict: Predict, candidates: Candidates, chains: list[Chain], prefix: int = DEFAULT_PREFIX, snap: bool = False
 ) -> ChainReport:
+    """Calibrated on one half of the chains, reported on the other (free-running as `chains.rollout`'s `snap`)."""
     calibration, test = calibration_split([c for c in chains if len(c.rows) > prefix])
     if not calibration or not test:
         raise InputError(
             f"{len(chains)} chains are too few to hold some out for calibrating the confidence: give at least 4"
         )
     temperature = fit_temperature(*rollout(predict, candidates, calibration, prefix, True).calibration_scores())
-    free = rollout(predict, candidates, test, prefix, teacher_forced=False)
+    free = rollout(predict, candidates, test, prefix, teacher_forced=False, snap=snap)
     forced = rollout(predict, candidates, test, prefix, teacher_forced=True)
     valid = free.valid()
     confidence = free.confidence(temperature)
@@ -86,17 +88,22 @@ def evaluate_chains(
         ece_per_step=ece_step,
         brier_per_step=brier_step,
         reliability={k: getattr(diagram, k).tolist() for k in ("edges", "confidence", "accuracy", "count")},
+        snap=snap,
     )
 
 
 def baseline_cascades(
-    predictors: dict[str, Predict], candidates: Candidates, chains: list[Chain], prefix: int = DEFAULT_PREFIX
+    predictors: dict[str, Predict],
+    candidates: Candidates,
+    chains: list[Chain],
+    prefix: int = DEFAULT_PREFIX,
+    snap: bool = False,
 ) -> dict[str, list[float]]:
     """Each baseline's free-running cascade-fail on `evaluate_chains`' test chains."""
     _, test = calibration_split([c for c in chains if len(c.rows) > prefix])
     cascades = {}
     for name, predict in predictors.items():
-        free = rollout(predict, candidates, test, prefix, teacher_forced=False)
+        free = rollout(predict, candidates, test, prefix, teacher_forced=False, snap=snap)
         cascades[name] = cascade_fail(free.correct, free.lengths).tolist()
     return cascades
 
@@ -172,8 +179,10 @@ def evaluate_run(
     horizon: int = DEFAULT_HORIZON,
     prefix: int = DEFAULT_PREFIX,
     embedder=None,
+    snap: bool = False,
 ) -> ChainReport:
-    """The run's latest checkpoint on held-out chains of its store (or the file's chains)."""
+    """The run's latest checkpoint on held-out chains of its store (or the file's chains); `snap` feeds
+    each free-running step the concept it decodes to."""
     from ..encoder import embedder_from_config
     from ..train.trained import TrainedRun
     from .tasks import file_chains, held_out_chains, store_candidates
@@ -189,12 +198,12 @@ def evaluate_run(
     else:
         validation_fraction = trained.config.train.validation_fraction
         chains = held_out_chains(store, table, validation_fraction, prefix + horizon, vocabulary)
-    report = evaluate_chains(vmm_predictor(trained), candidates, chains, prefix)
-    report.baselines = cached_baseline_cascades(trained, candidates, chains, prefix)
+    report = evaluate_chains(vmm_predictor(trained), candidates, chains, prefix, snap)
+    report.baselines = cached_baseline_cascades(trained, candidates, chains, prefix, snap)
     return report
 
 
-def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain], prefix: int) -> dict:
+def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain], prefix: int, snap: bool) -> dict:
     """`baseline_cascades` of a run's chains, kept per store version, split and chains (the variants and
     seeds of an ablation share them)."""
     import hashlib
@@ -216,6 +225,7 @@ def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain
         "validation_fraction": tc.validation_fraction,
         "chains": digest.hexdigest(),
         "prefix": prefix,
+        "snap": snap,
         "mlp_steps": tc.baseline_mlp_steps,
         "transformer": {**asdict(Budget.of(tc)), "d_model": trained.args.d_model},
         "seed": tc.seed,
@@ -227,6 +237,6 @@ def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain
         except ValueError:
             pass  # a damaged entry is recomputed and replaced
     followed = {int(r) for chain in chains for r in chain.relations}
-    cascades = baseline_cascades(baseline_predictors(trained, followed), candidates, chains, prefix)
+    cascades = baseline_cascades(baseline_predictors(trained, followed), candidates, chains, prefix, snap)
     write_text(path, json.dumps(cascades))
     return cascades

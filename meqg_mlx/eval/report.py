@@ -43,6 +43,12 @@ def write_run_report(
     return out
 
 
+FED = {
+    False: "each free-running step is fed the predicted vector",
+    True: "each free-running step is fed the store concept its prediction decodes to (--snap)",
+}
+
+
 def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
     rows = [
         f"| {h} | {report.cascade_fail[h - 1]:.3f} | {report.cascade_fail_top5[h - 1]:.3f} | "
@@ -56,7 +62,8 @@ def markdown(run: str | Path, report: ChainReport, chains: str) -> str:
             "",
             f"Chains: {chains}; {report.chains} test chains, {report.calibration_chains} for calibration "
             f"(softmax temperature {report.temperature:.4g}, fitted teacher-forced on those only); "
-            f"free-running: mean confidence {report.mean_confidence:.3f}, accuracy {report.accuracy:.3f}.",
+            f"free-running: mean confidence {report.mean_confidence:.3f}, accuracy {report.accuracy:.3f}; "
+            f"{FED[report.snap]}.",
             "",
             "| horizon h | cascade-fail | cascade-fail (top-5) | free-running error at h | "
             "teacher-forced error at h | ECE (steps 1..h) | Brier (steps 1..h) | ECE (step h) |",
@@ -215,8 +222,8 @@ def ablation_markdown(summary: dict) -> str:
         "",
         f"Store `{settings['store']}`; chains: {settings['chains'] or 'held-out documents'}; "
         f"{settings['seeds']} seed(s) per variant; each run may spend the compute of {settings['steps']} "
-        f"ungated steps; horizon {horizon}{reached}, prefix {settings['prefix']}. "
-        "Means with 95% t-intervals over seeds.",
+        f"ungated steps; horizon {horizon}{reached}, prefix {settings['prefix']}; "
+        f"{FED[settings.get('snap', False)]}. Means with 95% t-intervals over seeds.",
         "",
         "## Kill-numbers",
         "",

@@ -56,6 +56,23 @@ def test_free_running_feeds_the_models_own_mistakes_back():
     assert free.correct[0].tolist() == [True, True, False, False, False, False]
 
 
+def test_snapping_feeds_the_decoded_concept_instead_of_the_vector():
+    """A model that names the successor a little off the concept's vector, and knows only exact concepts:
+    fed its own vectors it fails from the second step; fed what they decode to, never."""
+    off = RNG.normal(size=16) * 0.05
+
+    def exact_only(context, relations=None):
+        similarity = context[:, -1] @ VECTORS.T
+        known = similarity.max(1) > 1 - 1e-9
+        return np.where(known[:, None], VECTORS[SUCCESSOR[similarity.argmax(1) % 50]] + off, VECTORS[55])
+
+    chains = successor_chains(count=6, length=4)
+    fed_vectors = rollout(exact_only, CANDIDATES, chains, 1, teacher_forced=False)
+    fed_concepts = rollout(exact_only, CANDIDATES, chains, 1, teacher_forced=False, snap=True)
+    assert fed_vectors.correct[:, 0].all() and not fed_vectors.correct[:, 1:].any()
+    assert fed_concepts.correct.all()
+
+
 def test_concepts_already_in_the_context_are_not_candidates():
     back_to_start = rollout(lambda context, _: context[:, 0], CANDIDATES, [Chain("c", np.array([3, 4, 5]))], 1, True)
     assert (back_to_start.scores[0, :, 0] < 0.999).all()  # the start itself is excluded

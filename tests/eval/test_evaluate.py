@@ -67,6 +67,9 @@ def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store
     for cascade in report.baselines.values():
         assert len(cascade) == 2 and 0 <= min(cascade) <= max(cascade) <= 1  # h 2: only the 3-text chains
     assert min(report.baselines[n][0] for n in ("ridge", "knn_successor@8")) < report.baselines["copy_last"][0]
+    snapped = evaluate_run(trained_run, chains_file=path, embedder=embedder, snap=True)
+    assert snapped.snap and not report.snap and set(snapped.baselines) == set(report.baselines)
+    assert snapped.cascade_fail[0] == report.cascade_fail[0]  # the first step is fed the same true concept
     path.write_text(json.dumps({"texts": ["a b", "c d"], "relations": ["meronym"]}) + "\n")
     with pytest.raises(InputError, match="chain 1: unknown relation 'meronym'; this run knows next, contains"):
         evaluate_run(trained_run, chains_file=path, embedder=embedder)
