@@ -180,6 +180,22 @@ class MeqgConfig:
     inverter: InverterArgs = field(default_factory=InverterArgs)  # the inverter model file's ModelArgs
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
 
+    def __post_init__(self):
+        """Shapes that must fit together (each key's own range is checked where it is read), so a bad
+        config fails in one line before anything is built."""
+        vmm, inverter = self.vmm, self.inverter
+        if (vmm.expand * vmm.d_model) % vmm.head_dim:
+            raise ConfigError(
+                f"vmm.expand x vmm.d_model ({vmm.expand * vmm.d_model}) must be a multiple of vmm.head_dim "
+                f"({vmm.head_dim}): the mixer splits it into heads"
+            )
+        if vmm.top_k > vmm.n_experts:
+            raise ConfigError(f"vmm.top_k ({vmm.top_k}) must be at most vmm.n_experts ({vmm.n_experts})")
+        if inverter.hidden % inverter.heads:
+            raise ConfigError(
+                f"inverter.hidden ({inverter.hidden}) must be a multiple of inverter.heads ({inverter.heads})"
+            )
+
 
 # Inclusive bounds of numeric settings, checked on every load (files, run configs, HTTP requests).
 RANGES: dict[type, dict[str, tuple[float, float]]] = {
@@ -194,8 +210,85 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
     # lambda_mod may be negative: the sign-flip ablation of `meqg eval` rewards modal collapse on purpose
     ObjectiveConfig: {field.name: (0.0, 1e6) for field in dataclasses.fields(ObjectiveConfig)}
     | {"lambda_mod": (-1e6, 1e6)},
-    StoreConfig: {"lock_lease_s": (1.0, 3600.0), "ann_target_recall": (0.0, 1.0)},
-    TrainConfig: {"walk_share": (0.0, 1.0), "walk_length": (1, 64), "validation_edges": (1, 1_000_000)},
+    StoreConfig: {
+        "commit_rows": (1, 10_000_000),
+        "embed_batch_size": (1, 65_536),
+        "max_tokens": (1, 65_536),
+        "n_domains": (1, 65_536),
+        "exact_search_max_rows": (0, 1e12),
+        "disk_index_min_rows": (1, 1e12),
+        "doctest_timeout_s": (0.1, 3600.0),
+        "doctest_memory_mb": (16, 1 << 20),
+        "lock_lease_s": (1.0, 3600.0),
+        "ann_target_recall": (0.0, 1.0),
+    },
+    ModelArgs: {
+        "concept_dim": (1, 65_536),
+        "d_model": (1, 65_536),
+        "n_layers": (1, 256),
+        "d_state": (1, 4096),
+        "expand": (1, 16),
+        "head_dim": (1, 4096),
+        "chunk_size": (1, 4096),
+        "n_experts": (1, 1024),
+        "top_k": (1, 1024),
+        "d_ff": (1, 1 << 20),
+        "router_beta": (0.0, 1e6),
+        "rvq_levels": (1, 16),
+        "rvq_codes": (2, 65_536),
+        "context_lags": (1, 1024),
+        "memory_slots": (0, 1024),
+    },
+    TrainConfig: {
+        "steps": (1, 1e12),
+        "batch_size": (1, 65_536),
+        "seq_len": (1, 65_536),
+        "learning_rate": (0.0, 1e6),
+        "weight_decay": (0.0, 1e3),
+        "warmup_steps": (0, 1e12),
+        "grad_clip": (0.0, 1e12),
+        "store_negatives": (0, 10_000_000),
+        "temperature": (1e-6, 1e3),
+        "ledger_positions": (1, 65_536),
+        "ledger_samples": (1, 4096),
+        "ledger_inner": (1, 256),
+        "rvq_fit_steps": (0, 1e12),
+        "eval_every": (0, 1e12),
+        "validation_windows": (1, 10_000_000),
+        "validation_edges": (1, 1_000_000),
+        "baseline_mlp_steps": (1, 1e12),
+        "walk_share": (0.0, 1.0),
+        "walk_length": (1, 64),
+        "validation_fraction": (1e-6, 0.99),
+        "checkpoint_every": (0, 1e12),
+        "phi_every": (0, 1e12),
+        "kappa_every": (0, 1e12),
+        "kappa_iterations": (1, 1024),
+        "compute": (0.0, 1e18),
+    },
+    InversionConfig: {
+        "lookup_threshold": (-1.0, 1.0),
+        "steps": (1, 1e12),
+        "batch_size": (1, 65_536),
+        "learning_rate": (0.0, 1e6),
+        "warmup_steps": (0, 1e12),
+        "held_out_every": (2, 1e9),
+        "eval_every": (1, 1e12),
+        "correction_steps": (0, 1024),
+        "candidates": (1, 1024),
+        "temperature": (1e-6, 1e3),
+        "target_cosine": (-1.0, 1.0),
+        "vec2text_num_beams": (1, 64),
+    },
+    InverterArgs: {
+        "concept_dim": (1, 65_536),
+        "vocab_size": (16, 1 << 20),
+        "hidden": (1, 65_536),
+        "layers": (1, 256),
+        "heads": (1, 1024),
+        "prefix_tokens": (1, 1024),
+        "max_tokens": (3, 65_536),
+    },
     EpisodeConfig: {
         "max_steps": (1, 1024),
         "trust_radius": (1e-6, 2.0),  # a chord between unit vectors is at most 2

@@ -23,6 +23,7 @@ all nodes share); AWS_*, HF_* and MEQG_* variables travel with the job.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import warnings
@@ -43,6 +44,14 @@ class RayIngest:
     make_embedder: Callable  # picklable; each worker calls it once
     address: str | None = None
     workers: int | None = None
+
+    def __post_init__(self):
+        """A `ray://` address needs Ray Client (grpcio): say so before anything is built."""
+        if self.address and self.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            raise MeqgError(
+                f"--address {self.address} needs Ray Client, which is not installed: pip install 'ray[client]' "
+                "(or use a cluster address without ray://, or none for a local cluster)"
+            )
 
     def write(self, store, batches: list, config, summary, progress: Progress | None) -> None:
         """The build's engine: `write_on_ray` with these settings."""

@@ -76,3 +76,20 @@ def test_ray_options_without_the_ray_engine_are_refused(tmp_path):
     result = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", "pydoc", "--workers", "2")
     assert result.returncode != 0 and "--address and --workers need --engine ray" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_ray_client_address_without_ray_client_is_one_line(tmp_path):
+    """`ray://` needs Ray Client (grpcio), which meqg's `ray` extra does not install: refused before a store exists."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("Ray Client is installed here: the address would be tried")
+    result = meqg(
+        "data", "build", "--store", str(tmp_path / "s"), "--source", "pydoc", "--engine", "ray",
+        "--address", "ray://127.0.0.1:1",
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "needs Ray Client" in result.stderr and "pip install 'ray[client]'" in result.stderr
+    assert not (tmp_path / "s").exists()
