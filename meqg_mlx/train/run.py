@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class TrainingRun:
         `run_dir` with its own config; `steps` overrides the step target either way. `make_trainer`
         builds the trainer (the PyTorch engine passes its own, with the same interface)."""
         run = self.run = RunDir(run_dir)
+        self.created = not resume  # this call makes the run directory (a failure before any checkpoint removes it)
         if steps is not None and steps < 1:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if resume:
@@ -133,6 +135,8 @@ class TrainingRun:
                 self.checkpoint()
             if ended in ("failed", "aborted"):
                 self._end(ended, started)
+                if self.created and self.run.latest_checkpoint() is None:
+                    shutil.rmtree(self.run.path, ignore_errors=True)  # nothing to resume: leave nothing behind
         if not interrupted and (validation is None or trainer.state.step % max(tc.eval_every, 1)):
             validation = self.evaluate()
         self._end(ended, started)

@@ -234,3 +234,21 @@ def test_a_store_without_documents_trains_on_walks_and_keeps_its_relation_ids(gr
     )
     with pytest.raises(MeqgError, match="lacks: the store grew new relation types after the run began"):
         TrainingRun(tmp_path / "run", resume=True, steps=8)
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing_behind(
+    small_store_path, tmp_path, monkeypatch
+):
+    """The first step writes the memory's reads to $MEQG_HOME/cache; a file in its place fails that step.
+    Nothing could be resumed, so the run directory goes, and the same command then starts afresh."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "cache").write_text("not a directory")
+    monkeypatch.setenv("MEQG_HOME", str(home))
+    run = tmp_path / "run"
+    with pytest.raises(OSError):
+        TrainingRun(run, small_store_path, run_config(4)).train()
+    assert not run.exists()
+    (home / "cache").unlink()
+    assert TrainingRun(run, small_store_path, run_config(4)).train().step == 4
+
