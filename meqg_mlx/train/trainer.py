@@ -83,7 +83,8 @@ class Trainer:
         mx.random.seed(tc.seed)
         self.table = ConceptTable(store)
         self._read_relations(store, config)
-        self.args = dataclasses.replace(config.vmm, concept_dim=store.dim)
+        config.vmm.concept_dim = store.dim  # the store decides it: the run's config.yaml says what the model uses
+        self.args = dataclasses.replace(config.vmm)
         self.model = VMM(self.args)
         self._fit_rvq(tc.rvq_fit_steps)
         self._set_experts()

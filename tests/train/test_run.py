@@ -252,3 +252,11 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing_behind(
     (home / "cache").unlink()
     assert TrainingRun(run, small_store_path, run_config(4)).train().step == 4
 
+
+def test_the_run_config_says_the_concept_dim_the_model_uses(small_store_path, tmp_path):
+    """The store decides the concept width: a config asking for another gets the store's, in config.yaml too."""
+    config = run_config(1)
+    config.vmm.concept_dim = 768
+    TrainingRun(tmp_path / "run", small_store_path, config)
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "concept_dim: 384" in saved and "768" not in saved
