@@ -75,6 +75,11 @@ class TrainingRun:
             raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")
         if checkpoint is not None:
             load_checkpoint(checkpoint, self.trainer)
+        if resume and steps is not None and self.trainer.state.step >= steps:
+            raise MeqgError(
+                f"{run} is already at step {self.trainer.state.step}, so --steps {steps} leaves nothing to train: "
+                f"give --steps above {self.trainer.state.step}"
+            )
         if resume:
             run.write_config(to_yaml(config))  # a resume may have a new step target
         else:

@@ -48,6 +48,10 @@ def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_pa
     more = meqg("train", "--run", str(run), "--resume", "--steps", "6")
     assert more.returncode == 0, more.stderr
     assert "finished at step 6" in more.stdout
+    behind = meqg("train", "--run", str(run), "--resume", "--steps", "3")
+    assert behind.returncode == 2 and behind.stderr.count("\n") == 1
+    assert "already at step 6, so --steps 3 leaves nothing to train" in behind.stderr
+    assert "steps: 6" in (run / "config.yaml").read_text()  # the refused call changed nothing
 
 
 def test_ctrl_c_checkpoints_and_exits_cleanly(small_store_path, tmp_path):
