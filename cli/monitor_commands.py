@@ -29,9 +29,13 @@ def monitor(
     """Watch a training run live (p pause, f follow, tab panels, s screenshot, ? keys, q quit)."""
     if not run_dir.is_dir():
         raise InputError(f"no run directory {run_dir}")
+    run = RunDir(run_dir)
+    if any(run_dir.iterdir()) and not (run.exists() or run.config_path.exists() or run.telemetry_path.exists()):
+        # an empty directory may be a run being created: the monitor waits for its telemetry
+        raise InputError(f"{run_dir} is not a run directory (no run.json, config.yaml or telemetry.jsonl in it)")
     if replay is not None and not replay > 0:
         raise InputError(f"--replay SPEED must be > 0, got {replay}")
-    telemetry = RunDir(run_dir).telemetry_path
+    telemetry = run.telemetry_path
     if replay is not None and not telemetry.is_file():
         raise InputError(f"nothing to replay: {telemetry} does not exist")
     if window < 1 or not stall_after > 0:

@@ -23,6 +23,13 @@ def test_bad_run_dir_and_replay_speed_are_one_line_errors(tmp_path):
     assert zero.returncode == 2 and zero.stderr.count("\n") == 1 and "--replay" in zero.stderr
     nothing = meqg("monitor", str(tmp_path), "--replay", "5")
     assert nothing.returncode == 2 and "nothing to replay" in nothing.stderr
+    elsewhere = tmp_path / "photos"
+    elsewhere.mkdir()
+    (elsewhere / "cat.jpg").write_bytes(b"\xff\xd8")
+    stray = meqg("monitor", str(elsewhere), timeout=60)  # waited for telemetry forever before
+    assert stray.returncode == 2 and stray.stderr == f"error: {elsewhere} is not a run directory " + (
+        "(no run.json, config.yaml or telemetry.jsonl in it)\n"
+    )
 
 
 def test_the_monitor_never_loads_training_code():
