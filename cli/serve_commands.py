@@ -35,7 +35,7 @@ def serve(
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
     from meqg_mlx.episode.engine import DiamondEngine
-    from meqg_mlx.episode.server import ServerLimits, create_app, is_loopback, serve_app
+    from meqg_mlx.episode.server import ServerLimits, create_app, is_loopback, listening_socket, serve_app
     from meqg_mlx.errors import InputError
     from meqg_mlx.sandbox import isolation
 
@@ -53,9 +53,10 @@ def serve(
         header_timeout_s=request_timeout,
         budget=dataclasses.replace(ServerLimits().budget, seconds=max_seconds, max_flops=max_flops),
     )
+    listener = listening_socket(host, port)  # before the model loads: a port in use fails at once
     console.print(f"meqg serve: loading {run}")
     engine = DiamondEngine.from_run(run)
     console.print(
         f"meqg serve: http://{host}:{port}/v1/diamond/run (python tool {'on' if allow_python else 'off'}; Ctrl-C stops)"
     )
-    serve_app(create_app(engine, run, limits), host, port, limits)
+    serve_app(create_app(engine, run, limits), listener, limits)

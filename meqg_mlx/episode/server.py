@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -161,7 +162,7 @@ def create_app(engine, run: Path, limits: ServerLimits):
             response = engine.with_config(parsed.config).run(
                 parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry, relation=parsed.relation
             )
-        return {"model": parsed.model or run_id, **response, "queue_seconds": waited}
+        return {"model": run_id, **response, "queue_seconds": waited}  # one run answers, whatever was asked
 
     async def diamond_run(request):
         nonlocal queued
@@ -184,7 +185,9 @@ def create_app(engine, run: Path, limits: ServerLimits):
             return error(503, f"{queued} episodes are queued, the limit; retry later", {"Retry-After": "1"})
         queued += 1
         try:
-            return JSONResponse(json_safe(await run_in_threadpool(episode, parsed, arrived)))
+            answer = await run_in_threadpool(episode, parsed, arrived)
+            request.state.queue_seconds = answer["queue_seconds"]
+            return JSONResponse(json_safe(answer))
         except MeqgError as exc:
             return error(400, str(exc))
         finally:
@@ -197,14 +200,57 @@ def create_app(engine, run: Path, limits: ServerLimits):
         print(f"meqg serve: {request.url.path}: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return error(500, f"internal error ({type(exc).__name__}); the server log has a line on it")
 
-    return Starlette(
+    app = Starlette(
         routes=[Route("/healthz", healthz, methods=["GET"]), Route("/v1/diamond/run", diamond_run, methods=["POST"])],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    return RequestLog(app)
 
 
-def serve_app(app, host: str, port: int, limits: ServerLimits) -> None:
-    """uvicorn on `app`, with a deadline for each request's headers (uvicorn's h11 has none)."""
+class RequestLog:
+    """One line per request on stderr, as servers log: method, path, status, seconds and, for an
+    episode, how long it waited for the model."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [0]
+        state = scope.setdefault("state", {})
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            seconds, waited = time.perf_counter() - started, state.get("queue_seconds")
+            queue = "" if waited is None else f" (queued {waited:.3f} s)"
+            line = f"meqg serve: {scope['method']} {scope['path']} {status[0] or '-'} {seconds:.3f} s{queue}"
+            print(line, file=sys.stderr, flush=True)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before anything is loaded: a port in use is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+    return listener
+
+
+def serve_app(app, listener: socket.socket, limits: ServerLimits) -> None:
+    """uvicorn on `app` at `listener` (`listening_socket`), with a deadline for each request's headers
+    (uvicorn's h11 has none)."""
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -226,4 +272,4 @@ def serve_app(app, host: str, port: int, limits: ServerLimits) -> None:
             if self.cycle is cycle and not self.transport.is_closing():
                 self.transport.close()
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=HeaderDeadline)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", http=HeaderDeadline)).run(sockets=[listener])

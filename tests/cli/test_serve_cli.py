@@ -5,6 +5,7 @@ guarded (`--token`, a queue of one, short request deadlines, the python tool off
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,10 +111,15 @@ def test_healthz_says_what_is_loaded(server, small_store_path):
 
 
 def test_seed_000_request_gets_seed_000_response(server):
-    base = server[0]
+    base, run, log = server
     status, response = call(base + "/v1/diamond/run", seed_request("Sort a list.\n```python\nprint(6 * 7)\n```"))
     assert status == 200, response
-    assert response["model"] == "meqg-diamond-small" and response["text"] and response["concepts"]
+    # the request names a model; the one run this server has answers, under its own id
+    assert response["model"] == json.loads((run / "run.json").read_text())["run_id"]
+    assert response["text"] and response["concepts"]
+    # and the server logs the request in one line: status, seconds, the wait for the model
+    logged = re.compile(r"meqg serve: POST /v1/diamond/run 200 [0-9.]+ s \(queued [0-9.]+ s\)")
+    wait_until(lambda: logged.search(log.read_text()), 10, "the request's log line")
     telemetry = response["telemetry"]
     assert set(telemetry["objective"]) >= {"Delta", "S_geo", "S_ent", "S_mod"}
     assert set(telemetry["gate"]) >= {"accepted", "armijo", "trust", "kl_smooth", "retries", "view_size"}
@@ -295,6 +301,20 @@ def test_a_full_queue_answers_503(guarded):
     statuses = sorted(status for status, _ in answers)
     assert 200 in statuses and 503 in statuses and set(statuses) <= {200, 503}, statuses
     assert all("queued" in response["error"] for status, response in answers if status == 503)
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(run_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run_dir), "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "loading" not in done.stdout and "http://" not in done.stdout
 
 
 def test_bad_server_flags_are_one_line_errors(run_dir):
