@@ -11,6 +11,8 @@ import typer
 from .options import StoreOption
 from .progress import out
 
+SKIPS_SHOWN = 10  # skipped records a build summary lists one by one
+
 
 class Engine(str, Enum):
     inprocess = "inprocess"
@@ -90,3 +92,10 @@ def build(
         f"domains {summary.domain_seconds:.1f} s, compaction+index {summary.index_seconds:.1f} s; "
         f"search: {summary.index}"
     )
+    if summary.skipped:
+        more = len(summary.skipped) - SKIPS_SHOWN
+        out.print(f"[yellow]skipped {len(summary.skipped)} unusable records or files:[/]")
+        for reason in summary.skipped[:SKIPS_SHOWN]:
+            out.print(f"  {reason}", soft_wrap=True, markup=False)
+        if more > 0:
+            out.print(f"  ... and {more} more")

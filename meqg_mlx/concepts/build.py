@@ -36,13 +36,18 @@ class BuildSummary:
     domain_seconds: float = 0.0
     index_seconds: float = 0.0
     index: str = ""
+    skipped: list[str] = field(default_factory=list)  # records and files a directory source could not use, why
 
 
 def source_records(
-    spec: str, config: StoreConfig, progress: Progress | None = None, text_column: str = "text"
+    spec: str,
+    config: StoreConfig,
+    progress: Progress | None = None,
+    text_column: str = "text",
+    skipped: list[str] | None = None,
 ) -> Iterator[ConceptRecord]:
     """Records for a --source value: stdlib[:MOD,...], pydoc, wordnet[:DIR][@WORD,...] (@: the nouns below
-    those words and their hypernyms), or a file/directory path."""
+    those words and their hypernyms), or a file/directory path (what a directory skips goes to `skipped`)."""
     from .sources.files import file_records
     from .sources.prose import pydoc_topics
     from .sources.stdlib import stdlib_code
@@ -62,7 +67,7 @@ def source_records(
     elif Path(spec).is_dir() and find_wordnet(spec):
         yield from wordnet_records(spec)
     elif Path(spec).exists():
-        yield from file_records(spec, text_column)
+        yield from file_records(spec, text_column, skipped)
     else:
         raise InputError(
             f"unknown source {spec!r}: use stdlib[:MOD,...], pydoc, wordnet[:DIR][@WORD,...], or an existing "
@@ -146,7 +151,7 @@ def _build(store, sources, embedder, config, limit, progress, text_column, start
     plan = _Plan(store)
     for spec in sources:
         taken = 0
-        records = source_records(spec, config, progress, text_column)
+        records = source_records(spec, config, progress, text_column, summary.skipped)
         for record in records:
             if limit is not None and taken >= limit:
                 records.close()

@@ -67,6 +67,11 @@ def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(empty)), "is empty")
+    one_line_error(
+        meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(tmp_path / "corrupt")),
+        "nothing usable under",
+    )
+    assert not (tmp_path / "new").exists()
     config = tmp_path / "c.yaml"
     config.write_text("store:\n  comit_rows: 3\n")
     one_line_error(
@@ -103,6 +108,14 @@ def test_data_build_from_user_files(tmp_path):
     assert "+3 concepts" in result.stdout
     again = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", str(docs))
     assert "+0 concepts" in again.stdout
+    # a folder's bad record does not abort the build: it is skipped, counted and located
+    (docs / "rows.jsonl").write_text('{"text": "Deploys need a green build."}\n{"text": ""}\n')
+    (docs / "budget.csv").write_text("a,b\n")
+    mixed = meqg("data", "build", "--store", str(tmp_path / "s"), "--source", str(docs))
+    assert mixed.returncode == 0, mixed.stderr
+    assert "+1 concepts" in mixed.stdout and "skipped 2 unusable records or files:" in mixed.stdout
+    assert f"{docs / 'rows.jsonl'}:2: empty text" in mixed.stdout
+    assert f"unsupported file type .csv: {docs / 'budget.csv'}" in mixed.stdout
 
 
 def test_demo_on_an_existing_store(small_store_path, tmp_path):

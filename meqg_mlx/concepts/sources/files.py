@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ...errors import InputError
@@ -16,23 +16,53 @@ _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 
 
-def file_records(path: str | Path, text_column: str = "text") -> Iterator[ConceptRecord]:
-    """Records from one file or every supported file under a directory (sorted)."""
+def file_records(
+    path: str | Path, text_column: str = "text", skipped: list[str] | None = None
+) -> Iterator[ConceptRecord]:
+    """Records from one file, or from every file under a directory (sorted; hidden ones left out).
+
+    One file fails on its first bad record. Under a directory a bad record (empty text, bad JSON, ...)
+    or file (a type meqg cannot read, not UTF-8, ...) is skipped, its one-line reason appended to
+    `skipped`, and the directory fails only when nothing usable is left."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"source not found: {path}")
-    files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES) if path.is_dir() else [path]
-    if not files:
-        raise InputError(f"no {'/'.join(SUFFIXES)} files under {path}")
+    if not path.is_dir():
+        yield from _records(path, text_column, _fail)
+        return
+    reasons = skipped if skipped is not None else []
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    usable = 0
     for file in files:
-        if file.suffix not in SUFFIXES:
-            raise InputError(f"unsupported file type {file.suffix or '(none)'}: {file} (use {', '.join(SUFFIXES)})")
-        if file.suffix == ".parquet":
-            yield from _table_records(file, _parquet_rows(file), text_column)
-        elif file.suffix == ".jsonl":
-            yield from _table_records(file, _jsonl_rows(file), text_column)
-        else:
-            yield from _prose_records(file)
+        try:
+            for record in _records(file, text_column, lambda error: reasons.append(str(error))):
+                usable += 1
+                yield record
+        except InputError as exc:
+            reasons.append(str(exc))
+    if not usable:
+        found = f"{len(files)} files, " + "; ".join(reasons[:3]) if files else "no files"
+        raise InputError(f"nothing usable under {path} ({found}; meqg reads {', '.join(SUFFIXES)})")
+
+
+def _fail(error: InputError) -> None:
+    raise error
+
+
+def _records(file: Path, text_column: str, bad: Callable[[InputError], None]) -> Iterator[ConceptRecord]:
+    """One file's records; a bad record goes to `bad` (which raises it, or keeps it and goes on)."""
+    if file.suffix not in SUFFIXES:
+        raise InputError(f"unsupported file type {file.suffix or '(none)'}: {file} (use {', '.join(SUFFIXES)})")
+    if file.suffix == ".parquet":
+        yield from _table_records(file, _parquet_rows(file), text_column, bad)
+    elif file.suffix == ".jsonl":
+        yield from _table_records(file, _jsonl_rows(file, bad), text_column, bad)
+    else:
+        yield from _prose_records(file)
 
 
 def _read_text(file: Path) -> str:
@@ -63,22 +93,24 @@ def _prose_records(file: Path) -> Iterator[ConceptRecord]:
     yield from records
 
 
-def jsonl_values(file: Path) -> Iterator[tuple[int, object]]:
-    """(line number, value) of each non-blank line of a UTF-8 JSON-lines file; a bad line is a one-line error."""
+def jsonl_values(file: Path, bad: Callable[[InputError], None] = _fail) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a UTF-8 JSON-lines file; a line that is not JSON
+    goes to `bad` (by default a one-line error)."""
     for number, line in enumerate(_read_text(file).splitlines(), 1):
         if not line.strip():
             continue
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{file}:{number}: invalid JSON ({exc.msg})") from None
+            bad(InputError(f"{file}:{number}: invalid JSON ({exc.msg})"))
 
 
-def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict]]:
-    for number, row in jsonl_values(file):
-        if not isinstance(row, dict):
-            raise InputError(f"{file}:{number}: each line must be a JSON object")
-        yield number, row
+def _jsonl_rows(file: Path, bad: Callable[[InputError], None]) -> Iterator[tuple[int, dict]]:
+    for number, row in jsonl_values(file, bad):
+        if isinstance(row, dict):
+            yield number, row
+        else:
+            bad(InputError(f"{file}:{number}: each line must be a JSON object"))
 
 
 def _parquet_rows(file: Path) -> Iterator[tuple[int, dict]]:
@@ -93,25 +125,34 @@ def _parquet_rows(file: Path) -> Iterator[tuple[int, dict]]:
     yield from enumerate(table.to_pylist(), 1)
 
 
-def _table_records(file: Path, rows: Iterator[tuple[int, dict]], text_column: str) -> Iterator[ConceptRecord]:
+def _table_records(
+    file: Path, rows: Iterator[tuple[int, dict]], text_column: str, bad: Callable[[InputError], None]
+) -> Iterator[ConceptRecord]:
     base = f"file:{file.resolve()}"
     for number, row in rows:
-        text = row.get(text_column)
-        if not isinstance(text, str):
-            raise InputError(f"{file}:{number}: no string column '{text_column}'")
-        if not text.strip():
-            raise InputError(f"{file}:{number}: empty text")
-        kind = row.get("kind") or "text"
-        if kind not in ("text", "code", "lexical"):
-            raise InputError(f"{file}:{number}: unknown kind {kind!r}")
-        record = ConceptRecord(f"{base}:{row.get('id', number)}", text.strip(), kind, "file")
-        for relation in row.get("relations") or []:
-            try:
-                record.relate(
-                    f"{base}:{relation['target']}",
-                    str(relation.get("type", "related")),
-                    float(relation.get("weight", 1.0)),
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"{file}:{number}: relations need {{target, type, weight}}") from exc
-        yield record
+        try:
+            yield _table_record(file, base, number, row, text_column)
+        except InputError as exc:
+            bad(exc)
+
+
+def _table_record(file: Path, base: str, number: int, row: dict, text_column: str) -> ConceptRecord:
+    text = row.get(text_column)
+    if not isinstance(text, str):
+        raise InputError(f"{file}:{number}: no string column '{text_column}'")
+    if not text.strip():
+        raise InputError(f"{file}:{number}: empty text")
+    kind = row.get("kind") or "text"
+    if kind not in ("text", "code", "lexical"):
+        raise InputError(f"{file}:{number}: unknown kind {kind!r}")
+    record = ConceptRecord(f"{base}:{row.get('id', number)}", text.strip(), kind, "file")
+    for relation in row.get("relations") or []:
+        try:
+            record.relate(
+                f"{base}:{relation['target']}",
+                str(relation.get("type", "related")),
+                float(relation.get("weight", 1.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{file}:{number}: relations need {{target, type, weight}}") from exc
+    return record

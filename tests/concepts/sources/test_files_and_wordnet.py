@@ -57,6 +57,32 @@ def test_bad_files_give_one_line_errors(tmp_path, name, content, message):
         list(file_records(tmp_path / name))
 
 
+def unusable_folder(root):
+    """A folder as users have them: good rows among bad ones, files meqg cannot read, a hidden file."""
+    root.mkdir()
+    rows = ['{"text": "a first fine row"}', '{"text": ""}', "{broken", "[1, 2]", '{"text": "a second fine row"}']
+    (root / "notes.jsonl").write_text("\n".join(rows) + "\n")
+    (root / "table.csv").write_text("a,b\n")
+    (root / "latin.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (root / "blank.txt").write_text("  \n")
+    (root / ".DS_Store").write_bytes(b"\x00\x01")
+    return root
+
+
+def test_a_folder_skips_what_it_cannot_use_and_says_where(tmp_path):
+    folder = unusable_folder(tmp_path / "docs")
+    skipped = []
+    records = list(file_records(folder, skipped=skipped))
+    assert [r.text for r in records] == ["a first fine row", "a second fine row"]
+    assert len(skipped) == 6 and not any(".DS_Store" in reason for reason in skipped)
+    for where in ("notes.jsonl:2: empty text", "notes.jsonl:3: invalid JSON", "notes.jsonl:4: each line must be",
+                  "unsupported file type .csv", "latin.txt is not valid UTF-8", "blank.txt is empty"):  # fmt: skip
+        assert sum(where in reason for reason in skipped) == 1, (where, skipped)
+    (folder / "notes.jsonl").unlink()
+    with pytest.raises(InputError, match="nothing usable under .*3 files, .*latin.txt is not valid UTF-8"):
+        list(file_records(folder))
+
+
 def test_missing_path(tmp_path):
     with pytest.raises(InputError, match="source not found"):
         list(file_records(tmp_path / "nope.txt"))
