@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from meqg_mlx.errors import ConfigError, MeqgError
 from meqg_mlx.runs import RunDir
-from meqg_mlx.telemetry import step_loss
+from meqg_mlx.train.report import progress_line, summary_lines
 from .progress import console, out
 
 
@@ -229,18 +229,6 @@ def train_with_progress(training, also_stop=lambda: False):
         return training.train(on_step, lambda: stopped() or also_stop())
 
 
-def progress_line(record: dict) -> str:
-    objective, phi = record["objective"], record["phi"]
-    gate = record["gate"]
-    decision = "" if gate is None else (" ok" if gate["accepted"] else f" rejected:{gate['failed']}")
-    return (
-        f"loss {step_loss(record):.3f} "
-        f"Delta {objective['Delta']:.3f} accept {record['accept_rate']:.0%}{decision} "
-        f"Phi {'n/a' if phi is None else f'{phi:.2f}'} {record['regime'] or '-'} "
-        f"{record['throughput']:.0f} concepts/s"
-    )
-
-
 @contextmanager
 def stop_on_sigint():
     requested = []
@@ -259,42 +247,6 @@ def stop_on_sigint():
 
 
 def print_summary(summary) -> None:
-    state = "stopped" if summary.interrupted else "finished"
-    out.print(
-        f"[bold]{summary.run_dir}[/]: {state} at step {summary.step}, {summary.accepted} steps accepted, "
-        f"{summary.seconds:.0f} s; checkpoint in {summary.run_dir / 'checkpoints'}",
-        soft_wrap=True,
-    )
-    if summary.validation:
-        print_validation(summary.validation)
-
-
-COLUMNS = (  # (metric, header, better): what each validation column says and which way is better
-    ("recall@1", "r@1", "high"),
-    ("recall@10", "r@10", "high"),
-    ("mrr", "mrr", "high"),
-    ("l2", "l2", "low"),
-    ("contrastive_accuracy", "CA", "high"),
-    ("par", "PAR", "low"),
-    ("copy_rate", "copy", "low"),
-)
-
-
-def print_validation(validation) -> None:
-    """One table per relation (model first, then the baselines), and the model against the best baseline."""
-    out.print(
-        f"validation on held-out concepts; {validation.candidates:,} candidates (the context excluded); "
-        + ", ".join(f"{header} {'higher' if better == 'high' else 'lower'} is better" for _, header, better in COLUMNS),
-        soft_wrap=True,
-    )
-    for relation, table in validation.tables.items():
-        out.print(f"[bold]{relation:<21}[/]" + "".join(f"{header:>8}" for _, header, _ in COLUMNS))
-        for method, values in table.items():
-            out.print(f"  {method:<19}" + "".join(f"{values[name]:>8.3f}" for name, _, _ in COLUMNS))
-        versus = validation.versus.get(relation)
-        if versus:
-            out.print(
-                f"  model - {versus['baseline']} recall@1: {versus['recall@1']:+.3f} "
-                f"(95% paired bootstrap {versus['low']:+.3f} to {versus['high']:+.3f})",
-                soft_wrap=True,
-            )
+    """The run's closing summary and validation tables (`train.report`, as the torch engine prints them)."""
+    for line in summary_lines(summary):
+        out.print(line, soft_wrap=True, markup=False, highlight=False)

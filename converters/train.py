@@ -48,6 +48,7 @@ from meqg_mlx.config import MeqgConfig, load_config, to_yaml
 from meqg_mlx.diamond.gate import GateDecision
 from meqg_mlx.diamond.view import View
 from meqg_mlx.errors import MeqgError
+from meqg_mlx.train.report import progress_line, summary_lines
 from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
 
@@ -492,12 +493,8 @@ def train(args: argparse.Namespace, rank: int, should_stop=lambda: False) -> Non
             summary = training.train(_progress(training.config.train.steps), should_stop)
         finally:
             made[0].finish()
-        state = "stopped" if summary.interrupted else "finished"
-        print(
-            f"rank 0: {state} at step {summary.step} ({summary.accepted} accepted) in {summary.seconds:.1f} s, "
-            f"gate decisions {made[0].decisions.hexdigest()[:12]} -> {args.run}",
-            flush=True,
-        )
+        print("\n".join(summary_lines(summary)), flush=True)
+        print(f"rank 0: gate decisions {made[0].decisions.hexdigest()[:12]}", flush=True)
     else:
         shared = [None]
         dist.broadcast_object_list(shared, src=0)
@@ -516,15 +513,12 @@ def _config_from_yaml(text: str) -> MeqgConfig:
 
 
 def _progress(total: int):
-    every = max(1, total // 20)
+    """`meqg train`'s progress line, as it prints it to a pipe (every tenth of the run)."""
+    every = max(1, total // 10)
 
     def report(record: dict) -> None:
         if record["step"] % every == 0 or record["step"] == total:
-            print(
-                f"step {record['step']}/{total} loss {record['loss']:.4f} Delta {record['objective']['Delta']:.4f} "
-                f"accept {record['accept_rate']:.2f} {record['throughput']:.0f} concept-steps/s",
-                flush=True,
-            )
+            print(f"step {record['step']}/{total} {progress_line(record)}", flush=True)
 
     return report
 

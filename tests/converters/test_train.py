@@ -83,6 +83,10 @@ def test_two_ranks_train_as_one_and_the_run_answers(small_store_path, tmp_path):
     digests = decision_digests(result.stdout)
     assert set(digests) == {0, 1}, f"a rank said nothing; out: {result.stdout[-1500:]} err: {result.stderr[-1500:]}"
     assert digests[0] == digests[1] == one_process.trainer.decisions.hexdigest()[:12]
+    # rank 0 says what `meqg train` says: its progress line, then the summary and the validation tables
+    assert re.search(r"step 12/12 loss [0-9.]+ Delta [0-9.]+ accept \d+%.* Phi [0-9.]+ .* concepts/s", result.stdout)
+    assert f"{tmp_path / 'run2'}: finished at step 12" in result.stdout
+    assert "r@1 higher is better" in result.stdout and "model - " in result.stdout
     two, one = step_records(tmp_path / "run2"), step_records(tmp_path / "run1")
     assert [r["step"] for r in two] == list(range(1, 13))
     assert any(r["gate"]["retries"] for r in two)  # the gate had decisions to make
