@@ -39,14 +39,15 @@ MODELING = "modeling_meqg.py"
 
 USAGE = """# {run_id}: a meqg VMM for PyTorch
 
-Exported by `meqg export torch` from {checkpoint} (step {step}). Needs only `torch` and `safetensors`:
+Exported by `meqg export torch` from {checkpoint} (step {step}). Needs only `torch` and `safetensors`.
+Run from this directory, wherever it was moved (elsewhere, put its path in place of "."):
 
 ```python
 import sys, torch
-sys.path.insert(0, "{out}")
+sys.path.insert(0, ".")
 import modeling_meqg
 
-model = modeling_meqg.load_pretrained("{out}")           # eval mode, on the CPU
+model = modeling_meqg.load_pretrained(".")                # eval mode, on the CPU
 concepts = torch.randn(1, 5, {dim}); concepts /= concepts.norm(dim=-1, keepdim=True)
 out = model(concepts)                                      # out.next_vector (1, 5, {dim}): unit rows
 codes = model.rvq.encode(out.next_vector[0])               # RVQ codes of each prediction
@@ -131,7 +132,6 @@ def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
         run_id=meta["run_id"],
         checkpoint=checkpoint.name,
         step=state.get("step"),
-        out=out.resolve(),
         dim=args.concept_dim,
         origin_model=store.origin_model,
         concepts=config["store"]["concepts"],

@@ -126,6 +126,16 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     np.testing.assert_allclose(got["logits"], np.array(logits), atol=1e-5)
     assert float(np.abs(np.array(logits)).max()) > 0.1  # a trained planner, not zeros
 
+    # the README's own snippet runs from the export after it moved: it names no path of this machine
+    moved = tmp_path / "elsewhere" / "model"
+    moved.parent.mkdir()
+    out.rename(moved)
+    readme = (moved / "README.md").read_text()
+    assert str(tmp_path) not in readme
+    snippet = readme.split("```python\n")[1].split("```")[0]
+    ran = run_process([sys.executable, "-c", snippet + "print(out.next_vector.shape)"], timeout=300, cwd=moved)
+    assert ran.returncode == 0 and f"torch.Size([1, 5, {small_store.dim}])" in ran.stdout, ran.stderr
+
 
 def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run, small_store_path, tmp_path):
     """(`meqg` turns every MeqgError into one line and exit 2: tests/cli/test_one_line_errors.py.)"""
