@@ -30,8 +30,9 @@ KEYS = (
     ("?", "this help"),
     ("q", "quit"),
 )
-PLOTS = (
-    ("loss and Delta", ("loss", "Delta", "S_geo", "S_ent", "S_mod"), False),
+PLOTS = (  # each on its own axis: loss (~1-4) beside Delta (~10-30) would be flattened
+    ("loss: distance + InfoNCE", ("loss",), False),
+    ("Delta = S_geo + S_ent + lambda S_mod", ("Delta", "S_geo", "S_ent", "S_mod"), False),
     ("loss by batch: documents, relation walks", ("loss_documents", "loss_walks"), False),
     ("Phi", ("phi",), True),  # with the regime bands the run recorded
     ("acceptance rate and backtracks", ("accept_rate", "retries"), False),
