@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.text import Text
 
+from .options import RunStoreOption
 from .progress import out
 
 
@@ -58,6 +59,7 @@ def decode(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: RunStoreOption = None,
 ) -> None:
     """Vectors back to text: the nearest store concept when it is close enough, else the run's inverter
     (`meqg inverter train`), or a pretrained vec2text model, with the corrector loop."""
@@ -78,6 +80,7 @@ def decode(
             "embedder": vec2text_embedder,
             "column": column,
         },
+        store_path=store,
     )
     if vectors is not None:
         decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None

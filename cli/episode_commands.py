@@ -9,6 +9,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.text import Text
 
+from .options import RunStoreOption
 from .progress import out
 
 
@@ -39,6 +40,7 @@ def run_episode(
     relation: Annotated[
         str, typer.Option(help="The relation each step follows: one of the run's (vmm.relations in its config.yaml).")
     ] = "next",
+    store: RunStoreOption = None,
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.config import load_run
@@ -55,7 +57,7 @@ def run_episode(
     config = load_run(RunDir(run))[1]
     check_prompt(prompt, config.episode.max_prompt_chars)  # before the model and encoder load
     RelationVocabulary.of_model(config.vmm.relations).id(relation)
-    response = DiamondEngine.from_run(run).run(
+    response = DiamondEngine.from_run(run, store_path=store).run(
         prompt, names, budget, allow_unsafe_python=unsafe_python, relation=relation
     )
     if as_json:

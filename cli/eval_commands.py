@@ -20,7 +20,10 @@ def evaluate(
         Optional[Path], typer.Option("--run", help="Evaluate this trained run (its latest checkpoint and store).")
     ] = None,
     store: Annotated[
-        Optional[str], typer.Option("--store", help="Train and evaluate every variant x seed on this store.")
+        Optional[str],
+        typer.Option(
+            "--store", help="Train and evaluate every variant x seed on this store; with --run: the run's store, moved."
+        ),
     ] = None,
     chains: Annotated[
         Optional[Path], typer.Option("--chains", help="Chains to follow: one JSON list of texts per line.")
@@ -56,18 +59,18 @@ def evaluate(
     from meqg_mlx.eval.tool_success import parse_budgets
 
     budgets = parse_budgets(tool_budgets)
-    if (run is None) == (store is None):
-        raise InputError("give --run RUN (one run) or --store STORE (the ablations), not both or neither")
-    if store is not None:
+    if run is None and store is None:
+        raise InputError("give --run RUN (one run, --store: its store moved) or --store STORE (the ablations)")
+    if run is None:
         if output is None:
             raise InputError("--store needs --out: the variant runs and the report are written there")
         tools = (budgets, tool_tasks)
         rollouts = (horizon, prefix, snap)
         return ablations(store, output, variants, seeds, steps, rollouts, chains, config_file, tools, as_json)
-    one_run(run, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json)
+    one_run(run, store, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json)
 
 
-def one_run(run, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json) -> None:
+def one_run(run, store, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json) -> None:
     import numpy as np
 
     from meqg_mlx.eval.evaluate import evaluate_run
@@ -80,11 +83,11 @@ def one_run(run, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_
         check_new_output(output)
     if budgets:
         require_sandbox()
-    report = evaluate_run(run, chains, horizon, prefix, snap=snap)
+    report = evaluate_run(run, chains, horizon, prefix, snap=snap, store_path=store)
     tools = None
     if budgets:
         with progress_bar() as update:
-            tools = evaluate_run_tools(run, budgets, tool_tasks, progress=update)
+            tools = evaluate_run_tools(run, budgets, tool_tasks, progress=update, store_path=store)
     source = str(chains) if chains else "held-out documents and relation paths of the run's store"
     if output is not None:
         write_run_report(output, run, report, source, tools)

@@ -19,7 +19,6 @@ def register(root: typer.Typer) -> None:
 
 @app.command("train")
 def train(
-    store: Annotated[str, typer.Option("--store", help="Concept store whose texts and vectors it learns from.")],
     run: Annotated[
         Path,
         typer.Option(
@@ -30,17 +29,31 @@ def train(
     config_file: Annotated[
         Optional[Path], typer.Option("--config", help="YAML config (inversion and inverter sections used here).")
     ] = None,
+    store: Annotated[
+        Optional[str],
+        typer.Option(
+            "--store",
+            help="Concept store whose texts and vectors it learns from [default: the store of the run in --run].",
+        ),
+    ] = None,
 ) -> None:
     """Train the inverter; Ctrl-C stops after the current step and saves it."""
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
+    from meqg_mlx.errors import InputError
     from meqg_mlx.inversion.training import InverterTraining
+    from meqg_mlx.runs import RunDir
 
     config = load_config(config_file)
     if steps is not None:
         config.inversion.steps = steps
-    opened = ConceptStore.open(store)
+    if RunDir(run).exists():
+        opened = ConceptStore.of_run(RunDir(run).read_meta(), config.store, store)  # a --store elsewhere: moved
+    elif store is None:
+        raise InputError(f"{run} holds no run yet: give --store, the store the inverter learns from")
+    else:
+        opened = ConceptStore.open(store, config.store)
     every = max(config.inversion.steps // 10, 1)
     with progress_bar() as bar, stop_on_sigint() as stopped:
 

@@ -11,3 +11,7 @@ StoreOption = Annotated[
     typer.Option("--store", help="Concept store: a directory or s3://BUCKET/PATH [default: $MEQG_HOME/stores/stdlib]"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+RunStoreOption = Annotated[
+    Optional[str],
+    typer.Option("--store", help="The run's store where it is now, if it moved [default: where the run recorded it]."),
+]

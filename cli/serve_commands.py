@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import RunStoreOption
 from .progress import console
 
 
@@ -32,6 +33,7 @@ def serve(
     request_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a client has to send a request's headers, and then its body.")
     ] = 10.0,
+    store: RunStoreOption = None,
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
     from meqg_mlx.episode.engine import DiamondEngine
@@ -55,7 +57,7 @@ def serve(
     )
     listener = listening_socket(host, port)  # before the model loads: a port in use fails at once
     console.print(f"meqg serve: loading {run}")
-    engine = DiamondEngine.from_run(run)
+    engine = DiamondEngine.from_run(run, store_path=store)
     console.print(
         f"meqg serve: http://{host}:{port}/v1/diamond/run (python tool {'on' if allow_python else 'off'}; Ctrl-C stops)"
     )

@@ -39,7 +39,7 @@ from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
 
-from .export import require_new_output, store_record
+from .export import require_new_output
 from .torch_bert import SentenceEncoder
 from .torch_vmm import CONV_KERNEL, VMM, Memory, VMMCache
 from .weights import load_checkpoint_vmm
@@ -236,7 +236,7 @@ def export_coreml(run_dir: str | Path, out_dir: str | Path, report: Callable[[st
         },
         "concepts": {"vectors": "concepts.bin", "dtype": "float16", "shape": list(vectors.shape),
                      "texts": "concepts.json"},
-        "store": store_record(store),
+        "store": store.record(),
         "run": {"path": str(run.path.resolve()), "run_id": meta["run_id"], "checkpoint": checkpoint.name},
     }  # fmt: skip
     edges = None

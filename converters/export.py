@@ -25,7 +25,6 @@ import torch
 from safetensors.torch import save_file
 
 from meqg_mlx.atomic import replaced_dir
-from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import STATE
@@ -92,17 +91,6 @@ def require_new_output(out: Path) -> None:
         raise MeqgError(f"{out} already exists and is not an empty directory: choose another --out")
 
 
-def store_record(store: ConceptStore) -> dict:
-    """What an export says of the store its run trained on."""
-    return {
-        "path": store.uri,
-        "origin_model": store.origin_model,
-        "dim": store.dim,
-        "concepts": store.count(),
-        "version": store.table.version,
-    }
-
-
 def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the run's latest checkpoint as a PyTorch export in `out_dir` (new, or an empty directory)."""
     out = Path(out_dir)
@@ -124,7 +112,7 @@ def export_torch(run_dir: str | Path, out_dir: str | Path) -> Path:
         "concept_dim": args.concept_dim,
         "rvq": {"levels": args.rvq_levels, "codes": args.rvq_codes, "tensor": "rvq.codebooks"},
         "experts": {"count": args.n_experts, "top_k": args.top_k, "centroids_tensor": "expert_centroids"},
-        "store": store_record(store),
+        "store": store.record(),
         "run": {"run_id": meta["run_id"], "checkpoint": checkpoint.name, "step": state.get("step")},
         "torch_version": torch.__version__,
     }

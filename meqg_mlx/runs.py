@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .atomic import write_text
 from .errors import MeqgError
-from .paths import store_uri
+from .paths import is_remote, store_uri
 
 CHECKPOINT_PREFIX = "step-"
 # inside a checkpoint directory (and, for WEIGHTS and CONFIG, the inverter's model/)
@@ -115,11 +115,14 @@ class RunDir:
         if self.exists():
             raise MeqgError(f"{self.path} already holds a run; pass --resume to continue it or choose another --run")
 
-    def create(self, store_path: str | Path, config_yaml: str) -> dict:
-        """A new run on `store_path`: config.yaml, then run.json (written once, here)."""
+    def create(self, store_path: str | Path, config_yaml: str, store_record: dict | None = None) -> dict:
+        """A new run on `store_path`: config.yaml, then run.json (written once, here), which keeps
+        `store_record` (`ConceptStore.record`: what a moved store is checked against)."""
         self.ensure_new()
         self.check_directory()
         meta = {"run_id": uuid.uuid4().hex[:12], "store": store_uri(store_path), "created_at": time.time()}
+        if store_record is not None:
+            meta["store_record"] = store_record
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.write_config(config_yaml)
@@ -128,11 +131,14 @@ class RunDir:
             raise MeqgError(f"cannot write the run directory {self.path}: {exc.strerror or exc}") from None
         return meta
 
-    def for_store(self, store_path: str | Path, config_yaml: str) -> dict:
-        """run.json of this run, created (with `config_yaml`) when it is new; a run on another store is an error."""
+    def for_store(self, store_path: str | Path, config_yaml: str, store_record: dict | None = None) -> dict:
+        """run.json of this run, created (with `config_yaml`) when it is new; a run on another store is an
+        error. A local store no longer where the run recorded it has moved: the caller checked the one it
+        gives (`ConceptStore.of_run`)."""
         if not self.exists():
-            return self.create(store_path, config_yaml)
+            return self.create(store_path, config_yaml, store_record)
         meta = self.read_meta()
-        if store_uri(meta["store"]) != store_uri(store_path):
-            raise MeqgError(f"{self.path} is a run on the store {meta['store']}, not {store_uri(store_path)}")
+        recorded = meta["store"]
+        if store_uri(recorded) != store_uri(store_path) and (is_remote(recorded) or Path(recorded).exists()):
+            raise MeqgError(f"{self.path} is a run on the store {recorded}, not {store_uri(store_path)}")
         return meta

@@ -182,6 +182,39 @@ class ConceptStore:
                 return store
             return cls.create(uri, dim, origin_model, config)
 
+    @classmethod
+    def of_run(cls, meta: dict, config: StoreConfig, path: str | Path | None = None) -> "ConceptStore":
+        """The store a run (its run.json `meta`) trained on: where it recorded it, or at `path` (the same
+        store, moved), which must hold the recorded encoder's vectors and at least the recorded version."""
+        if path is None:
+            if not cls.locate(meta["store"], config).exists():
+                raise StoreError(
+                    f"the run's store {meta['store']} is not there (moved or deleted): "
+                    "pass --store with where it is now"
+                )
+            return cls.open(meta["store"], config)
+        store = cls.open(path, config)
+        recorded = meta.get("store_record") or {}
+        for key, value in (("origin_model", store.origin_model), ("dim", store.dim)):
+            if key in recorded and recorded[key] != value:
+                raise StoreError(f"{store.uri} holds {key} {value!r}; the run trained on {recorded[key]!r}")
+        if recorded.get("version", 0) > store.table.version:
+            raise StoreError(
+                f"{store.uri} is at table version {store.table.version}, older than the run's store "
+                f"(version {recorded['version']}): not the store the run trained on"
+            )
+        return store
+
+    def record(self) -> dict:
+        """What a run (run.json) and an export say of the store: where, which encoder, how many, which version."""
+        return {
+            "path": self.uri,
+            "origin_model": self.origin_model,
+            "dim": self.dim,
+            "concepts": self.count(),
+            "version": self.table.version,
+        }
+
     def check_model(self, origin_model: str, dim: int) -> None:
         """Refuse to mix models or dims in one vector column."""
         if dim != self.dim:

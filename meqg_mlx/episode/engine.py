@@ -93,9 +93,12 @@ class DiamondEngine:
         self.state_bytes = state_bytes(self.args)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, embedder: Embedder | None = None) -> "DiamondEngine":
-        """The run's latest checkpoint on its store, decoding with its inverter when it has one."""
-        trained = TrainedRun.open(run_dir)
+    def from_run(
+        cls, run_dir: str | Path, embedder: Embedder | None = None, store_path: str | Path | None = None
+    ) -> "DiamondEngine":
+        """The run's latest checkpoint on its store (or at `store_path`: moved), decoding with its inverter
+        when it has one."""
+        trained = TrainedRun.open(run_dir, store_path=store_path)
         decoder = RunDecoder.for_run(trained.run, trained.meta, trained.config, embedder=embedder, store=trained.store)
         return cls(trained.model, trained.store, decoder.embedder, trained.config, decoder.corrector, trained.memory)
 

@@ -180,16 +180,17 @@ def evaluate_run(
     prefix: int = DEFAULT_PREFIX,
     embedder=None,
     snap: bool = False,
+    store_path: str | Path | None = None,
 ) -> ChainReport:
     """The run's latest checkpoint on held-out chains of its store (or the file's chains); `snap` feeds
-    each free-running step the concept it decodes to."""
+    each free-running step the concept it decodes to; `store_path`: the run's store, moved."""
     from ..encoder import embedder_from_config
     from ..train.trained import TrainedRun
     from .tasks import file_chains, held_out_chains, store_candidates
 
     if horizon < 1 or prefix < 1:
         raise InputError(f"horizon and prefix must be at least 1, got {horizon} and {prefix}")
-    trained = TrainedRun.open(run_dir)
+    trained = TrainedRun.open(run_dir, store_path=store_path)
     store, table, vocabulary = trained.store, trained.table, trained.vocabulary
     candidates = store_candidates(store, table)
     if chains_file is not None:

@@ -215,15 +215,17 @@ def evaluate_run_tools(
     embedder=None,
     progress: Progress = no_progress,
     label: str = "tool episodes",
+    store_path=None,
 ) -> ToolReport:
-    """The run's latest checkpoint in Diamond episodes with the python tool (it needs the OS sandbox)."""
+    """The run's latest checkpoint (on its store, or at `store_path`: moved) in Diamond episodes with the
+    python tool (it needs the OS sandbox)."""
     from ..concepts.store import normalize_text
     from ..episode.engine import DiamondEngine
     from ..train.sequences import ConceptTable
     from .tasks import store_candidates, with_texts
 
     require_sandbox()
-    engine = DiamondEngine.from_run(run_dir, embedder)
+    engine = DiamondEngine.from_run(run_dir, embedder, store_path)
     tasks = generate_tasks(count)
     candidates, row_of = with_texts(
         store_candidates(engine.store, ConceptTable(engine.store)), [t.answer for t in tasks], engine.embedder

@@ -87,14 +87,17 @@ class RunDecoder:
         threshold: float | None = None,
         embedder: Embedder | None = None,
         vec2text: dict[str, str] | None = None,
+        store_path: str | Path | None = None,
     ) -> "RunDecoder":
-        """A run's decoder: its store, its encoder and its inverter (or the vec2text models its settings name).
+        """A run's decoder: its store (or the one at `store_path`: moved), its encoder and its inverter (or
+        the vec2text models its settings name).
 
         `vec2text` overrides the inversion.vec2text_* settings (keys inverter, corrector, embedder, column).
         """
         run = RunDir(run_dir)
         meta, config = load_run(run)
-        return cls.for_run(run, meta, config, threshold, embedder, vec2text)
+        store = ConceptStore.of_run(meta, config.store, store_path)
+        return cls.for_run(run, meta, config, threshold, embedder, vec2text, store)
 
     @classmethod
     def for_run(
@@ -113,7 +116,7 @@ class RunDecoder:
         inversion = dataclasses.replace(
             inversion, **{f"vec2text_{k}": str(v) for k, v in (vec2text or {}).items() if v is not None}
         )
-        store = store or ConceptStore.open(meta["store"], config.store)
+        store = store or ConceptStore.of_run(meta, config.store)
         embedder = embedder or embedder_from_config(config)
         store.check_model(embedder.name, embedder.dim)
         corrector = None

@@ -131,7 +131,7 @@ class InverterTraining:
             raise InputError(f"the inverter needs its embedder's tokenizer.json; {embedder.name} has none")
         store.check_model(embedder.name, embedder.dim)
         run = RunDir(run_dir)
-        self.run_id = run.for_store(store.uri, to_yaml(config))["run_id"]
+        self.run_id = run.for_store(store.uri, to_yaml(config), store.record())["run_id"]
         self.store, self.embedder, self.config = store, embedder, config
         self.inversion = config.inversion
         self.inverter = run.inverter

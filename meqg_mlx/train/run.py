@@ -58,15 +58,15 @@ class TrainingRun:
             raise ConfigError(f"steps must be at least 1, got {steps}")
         if resume:
             meta, config = load_run(run, "no run to resume in")
-            store_path = store_path or meta["store"]
+            self.store = ConceptStore.of_run(meta, config.store, store_path)
         else:
             run.ensure_new()
             if store_path is None:
                 raise MeqgError("a new run needs a store (--store)")
             config = copy.deepcopy(config) if config else MeqgConfig()
+            self.store = ConceptStore.open(store_path, config.store)
         if steps is not None:
             config.train.steps = steps
-        self.store = ConceptStore.open(store_path, config.store)
         self.config = config
         self.trainer = make_trainer(self.store, config)
         self.trainer.cache_dir = meqg_home() / "cache"
@@ -83,7 +83,7 @@ class TrainingRun:
         if resume:
             run.write_config(to_yaml(config))  # a resume may have a new step target
         else:
-            meta = run.create(store_path, to_yaml(config))
+            meta = run.create(store_path, to_yaml(config), self.store.record())
         self.run_id = meta["run_id"]
         self.telemetry = TelemetryWriter(run, self.run_id, self.trainer.state.step if resume else None)
         self.phi: float | None = None

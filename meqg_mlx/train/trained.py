@@ -31,12 +31,15 @@ class TrainedRun:
     store: ConceptStore
 
     @classmethod
-    def open(cls, run_dir: str | Path | RunDir, store: ConceptStore | None = None) -> "TrainedRun":
-        """The run in `run_dir` (one-line errors for a missing run, config or checkpoint) on its store."""
+    def open(
+        cls, run_dir: str | Path | RunDir, store: ConceptStore | None = None, store_path: str | Path | None = None
+    ) -> "TrainedRun":
+        """The run in `run_dir` (one-line errors for a missing run, config or checkpoint) on its store, the
+        one given, or the one at `store_path` (`ConceptStore.of_run`: the run's store, moved)."""
         run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         meta, config = load_run(run)
         checkpoint = run.require_checkpoint()
-        return cls(run, meta, config, checkpoint, store or ConceptStore.open(meta["store"], config.store))
+        return cls(run, meta, config, checkpoint, store or ConceptStore.of_run(meta, config.store, store_path))
 
     @property
     def args(self) -> ModelArgs:
