@@ -24,7 +24,7 @@ import meqg_mlx  # noqa: F401  (sets up BLAS for when mlx is first imported)
 import mlx.core as mx
 import numpy as np
 from meqg_mlx.backend import doctor_report
-from meqg_mlx.config import MeqgConfig, from_dict
+from meqg_mlx.config import load_config
 from meqg_mlx.vmm.model import VMM, ModelArgs
 
 CONCEPT_DIM = 384  # all-MiniLM-L6-v2's
@@ -81,9 +81,9 @@ def main() -> None:
     parser.add_argument("--demo", action="store_true", help="meqg demo's VMM instead of the default ModelArgs")
     args = parser.parse_args()
     if args.demo:
-        from meqg_cli.demo_commands import DEMO_SETTINGS
+        from meqg_data import DEMO_CONFIG
 
-        model_args = from_dict(MeqgConfig, {"vmm": DEMO_SETTINGS["vmm"]}).vmm
+        model_args = load_config(DEMO_CONFIG).vmm
     else:
         model_args = ModelArgs()
     model_args = dataclasses.replace(model_args, concept_dim=CONCEPT_DIM)

@@ -23,12 +23,6 @@ from .options import StoreOption
 from .progress import console, out
 from .train_commands import print_summary, train_with_progress
 
-DEMO_SETTINGS = {  # a small VMM that trains in a few minutes on 2 CPU cores
-    "vmm": {"d_model": 64, "n_layers": 2, "d_state": 16, "head_dim": 32, "chunk_size": 16, "n_experts": 4,
-            "d_ff": 128, "rvq_levels": 2, "rvq_codes": 64},
-    "train": {"steps": 1500, "batch_size": 16, "seq_len": 32, "eval_every": 1500, "checkpoint_every": 500,
-              "kappa_every": 250, "validation_windows": 128, "baseline_mlp_steps": 100},
-}  # fmt: skip
 WORDNET_SOURCE = "wordnet@animal,food"  # 5,609 synsets: seconds to embed, where all of WordNet takes minutes
 CHAIN_RELATIONS = ("hypernym", "contains", "next")  # the held-out chain rolled out: the first kind the store has
 QUERIES = ("sort a list in place", "read a file line by line", "parse JSON from a string",
@@ -44,13 +38,16 @@ def register(app: typer.Typer) -> None:
 def demo(
     store: StoreOption = None,
     run: Annotated[Optional[Path], typer.Option("--run", help="Run directory [default: $MEQG_HOME/runs/demo]")] = None,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = DEMO_SETTINGS["train"]["steps"],
+    steps: Annotated[
+        Optional[int], typer.Option(min=1, help="Training steps [default: train.steps of data/configs/demo.yaml].")
+    ] = None,
 ) -> None:
     """The main job: store (built if missing), search, a small gated VMM, one episode, one decode round trip."""
     from meqg_mlx.concepts import ConceptStore
     from meqg_mlx.concepts.search import search_subjects
     from meqg_mlx.concepts.sources.wordnet import find_wordnet
-    from meqg_mlx.config import MeqgConfig, from_dict
+    from meqg_mlx.config import load_config
+    from meqg_data import DEMO_CONFIG
     from meqg_mlx.encoder import default_embedder
     from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
@@ -76,8 +73,12 @@ def demo(
         store_commands.print_results(query, search_subjects(concepts, embedder.encode([query])[0], 3))
 
     run = run or new_run_dir("demo")
-    out.print(f"\n[bold]training a small VMM[/] for {steps} gated steps into {run}", soft_wrap=True)
-    training = TrainingRun(run, store, from_dict(MeqgConfig, DEMO_SETTINGS), steps=steps)
+    config = load_config(DEMO_CONFIG)
+    steps = steps or config.train.steps
+    out.print(
+        f"\n[bold]training a small VMM[/] ({DEMO_CONFIG.name}) for {steps} gated steps into {run}", soft_wrap=True
+    )
+    training = TrainingRun(run, store, config, steps=steps)
     split = training.trainer.split
     out.print(
         f"{training.trainer.model.parameter_count():,} parameters, "

@@ -13,10 +13,11 @@ def run(code: str, cwd) -> str:
 def test_no_top_level_cli_tui_or_converters_module(tmp_path):
     found = run(
         "import importlib.util as u; print([u.find_spec(n) is not None for n in "
-        "('cli', 'tui', 'converters', 'metal', 'meqg_cli', 'meqg_tui', 'meqg_converters', 'meqg_metal', 'meqg_mlx')])",
+        "('cli', 'tui', 'converters', 'metal', 'data', "
+        "'meqg_cli', 'meqg_tui', 'meqg_converters', 'meqg_metal', 'meqg_data', 'meqg_mlx')])",
         tmp_path,
     )
-    assert found == "[False, False, False, False, True, True, True, True, True]"
+    assert found == "[False, False, False, False, False, True, True, True, True, True, True]"
 
 
 def test_library_does_not_import_cli_or_tui(tmp_path):

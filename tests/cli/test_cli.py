@@ -122,6 +122,9 @@ def test_demo_on_an_existing_store(small_store_path, tmp_path):
     result = meqg("demo", "--store", str(small_store_path), "--run", str(tmp_path / "run"), "--steps", "3")
     assert result.returncode == 0, result.stderr
     assert "finished at step 3" in result.stdout and "knn_successor@8" in result.stdout
+    # the model it trains is the shipped config's, which users can train themselves
+    assert "training a small VMM (demo.yaml)" in result.stdout
+    assert "d_model: 64" in (tmp_path / "run" / "config.yaml").read_text()
     assert "a held-out chain rolled out (next -> next) from" in result.stdout  # no WordNet in the small store
     assert result.stdout.count("      next -> ") == 2  # each step decoded
     assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
