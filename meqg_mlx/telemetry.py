@@ -153,3 +153,44 @@ def parse_lines(lines) -> tuple[list[dict], int]:
 def read_telemetry(path: str | Path) -> tuple[list[dict], int]:
     """All valid records and the number of lines that are not (a torn last line counts)."""
     return parse_lines(Path(path).read_bytes().splitlines())
+
+
+LIVE_SECONDS = 120.0  # a run with no end record whose telemetry changed this recently is still training
+
+
+def run_overview(run: RunDir) -> dict:
+    """One run at a glance (`meqg runs`), from its run.json, telemetry and directories: id, status,
+    step, store, parameters, the last validation (per relation: model recall@1, the best baseline's,
+    their difference), whether it has an inverter, and when it last changed."""
+    meta = run.read_meta()
+    records = read_telemetry(run.telemetry_path)[0] if run.telemetry_path.is_file() else []
+    changed = max(p.stat().st_mtime for p in (run.meta_path, run.telemetry_path) if p.exists())
+    steps = [r for r in records if r.get("event") == "step"]
+    started = [r for r in records if r.get("event") == "checkpoint" and r.get("action") == "started"]
+    ended = records[-1].get("status") if records and records[-1].get("event") == "run" else None
+    status = ended or ("running" if time.time() - changed < LIVE_SECONDS else "unfinished")  # no end record
+    evals = [r for r in records if r.get("event") == "eval" and r.get("versus")]
+    validation = {}
+    if evals:
+        last = evals[-1]
+        for relation, versus in last["versus"].items():
+            validation[relation] = {
+                "step": last["step"],
+                "model": last["tables"][relation]["model"]["recall@1"],
+                "baseline": versus["baseline"],
+                "baseline_recall@1": last["tables"][relation][versus["baseline"]]["recall@1"],
+                "difference": versus["recall@1"],
+                "low": versus["low"],
+                "high": versus["high"],
+            }
+    return {
+        "run": str(run.path),
+        "run_id": meta.get("run_id"),
+        "status": status,
+        "step": steps[-1]["step"] if steps else 0,
+        "store": meta.get("store"),
+        "parameters": started[0].get("parameters") if started else None,
+        "validation": validation,
+        "inverter": run.inverter.model_dir.exists(),
+        "modified": changed,
+    }
