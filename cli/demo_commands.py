@@ -20,7 +20,7 @@ from .data_commands import build
 from .decode_commands import print_decoded
 from .episode_commands import print_response
 from .options import StoreOption
-from .progress import console, out
+from .progress import console, out, short
 from .train_commands import print_summary, train_with_progress
 
 WORDNET_SOURCE = "wordnet@animal,food"  # 5,609 synsets: seconds to embed, where all of WordNet takes minutes
@@ -119,7 +119,6 @@ def roll_held_out_chain(run: Path, steps: int = 2) -> None:
     free-running, each prediction decoded to the nearest store concept outside the context."""
     import numpy as np
 
-    from meqg_mlx.eval.evaluate import vmm_predictor
     from meqg_mlx.eval.tasks import held_out_chains
     from meqg_mlx.train.trained import TrainedRun
 
@@ -134,23 +133,16 @@ def roll_held_out_chain(run: Path, steps: int = 2) -> None:
         return
     texts = [row["text"] for row in trained.store.get(table.ids[picked.rows].tolist())]
     names = [vocabulary.names[r] for r in picked.relations]
-    out.print(
-        f"\n[bold]a held-out chain rolled out[/] ({' -> '.join(names)}) from {_short(texts[0])!r}", soft_wrap=True
-    )
-    predict, context, used = vmm_predictor(trained), table.vectors[picked.rows[:1]], [int(picked.rows[0])]
+    out.print(f"\n[bold]a held-out chain rolled out[/] ({' -> '.join(names)}) from {short(texts[0])!r}", soft_wrap=True)
+    predict, context, used = trained.next_vectors, table.vectors[picked.rows[:1]], [int(picked.rows[0])]
     for step, relation in enumerate(picked.relations):
         predicted = predict(context[None], picked.relations[None, : step + 1])[0]
         cosines = table.vectors @ predicted
         cosines[used] = -np.inf
         guess = int(np.argmax(cosines))
         truth = int(picked.rows[step + 1])
-        mark = "right" if guess == truth else f"truth: {_short(texts[step + 1])!r}"
+        mark = "right" if guess == truth else f"truth: {short(texts[step + 1])!r}"
         guessed = trained.store.get([int(table.ids[guess])])[0]["text"]
-        out.print(f"  {names[step]:>9} -> {_short(guessed)!r} ({mark})")
+        out.print(f"  {names[step]:>9} -> {short(guessed)!r} ({mark})")
         context = np.concatenate([context, (predicted / np.linalg.norm(predicted))[None].astype(np.float32)])
         used.append(guess)
-
-
-def _short(text: str, width: int = 70) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 3] + "..."

@@ -30,3 +30,9 @@ def progress_bar():
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def short(text: str, width: int = 70) -> str:
+    """`text` on one line, cut to `width` characters (with ...) for a table or a list."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -156,23 +156,6 @@ def baseline_predictors(trained, relations: set[int]) -> dict[str, Predict]:
     return predictors
 
 
-def vmm_predictor(trained) -> Predict:
-    """The VMM's next-concept vector after each context (the last position's output); `trained` a
-    `train.trained.TrainedRun`, whose memory each position reads."""
-    import mlx.core as mx
-
-    def predict(context: np.ndarray, relations: np.ndarray) -> np.ndarray:
-        memory = None
-        if trained.memory is not None:
-            memory = trained.memory.read_last(context[:, -1], relations[:, -1], context.shape[1])
-        out = trained.model(
-            mx.array(context.astype(np.float32)), relations=mx.array(relations.astype(np.int32)), memory=memory
-        )
-        return np.array(out.next_vector[:, -1], dtype=np.float64)
-
-    return predict
-
-
 def evaluate_run(
     run_dir: str | Path,
     chains_file: str | Path | None = None,
@@ -199,7 +182,7 @@ def evaluate_run(
     else:
         validation_fraction = trained.config.train.validation_fraction
         chains = held_out_chains(store, table, validation_fraction, prefix + horizon, vocabulary)
-    report = evaluate_chains(vmm_predictor(trained), candidates, chains, prefix, snap)
+    report = evaluate_chains(trained.next_vectors, candidates, chains, prefix, snap)
     report.baselines = cached_baseline_cascades(trained, candidates, chains, prefix, snap)
     return report
 

@@ -12,6 +12,9 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlx.core as mx
+import numpy as np
+
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig, load_run
 from ..runs import RunDir
@@ -76,3 +79,39 @@ class TrainedRun:
         return RelationMemory(
             self.table.vectors, self.training_edges, len(self.vocabulary), self.args.memory_slots, groups
         )
+
+    def next_vectors(self, context: np.ndarray, relations: np.ndarray) -> np.ndarray:
+        """(N, T, d) contexts, (N, T) the relation each position follows -> (N, d) the model's next-concept
+        vector after each context's last concept, reading its memory there."""
+        memory = None
+        if self.memory is not None:
+            memory = self.memory.read_last(context[:, -1], relations[:, -1], context.shape[1])
+        out = self.model(
+            mx.array(context.astype(np.float32)), relations=mx.array(relations.astype(np.int32)), memory=memory
+        )
+        return np.array(out.next_vector[:, -1], dtype=np.float64)
+
+    def predict(self, start: np.ndarray, relation: str = "next", k: int = 5, steps: int = 1) -> list[list[dict]]:
+        """From a concept vector, `steps` greedy steps along `relation`: each step's k nearest store concepts
+        to the model's prediction (concepts already in the context left out), and the nearest fed on."""
+        relation_id = self.vocabulary.id(relation)
+        vectors = self.table.vectors
+        text_of = dict(
+            zip(*(self.store.columns(["concept_id", "text"])[c].to_pylist() for c in ("concept_id", "text")))
+        )
+        context, seen, found = [np.asarray(start, np.float32)], set(), []
+        nearest = int(np.argmax(vectors @ context[0]))
+        if float(vectors[nearest] @ context[0]) > 1 - 1e-6:
+            seen.add(nearest)  # the start is a store concept: not an answer
+        for _ in range(steps):
+            predicted = self.next_vectors(np.stack(context)[None], np.full((1, len(context)), relation_id))[0]
+            cosine = vectors @ (predicted / max(np.linalg.norm(predicted), 1e-12))
+            cosine[list(seen)] = -np.inf
+            top = np.argsort(-cosine)[:k]
+            ids = self.table.ids[top]
+            found.append(
+                [{"id": int(i), "cosine": float(cosine[r]), "text": text_of[int(i)]} for i, r in zip(ids, top)]
+            )
+            seen.add(int(top[0]))
+            context.append(vectors[top[0]])
+        return found
