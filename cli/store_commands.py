@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from .options import JsonOption, StoreOption
+from .progress import out
 
 app = typer.Typer(help="Inspect and search a concept store.", no_args_is_help=True)
 
@@ -146,6 +147,38 @@ def show(
     print(f"{'text':>12}: {row['text']}")
     for relation_type, weight, target in neighbors:
         print(f"{relation_type:>12} -> {target['concept_id']:>7} ({weight:.2f}) {target['text'].splitlines()[0][:90]}")
+
+
+@app.command()
+def remove(
+    concept_ids: Annotated[Optional[List[int]], typer.Argument(help="Concept ids to delete.")] = None,
+    source: Annotated[
+        Optional[str], typer.Option(help="Also delete every concept of this source (e.g. inversion: write-back).")
+    ] = None,
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete concepts and the relations pointing at them, as one new store version."""
+    from meqg_mlx.errors import InputError
+
+    concepts = _open(store)
+    ids = list(concept_ids or [])
+    if source is not None:
+        found = concepts.columns(["concept_id"], where=f"source = '{source.replace(chr(39), chr(39) * 2)}'")
+        if not found.num_rows:
+            raise InputError(f"no concept of source {source!r} in {concepts.uri}")
+        ids += found["concept_id"].to_pylist()
+    if not ids:
+        raise InputError("give the concept ids to remove, or --source SOURCE")
+    result = concepts.remove(ids)
+    if as_json:
+        print(json.dumps(result))
+        return
+    out.print(
+        f"{concepts.uri}: removed {result['removed']} concepts and {result['relations_dropped']} relations pointing at "
+        f"them; {concepts.count()} concepts left (table version {result['version']})",
+        soft_wrap=True,
+    )
 
 
 @app.command("add-vectors")

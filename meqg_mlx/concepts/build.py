@@ -299,9 +299,5 @@ def _refresh_domains(
         if progress:
             progress("learning domains (k-means)", 1, 1)
     elif summary.added:
-        counts = np.bincount(np.asarray(store.columns(["domain"])["domain"].to_pylist()), minlength=1)
-        rows = store.domains()
-        for row in rows:
-            row["count"] = int(counts[row["domain"]]) if row["domain"] < len(counts) else 0
-        store.write_domains(rows)
+        store.recount_domains()
     summary.domain_seconds = time.perf_counter() - started

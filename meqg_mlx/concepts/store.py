@@ -309,6 +309,44 @@ class ConceptStore:
             self._index = None
             return self.table.version
 
+    def remove(self, ids: list[int]) -> dict:
+        """Delete concepts, and the relations of other concepts that point at them, in one commit (one
+        table version); the domains' counts and representatives, and an in-memory search index, follow.
+        An id the store does not hold is refused before anything changes."""
+        gone = sorted({int(i) for i in ids})
+        if not gone:
+            raise InputError("no concept ids to remove")
+        with self.writing():
+            held = {row["concept_id"] for row in self.get(gone)}
+            missing = [i for i in gone if i not in held]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise InputError(f"no concept with id {missing[0]} in {self.uri}{more}: nothing removed")
+            dropped, changed_ids, changed = 0, [], []
+            columns = self.columns(["concept_id", "relations"])
+            removed = set(gone)
+            for concept_id, relations in zip(columns["concept_id"].to_pylist(), columns["relations"].to_pylist()):
+                if concept_id in removed or not relations:
+                    continue
+                kept = [r for r in relations if r["target_id"] not in removed]
+                if len(kept) < len(relations):
+                    dropped += len(relations) - len(kept)
+                    changed_ids.append(concept_id)
+                    changed.append(kept)
+            update = pa.table(
+                {
+                    "concept_id": pa.array(changed_ids, pa.int64()),
+                    "relations": pa.array(changed, pa.list_(RELATION_TYPE)),
+                }
+            )
+            merge = self.table.merge_insert("concept_id").when_matched_update_all()
+            merge.when_not_matched_by_source_delete(f"concept_id IN ({', '.join(map(str, gone))})").execute(update)
+            self._index = self._positions = None
+            self.recount_domains()
+            if PartitionedIndex.load(self.location) is not None:
+                self.build_index(force=True, kind="memory")  # its partitions held the removed vectors
+            return {"removed": len(gone), "relations_dropped": dropped, "version": self.table.version}
+
     # ----- more vector columns (concepts/columns.py) ------------------------------------------------
     def vector_columns(self) -> dict[str, dict]:
         """Extra vector columns: name -> {origin_model, dim, normalized}; `vector` is the main one."""
@@ -603,6 +641,19 @@ class ConceptStore:
         table = pa.Table.from_pylist(domains, schema=domains_schema(self.dim))
         with self.writing():
             self.db.create_table(DOMAINS_TABLE, table, mode="overwrite")
+
+    def recount_domains(self) -> None:
+        """The domains' member counts (and representatives still in the store) from the concepts' labels."""
+        rows = self.domains()
+        if not rows:
+            return
+        labels = np.asarray(self.columns(["domain"])["domain"].to_pylist(), np.int64)
+        counts = np.bincount(labels[labels >= 0], minlength=len(rows))
+        held = set(self.columns(["concept_id"])["concept_id"].to_pylist())
+        for row in rows:
+            row["count"] = int(counts[row["domain"]]) if row["domain"] < len(counts) else 0
+            row["representative_ids"] = [i for i in row["representative_ids"] if i in held]
+        self.write_domains(rows)
 
     def set_concept_domains(self, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
         """Update each concept's domain and domain_scores in one merge commit."""
