@@ -17,7 +17,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from meqg_mlx.errors import ConfigError, MeqgError
 from meqg_mlx.runs import RunDir
-from meqg_mlx.train.report import progress_line, summary_lines
 from .progress import console, out
 
 
@@ -213,6 +212,8 @@ def stop_worker(worker: subprocess.Popen, grace: float = 300.0) -> None:
 
 def train_with_progress(training, also_stop=lambda: False):
     """Run `training` with a progress line; the first Ctrl-C (or `also_stop()`) stops after the current step."""
+    from meqg_mlx.train.report import progress_line
+
     total = training.config.train.steps
     columns = (TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn())
     every = max(total // 10, 1)
@@ -248,5 +249,7 @@ def stop_on_sigint():
 
 def print_summary(summary) -> None:
     """The run's closing summary and validation tables (`train.report`, as the torch engine prints them)."""
+    from meqg_mlx.train.report import summary_lines
+
     for line in summary_lines(summary):
         out.print(line, soft_wrap=True, markup=False, highlight=False)
