@@ -172,7 +172,7 @@ def tool_markdown(series: dict[str, dict], budgets: list[float], tasks: int) -> 
         "the episode ends within its budget on a concept that decodes to the printed answer. Tool answered: "
         "the sandboxed program printed the answer in time (the tool runs before the rollout, so this is the "
         "same for every variant by construction). Kept: of those, the share the rollout ended on the answer. "
-        "Intervals are Student-t over seeds: with 3 seeds they are wide and may pass 0 or 1.",
+        "Intervals are Student-t over seeds: with few seeds they are wide and may pass 0 or 1.",
         "",
         f"| | {header} |",
         "|---|" + "---|" * len(budgets),
@@ -220,7 +220,7 @@ def ablation_markdown(summary: dict) -> str:
     lines = [
         "# meqg eval: does the gate, does the ledger help?",
         "",
-        f"Store `{settings['store']}`; chains: {settings['chains'] or 'held-out documents'}; "
+        f"Store `{settings['store']}`; chains: {settings['chains'] or 'held-out documents and relation paths'}; "
         f"{settings['seeds']} seed(s) per variant; each run may spend the compute of {settings['steps']} "
         f"ungated steps; horizon {horizon}{reached}, prefix {settings['prefix']}; "
         f"{FED[settings.get('snap', False)]}. Means with 95% t-intervals over seeds.",
