@@ -143,7 +143,7 @@ def baseline_predictors(trained, relations: set[int]) -> dict[str, Predict]:
         **{name: mapped(name) for name in names},
     }
     if 0 in relations and trained.split.train_docs:
-        lcm = fit_base_lcm(trained.table, trained.split.train_docs, Budget.of(tc), trained.args.d_model, tc.seed)
+        lcm = fit_base_lcm(trained.table, trained.split.train_docs, Budget.of(trained.config), tc.seed)
 
         def transformer(context: np.ndarray, followed: np.ndarray) -> np.ndarray:
             out = context[:, -1].astype(np.float32)
@@ -211,7 +211,7 @@ def cached_baseline_cascades(trained, candidates: Candidates, chains: list[Chain
         "prefix": prefix,
         "snap": snap,
         "mlp_steps": tc.baseline_mlp_steps,
-        "transformer": {**asdict(Budget.of(tc)), "d_model": trained.args.d_model},
+        "transformer": asdict(Budget.of(trained.config)),
         "seed": tc.seed,
     }
     path = cache_path(meqg_home() / "cache", "chain-baselines", key).with_suffix(".json")

@@ -69,8 +69,10 @@ class BaseLCM(nn.Module):
 
 @dataclass
 class Budget:
-    """The VMM's: `steps` batches of `batch_size` windows of `seq_len`, its optimiser settings."""
+    """The VMM's: its width, `steps` batches of `batch_size` windows of `seq_len`, its optimiser settings
+    (all a fit depends on: what the baselines' caches are keyed by)."""
 
+    d_model: int
     steps: int
     batch_size: int
     seq_len: int
@@ -81,23 +83,23 @@ class Budget:
     temperature: float
 
     @classmethod
-    def of(cls, train_config) -> "Budget":
-        """The budget of a run's `train` config (`config.TrainConfig`)."""
-        return cls(**{name: getattr(train_config, name) for name in cls.__dataclass_fields__})
+    def of(cls, config) -> "Budget":
+        """The budget of a run's config (`config.MeqgConfig`): `vmm.d_model` and the `train` settings."""
+        names = [name for name in cls.__dataclass_fields__ if name != "d_model"]
+        return cls(config.vmm.d_model, **{name: getattr(config.train, name) for name in names})
 
 
 def fit_base_lcm(
     table: ConceptTable,
     train_docs: list[Document],
     budget: Budget,
-    d_model: int,
     seed: int = 0,
     progress: Progress = no_progress,
 ) -> BaseLCM:
     """A BaseLCM trained on windows of the training documents (drawn by `seed`, never the trainer's RNG)."""
     rng = np.random.default_rng(seed)
     mx.random.seed(seed)
-    model = BaseLCM(ModelArgs(table.matrix.shape[1], d_model, max_len=budget.seq_len))
+    model = BaseLCM(ModelArgs(table.matrix.shape[1], budget.d_model, max_len=budget.seq_len))
     schedule = warmup_cosine(budget.learning_rate, budget.warmup_steps, budget.steps, start=1e-7)
     optimizer = optim.AdamW(learning_rate=schedule, weight_decay=budget.weight_decay)
     matrix, pad_row = table.matrix, table.pad_row

@@ -421,16 +421,16 @@ class Trainer:
         tc, table = self.config.train, self.table
         sets = self.validation_sets
         if self._baselines is None:
-            budget = Budget.of(tc)
+            budget = Budget.of(self.config)
             key = {
                 **self._split_key(),
                 **{name: getattr(tc, name) for name in ("seed", "seq_len", "validation_windows", "validation_edges")},
                 "mlp_steps": tc.baseline_mlp_steps,
-                "transformer": {**dataclasses.asdict(budget), "d_model": self.args.d_model},
+                "transformer": dataclasses.asdict(budget),
             }
 
             def transformer() -> Predictor:
-                fitted = fit_base_lcm(table, self.split.train_docs, budget, self.args.d_model, tc.seed, self.progress)
+                fitted = fit_base_lcm(table, self.split.train_docs, budget, tc.seed, self.progress)
                 return document_predictor(fitted, table.vectors)
 
             path = cache_path(self.cache_dir, "baselines", key)

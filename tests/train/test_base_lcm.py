@@ -36,10 +36,10 @@ def test_the_transformer_learns_a_successor_on_held_out_documents_and_copy_does_
     table = ConceptTable(store)
     train, held = split_documents(documents(store), 0.2)
     budget = Budget(
-        steps=300, batch_size=16, seq_len=6, store_negatives=32, learning_rate=3e-3, warmup_steps=10,
+        d_model=32, steps=300, batch_size=16, seq_len=6, store_negatives=32, learning_rate=3e-3, warmup_steps=10,
         weight_decay=0.0, temperature=0.05,
     )  # fmt: skip
-    model = fit_base_lcm(table, train, budget, d_model=32)
+    model = fit_base_lcm(table, train, budget)
     queries = document_queries(table.window_rows(tiled_windows(held, budget.seq_len)), Pairs([], [])).queries
     learned = score(document_predictor(model, table.vectors)(queries), queries, table.vectors).metrics
     copied = score(copy_last(table.vectors)(queries), queries, table.vectors).metrics
