@@ -317,15 +317,15 @@ class ConceptStore:
         if not gone:
             raise InputError("no concept ids to remove")
         with self.writing():
-            held = {row["concept_id"] for row in self.get(gone)}
-            missing = [i for i in gone if i not in held]
+            columns = self.columns(["concept_id", "relations"])
+            held = columns["concept_id"].to_pylist()
+            missing = sorted(set(gone) - set(held))
             if missing:
                 more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
                 raise InputError(f"no concept with id {missing[0]} in {self.uri}{more}: nothing removed")
             dropped, changed_ids, changed = 0, [], []
-            columns = self.columns(["concept_id", "relations"])
             removed = set(gone)
-            for concept_id, relations in zip(columns["concept_id"].to_pylist(), columns["relations"].to_pylist()):
+            for concept_id, relations in zip(held, columns["relations"].to_pylist()):
                 if concept_id in removed or not relations:
                     continue
                 kept = [r for r in relations if r["target_id"] not in removed]
@@ -647,9 +647,10 @@ class ConceptStore:
         rows = self.domains()
         if not rows:
             return
-        labels = np.asarray(self.columns(["domain"])["domain"].to_pylist(), np.int64)
+        columns = self.columns(["concept_id", "domain"])
+        labels = np.asarray(columns["domain"].to_pylist(), np.int64)
         counts = np.bincount(labels[labels >= 0], minlength=len(rows))
-        held = set(self.columns(["concept_id"])["concept_id"].to_pylist())
+        held = set(columns["concept_id"].to_pylist())
         for row in rows:
             row["count"] = int(counts[row["domain"]]) if row["domain"] < len(counts) else 0
             row["representative_ids"] = [i for i in row["representative_ids"] if i in held]
