@@ -96,9 +96,6 @@ class TrainedRun:
         to the model's prediction (concepts already in the context left out), and the nearest fed on."""
         relation_id = self.vocabulary.id(relation)
         vectors = self.table.vectors
-        text_of = dict(
-            zip(*(self.store.columns(["concept_id", "text"])[c].to_pylist() for c in ("concept_id", "text")))
-        )
         context, seen, found = [np.asarray(start, np.float32)], set(), []
         nearest = int(np.argmax(vectors @ context[0]))
         if float(vectors[nearest] @ context[0]) > 1 - 1e-6:
@@ -108,9 +105,12 @@ class TrainedRun:
             cosine = vectors @ (predicted / max(np.linalg.norm(predicted), 1e-12))
             cosine[list(seen)] = -np.inf
             top = np.argsort(-cosine)[:k]
-            ids = self.table.ids[top]
+            rows = self.store.get(self.table.ids[top].tolist())  # the k shown: their texts, in this order
             found.append(
-                [{"id": int(i), "cosine": float(cosine[r]), "text": text_of[int(i)]} for i, r in zip(ids, top)]
+                [
+                    {"id": row["concept_id"], "cosine": float(cosine[r]), "text": row["text"]}
+                    for row, r in zip(rows, top)
+                ]
             )
             seen.add(int(top[0]))
             context.append(vectors[top[0]])
