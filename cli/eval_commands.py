@@ -65,8 +65,9 @@ def evaluate(
         if output is None:
             raise InputError("--store needs --out: the variant runs and the report are written there")
         tools = (budgets, tool_tasks)
-        rollouts = (horizon, prefix, snap)
-        return ablations(store, output, variants, seeds, steps, rollouts, chains, config_file, tools, as_json)
+        return ablations(
+            store, output, variants, seeds, steps, horizon, prefix, snap, chains, config_file, tools, as_json
+        )
     one_run(run, store, chains, horizon, prefix, snap, output, budgets, tool_tasks, as_json)
 
 
@@ -116,7 +117,9 @@ def one_run(run, store, chains, horizon, prefix, snap, output, budgets, tool_tas
         out.print(f"report: {output / 'report.md'}")
 
 
-def ablations(store, output, variants, seeds, steps, rollouts, chains, config_file, tools, as_json) -> None:
+def ablations(
+    store, output, variants, seeds, steps, horizon, prefix, snap, chains, config_file, tools, as_json
+) -> None:
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
@@ -133,7 +136,6 @@ def ablations(store, output, variants, seeds, steps, rollouts, chains, config_fi
         require_sandbox()  # before the encoder loads: the library checks again, but only after that
     embedder = embedder_from_config(config) if chains or budgets else None
     names = [name.strip() for name in variants.split(",") if name.strip()]
-    horizon, prefix, snap = rollouts
     with progress_bar() as update:
         summary = run_ablation(
             output, store, config, names, seeds, steps, horizon, prefix, chains, embedder, update, budgets, tool_tasks,

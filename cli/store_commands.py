@@ -164,7 +164,7 @@ def remove(
     concepts = _open(store)
     ids = list(concept_ids or [])
     if source is not None:
-        found = concepts.columns(["concept_id"], where=f"source = '{source.replace(chr(39), chr(39) * 2)}'")
+        found = concepts.columns(["concept_id"], where="source = '" + source.replace("'", "''") + "'")
         if not found.num_rows:
             raise InputError(f"no concept of source {source!r} in {concepts.uri}")
         ids += found["concept_id"].to_pylist()
