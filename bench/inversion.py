@@ -40,6 +40,17 @@ def lookup_without(decoder: RunDecoder, vectors: np.ndarray, removed: set[int]) 
     return [rows[int(i)] for i in best]
 
 
+def trained_for(run: Path, step: int) -> str:
+    """How long the inverter's telemetry says its training took to reach `step` (empty when unknown)."""
+    from meqg_mlx.runs import RunDir
+    from meqg_mlx.telemetry import read_telemetry
+
+    path = RunDir(run).inverter.telemetry_path
+    records = read_telemetry(path)[0] if path.exists() else []
+    seconds = [r["seconds"] for r in records if r.get("event") == "step" and r.get("step") == step and "seconds" in r]
+    return f" ({seconds[-1] / 60:.1f} min of training)" if seconds else ""
+
+
 def measure(
     name: str, outputs: list[str], references: list[str], targets: np.ndarray, seconds: float, decoder: RunDecoder
 ) -> dict:
@@ -80,7 +91,8 @@ def main() -> None:
     references, targets = [held.texts[i] for i in pick], held.vectors[pick]
     print(
         f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.uri}; inverter step "
-        f"{inverter.meta['step']}, {inverter.meta['trained_texts']} training texts; "
+        f"{inverter.meta['step']}{trained_for(args.run, inverter.meta['step'])}, "
+        f"{inverter.meta['trained_texts']} training texts; "
         f"{args.steps} correction steps x {inversion.candidates} candidates",
         flush=True,
     )

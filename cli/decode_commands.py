@@ -36,9 +36,19 @@ def decode(
         Optional[bool],
         typer.Option(
             "--write-back/--no-write-back",
-            help="Add inverted texts to the store (source=inversion) [default: config inversion.write_back].",
+            help="Add inverted texts that come close enough to the store (source=inversion, under their own "
+            "embedding) [default: config inversion.write_back].",
         ),
     ] = None,
+    write_back_min: Annotated[
+        Optional[float],
+        typer.Option(
+            "--write-back-min",
+            help="Cosine an inverted text's own embedding needs to be written back "
+            "[default: config inversion.target_cosine].",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed of the corrector (each vector is also its own key).")] = 0,
     vec2text: Annotated[
         Optional[Path],
         typer.Option(
@@ -83,9 +93,9 @@ def decode(
         store_path=store,
     )
     if vectors is not None:
-        decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back), None
+        decoded, labels = decoder.vectors(load_vector_file(vectors), steps, write_back, seed, write_back_min), None
     else:
-        decoded, labels = decoder.texts(texts, steps, write_back), texts
+        decoded, labels = decoder.texts(texts, steps, write_back, seed, write_back_min), texts
     if as_json:
         print(json.dumps([dataclasses.asdict(d) for d in decoded], indent=1))
         return
@@ -93,20 +103,21 @@ def decode(
 
 
 def print_decoded(decoded, labels: list[str] | None, threshold: float, run: Path) -> None:
-    """Each decoded vector: where its text came from (store, inverter, nearest) and how close it is."""
+    """Each decoded vector: where its text came from (store, inverter, nearest) and the cosine of that text."""
     for i, d in enumerate(decoded):
         label = labels[i] if labels else f"vector {i}"
         if d.hit:
-            shown = f"store cos {d.score:.3f} #{d.concept_id}: {d.text}"
+            shown = f"store cos {d.cosine:.3f} #{d.concept_id}: {d.text}"
         elif d.source == "nearest":
             shown = (
-                f"nearest store text, closer than any inverted one after {d.correction_steps} corrections, "
-                f"cos {d.inversion_cosine:.3f} #{d.concept_id}: {d.text}"
+                f"nearest store text, closer than any inverted one in {d.correction_steps} corrections, "
+                f"cos {d.cosine:.3f} #{d.concept_id}: {d.text}"
             )
         elif d.source == "inversion":
+            found = "first pass" if not d.found_at else f"correction {d.found_at}"
             shown = (
-                f"inverter cos {d.inversion_cosine:.3f} after {d.correction_steps} corrections"
-                f"{f' (written as #{d.written_id})' if d.written_id is not None else ''}: {d.text}"
+                f"inverter cos {d.cosine:.3f} ({found}, {d.correction_steps} corrections ran)"
+                f"{f' written as #{d.written_id}' if d.written_id is not None else ''}: {d.text}"
             )
         else:
             shown = (
@@ -114,3 +125,5 @@ def print_decoded(decoded, labels: list[str] | None, threshold: float, run: Path
                 f"nearest cos {d.score:.3f} #{d.concept_id}: {d.nearest_text}"
             )
         out.print(Text.assemble((label, "dim"), " -> ", " ".join(shown.split())), soft_wrap=True)
+        if d.not_written:
+            out.print(Text(f"  not written back: {d.not_written}", "dim"), soft_wrap=True)

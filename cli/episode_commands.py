@@ -71,7 +71,7 @@ def print_response(response: dict) -> None:
     telemetry = response["telemetry"]
     for concept in response["concepts"]:
         shown = concept["text"] or f"[~ {concept['nearest_text']}]"
-        out.print(Text.assemble((f"cos {concept['score']:.2f}  ", "dim"), " ".join(shown.split())), soft_wrap=True)
+        out.print(Text.assemble((f"cos {concept['cosine']:.2f}  ", "dim"), " ".join(shown.split())), soft_wrap=True)
     for tool in telemetry["tools"]:
         out.print(Text(f"tool {tool['tool']}: {tool.get('text', tool.get('skipped'))}", "dim"), soft_wrap=True)
     b = telemetry["budget"]

@@ -25,7 +25,9 @@ def train(
             "--run", help="Run directory; the inverter goes to RUN/inverter/ (a trained VMM run there decodes with it)."
         ),
     ],
-    steps: Annotated[Optional[int], typer.Option(help="Training steps [default: config inversion.steps].")] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Train until this step [default: config inversion.steps].")
+    ] = None,
     config_file: Annotated[
         Optional[Path], typer.Option("--config", help="YAML config (inversion and inverter sections used here).")
     ] = None,
@@ -36,18 +38,26 @@ def train(
             help="Concept store whose texts and vectors it learns from [default: the store of the run in --run].",
         ),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run's inverter exactly where its last checkpoint left it.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run's inverter and its telemetry.")] = False,
 ) -> None:
     """Train the inverter; Ctrl-C stops after the current step and saves it."""
     from meqg_mlx.concepts.store import ConceptStore
-    from meqg_mlx.config import load_config
+    from meqg_mlx.config import load_config, with_values
     from meqg_mlx.encoder import embedder_from_config
-    from meqg_mlx.errors import InputError
-    from meqg_mlx.inversion.training import InverterTraining
+    from meqg_mlx.errors import ConfigError, InputError
+    from meqg_mlx.inversion.training import InverterTraining, resumable
     from meqg_mlx.runs import RunDir
 
-    config = load_config(config_file)
+    if resume and (force or config_file):
+        raise ConfigError("--resume keeps the inverter's own config and weights: drop --force/--config")
+    if resume:
+        resumable(RunDir(run).inverter)
+    config = load_config(RunDir(run).inverter.config_path if resume else config_file)
     if steps is not None:
-        config.inversion.steps = steps
+        config.inversion = with_values(config.inversion, "inversion.", steps=steps)
     if RunDir(run).exists():
         opened = ConceptStore.of_run(RunDir(run).read_meta(), config.store, store)  # a --store elsewhere: moved
     elif store is None:
@@ -66,7 +76,7 @@ def train(
         update("loading encoder", 0, 1)
         embedder = embedder_from_config(config)
         update("loading encoder", 1, 1)
-        training = InverterTraining(opened, run, embedder, config, update)
+        training = InverterTraining(opened, run, embedder, config, update, resume=resume, force=force)
         console.print(
             f"inverter: {len(training.train_set.ids)} training texts, {len(training.held_out.ids)} held out, "
             f"vocabulary {training.vocab.size}; telemetry in {training.inverter.telemetry_path}",

@@ -215,15 +215,21 @@ def project(
     target: Annotated[str, typer.Option("--target", help="Vector column to map to.")],
     store: StoreOption = None,
     held_out_every: Annotated[int, typer.Option(min=2, help="Concepts with id % N == 0 measure the fit.")] = 10,
+    ridge: Annotated[
+        float,
+        typer.Option(
+            help="Ridge lambda as a fraction of the mean eigenvalue of the Gram matrix (0: plain least squares)."
+        ),
+    ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit a linear map between two vector columns by least squares; save it and report its fit error."""
+    """Fit a linear map between two vector columns by least squares (or ridge); save it and report its fit."""
     from dataclasses import asdict
 
     from meqg_mlx.concepts.columns import LinearProjection
 
     concepts = _open(store)
-    projection = LinearProjection.fit(concepts, source, target, held_out_every)
+    projection = LinearProjection.fit(concepts, source, target, held_out_every, ridge)
     path = projection.save(concepts)
     report = asdict(projection.report)
     if as_json:
@@ -234,5 +240,6 @@ def project(
         f"  {report['train_rows']} training / {report['held_out_rows']} held-out concepts\n"
         f"  relative error ||XW-Y||/||Y||: train {report['train_relative_error']:.4f}, "
         f"held-out {report['held_out_relative_error']:.4f}\n"
-        f"  held-out mean cosine(projected, true): {report['held_out_mean_cosine']:.4f}"
+        f"  held-out mean cosine(projected, true): {report['held_out_mean_cosine']:.4f}\n"
+        f"  {'plain least squares' if not report['ridge'] else 'ridge lambda ' + format(report['ridge'], '.4g')}"
     )

@@ -143,7 +143,7 @@ class InversionConfig:
     temperature: float = 0.7
     target_cosine: float = 0.99  # stop correcting a vector once its best text is this close
     seed_with_nearest: bool = True  # correction starts from the nearest store text when it is closer
-    write_back: bool = False  # add inverted texts to the store (source=inversion)
+    write_back: bool = False  # add inverted texts within target_cosine to the store (source=inversion)
     # pretrained vec2text in place of the run's inverter: the store needs a vector column from the
     # vec2text embedder (`meqg store add-vectors`) and a projection to it (`meqg store project`)
     vec2text_inverter: str = ""  # vec2text inversion checkpoint directory
@@ -348,6 +348,11 @@ def from_dict(cls: type[T], data: object, prefix: str = "") -> T:
 
 # What a run's saved config meant by a key it predates: its model was built before the key existed.
 RUN_KEYS_BEFORE = {"vmm": {"next_generator": False, "relations": ["next"], "memory_slots": 0}}
+
+
+def with_values(section: T, prefix: str, **values) -> T:
+    """`section` (a config dataclass) with `values` set, checked as a config file's keys are."""
+    return from_dict(type(section), {**dataclasses.asdict(section), **values}, prefix)
 
 
 def load_config(path: str | Path | None, before: dict | None = None) -> MeqgConfig:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 import sys
@@ -180,3 +182,40 @@ def s3_store(s3_endpoint, monkeypatch, request) -> str:
     bucket = f"{re.sub('[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
     return f"s3://{bucket}/store"
+
+
+# A tiny inverter on the sentence store, shared by the inversion, decode and episode tests.
+def tiny_config(**inversion):
+    from meqg_mlx.config import InversionConfig, MeqgConfig
+    from meqg_mlx.inversion.inverter import ModelArgs
+
+    config = MeqgConfig()
+    config.inverter = ModelArgs(hidden=64, layers=2, heads=2, prefix_tokens=2, max_tokens=24)
+    config.inversion = InversionConfig(
+        **{"steps": 300, "batch_size": 16, "learning_rate": 3e-3, "warmup_steps": 10, "eval_every": 100, **inversion}
+    )
+    return config
+
+
+@pytest.fixture(scope="session")
+def memorized(sentence_store_path, embedder, tmp_path_factory):
+    """A tiny inverter trained until it has learned the store's eleven training sentences (id 0 is held out)."""
+    from meqg_mlx.concepts.store import ConceptStore
+    from meqg_mlx.inversion.checkpoint import TrainedInverter
+    from meqg_mlx.inversion.training import InverterTraining
+
+    run = tmp_path_factory.mktemp("inverter-run")
+    training = InverterTraining(ConceptStore.open(sentence_store_path), run, embedder, tiny_config())
+    summary = training.train()
+    return run, summary, TrainedInverter.load(summary.directory)
+
+
+def memorized_on_a_copy(memorized, sentence_store_path, tmp_path: Path) -> tuple[Path, Path]:
+    """(run, store): copies of the memorized inverter's run and of its store, the run pointing at the copy,
+    for tests that change the store."""
+    store, run = tmp_path / "store", tmp_path / "run"
+    shutil.copytree(sentence_store_path, store)
+    shutil.copytree(memorized[0], run)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "store": str(store)}))
+    return run, store

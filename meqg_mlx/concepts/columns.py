@@ -45,6 +45,7 @@ class FitReport:
     train_relative_error: float
     held_out_relative_error: float
     held_out_mean_cosine: float
+    ridge: float = 0.0  # the lambda added to the Gram matrix's diagonal (0: plain least squares)
 
 
 class LinearProjection:
@@ -65,9 +66,15 @@ class LinearProjection:
 
     @classmethod
     def fit(
-        cls, store: ConceptStore, source: str, target: str, held_out_every: int = 10, ridge: float = 1e-4
+        cls, store: ConceptStore, source: str, target: str, held_out_every: int = 10, ridge: float = 0.0
     ) -> "LinearProjection":
-        """Least squares (ridge-stabilised) on concepts holding both columns; every Nth id held out."""
+        """Least squares on concepts holding both columns; every Nth id held out.
+
+        `ridge` > 0 adds lambda = ridge x the mean eigenvalue of the training rows' Gram matrix to its
+        diagonal (a scale-free strength: 1e-3 barely moves a well-posed fit); the report keeps lambda.
+        """
+        if not 0.0 <= ridge <= 1e3:
+            raise InputError(f"--ridge is a fraction of the Gram matrix's mean eigenvalue in [0, 1000], got {ridge}")
         source_ids, x = store.read_column(source)
         target_ids, y = store.read_column(target)
         shared, xi, yi = np.intersect1d(source_ids, target_ids, return_indices=True)
@@ -80,8 +87,13 @@ class LinearProjection:
             )
         x, y = x[xi].astype(np.float64), y[yi].astype(np.float64)
         design = np.hstack([x[train], np.ones((int(train.sum()), 1))])
-        gram = design.T @ design + ridge * len(design) * np.eye(design.shape[1])
-        solution = np.linalg.solve(gram, design.T @ y[train])
+        if ridge:
+            gram = design.T @ design
+            strength = ridge * float(np.trace(gram)) / gram.shape[0]
+            solution = np.linalg.solve(gram + strength * np.eye(gram.shape[0]), design.T @ y[train])
+        else:
+            strength = 0.0
+            solution = np.linalg.lstsq(design, y[train], rcond=None)[0]
         weight, bias = solution[:-1].astype(np.float32), solution[-1].astype(np.float32)
 
         def relative_error(rows: np.ndarray) -> float:
@@ -101,6 +113,7 @@ class LinearProjection:
             relative_error(train),
             relative_error(held),
             float(cosines.mean()) if held.any() else float("nan"),
+            strength,
         )
         columns = {"vector": store.origin_model, **{n: c["origin_model"] for n, c in store.vector_columns().items()}}
         normalize = target == "vector" or store.vector_columns()[target]["normalized"]

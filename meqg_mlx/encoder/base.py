@@ -63,14 +63,18 @@ def load_vector_file(path: str | Path) -> np.ndarray:
         raise InputError(f"vector file not found: {path}")
     if path.suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False)
+            vectors = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise InputError(f"{path} is not a readable .npy file ({exc})") from exc
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})") from exc
-    return data["vectors"] if isinstance(data, dict) and "vectors" in data else data
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path} is not valid JSON ({exc})") from exc
+        vectors = data["vectors"] if isinstance(data, dict) and "vectors" in data else data
+    if not np.size(vectors):
+        raise InputError(f"{path} holds no vectors")
+    return vectors
 
 
 def load_tokenizer(path: str | Path):

@@ -20,7 +20,8 @@ context through its cache (docs/design.md, Decoding): a step feeds the retrieved
 last concept into a fork of the cache holding the context before it, so it costs the same
 at any context length. Accepted concepts are decoded by store lookup;
 when the run has an inverter and 0.3 s of budget is left, the misses get its first-pass text
-(cut short where the budget ends).
+(cut short where the budget ends) where that text is closer than the nearest store text. Each
+concept's `cosine` is the shown text's own.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def code_in(prompt: str) -> str | None:
 class EpisodeResult:
     response: dict
     final: np.ndarray  # the trajectory's last concept: the last accepted step, else the last observation
+    concept_vectors: list[np.ndarray]  # each of response["concepts"]' vector: what its text was decoded from
 
 
 class DiamondEngine:
@@ -170,7 +172,7 @@ class DiamondEngine:
                 "tools": episode.tools,
                 "stopped_by": stopped_by,
             }
-        return EpisodeResult(response, context[-1])
+        return EpisodeResult(response, context[-1], episode.vectors)
 
 
 class _Episode:
@@ -233,6 +235,7 @@ class _Episode:
                     "step": index,
                     "concept_id": decoded.concept_id,
                     "score": decoded.score,
+                    "cosine": decoded.score,  # of the text shown: the store concept's, or the nearest's on a miss
                     "hit": decoded.hit,
                     "source": decoded.source,
                     "text": decoded.text,
@@ -243,14 +246,16 @@ class _Episode:
         return "max_steps"
 
     def invert_misses(self, corrector: Corrector, deadline: float) -> None:
-        """Concepts no store concept stands for get the inverter's first-pass text, cut short at the deadline."""
+        """Concepts no store concept stands for get the inverter's first-pass text (cut short at the
+        deadline) where it comes closer than the nearest store text, which they show otherwise."""
         misses = [i for i, c in enumerate(self.concepts) if not c["hit"]]
         if not misses:
             return
         vectors = np.stack([self.vectors[i] for i in misses])
-        for i, inversion in zip(misses, corrector.invert(vectors, 0, deadline=deadline)):
-            if inversion.text.strip():
-                self.concepts[i].update(text=inversion.text, source="inversion", inversion_cosine=inversion.cosine)
+        nearest = [self.concepts[i]["nearest_text"] or "" for i in misses]
+        for i, inversion in zip(misses, corrector.invert(vectors, 0, deadline=deadline, seed_texts=nearest)):
+            if inversion.text.strip() and not inversion.from_seed:
+                self.concepts[i].update(text=inversion.text, source="inversion", cosine=inversion.cosine)
 
     def _retrieve(self, last: np.ndarray, slots: int) -> list[np.ndarray]:
         """The store concepts nearest the last one, which the proposal sees just before it (view slots)."""

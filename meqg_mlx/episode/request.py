@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, from_dict
+from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, with_values
 from ..errors import ConfigError, InputError
 from ..train.relations import NEXT, RelationVocabulary
 from .budget import LIMITS, Budget
@@ -95,7 +95,7 @@ def overridden(base: MeqgConfig, overrides: object) -> MeqgConfig:
             raise InputError(f"config.{name} must be an object")
         field, cls = SECTIONS[name]
         try:
-            section = from_dict(cls, {**dataclasses.asdict(getattr(config, field)), **values}, f"config.{name}.")
+            section = with_values(getattr(config, field), f"config.{name}.", **values)
         except ConfigError as exc:
             raise InputError(str(exc)) from exc
         for key in CEILINGS.get(field, ()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import mlx.core as mx
@@ -38,23 +39,30 @@ class TrainedInverter:
         targets: np.ndarray,
         hypotheses: np.ndarray | None = None,
         temperature: float = 0.0,
-        seed: int = 0,
+        seeds: np.ndarray | None = None,
         deadline: float | None = None,
         hypothesis_texts: list[str] | None = None,
     ) -> list[str]:
         """Texts for unit target rows; hypotheses are the embeddings of earlier texts (None: first pass).
 
-        Past `deadline` (time.perf_counter()) the texts end where they are. This inverter reads
-        hypotheses as vectors only; `hypothesis_texts` is for vec2text correctors, which read tokens too.
+        Sampling (temperature > 0) takes one seed per row. Past `deadline` (time.perf_counter()) the
+        texts end where they are. This inverter reads hypotheses as vectors only; `hypothesis_texts` is
+        for vec2text correctors, which read tokens too.
         """
         targets = mx.array(np.asarray(targets, np.float32))
         hypotheses = mx.zeros_like(targets) if hypotheses is None else mx.array(np.asarray(hypotheses, np.float32))
-        ids = self.model.generate(targets, hypotheses, BOS, EOS, temperature, mx.random.key(seed), deadline)
+        ids = self.model.generate(targets, hypotheses, BOS, EOS, temperature, seeds, deadline)
         return self.vocab.decode(np.array(ids))
 
-    def save(self, directory: str | Path, extra: dict | None = None) -> Path:
+    def save(
+        self, directory: str | Path, extra: dict | None = None, files: dict[str, Callable[[Path], None]] | None = None
+    ) -> Path:
+        """Weights, tokenizer and inverter.json (meta plus `extra`); `files` name more files and how to
+        write each (a training run's optimizer and RNG state), all swapped in together."""
         directory = Path(directory)
         with replaced_dir(directory) as tmp:
+            for name, write in (files or {}).items():
+                write(tmp / name)
             self.model.save_weights(str(tmp / WEIGHTS))
             shutil.copyfile(self.vocab.tokenizer_path, tmp / "tokenizer.json")
             self.meta = {

@@ -5,7 +5,9 @@ nearest store concept's, say) the better of the two by cosine is where correctio
 starts. Each correction step feeds the
 inverter the target, the embedding of the best text so far and their difference,
 writes `candidates` new texts (one greedy, the rest sampled), re-embeds them with the
-same embedder and keeps whichever text is closest to the target. A vector stops once
+same embedder and keeps whichever text is closest to the target. Every sample is seeded by
+(seed, the vector itself, the candidate, the step) alone, so a vector decodes the same
+alone or anywhere in any batch. A vector stops once
 its best text reaches `target_cosine`; the loop stops after `correction_steps`.
 The best cosine never goes down from one step to the next. The inverter is ours
 (checkpoint.TrainedInverter) or a pretrained vec2text pair (vec2text.Vec2TextInverter).
@@ -13,6 +15,8 @@ The best cosine never goes down from one step to the next. The inverter is ours
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import time
 from dataclasses import dataclass
 
@@ -20,6 +24,7 @@ import numpy as np
 
 from ..config import InversionConfig
 from ..encoder.base import Embedder, check_vectors
+from ..errors import InputError
 from ..progress import Progress
 
 
@@ -31,6 +36,23 @@ class Inversion:
     first_text: str
     first_cosine: float
     from_seed: bool = False  # the best text is the seed text itself: nothing written came closer
+    found_at: int = 0  # the correction step that wrote `text` (0: the first pass or the seed)
+
+
+def row_seeds(seed: int, targets: np.ndarray, candidate: int, step: int) -> np.ndarray:
+    """One sampling seed per target vector, a hash of its bytes: the same vector gets the same samples
+    in any batch, at any position."""
+    salt = struct.pack("<qqq", seed, candidate, step)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(np.ascontiguousarray(row, np.float32).tobytes() + salt, digest_size=8).digest(),
+                "little",
+            )
+            for row in targets
+        ],
+        np.uint64,
+    )
 
 
 class Corrector:
@@ -79,6 +101,8 @@ class Corrector:
         """Past `deadline` (time.perf_counter()) the first pass ends its texts early and no correction starts."""
         s = self.inversion
         steps = s.correction_steps if correction_steps is None else correction_steps
+        if steps < 0:
+            raise InputError(f"correction steps must be >= 0, got {steps}")
         targets = check_vectors(targets, self.inverter.dim, "vectors to invert", unit=self.embedder.normalized)
         texts = self.inverter.generate(targets, deadline=deadline)
         embeddings, cosines = self.score(texts, targets)
@@ -86,7 +110,7 @@ class Corrector:
         from_seed = np.zeros(len(targets), bool)
         if seed_texts is not None:
             from_seed[self.keep_better(texts, embeddings, cosines, np.arange(len(targets)), seed_texts, targets)] = True
-        taken = np.zeros(len(targets), np.int64)
+        taken, found_at = np.zeros(len(targets), np.int64), np.zeros(len(targets), np.int64)
         k = max(s.candidates, 1)
         for step in range(1, steps + 1):
             rows = np.flatnonzero(cosines < s.target_cosine)
@@ -97,20 +121,30 @@ class Corrector:
             goal, hypothesis, written = targets[rows], embeddings[rows], [texts[i] for i in rows]
             candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
             if k > 1:
+                n = len(rows)
                 sampled = self.inverter.generate(
-                    np.repeat(goal, k - 1, 0),
-                    np.repeat(hypothesis, k - 1, 0),
+                    np.tile(goal, (k - 1, 1)),
+                    np.tile(hypothesis, (k - 1, 1)),
                     s.temperature,
-                    seed + step,
-                    hypothesis_texts=[t for t in written for _ in range(k - 1)],
+                    np.concatenate([row_seeds(seed, goal, j, step) for j in range(1, k)]),
+                    hypothesis_texts=written * (k - 1),
                 )
-                candidates += [sampled[j :: k - 1] for j in range(k - 1)]
+                candidates += [sampled[j * n : (j + 1) * n] for j in range(k - 1)]
             for candidate in candidates:
-                from_seed[self.keep_better(texts, embeddings, cosines, rows, candidate, goal)] = False
+                better = self.keep_better(texts, embeddings, cosines, rows, candidate, goal)
+                from_seed[better], found_at[better] = False, step
             taken[rows] = step
         if progress:
             progress("correcting", steps, steps)
         return [
-            Inversion(texts[i], float(cosines[i]), int(taken[i]), first[i][0], float(first[i][1]), bool(from_seed[i]))
+            Inversion(
+                texts[i],
+                float(cosines[i]),
+                int(taken[i]),
+                first[i][0],
+                float(first[i][1]),
+                bool(from_seed[i]),
+                int(found_at[i]),
+            )
             for i in range(len(targets))
         ]

@@ -129,43 +129,81 @@ class RunDecoder:
         return cls(store, embedder, inversion, corrector, threshold)
 
     def vectors(
-        self, vectors: np.ndarray, correction_steps: int | None = None, write_back: bool | None = None
+        self,
+        vectors: np.ndarray,
+        correction_steps: int | None = None,
+        write_back: bool | None = None,
+        seed: int = 0,
+        write_back_min: float | None = None,
     ) -> list[Decoded]:
-        """Lookup; misses inverted (when the run has an inverter) and optionally written to the store."""
+        """Lookup; misses inverted (when the run has an inverter), the nearest store text shown wherever no
+        inverted text came closer, and the inverted ones optionally written to the store (`write_back`).
+
+        Sampling is seeded by `seed` and each vector itself, so no vector's text depends on the batch.
+        """
         vectors = check_vectors(vectors, self.store.dim, "vectors to decode")
         decoded = self.lookup.decode(vectors)
         misses = [i for i, d in enumerate(decoded) if not d.hit]
         if misses and self.corrector is not None:
             seeds = [decoded[i].nearest_text or "" for i in misses] if self.inversion.seed_with_nearest else None
-            inversions = self.corrector.invert(vectors[misses], correction_steps, seed_texts=seeds)
+            inversions = self.corrector.invert(vectors[misses], correction_steps, seed=seed, seed_texts=seeds)
             for i, inversion in zip(misses, inversions):
-                if inversion.text.strip():
-                    decoded[i].text = inversion.text
-                    decoded[i].source = "nearest" if inversion.from_seed else "inversion"
-                    decoded[i].inversion_cosine, decoded[i].correction_steps = inversion.cosine, inversion.steps
+                d = decoded[i]
+                d.correction_steps, d.found_at = inversion.steps, inversion.found_at
+                if inversion.text.strip() and not inversion.from_seed and inversion.cosine > d.score:
+                    d.text, d.cosine, d.source = inversion.text, inversion.cosine, "inversion"
+                elif d.nearest_text is not None:  # no inverted text came closer than the nearest store text
+                    d.text, d.cosine, d.source = d.nearest_text, d.score, "nearest"
             if self.inversion.write_back if write_back is None else write_back:
-                self.write_back([decoded[i] for i in misses], vectors[misses])
+                self.write_back([decoded[i] for i in misses], vectors[misses], write_back_min)
         return decoded
 
     def texts(
-        self, texts: list[str], correction_steps: int | None = None, write_back: bool | None = None
+        self,
+        texts: list[str],
+        correction_steps: int | None = None,
+        write_back: bool | None = None,
+        seed: int = 0,
+        write_back_min: float | None = None,
     ) -> list[Decoded]:
         """Each text encoded and decoded again (the round trip `meqg decode TEXT` shows)."""
         check_texts(texts)
-        return self.vectors(self.embedder.encode(texts), correction_steps, write_back)
+        return self.vectors(self.embedder.encode(texts), correction_steps, write_back, seed, write_back_min)
 
-    def write_back(self, decoded: list[Decoded], vectors: np.ndarray) -> int:
-        """Inverted texts not already in the store become concepts (source=inversion) with their vectors."""
+    def write_back(self, decoded: list[Decoded], vectors: np.ndarray, floor: float | None = None) -> int:
+        """Inverted texts the store lacks become concepts (source=inversion) under their own embedding,
+        when that embedding is within `floor` (default inversion.target_cosine) of the vector decoded.
+
+        The cosine is kept in the concept's key (`inversion cos=0.9931`); a text left out says why in
+        its `not_written`. `meqg store remove --source inversion` takes them all out again.
+        """
+        floor = self.inversion.target_cosine if floor is None else floor
+        if not -1.0 <= floor <= 1.0:
+            raise InputError(f"the write-back floor is a cosine in [-1, 1], got {floor}")
+        inverted = [(d, vector) for d, vector in zip(decoded, vectors) if d.source == "inversion"]
+        if not inverted:
+            return 0
+        own = self.embedder.encode([d.text for d, _ in inverted])
         known = {normalize_text(t) for t in self.store.columns(["text"])["text"].to_pylist()}
         new = []
-        for d, vector in zip(decoded, vectors):
-            if d.source == "inversion" and normalize_text(d.text) not in known:
+        for (d, vector), embedding in zip(inverted, own):
+            cosine = float(embedding @ vector)
+            if cosine < floor:
+                d.not_written = f"its cosine {cosine:.3f} is below the write-back floor {floor:g}"
+            elif normalize_text(d.text) in known:
+                d.not_written = "the store already has this text"
+            else:
                 known.add(normalize_text(d.text))
-                new.append((d, vector))
+                new.append((d, embedding, cosine))
         if not new:
             return 0
         first = self.store.reserve_ids(len(new))
-        self.store.add([NewConcept(first + i, d.text, vector, source="inversion") for i, (d, vector) in enumerate(new)])
-        for i, (d, _) in enumerate(new):
+        self.store.add(
+            [
+                NewConcept(first + i, d.text, embedding, key=f"inversion cos={cosine:.4f}", source="inversion")
+                for i, (d, embedding, cosine) in enumerate(new)
+            ]
+        )
+        for i, (d, _, _) in enumerate(new):
             d.written_id = first + i
         return len(new)

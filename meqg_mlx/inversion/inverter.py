@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 
 @dataclass
@@ -29,6 +30,26 @@ class ModelArgs:
     @property
     def prefix_length(self) -> int:
         return 3 * self.prefix_tokens
+
+
+def row_uniforms(seeds: np.ndarray, position: int) -> np.ndarray:
+    """One uniform in (0, 1) per row from the row's own seed and the token position (splitmix64).
+
+    A row's samples then depend on its seed alone, never on the rows decoded beside it.
+    """
+    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the point
+        x = np.asarray(seeds, np.uint64) + np.uint64(position + 1) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def sample_rows(logits: mx.array, temperature: float, seeds: np.ndarray, position: int) -> mx.array:
+    """A token per row drawn from softmax(logits / temperature) by inverting its CDF at the row's uniform."""
+    cdf = mx.cumsum(mx.softmax(logits.astype(mx.float32) / temperature, axis=-1), axis=-1)
+    uniforms = mx.array(row_uniforms(seeds, position).astype(np.float32))
+    return mx.minimum((cdf < uniforms[:, None]).sum(axis=-1), logits.shape[-1] - 1)
 
 
 class KVCache:
@@ -130,13 +151,16 @@ class Inverter(nn.Module):
         bos: int,
         eos: int,
         temperature: float = 0.0,
-        key: mx.array | None = None,
+        seeds: np.ndarray | None = None,
         deadline: float | None = None,
     ) -> mx.array:
         """(B, <= max_tokens - 1) token ids after BOS, greedy or sampled, EOS-padded once finished.
 
+        Sampling (temperature > 0) draws row b's tokens from `seeds[b]` alone (`sample_rows`).
         Past `deadline` (time.perf_counter()) it stops and returns the tokens so far.
         """
+        if temperature > 0 and (seeds is None or len(seeds) != targets.shape[0]):
+            raise ValueError("sampling needs one seed per row")
         B = targets.shape[0]
         cache = [KVCache() for _ in self.blocks]
         logits = self(mx.full((B, 1), bos, mx.int32), self.prefix(targets, hypotheses), cache)[:, -1]
@@ -145,8 +169,7 @@ class Inverter(nn.Module):
         out = []
         for step in range(self.args.max_tokens - 1):
             if temperature > 0:
-                key, sub = mx.random.split(key)
-                token = mx.random.categorical(logits / temperature, key=sub)
+                token = sample_rows(logits, temperature, seeds, step)
             else:
                 token = mx.argmax(logits, axis=-1)
             token = mx.where(done, eos, token).astype(mx.int32)

@@ -17,14 +17,23 @@ from ..errors import ConfigError
 
 @dataclass
 class Decoded:
-    text: str | None  # the store concept's text on a hit, the inverter's on a miss, else None
+    """A vector's decoded text and how far that text is from the vector.
+
+    `cosine` is always the shown text's own: the vector against the text's embedding (a store
+    concept's vector is its text's embedding by the store's embedder; an inverted text is
+    re-embedded). `score` is the nearest store concept's, which a miss also reports.
+    """
+
+    text: str | None  # the store concept's text on a hit, the inverter's or the nearest's on a miss, else None
     score: float  # cosine to the nearest store concept
     concept_id: int | None  # the nearest concept (also on a miss)
     nearest_text: str | None  # its text (also on a miss)
     source: str | None = None  # "store" | "inversion" | "nearest" (no inverted text came closer) | None
-    inversion_cosine: float | None = None  # the vector vs the re-embedded inverter text
-    correction_steps: int | None = None
+    cosine: float | None = None  # the vector vs the embedding of `text` (None when there is no text)
+    correction_steps: int | None = None  # correction steps that ran for it
+    found_at: int | None = None  # the correction step that wrote `text` (0: the first pass or the seed)
     written_id: int | None = None  # the concept id it was written back to the store as
+    not_written: str | None = None  # why write-back left it out
 
     @property
     def hit(self) -> bool:
@@ -49,6 +58,8 @@ class StoreLookup:
             best = hits[0]
             hit = best.score >= self.threshold
             out.append(
-                Decoded(best.text if hit else None, best.score, best.concept_id, best.text, "store" if hit else None)
+                Decoded(best.text, best.score, best.concept_id, best.text, "store", best.score)
+                if hit
+                else Decoded(None, best.score, best.concept_id, best.text)
             )
         return out

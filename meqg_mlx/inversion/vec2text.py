@@ -190,10 +190,31 @@ class Vec2TextInverter:
         targets: np.ndarray,
         hypotheses: np.ndarray | None = None,
         temperature: float = 0.0,
-        seed: int = 0,
+        seeds: np.ndarray | None = None,
         deadline: float | None = None,
         hypothesis_texts: list[str] | None = None,
     ) -> list[str]:
+        """Greedy (or beam) texts for the whole batch; sampled ones row by row, each from its own seed."""
+        if temperature <= 0:
+            return self._generate(
+                targets, hypotheses, {"do_sample": False, "num_beams": self.num_beams}, deadline, hypothesis_texts
+            )
+        if seeds is None or len(seeds) != len(targets):
+            raise ValueError("sampling needs one seed per row")
+        texts = []
+        for row, seed in enumerate(seeds):
+            pick = slice(row, row + 1)
+            texts += self._generate(
+                targets[pick],
+                None if hypotheses is None else hypotheses[pick],
+                {"do_sample": True, "temperature": temperature},
+                deadline,
+                None if hypothesis_texts is None else hypothesis_texts[pick],
+                int(seed) % 2**63,
+            )
+        return texts
+
+    def _generate(self, targets, hypotheses, options: dict, deadline: float | None, hypothesis_texts, seed: int = 0):
         import torch
 
         model = self.inversion if hypotheses is None or self.corrector is None else self.corrector
@@ -206,13 +227,8 @@ class Vec2TextInverter:
                 )
             else:
                 embeds, attention = model.inputs(targets_t)
-            options = (
-                {"do_sample": True, "temperature": temperature}
-                if temperature > 0
-                else {"do_sample": False, "num_beams": self.num_beams}
-            )
             if deadline is not None:
-                options["max_time"] = max(deadline - time.perf_counter(), 0.01)
+                options = {**options, "max_time": max(deadline - time.perf_counter(), 0.01)}
             torch.manual_seed(seed)
             out = model.t5.generate(
                 inputs_embeds=embeds,

@@ -1,7 +1,10 @@
 """The `meqg` console script, run as a user runs it."""
 
 import json
+import re
 import shutil
+
+import pytest
 
 
 from ..conftest import meqg
@@ -118,7 +121,7 @@ def test_data_build_from_user_files(tmp_path):
     assert f"unsupported file type .csv: {docs / 'budget.csv'}" in mixed.stdout
 
 
-def test_demo_on_an_existing_store(small_store_path, tmp_path):
+def test_demo_on_an_existing_store(small_store_path, tmp_path, embedder):
     result = meqg("demo", "--store", str(small_store_path), "--run", str(tmp_path / "run"), "--steps", "3")
     assert result.returncode == 0, result.stderr
     assert "finished at step 3" in result.stdout and "knn_successor@8" in result.stdout
@@ -132,3 +135,9 @@ def test_demo_on_an_existing_store(small_store_path, tmp_path):
     assert "next:" in result.stdout
     assert "one Diamond episode" in result.stdout and "stopped by" in result.stdout and "episode:" in result.stdout
     assert "decode round trip" in result.stdout and "Sort a list in place. ->" in result.stdout
+    round_trips = [line for line in result.stdout.split("decode round trip")[1].splitlines() if " cos " in line]
+    assert len(round_trips) == 2
+    for line in round_trips:  # the cosine printed is the shown text's own
+        source, printed, shown = re.fullmatch(r"(.*?) -> .*? cos (-?\d\.\d{3}) #\d+: (.*)", line).groups()
+        own = float(embedder.encode([shown])[0] @ embedder.encode([source])[0])
+        assert float(printed) == pytest.approx(own, abs=6e-4), line

@@ -1,13 +1,14 @@
 """`meqg decode` on a real run: stored texts come back exactly, others miss with their nearest concept."""
 
 import json
+import re
 import shutil
 
 import numpy as np
 
 from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import meqg
+from ..conftest import memorized_on_a_copy, meqg, tiny_config
 from ..train.test_trainer import small_config
 
 
@@ -32,43 +33,55 @@ def test_decode_texts_and_vectors_through_a_runs_store(small_store, small_store_
     assert missing.returncode == 2 and "run.json missing" in missing.stderr
 
 
-def test_inverter_train_then_decode_inverts_misses_and_writes_them_back(sentence_store_path, tmp_path):
+def test_inverter_train_refuses_resumes_and_its_poor_texts_never_reach_the_store(sentence_store_path, tmp_path):
     from meqg_mlx.concepts.store import ConceptStore
     from meqg_mlx.config import save_config
 
-    from ..inversion.conftest import tiny_config
-
     store = tmp_path / "store"
     shutil.copytree(sentence_store_path, store)
-    # barely trained, so its texts are new; not seeded with the nearest store text, so they are the inverter's
     save_config(tiny_config(steps=3, eval_every=2, seed_with_nearest=False), tmp_path / "tiny.yaml")
     run = tmp_path / "run"
-    trained = meqg(
-        "inverter", "train", "--store", str(store), "--run", str(run), "--config", str(tmp_path / "tiny.yaml")
-    )
+    train = ("inverter", "train", "--store", str(store), "--run", str(run))
+    trained = meqg(*train, "--config", str(tmp_path / "tiny.yaml"))
     assert trained.returncode == 0, trained.stderr
     assert "finished at step 3" in trained.stdout and "11 texts trained, 1 held out" in trained.stdout
-    result = meqg(
-        "decode",
-        "--run",
-        str(run),
-        "--json",
-        "--steps",
-        "1",
-        "--write-back",
-        "Sort a list in place.",
-        "A recipe for tomato soup with basil.",
-    )
+    again = meqg(*train, "--config", str(tmp_path / "tiny.yaml"))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
+    resumed = meqg("inverter", "train", "--run", str(run), "--resume", "--steps", "4")
+    assert resumed.returncode == 0 and "finished at step 4" in resumed.stdout, resumed.stderr
+
+    # the issue's case: a barely trained inverter decodes a sentence the store lacks into noise
+    texts = ("Sort a list in place.", "Bananas are yellow fruit.")
+    result = meqg("decode", "--run", str(run), "--steps", "1", "--json", "--write-back", *texts)
     assert result.returncode == 0, result.stderr
     hit, miss = json.loads(result.stdout)
-    assert hit["source"] == "store" and hit["text"] == "Sort a list in place."
-    assert miss["source"] == "inversion" and miss["text"] and miss["correction_steps"] == 1
-    assert -1 <= miss["inversion_cosine"] <= 1 and miss["written_id"] == 12
-    written = ConceptStore.open(store).get([12])[0]
-    assert written["source"] == "inversion" and written["text"] == miss["text"]
-    shown = meqg("decode", "--run", str(run), "--steps", "0", "A recipe for tomato soup with basil.")
-    assert "store cos" in shown.stdout or "inverter cos" in shown.stdout
-    assert ConceptStore.open(store).count() == 13  # without --write-back nothing more is stored
+    assert hit["source"] == "store" and hit["text"] == "Sort a list in place." and hit["cosine"] == hit["score"]
+    assert miss["correction_steps"] == 1 and miss["written_id"] is None
+    assert miss["source"] == "nearest" or "below the write-back floor 0.99" in miss["not_written"]
+    assert ConceptStore.open(store).count() == 12  # nothing written: the next decode cannot find noise at 1.000
+
+
+def test_write_back_stores_a_text_the_store_lacks_under_its_own_embedding(memorized, sentence_store_path, tmp_path):
+    from meqg_mlx.concepts.store import ConceptStore
+
+    run, store = memorized_on_a_copy(memorized, sentence_store_path, tmp_path)
+    # a sentence the inverter learned leaves the store: only the inverter can write it now
+    gone = ConceptStore.open(store).get([3])
+    assert meqg("store", "remove", "--store", str(store), "3").returncode == 0
+    decode = ("decode", "--run", str(run), "--steps", "1")
+    shown = meqg(*decode, "--write-back", gone[0]["text"])
+    assert re.search(r"inverter cos (0\.99\d|1\.000) .* written as #12", shown.stdout), shown.stdout
+    row = ConceptStore.open(store).get([12])[0]
+    assert row["source"] == "inversion" and re.fullmatch(r"inversion cos=(0\.99\d\d|1\.0000)", row["key"])
+    assert squashed(row["text"]) == squashed(gone[0]["text"])
+    again = json.loads(meqg(*decode, "--json", gone[0]["text"]).stdout)[0]
+    assert again["source"] == "store" and again["concept_id"] == 12  # found under its own embedding
+    removed = meqg("store", "remove", "--store", str(store), "--source", "inversion")
+    assert removed.returncode == 0 and ConceptStore.open(store).count() == 11, removed.stderr
+
+
+def squashed(text: str) -> str:
+    return "".join(text.lower().split())
 
 
 def test_inverter_train_errors_are_one_line(small_store_path, tmp_path):
@@ -76,6 +89,21 @@ def test_inverter_train_errors_are_one_line(small_store_path, tmp_path):
     for args, message in (
         (["--store", str(tmp_path / "none")], "no concept store"),
         (["--store", str(small_store_path), "--config", str(tmp_path / "bad.yaml")], "stepz"),
+        (["--store", str(small_store_path), "--steps", "0"], "'inversion.steps' must be in [1,"),
+        (["--resume"], "no inverter to resume"),
+        (["--resume", "--force"], "drop --force/--config"),
     ):
         bad = meqg("inverter", "train", "--run", str(tmp_path / "run"), *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
+
+
+def test_decode_errors_are_one_line(memorized, tmp_path):
+    run = memorized[0]
+    np.save(tmp_path / "empty.npy", np.zeros((0, 384), np.float32))
+    for args, message in (
+        (["--vectors", str(tmp_path / "empty.npy")], "holds no vectors"),
+        (["--steps", "-1", "A text."], "correction steps must be >= 0"),
+        (["--write-back", "--write-back-min", "2", "A recipe for soup."], "write-back floor is a cosine"),
+    ):
+        bad = meqg("decode", "--run", str(run), "--threshold", "0.999", *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

@@ -90,3 +90,20 @@ def test_cli_add_vectors_and_project(store, gtr_dir):
     assert "column gtr_mean: 32-d from gtr:mean (unnormalised)" in stats.stdout
     bad = meqg("store", "add-vectors", "--store", store.uri, "--column", "Bad-Name", "--model", str(gtr_dir))
     assert bad.returncode != 0 and "bad vector column name 'Bad-Name'" in bad.stderr
+
+
+def test_the_identity_map_fits_exactly_and_a_ridge_says_its_lambda(store):
+    identity = LinearProjection.fit(store, "vector", "vector")
+    assert identity.report.ridge == 0.0
+    assert identity.report.held_out_relative_error < 1e-5 and identity.report.held_out_mean_cosine > 1 - 1e-6
+    _, x = store.read_column("vector")
+    assert np.allclose(identity(x[:50]), x[:50], atol=1e-5)
+    shrunk = LinearProjection.fit(store, "vector", "vector", ridge=0.1)
+    gram_mean_eigenvalue = float((x.astype(np.float64) ** 2).sum() + len(x)) / (store.dim + 1)
+    assert shrunk.report.ridge == pytest.approx(0.1 * gram_mean_eigenvalue, rel=0.15)  # training rows only
+    assert shrunk.report.held_out_relative_error > 100 * identity.report.held_out_relative_error
+    fitted = meqg("store", "project", "--store", store.uri, "--source", "vector", "--target", "vector")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "held-out 0.0000" in fitted.stdout and "plain least squares" in fitted.stdout
+    bad = meqg("store", "project", "--store", store.uri, "--source", "vector", "--target", "vector", "--ridge", "-1")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--ridge" in bad.stderr

@@ -15,7 +15,7 @@ from meqg_mlx.errors import InputError, MeqgError
 from meqg_mlx.inversion.training import InverterTraining
 from meqg_mlx.train.run import TrainingRun
 
-from ..inversion.conftest import tiny_config
+from ..conftest import tiny_config
 from ..train.test_trainer import small_config
 
 
@@ -196,7 +196,7 @@ def test_bad_prompts_tools_and_runs_are_one_line_errors(engine, tmp_path):
         DiamondEngine.from_run(tmp_path)
 
 
-def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_store, embedder, tmp_path):
+def test_store_misses_show_the_closer_of_the_inverters_and_the_nearest_text(run_dir, small_store, embedder, tmp_path):
     run_with_inverter = tmp_path / "run"  # a copy: the module's run stays without an inverter
     shutil.copytree(run_dir, run_with_inverter)
     InverterTraining(small_store, run_with_inverter, embedder, tiny_config(steps=40)).train()
@@ -207,10 +207,16 @@ def test_store_misses_get_the_inverters_text_within_the_budget(run_dir, small_st
     engine = engine.with_config(
         dataclasses.replace(config, inversion=dataclasses.replace(config.inversion, lookup_threshold=0.99999))
     )
-    response = engine.run("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
+    result = engine.episode("Insert an item into a sorted list. Keep the list sorted.", [], Budget(seconds=5))
+    response = result.response
     misses = [c for c in response["concepts"] if not c["hit"]]
-    assert misses and all(c["source"] == "inversion" and c["text"] and -1 <= c["inversion_cosine"] <= 1 for c in misses)
-    assert response["text"].splitlines() == [c["text"] for c in response["concepts"]]
+    assert misses
+    for concept, vector in zip(response["concepts"], result.concept_vectors):
+        shown = concept["text"] or concept["nearest_text"]  # the inverter's text only where it beat the nearest
+        assert concept["source"] == "inversion" or concept["text"] is None
+        assert concept["cosine"] >= concept["score"] - 1e-6
+        assert concept["cosine"] == pytest.approx(float(embedder.encode([shown])[0] @ vector), abs=1e-4)
+    assert response["text"] == "\n".join(c["text"] or f"[~ {c['nearest_text']}]" for c in response["concepts"])
     within_budget(lambda: engine.run("Read a file line by line.", ["store"], Budget(seconds=1.0, max_flops=1e15)))
 
 

@@ -1,6 +1,7 @@
 """The corrector loop: re-embedded hypotheses, the best kept, stops at the target cosine or the step budget."""
 
 import numpy as np
+import pytest
 
 from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.config import InversionConfig
@@ -40,3 +41,17 @@ def test_a_closer_seed_text_is_where_correction_starts(memorized, embedder):
     seeded = corrector.invert(embedder.encode(texts), correction_steps=2, seed_texts=texts)
     assert [r.text for r in seeded] == texts and all(r.cosine > 0.999 and r.steps == 0 for r in seeded)
     assert all(r.first_cosine < 0.999 for r in seeded)  # the inverter alone did not get there
+
+
+def test_a_vector_decodes_the_same_alone_or_anywhere_in_a_batch(memorized, embedder):
+    texts = ["Return the number of items in the queue.", "A recipe for tomato soup.", "The train leaves at noon."]
+    targets = embedder.encode(texts)
+    config = InversionConfig(candidates=3, target_cosine=0.9999, temperature=2.0)
+    corrector = Corrector(memorized[2], embedder, config)
+    alone = corrector.invert(targets[:1], correction_steps=2)[0]
+    for batch, row in ((targets, 0), (targets[::-1], 2), (np.repeat(targets[1:2], 2, 0).tolist() + [targets[0]], 2)):
+        inverted = corrector.invert(np.asarray(batch), correction_steps=2)[row]
+        assert (inverted.text, inverted.found_at) == (alone.text, alone.found_at)
+        assert inverted.cosine == pytest.approx(alone.cosine, abs=1e-5)
+    reseeded = {corrector.invert(targets, correction_steps=2, seed=seed)[1].text for seed in range(4)}
+    assert len(reseeded) > 1  # the seed, not the batch, varies the samples

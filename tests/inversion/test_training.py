@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 
 from meqg_mlx.concepts.store import ConceptStore, normalize_text
 from meqg_mlx.errors import MeqgError
@@ -11,8 +12,7 @@ from meqg_mlx.inversion.checkpoint import TrainedInverter
 from meqg_mlx.inversion.training import InverterTraining, split_examples
 from meqg_mlx.telemetry import read_telemetry
 
-from ..conftest import SENTENCES
-from .conftest import tiny_config
+from ..conftest import SENTENCES, tiny_config
 
 
 def squashed(text: str) -> str:
@@ -76,3 +76,33 @@ def test_corrupt_or_missing_inverters_are_one_line_errors(memorized, tmp_path):
 def test_a_run_on_another_store_is_refused(memorized, small_store, embedder):
     with pytest.raises(MeqgError, match="is a run on the store"):
         InverterTraining(small_store, memorized[0], embedder, tiny_config())
+
+
+def test_an_inverter_is_never_replaced_silently_and_resumes_exactly(sentence_store_path, embedder, tmp_path):
+    store = ConceptStore.open(sentence_store_path)
+    config = tiny_config(steps=6, eval_every=3)
+    straight = InverterTraining(store, tmp_path / "straight", embedder, config)
+    straight.train()
+    with pytest.raises(MeqgError, match=r"already holds an inverter \(step 6\): pass --resume .* or --force"):
+        InverterTraining(store, tmp_path / "straight", embedder, config)
+    with pytest.raises(MeqgError, match="no inverter to resume"):
+        InverterTraining(store, tmp_path / "fresh", embedder, config, resume=True)
+
+    halted = tiny_config(steps=6, eval_every=3)
+    halted.inversion.steps = 3
+    InverterTraining(store, tmp_path / "halted", embedder, halted).train()
+    resumed = InverterTraining(store, tmp_path / "halted", embedder, config, resume=True)
+    summary = resumed.train()
+    assert summary.steps == 6
+    ours, theirs = dict(tree_flatten(resumed.model.parameters())), dict(tree_flatten(straight.model.parameters()))
+    assert all(np.allclose(np.array(ours[k]), np.array(theirs[k]), atol=1e-6) for k in theirs)
+    records, _ = read_telemetry(tmp_path / "halted" / "inverter" / "telemetry.jsonl")
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3, 4, 5, 6]
+    assert len({r["run_id"] for r in records}) == 1  # one inverter run, one telemetry run id
+    with pytest.raises(MeqgError, match="already at step 6"):
+        InverterTraining(store, tmp_path / "halted", embedder, config, resume=True).train()
+
+    replaced = InverterTraining(store, tmp_path / "halted", embedder, tiny_config(steps=2), force=True)
+    replaced.train()
+    records, _ = read_telemetry(tmp_path / "halted" / "inverter" / "telemetry.jsonl")
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2] and len({r["run_id"] for r in records}) == 1

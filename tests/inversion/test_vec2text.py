@@ -224,8 +224,11 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(
     vectors = embedder.encode(SENTENCES)
     store.add([NewConcept(first + i, text, v) for i, (text, v) in enumerate(zip(SENTENCES, vectors))])
     fill_vector_column(store, "gtr_mean", trained["embedder"])
-    LinearProjection.fit(store, "vector", "gtr_mean").save(store)
-    # no seeding with the nearest store text: every text shown must be vec2text's own
+    # the noisy vectors below leave the store's subspace, where plain least squares amplifies the noise:
+    # a ridge brings the tiny vec2text from 1 of 12 sentences back to 11 (plain fits are exact on the store)
+    LinearProjection.fit(store, "vector", "gtr_mean", ridge=0.02).save(store)
+    store.remove(list(range(first, first + len(SENTENCES))))  # fitted with them; now only vec2text knows them
+    # no seeding with the nearest store text: the texts that beat it are vec2text's own
     RunDir(tmp_path / "run").for_store(
         store.uri, to_yaml(MeqgConfig(inversion=InversionConfig(seed_with_nearest=False)))
     )
@@ -239,18 +242,20 @@ def test_run_decoder_reaches_vec2text_through_a_store_column_and_projection(
     }
     decoder = RunDecoder.from_run(tmp_path / "run", threshold=0.99999, vec2text=options)
     decoded = decoder.vectors(near, correction_steps=1)
-    assert all(d.source == "inversion" for d in decoded)
+    # vec2text's text is shown wherever it beats the nearest store text, which is shown elsewhere
+    assert all(d.source == "inversion" or d.text == d.nearest_text for d in decoded)
+    assert all(d.cosine >= d.score for d in decoded)
     # a linear map from MiniLM into a random tiny T5's space is lossy (held-out cosine ~0.9): some vectors
     # land on a neighbouring sentence. Deterministic for one set of library releases (seeded fixtures), but
     # measured 8 of 12 exact under one transformers/tokenizers and 7 under a later one: half is the bar
     exact = [d.text == text for d, text in zip(decoded, SENTENCES)]
-    assert sum(exact) >= 6, [(d.text, d.inversion_cosine) for d, ok in zip(decoded, exact) if not ok]
+    assert sum(exact) >= 6, [(d.text, d.cosine) for d, ok in zip(decoded, exact) if not ok]
     # cosines are in MiniLM's space: the written text re-embedded by the run's encoder against the vector
     rescored = np.einsum(
         "ij,ij->i", embedder.encode([d.text for d in decoded]), near / np.linalg.norm(near, axis=1, keepdims=True)
     )
-    assert np.allclose([d.inversion_cosine for d in decoded], rescored, atol=1e-5)
-    assert all(d.inversion_cosine > 0.99 for d, ok in zip(decoded, exact) if ok)
+    assert np.allclose([d.cosine for d in decoded], rescored, atol=1e-5)
+    assert all(d.cosine > 0.99 for d, ok in zip(decoded, exact) if ok)
     np.save(tmp_path / "near.npy", near[:3])
     result = meqg(
         "decode",
