@@ -9,7 +9,7 @@ Measures (vec2text paper's): exact match (case-folded: the
 tokenizer is uncased), token F1, corpus BLEU-4, mean cosine between the target vector
 and the re-embedded output, and seconds per text.
 
-    python bench/inversion.py --run RUN [--texts 200] [--steps 4] [--candidates 4] [--json OUT]
+    python bench/inversion.py --run RUN [--texts 200] [--steps 4] [--candidates 4] [--beam 1] [--json OUT]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=200)
     parser.add_argument("--steps", type=int, default=4, help="correction steps")
     parser.add_argument("--candidates", type=int, default=None, help="[default: config inversion.candidates]")
+    parser.add_argument("--beam", type=int, default=None, help="hypotheses kept per step [default: inversion.beam]")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and examples here")
     args = parser.parse_args()
 
@@ -84,6 +85,8 @@ def main() -> None:
     inversion = decoder.inversion
     if args.candidates is not None:
         inversion.candidates = args.candidates
+    if args.beam is not None:
+        inversion.beam = args.beam
     _, held = split_examples(
         decoder.store, inverter.vocab.tokenizer_path, inverter.model.args.max_tokens, inverter.meta["held_out_every"]
     )
@@ -93,7 +96,7 @@ def main() -> None:
         f"{len(references)} held-out texts (of {len(held.ids)}) from {decoder.store.uri}; inverter step "
         f"{inverter.meta['step']}{trained_for(args.run, inverter.meta['step'])}, "
         f"{inverter.meta['trained_texts']} training texts; "
-        f"{args.steps} correction steps x {inversion.candidates} candidates",
+        f"{args.steps} correction steps x {inversion.candidates} candidates x beam {inversion.beam}",
         flush=True,
     )
 

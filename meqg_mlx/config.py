@@ -131,7 +131,7 @@ class InversionConfig:
 
     lookup_threshold: float = 0.9  # cosine a store concept needs for its text to stand for a vector
     # inverter training (meqg inverter train)
-    steps: int = 3000
+    steps: int = 2100  # <= 60 min on 2 x86 cores for the demo store (stdlib + WordNet animals and foods)
     batch_size: int = 64
     learning_rate: float = 1e-3
     warmup_steps: int = 100
@@ -139,7 +139,8 @@ class InversionConfig:
     eval_every: int = 250
     # corrector loop: hypotheses re-embedded, the best by cosine kept
     correction_steps: int = 4
-    candidates: int = 4  # per step: one greedy, the rest sampled
+    candidates: int = 4  # per step and hypothesis: one greedy, the rest sampled
+    beam: int = 1  # hypotheses kept from one step to the next (the closest distinct texts)
     temperature: float = 0.7
     target_cosine: float = 0.99  # stop correcting a vector once its best text is this close
     seed_with_nearest: bool = True  # correction starts from the nearest store text when it is closer
@@ -276,6 +277,7 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
         "eval_every": (1, 1e12),
         "correction_steps": (0, 1024),
         "candidates": (1, 1024),
+        "beam": (1, 64),
         "temperature": (1e-6, 1e3),
         "target_cosine": (-1.0, 1.0),
         "vec2text_num_beams": (1, 64),

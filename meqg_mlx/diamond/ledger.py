@@ -18,7 +18,7 @@ from typing import Protocol
 
 import mlx.core as mx
 
-from ..kernels.softmax import cross_entropy, softmax
+from ..kernels.softmax import cross_entropy, inverse_cdf
 from .view import View
 
 
@@ -62,13 +62,8 @@ def phi_exact(log_joint: mx.array) -> mx.array:
 
 
 def draw(logprobs: mx.array, key: mx.array) -> mx.array:
-    """One code per row of log-probabilities (..., C), by the inverse CDF: a uniform per row,
-    where MLX's categorical draws C Gumbels (two logs each, one element at a time on its CPU).
-    The uniform is scaled to the row's summed probability, so a code of probability 0 is never
-    drawn (the first code whose cumulative sum exceeds it is)."""
-    total = mx.cumsum(softmax(logprobs), axis=-1)
-    u = mx.random.uniform(shape=(*logprobs.shape[:-1], 1), key=key) * total[..., -1:]
-    return mx.stop_gradient((total <= u).sum(-1).astype(mx.int32))
+    """One code per row of log-probabilities (..., C), by the inverse CDF at a uniform per row."""
+    return inverse_cdf(logprobs, mx.random.uniform(shape=(*logprobs.shape[:-1], 1), key=key))
 
 
 def sample_codes(

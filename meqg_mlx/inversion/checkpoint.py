@@ -19,7 +19,7 @@ from ..atomic import replaced_dir
 from ..errors import MeqgError
 from ..runs import WEIGHTS
 from .inverter import Inverter, ModelArgs
-from .tokens import BOS, EOS, InverterVocab
+from .tokens import BOS, EOS, InverterVocab, SurfaceForms
 
 FORMAT = 1
 
@@ -71,6 +71,7 @@ class TrainedInverter:
                 "format": FORMAT,
                 "args": dataclasses.asdict(self.model.args),
                 "token_ids": self.vocab.token_ids.tolist(),
+                **({"surface": self.vocab.surface.to_json()} if self.vocab.surface else {}),
             }
             (tmp / "inverter.json").write_text(json.dumps(self.meta))
         return directory
@@ -84,7 +85,8 @@ class TrainedInverter:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
             model = Inverter(ModelArgs(**meta["args"]))
             model.load_weights(str(directory / WEIGHTS), strict=True)
-            vocab = InverterVocab(directory / "tokenizer.json", np.array(meta["token_ids"], np.int64))
+            surface = SurfaceForms.from_json(meta["surface"]) if "surface" in meta else None
+            vocab = InverterVocab(directory / "tokenizer.json", np.array(meta["token_ids"], np.int64), surface)
         except FileNotFoundError as exc:
             raise MeqgError(
                 f"no trained inverter in {directory} ({Path(exc.filename or '').name} missing): "

@@ -1,16 +1,16 @@
 """The corrector loop in the vec2text manner.
 
-The first pass writes a text from the target alone; when seed texts are given (the
-nearest store concept's, say) the better of the two by cosine is where correction
-starts. Each correction step feeds the
-inverter the target, the embedding of the best text so far and their difference,
-writes `candidates` new texts (one greedy, the rest sampled), re-embeds them with the
-same embedder and keeps whichever text is closest to the target. Every sample is seeded by
-(seed, the vector itself, the candidate, the step) alone, so a vector decodes the same
-alone or anywhere in any batch. A vector stops once
-its best text reaches `target_cosine`; the loop stops after `correction_steps`.
-The best cosine never goes down from one step to the next. The inverter is ours
-(checkpoint.TrainedInverter) or a pretrained vec2text pair (vec2text.Vec2TextInverter).
+The first pass writes a text from the target alone; seed texts, when given (the nearest
+store concept's, say), compete with it by cosine. Each correction step feeds the inverter
+the target, the embedding of a hypothesis and their difference, and writes `candidates`
+new texts from it (one greedy, the rest sampled); they are re-embedded with the same
+embedder, and the `beam` closest texts seen so far are the next step's hypotheses (vec2text's
+sequence-level beam; 1 keeps only the best). Every sample is seeded by (seed, the vector
+itself, the hypothesis, the candidate, the step) alone, so a vector decodes the same alone or
+anywhere in any batch. A vector stops once its best text reaches `target_cosine`; the loop
+stops after `correction_steps`. The best cosine never goes down from one step to the next.
+The inverter is ours (checkpoint.TrainedInverter) or a pretrained vec2text pair
+(vec2text.Vec2TextInverter).
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class Inversion:
     first_cosine: float
     from_seed: bool = False  # the best text is the seed text itself: nothing written came closer
     found_at: int = 0  # the correction step that wrote `text` (0: the first pass or the seed)
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    embedding: np.ndarray
+    cosine: float
+    found_at: int
+    from_seed: bool = False
 
 
 def row_seeds(seed: int, targets: np.ndarray, candidate: int, step: int) -> np.ndarray:
@@ -72,23 +81,6 @@ class Corrector:
             )
         return embeddings, cosines
 
-    def keep_better(
-        self,
-        texts: list[str],
-        embeddings: np.ndarray,
-        cosines: np.ndarray,
-        rows: np.ndarray,
-        candidate: list[str],
-        goal: np.ndarray,
-    ) -> np.ndarray:
-        """Replace, in place, the best texts of `rows` by the candidates that are closer; returns those rows."""
-        new_embeddings, new_cosines = self.score(candidate, goal)
-        better = rows[new_cosines > cosines[rows]]
-        for local in np.flatnonzero(new_cosines > cosines[rows]):
-            row = rows[local]
-            texts[row], embeddings[row], cosines[row] = candidate[local], new_embeddings[local], new_cosines[local]
-        return better
-
     def invert(
         self,
         targets: np.ndarray,
@@ -104,47 +96,82 @@ class Corrector:
         if steps < 0:
             raise InputError(f"correction steps must be >= 0, got {steps}")
         targets = check_vectors(targets, self.inverter.dim, "vectors to invert", unit=self.embedder.normalized)
-        texts = self.inverter.generate(targets, deadline=deadline)
-        embeddings, cosines = self.score(texts, targets)
-        first = list(zip(texts, cosines))
-        from_seed = np.zeros(len(targets), bool)
+        first = self.inverter.generate(targets, deadline=deadline)
+        embeddings, first_cosines = self.score(first, targets)
+        beams = [[Hypothesis(first[i], embeddings[i], float(first_cosines[i]), 0)] for i in range(len(targets))]
         if seed_texts is not None:
-            from_seed[self.keep_better(texts, embeddings, cosines, np.arange(len(targets)), seed_texts, targets)] = True
-        taken, found_at = np.zeros(len(targets), np.int64), np.zeros(len(targets), np.int64)
-        k = max(s.candidates, 1)
+            embeddings, cosines = self.score(seed_texts, targets)
+            for i, beam in enumerate(beams):
+                beam.append(Hypothesis(seed_texts[i], embeddings[i], float(cosines[i]), 0, True))
+                beams[i] = best_distinct(beam, s.beam)
+        taken = np.zeros(len(targets), np.int64)
         for step in range(1, steps + 1):
-            rows = np.flatnonzero(cosines < s.target_cosine)
+            rows = [i for i, beam in enumerate(beams) if beam[0].cosine < s.target_cosine]
             if progress:
                 progress("correcting", step - 1, steps)
-            if not len(rows) or deadline is not None and time.perf_counter() > deadline:
+            if not rows or deadline is not None and time.perf_counter() > deadline:
                 break
-            goal, hypothesis, written = targets[rows], embeddings[rows], [texts[i] for i in rows]
-            candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
-            if k > 1:
-                n = len(rows)
-                sampled = self.inverter.generate(
-                    np.tile(goal, (k - 1, 1)),
-                    np.tile(hypothesis, (k - 1, 1)),
-                    s.temperature,
-                    np.concatenate([row_seeds(seed, goal, j, step) for j in range(1, k)]),
-                    hypothesis_texts=written * (k - 1),
-                )
-                candidates += [sampled[j * n : (j + 1) * n] for j in range(k - 1)]
-            for candidate in candidates:
-                better = self.keep_better(texts, embeddings, cosines, rows, candidate, goal)
-                from_seed[better], found_at[better] = False, step
+            self.correct(targets, beams, rows, step, seed)
             taken[rows] = step
         if progress:
             progress("correcting", steps, steps)
         return [
             Inversion(
-                texts[i],
-                float(cosines[i]),
+                beam[0].text,
+                beam[0].cosine,
                 int(taken[i]),
-                first[i][0],
-                float(first[i][1]),
-                bool(from_seed[i]),
-                int(found_at[i]),
+                first[i],
+                float(first_cosines[i]),
+                beam[0].from_seed,
+                beam[0].found_at,
             )
-            for i in range(len(targets))
+            for i, beam in enumerate(beams)
         ]
+
+    def correct(self, targets: np.ndarray, beams: list[list[Hypothesis]], rows: list[int], step: int, seed: int):
+        """One correction step for `rows`: candidates from every hypothesis in their beams, the best kept."""
+        s = self.inversion
+        owners = [(i, j) for i in rows for j in range(len(beams[i]))]  # (row, hypothesis) per generation
+        goal = targets[[i for i, _ in owners]]
+        hypothesis = np.stack([beams[i][j].embedding for i, j in owners])
+        written = [beams[i][j].text for i, j in owners]
+        candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
+        k = max(s.candidates, 1)
+        if k > 1:
+            n = len(owners)
+            seeds = np.concatenate(
+                [
+                    row_seeds(seed, goal[m : m + 1], j * k + c, step)
+                    for c in range(1, k)
+                    for m, (_, j) in enumerate(owners)
+                ]
+            )
+            sampled = self.inverter.generate(
+                np.tile(goal, (k - 1, 1)),
+                np.tile(hypothesis, (k - 1, 1)),
+                s.temperature,
+                seeds,
+                hypothesis_texts=written * (k - 1),
+            )
+            candidates += [sampled[c * n : (c + 1) * n] for c in range(k - 1)]
+        texts = [text for candidate in candidates for text in candidate]
+        embeddings, cosines = self.score(texts, np.tile(goal, (len(candidates), 1)))
+        pool = {i: list(beams[i]) for i in rows}
+        for m, text in enumerate(texts):
+            row = owners[m % len(owners)][0]
+            pool[row].append(Hypothesis(text, embeddings[m], float(cosines[m]), step))
+        for i in rows:
+            beams[i] = best_distinct(pool[i], s.beam)
+
+
+def best_distinct(hypotheses: list[Hypothesis], width: int) -> list[Hypothesis]:
+    """The `width` closest hypotheses with distinct non-empty texts, closest first; the earliest
+    of equally close ones (the best cosine never goes down, and a tie keeps what was there)."""
+    seen, kept = set(), []
+    for h in sorted(hypotheses, key=lambda h: -h.cosine):  # stable: earlier ones first among ties
+        if h.text.strip() and h.text not in seen:
+            seen.add(h.text)
+            kept.append(h)
+        if len(kept) == width:
+            break
+    return kept or hypotheses[:1]

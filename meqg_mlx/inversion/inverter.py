@@ -16,6 +16,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ..kernels.softmax import inverse_cdf
+
 
 @dataclass
 class ModelArgs:
@@ -46,10 +48,9 @@ def row_uniforms(seeds: np.ndarray, position: int) -> np.ndarray:
 
 
 def sample_rows(logits: mx.array, temperature: float, seeds: np.ndarray, position: int) -> mx.array:
-    """A token per row drawn from softmax(logits / temperature) by inverting its CDF at the row's uniform."""
-    cdf = mx.cumsum(mx.softmax(logits.astype(mx.float32) / temperature, axis=-1), axis=-1)
-    uniforms = mx.array(row_uniforms(seeds, position).astype(np.float32))
-    return mx.minimum((cdf < uniforms[:, None]).sum(axis=-1), logits.shape[-1] - 1)
+    """A token per row drawn from softmax(logits / temperature) by the inverse CDF at the row's uniform."""
+    uniforms = mx.array(row_uniforms(seeds, position).astype(np.float32))[:, None]
+    return inverse_cdf(logits.astype(mx.float32) / temperature, uniforms)
 
 
 class KVCache:

@@ -18,6 +18,15 @@ def softmax(x: mx.array) -> mx.array:
     return _softmax()(x)[0].astype(x.dtype)
 
 
+def inverse_cdf(logits: mx.array, uniforms: mx.array) -> mx.array:
+    """One index per row of logits (..., C) drawn from their softmax at the row's uniform (..., 1) in
+    [0, 1): where MLX's categorical draws C Gumbels (two logs each, one element at a time on its CPU).
+    The uniform is scaled to the row's summed probability, so an index of probability 0 is never drawn
+    (the first index whose cumulative sum exceeds it is)."""
+    total = mx.cumsum(softmax(logits), axis=-1)
+    return mx.stop_gradient((total <= uniforms * total[..., -1:]).sum(-1).astype(mx.int32))
+
+
 def logsumexp(x: mx.array, keepdims: bool = False) -> mx.array:
     if not _on(x):
         return mx.logsumexp(x, axis=-1, keepdims=keepdims)

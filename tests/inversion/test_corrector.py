@@ -55,3 +55,17 @@ def test_a_vector_decodes_the_same_alone_or_anywhere_in_a_batch(memorized, embed
         assert inverted.cosine == pytest.approx(alone.cosine, abs=1e-5)
     reseeded = {corrector.invert(targets, correction_steps=2, seed=seed)[1].text for seed in range(4)}
     assert len(reseeded) > 1  # the seed, not the batch, varies the samples
+
+
+def test_a_beam_corrects_from_several_hypotheses_and_never_does_worse(memorized, embedder):
+    texts = ["Count the lines in a file.", "Sort a list lazily.", "Open a remote socket and wait."]
+    seeds = ["Merge two sorted iterables lazily.", "Round a number.", "Spawn a child process and wait for it."]
+    targets = embedder.encode(texts)
+    results = {}
+    for beam in (1, 3):
+        config = InversionConfig(candidates=3, target_cosine=0.9999, temperature=2.0, beam=beam)
+        results[beam] = Corrector(memorized[2], embedder, config).invert(targets, 1, seed_texts=seeds)
+    # the best hypothesis gets the same samples in both; the beam also corrects from the runner-up
+    assert all(wide.cosine >= narrow.cosine - 1e-6 for wide, narrow in zip(results[3], results[1]))
+    for r, target in zip(results[3], targets):
+        assert r.cosine == pytest.approx(float(embedder.encode([r.text])[0] @ target), abs=1e-5)
