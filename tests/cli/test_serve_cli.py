@@ -117,6 +117,8 @@ def test_seed_000_request_gets_seed_000_response(server):
     # the request names a model; the one run this server has answers, under its own id
     assert response["model"] == json.loads((run / "run.json").read_text())["run_id"]
     assert response["text"] and response["concepts"]
+    for concept in response["concepts"]:  # no inverter here: each text shown is a store text, its cosine its own
+        assert concept["cosine"] == concept["score"]
     # and the server logs the request in one line: status, seconds, the wait for the model
     logged = re.compile(r"meqg serve: POST /v1/diamond/run 200 [0-9.]+ s \(queued [0-9.]+ s\)")
     wait_until(lambda: logged.search(log.read_text()), 10, "the request's log line")
