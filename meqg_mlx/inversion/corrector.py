@@ -48,17 +48,19 @@ class Hypothesis:
     from_seed: bool = False
 
 
-def row_seeds(seed: int, targets: np.ndarray, candidate: int, step: int) -> np.ndarray:
-    """One sampling seed per target vector, a hash of its bytes: the same vector gets the same samples
-    in any batch, at any position."""
-    salt = struct.pack("<qqq", seed, candidate, step)
+def row_seeds(seed: int, targets: np.ndarray, candidates: np.ndarray, step: int) -> np.ndarray:
+    """One sampling seed per target vector and its candidate number, a hash of the vector's bytes: the
+    same vector gets the same samples in any batch, at any position."""
     return np.array(
         [
             int.from_bytes(
-                hashlib.blake2b(np.ascontiguousarray(row, np.float32).tobytes() + salt, digest_size=8).digest(),
+                hashlib.blake2b(
+                    np.ascontiguousarray(row, np.float32).tobytes() + struct.pack("<qqq", seed, int(c), step),
+                    digest_size=8,
+                ).digest(),
                 "little",
             )
-            for row in targets
+            for row, c in zip(targets, np.broadcast_to(candidates, len(targets)))
         ],
         np.uint64,
     )
@@ -138,14 +140,8 @@ class Corrector:
         candidates = [self.inverter.generate(goal, hypothesis, hypothesis_texts=written)]
         k = max(s.candidates, 1)
         if k > 1:
-            n = len(owners)
-            seeds = np.concatenate(
-                [
-                    row_seeds(seed, goal[m : m + 1], j * k + c, step)
-                    for c in range(1, k)
-                    for m, (_, j) in enumerate(owners)
-                ]
-            )
+            n, hypotheses = len(owners), np.array([j for _, j in owners])
+            seeds = np.concatenate([row_seeds(seed, goal, hypotheses * k + c, step) for c in range(1, k)])
             sampled = self.inverter.generate(
                 np.tile(goal, (k - 1, 1)),
                 np.tile(hypothesis, (k - 1, 1)),
