@@ -24,7 +24,8 @@ def label_domains(texts: list[str], labels: np.ndarray, k: int, words: int = 3) 
     total = max(len(texts), 1)
     names = []
     for counter in per_domain:
-        scored = sorted(counter, key=lambda w: -counter[w] * np.log(total / overall[w]))
+        # ties by the word itself: a set's order (and so the counter's) changes with the hash seed
+        scored = sorted(counter, key=lambda w: (-counter[w] * np.log(total / overall[w]), w))
         names.append(" ".join(scored[:words]) or "empty")
     return names
 

@@ -37,6 +37,28 @@ def test_domain_labels_name_what_is_distinctive():
     assert set(names[1].split()) <= {"json", "decode", "string", "text"}
 
 
+def test_domain_labels_do_not_depend_on_the_hash_seed():
+    """Tied words are ordered by the word: the same store gets the same labels in every process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np; from meqg_mlx.concepts.domains import label_domains; "
+        "print(label_domains(['alpha beta gamma delta', 'epsilon zeta theta iota'], np.array([0, 1]), 2))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": str(seed)},
+            check=True,
+        ).stdout
+        for seed in range(3)
+    }
+    assert outputs == {"['alpha beta delta', 'epsilon iota theta']\n"}
+
+
 def test_compute_domains_rows_are_consistent():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 16)).astype(np.float32)
