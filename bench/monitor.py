@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from meqg_tui.app import MonitorApp
+from meqg_tui.monitor import MonitorApp
 from meqg_tui.tail import TelemetryTail
 
 RECORDED = Path(__file__).resolve().parents[1] / "tests" / "data" / "telemetry" / "gated-run.jsonl"
@@ -53,9 +53,9 @@ async def monitor_lag(directory: Path, count: int, rate: float) -> tuple[int, fl
         thread.start()
         while thread.is_alive():
             await pilot.pause(TICK)
-            lags.append(written(path) - app.state.records)
+            lags.append(written(path) - app.monitor.state.records)
         finished = time.monotonic()
-        while app.state.records < count:
+        while app.monitor.state.records < count:
             await pilot.pause(0.01)
         return max(lags), time.monotonic() - finished
 

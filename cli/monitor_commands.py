@@ -40,6 +40,6 @@ def monitor(
         raise InputError(f"nothing to replay: {telemetry} does not exist")
     if window < 1 or not stall_after > 0:
         raise InputError("--window must be >= 1 and --stall-after > 0")
-    from meqg_tui.app import MonitorApp
+    from meqg_tui.monitor import MonitorApp
 
     MonitorApp(run_dir, replay, stall_after, window).run()

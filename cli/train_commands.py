@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -16,7 +15,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from meqg_mlx.errors import ConfigError, MeqgError
-from meqg_mlx.runs import RunDir
 from .progress import console, out
 
 
@@ -68,10 +66,11 @@ def train(
     if nproc != 1:
         raise ConfigError("--nproc needs --engine torch (the mlx engine trains in this process)")
     if monitor:
-        train_with_monitor([sys.executable, "-m", "meqg_cli.main", "train", *forwarded], run)
+        train_with_monitor(forwarded[2:], run)
         return
     from meqg_mlx.config import load_config
     from meqg_mlx.train.run import TrainingRun
+    from meqg_tui.worker import watcher_gone
 
     if resume and (config_file or no_gate):
         raise ConfigError("a resumed run keeps the config saved in its run dir: drop --config/--no-gate")
@@ -81,7 +80,7 @@ def train(
     if console.is_terminal:
         console.print(f"[bold]meqg train[/]: preparing {'resume of ' if resume else ''}run {run}")
     training = TrainingRun(run, store, config, resume, steps)
-    summary = train_with_progress(training, monitor_gone())
+    summary = train_with_progress(training, watcher_gone())
     print_summary(summary)
 
 
@@ -155,59 +154,23 @@ class TorchrunFailure:
         return f"torchrun exited with {returncode}: {self._last.strip()[:300]}"
 
 
-MONITOR_PID = "MEQG_MONITOR_PID"
+def train_with_monitor(arguments: list[str], run: Path) -> None:
+    """`meqg train --run RUN ARGUMENTS` in a worker process writing RUN/train.log, the monitor in front."""
+    from meqg_tui.monitor import MonitorApp
+    from meqg_tui.worker import TrainingWorker
 
-
-def monitor_gone():
-    """For a `--monitor` worker: a check that its monitor process has died (then it stops and
-    checkpoints, as on q), so a killed monitor never leaves training running on its own."""
-    parent = os.environ.pop(MONITOR_PID, None)
-    if parent is None:
-        return lambda: False
-    return lambda: os.getppid() != int(parent)
-
-
-def train_with_monitor(command: list[str], run: Path) -> None:
-    """`command` (a `meqg train`) in a worker process writing RUN/train.log, the monitor in front."""
-    from meqg_tui.app import MonitorApp
-
-    run.mkdir(parents=True, exist_ok=True)
-    log_path = RunDir(run).train_log
-    start = log_path.stat().st_size if log_path.exists() else 0
-    with open(log_path, "ab") as log:
-        worker = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, MONITOR_PID: str(os.getpid())},
-        )
+    worker = TrainingWorker(run, arguments)
     try:
         MonitorApp(run, worker=worker).run()
     finally:
-        stop_worker(worker)
-    with open(log_path, "rb") as log:
-        log.seek(start)
-        lines = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+        if worker.poll() is None:
+            console.print("stopping training after the current step (checkpointing) ...")
+            worker.stop()
     if worker.returncode:
-        raise MeqgError(lines[-1].removeprefix("error: ") if lines else f"training exited with {worker.returncode}")
-    for line in lines:
+        raise MeqgError(worker.failure())
+    for line in worker.log_lines():
         if not line.startswith("step "):
             out.print(line, soft_wrap=True, markup=False)
-
-
-def stop_worker(worker: subprocess.Popen, grace: float = 300.0) -> None:
-    """Ask a running `meqg train` to stop as Ctrl-C does (it finishes the step and checkpoints)."""
-    if worker.poll() is not None:
-        return
-    console.print("stopping training after the current step (checkpointing) ...")
-    worker.send_signal(signal.SIGINT)
-    try:
-        worker.wait(grace)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 def train_with_progress(training, also_stop=lambda: False):

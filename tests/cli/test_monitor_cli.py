@@ -35,7 +35,7 @@ def test_bad_run_dir_and_replay_speed_are_one_line_errors(tmp_path):
 def test_the_monitor_never_loads_training_code():
     """Only the library's bottom layer (errors, telemetry, run layout): no mlx, no torch, no training."""
     code = (
-        "import json, sys, meqg_tui.app, meqg_cli.main; "
+        "import json, sys, meqg_tui.monitor, meqg_cli.main; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'meqg_mlx', 'torch'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

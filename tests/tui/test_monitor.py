@@ -6,7 +6,7 @@ import time
 
 from rich.text import Text
 
-from meqg_tui.app import HelpScreen, MonitorApp
+from meqg_tui.monitor import HelpScreen, MonitorApp
 from meqg_tui.widgets import EventsLog, ExpertsPanel, GatePanel, RunHeader
 
 SIZE = (160, 48)
@@ -27,14 +27,14 @@ def text(widget) -> str:
 async def test_recorded_run_fills_every_panel(recorded_run):
     app = MonitorApp(recorded_run)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.ended)
+        await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
         header = text(app.query_one(RunHeader))
-        assert "run 8a8e" not in header and f"run {app.state.run_id}" in header
+        assert "run 8a8e" not in header and f"run {app.monitor.state.run_id}" in header
         assert "finished" in header and "step 60/60" in header and "steps/s" in header
         gate = text(app.query_one("#gate-summary"))
-        assert f"rejected {app.state.rejected}" in gate and app.state.rejected > 0
-        assert "armijo" in json.dumps([d.failed for d in app.state.decisions]) or app.state.rejected
+        assert f"rejected {app.monitor.state.rejected}" in gate and app.monitor.state.rejected > 0
+        assert "armijo" in json.dumps([d.failed for d in app.monitor.state.decisions]) or app.monitor.state.rejected
         experts = text(app.query_one("#experts-body"))
         assert "expert 3" in experts and "router entropy" in experts and "RVQ level 1" in experts
         log = "\n".join(strip.text for strip in app.query_one(EventsLog).lines)
@@ -46,13 +46,13 @@ async def test_recorded_run_fills_every_panel(recorded_run):
 async def test_keys_pause_follow_panels_screenshot_help_quit(recorded_run):
     app = MonitorApp(recorded_run)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.ended)
+        await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.press("p")
-        assert app.paused and "PAUSED" in text(app.query_one(RunHeader))
+        assert app.monitor.paused and "PAUSED" in text(app.query_one(RunHeader))
         await pilot.press("p")
-        assert not app.paused
+        assert not app.monitor.paused
         await pilot.press("f")
-        assert not app.follow and not app.query_one(EventsLog).auto_scroll
+        assert not app.monitor.follow and not app.query_one(EventsLog).auto_scroll
         assert "whole run" in text(app.query_one(RunHeader))
         focused = []
         for _ in range(4):
@@ -82,17 +82,17 @@ async def test_live_view_follows_a_writer(recorded_records, tmp_path):
         with open(path, "a") as f:
             for record in recorded_records[:25]:
                 f.write(json.dumps(record | {"ts": now}) + "\n")
-        await wait_for(pilot, lambda: app.state.records == 25)
-        step = app.state.step
+        await wait_for(pilot, lambda: app.monitor.state.records == 25)
+        step = app.monitor.state.step
         await pilot.pause(0.2)
         assert "running" in text(app.query_one(RunHeader)) and f"step {step}/60" in text(app.query_one(RunHeader))
         with open(path, "a") as f:
             for record in recorded_records[25:]:
                 f.write(json.dumps(record | {"ts": time.time()}) + "\n")
-        await wait_for(pilot, lambda: app.state.ended == "finished")
+        await wait_for(pilot, lambda: app.monitor.state.ended == "finished")
         await pilot.pause(0.2)
         assert "step 60/60" in text(app.query_one(RunHeader))
-        assert f"rejected {app.state.rejected}" in text(app.query_one("#gate-summary"))
+        assert f"rejected {app.monitor.state.rejected}" in text(app.query_one("#gate-summary"))
 
 
 async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
@@ -102,8 +102,8 @@ async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
     steps = [r for r in recorded_records if r["event"] == "step"]
     app = MonitorApp(tmp_path, tick=0.1)
     seen = []
-    apply = app.state.apply
-    app.state.apply = lambda record: (seen.append(record["step"]), apply(record))
+    apply = app.monitor.state.apply
+    app.monitor.state.apply = lambda record: (seen.append(record["step"]), apply(record))
 
     def writer():
         with open(path, "a") as f:
@@ -116,7 +116,7 @@ async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
         thread = threading.Thread(target=writer)
         thread.start()
         try:
-            await wait_for(pilot, lambda: app.state.records == 200, timeout=60)
+            await wait_for(pilot, lambda: app.monitor.state.records == 200, timeout=60)
         finally:
             thread.join()
         await pilot.pause(0.2)
@@ -131,11 +131,11 @@ async def test_malformed_and_truncated_lines_are_counted_and_shown(recorded_reco
     (tmp_path / "telemetry.jsonl").write_text("\n".join(lines) + "\n" + '{"event": "step", "step"')
     app = MonitorApp(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.ended)
+        await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
         header = text(app.query_one(RunHeader))
         assert "malformed lines 2" in header and "truncated last line" in header
-        assert app.state.step == 60
+        assert app.monitor.state.step == 60
 
 
 async def test_older_schema_shows_n_a(recorded_records, tmp_path):
@@ -143,7 +143,7 @@ async def test_older_schema_shows_n_a(recorded_records, tmp_path):
     (tmp_path / "telemetry.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     app = MonitorApp(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.ended)
+        await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
         assert "expert load n/a" in text(app.query_one("#experts-body"))
         assert "unchecked 60" in text(app.query_one("#gate-summary"))
@@ -155,16 +155,16 @@ async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records
     speed = duration / 2.0  # the whole run in about 2 s
     app = MonitorApp(recorded_run, replay=speed, tick=0.1)
     after_ticks = []  # (wall time before the tick, after it, replay clock, step shown)
-    tick = app.tick
+    tick = app.monitor.tick
 
     def recorded_tick():
         before = time.monotonic()
         tick()
-        after_ticks.append((before, time.monotonic(), app.source.clock, app.state.step))
+        after_ticks.append((before, time.monotonic(), app.monitor.source.clock, app.monitor.state.step))
 
-    app.tick = recorded_tick
+    app.monitor.tick = recorded_tick
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.ended, timeout=60)
+        await wait_for(pilot, lambda: app.monitor.state.ended, timeout=60)
         await pilot.pause(0.2)
         assert f"replay x{speed:g} done" in text(app.query_one(RunHeader))
     start = after_ticks[0][0]
@@ -176,7 +176,7 @@ async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records
 
 def test_main_screen_snapshot(recorded_run, snap_compare):
     async def loaded(pilot):
-        while not pilot.app.state.ended:
+        while not pilot.app.monitor.state.ended:
             await pilot.pause(0.05)
         await pilot.pause(0.3)
 

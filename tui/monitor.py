@@ -1,8 +1,9 @@
-"""`meqg monitor RUN_DIR`: a run's telemetry, live or replayed, in a Textual app.
+"""The training monitor: a run's telemetry, live or replayed, as a Textual screen.
 
-Reads RUN_DIR/telemetry.jsonl only (never training code). Every tick takes in what was
-appended since the last one and redraws once, so a fast writer costs one redraw per
-tick, not one per event.
+`meqg monitor RUN_DIR` shows it alone (MonitorApp); `meqg app` opens it from its runs
+screen. Reads RUN_DIR/telemetry.jsonl only (never training code). Every tick takes in
+what was appended since the last one and redraws once, so a fast writer costs one redraw
+per tick, not one per event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
 from meqg_mlx.runs import RunDir
@@ -28,7 +29,7 @@ KEYS = (
     ("tab", "next panel (shift+tab: previous); arrows scroll the focused panel"),
     ("s", "save a screenshot (SVG) to the run directory"),
     ("?", "this help"),
-    ("q", "quit"),
+    ("q", "quit (in meqg app: back to the runs)"),
 )
 PLOTS = (  # each on its own axis: loss (~1-4) beside Delta (~10-30) would be flattened
     ("loss: distance + InfoNCE", ("loss",), False),
@@ -50,15 +51,14 @@ class HelpScreen(ModalScreen):
         yield Static(f"[bold]meqg monitor keys[/]\n\n{rows}\n\n  (escape closes)", id="help")
 
 
-class MonitorApp(App):
+class MonitorScreen(Screen):
     CSS_PATH = "monitor.tcss"
-    TITLE = "meqg monitor"
     BINDINGS = [
         Binding("p", "pause", "pause"),
         Binding("f", "follow", "follow"),
         Binding("s", "screenshot", "screenshot"),
         Binding("question_mark", "help", "keys"),
-        Binding("q", "quit", "quit"),
+        Binding("q", "close", "quit"),
     ]
 
     def __init__(
@@ -105,6 +105,7 @@ class MonitorApp(App):
     def on_mount(self) -> None:
         self.query_one("#plots").can_focus = True
         self.set_interval(self.tick_seconds, self.tick)
+        self.sub_title = str(self.run_dir)
         self.tick()
 
     def tick(self) -> None:
@@ -163,9 +164,16 @@ class MonitorApp(App):
         return "training" if code is None else f"training process exited ({code})"
 
     def _watch_worker(self) -> None:
-        """A training process that dies before writing anything leaves nothing to watch: exit with its code."""
+        """A training process that dies before writing anything leaves nothing to watch: close with its code."""
         if self.worker is not None and self.state.records == 0 and self.worker.poll() not in (None, 0):
-            self.exit(return_code=self.worker.poll())
+            self.action_close(self.worker.poll())
+
+    def action_close(self, return_code: int = 0) -> None:
+        """Alone (`meqg monitor`) the app exits; opened from `meqg app`, back to the screen below."""
+        if len(self.app.screen_stack) > 1:
+            self.dismiss(return_code)
+        else:
+            self.app.exit(return_code=return_code)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -180,11 +188,25 @@ class MonitorApp(App):
     def action_screenshot(self) -> None:
         name = f"monitor-step{self.state.step:07d}-{time.strftime('%Y%m%d-%H%M%S')}.svg"
         try:
-            path = self.save_screenshot(filename=name, path=str(self.run_dir))
+            path = self.app.save_screenshot(filename=name, path=str(self.run_dir))
         except OSError as exc:
-            self.notify(f"screenshot not saved: {exc}", severity="error")
+            self.notify(f"screenshot not saved: {exc}", severity="error", markup=False)
             return
         self.notify(f"saved {path}")
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.app.push_screen(HelpScreen())
+
+
+class MonitorApp(App):
+    """`meqg monitor RUN_DIR` (and `meqg train --monitor`): the monitor screen alone."""
+
+    TITLE = "meqg monitor"
+    CSS_PATH = MonitorScreen.CSS_PATH  # a default screen's own CSS_PATH is not read: the app reads it
+
+    def __init__(self, run_dir: str | Path, *args, **kwargs):
+        super().__init__()
+        self.monitor = MonitorScreen(run_dir, *args, **kwargs)
+
+    def get_default_screen(self) -> Screen:
+        return self.monitor
