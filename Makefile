@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test format bench doctor clean sandbox kernels
+.PHONY: demo test format bench doctor clean sandbox browser kernels screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ sandbox:
 	@if [ "$$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "warning: install bubblewrap (sudo apt-get install bubblewrap): without it the python sandbox refuses"; fi; \
+	fi
+
+# The browser test of `meqg app --web` drives Debian's chromium through chromium-driver (skipped without).
+browser:
+	@if [ "$$(uname -s)" = Linux ] && ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "warning: install chromium and chromium-driver (sudo apt-get install ...): without them the browser test skips"; fi; \
 	fi
 
 # meqg's CPU kernels: the MLX C++ extension in metal/cpu, built against the installed MLX with
@@ -50,7 +57,7 @@ $(KERNELS): $(STAMP) $(KERNEL_SOURCES)
 demo: $(STAMP) $(KERNELS)
 	$(VENV)/bin/meqg demo
 
-test: $(STAMP) $(KERNELS)
+test: $(STAMP) $(KERNELS) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/meqg doctor --brief

@@ -124,7 +124,7 @@ def ablations(
     from meqg_mlx.config import load_config
     from meqg_mlx.encoder import embedder_from_config
     from meqg_mlx.eval.ablation import run_ablation
-    from meqg_mlx.eval.report import write_ablation_report
+    from meqg_mlx.eval.report import verdict_lines, write_ablation_report
     from meqg_mlx.eval.tool_success import require_sandbox
 
     from .progress import progress_bar
@@ -145,6 +145,6 @@ def ablations(
     if as_json:
         print(json.dumps(summary, indent=1))
         return
-    for kill in summary["kill_numbers"]:
-        out.print(f"{kill['name']}: {kill['verdict']} ({kill['claim']})", soft_wrap=True)
+    for line, _ in verdict_lines(summary):
+        out.print(line, soft_wrap=True)
     out.print(f"report: {output / 'report.md'}")

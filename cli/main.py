@@ -13,6 +13,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from meqg_mlx.errors import MeqgError
 
 from . import (
+    app_commands,
     coreml_commands,
     data_commands,
     decode_commands,
@@ -54,6 +55,7 @@ for commands in (
     coreml_commands,
     serve_commands,
     demo_commands,
+    app_commands,
 ):
     commands.register(app)
 

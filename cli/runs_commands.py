@@ -29,14 +29,13 @@ def runs(
 
     from meqg_mlx.errors import InputError
     from meqg_mlx.paths import meqg_home
-    from meqg_mlx.runs import RunDir
-    from meqg_mlx.telemetry import run_overview
+    from meqg_mlx.runs import runs_under
+    from meqg_mlx.telemetry import run_overview, validation_line
 
     root = directory or meqg_home() / "runs"
     if not root.is_dir():
         raise InputError(f"no runs directory {root}")
-    found = [RunDir(root)] if RunDir(root).exists() else [RunDir(p) for p in sorted(root.iterdir()) if p.is_dir()]
-    rows = [run_overview(run) for run in found if run.exists()]
+    rows = [run_overview(run) for run in runs_under(root)]
     if as_json:
         print(json.dumps(rows, indent=1))
         return
@@ -52,19 +51,9 @@ def runs(
             row["status"],
             str(row["step"]),
             "-" if row["parameters"] is None else f"{row['parameters']:,}",
-            validation_cell(row["validation"]),
+            validation_line(row["validation"]),
             "yes" if row["inverter"] else "no",
             datetime.datetime.fromtimestamp(row["modified"]).strftime("%Y-%m-%d %H:%M"),
             row["store"],
         )
     (out if out.is_terminal else Console(width=240, highlight=False)).print(table)  # a pipe gets whole rows
-
-
-def validation_cell(validation: dict) -> str:
-    """`next` (else the first relation): the model's recall@1 beside the best baseline's, and how many more."""
-    if not validation:
-        return "-"
-    relation = "next" if "next" in validation else next(iter(validation))
-    v = validation[relation]
-    more = f" (+{len(validation) - 1} relations)" if len(validation) > 1 else ""
-    return f"{relation} {v['model']:.3f} vs {v['baseline']} {v['baseline_recall@1']:.3f} ({v['difference']:+.3f}){more}"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import RunStoreOption
+from .options import RunStoreOption, check_listener
 from .progress import console
 
 
@@ -37,14 +37,11 @@ def serve(
 ) -> None:
     """Serve POST /v1/diamond/run and GET /healthz for a trained run."""
     from meqg_mlx.episode.engine import DiamondEngine
-    from meqg_mlx.episode.server import ServerLimits, create_app, is_loopback, listening_socket, serve_app
+    from meqg_mlx.episode.server import ServerLimits, create_app, listening_socket, serve_app
     from meqg_mlx.errors import InputError
     from meqg_mlx.sandbox import isolation
 
-    if not is_loopback(host) and not token:
-        raise InputError(f"listening on {host} (not loopback) needs --token, which every request must then carry")
-    if token is not None and len(token) < 16:
-        raise InputError("--token must have at least 16 characters")
+    check_listener(host, token)
     if allow_python and not isolation().safe:
         raise InputError(f"--allow-python needs the OS sandbox, and there is none here ({isolation().detail})")
     limits = ServerLimits(

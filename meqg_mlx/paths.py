@@ -32,9 +32,9 @@ def default_store() -> Path:
     return meqg_home() / "stores" / "stdlib"
 
 
-def new_run_dir(name: str) -> Path:
-    """$MEQG_HOME/runs/NAME, or NAME-2, NAME-3, ... when taken: a run never overwrites another."""
-    root = meqg_home() / "runs"
+def new_run_dir(name: str, root: Path | None = None) -> Path:
+    """ROOT/NAME (ROOT: $MEQG_HOME/runs), or NAME-2, NAME-3, ... when taken: a run never overwrites another."""
+    root = root or meqg_home() / "runs"
     candidate, n = root / name, 1
     while candidate.exists():
         n += 1

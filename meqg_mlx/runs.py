@@ -142,3 +142,11 @@ class RunDir:
         if store_uri(recorded) != store_uri(store_path) and (is_remote(recorded) or Path(recorded).exists()):
             raise MeqgError(f"{self.path} is a run on the store {recorded}, not {store_uri(store_path)}")
         return meta
+
+
+def runs_under(root: str | Path) -> list[RunDir]:
+    """The runs in `root` (a directory of runs, or one run), by name."""
+    root = Path(root)
+    if RunDir(root).exists():
+        return [RunDir(root)]
+    return [RunDir(p) for p in sorted(root.iterdir()) if p.is_dir() and RunDir(p).exists()]

@@ -194,3 +194,13 @@ def run_overview(run: RunDir) -> dict:
         "inverter": run.inverter.model_dir.exists(),
         "modified": changed,
     }
+
+
+def validation_line(validation: dict) -> str:
+    """`next` (else the first relation): the model's recall@1 beside the best baseline's, and how many more."""
+    if not validation:
+        return "-"
+    relation = "next" if "next" in validation else next(iter(validation))
+    v = validation[relation]
+    more = f" (+{len(validation) - 1} relations)" if len(validation) > 1 else ""
+    return f"{relation} {v['model']:.3f} vs {v['baseline']} {v['baseline_recall@1']:.3f} ({v['difference']:+.3f}){more}"

@@ -219,3 +219,18 @@ def memorized_on_a_copy(memorized, sentence_store_path, tmp_path: Path) -> tuple
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "store": str(store)}))
     return run, store
+
+
+@pytest.fixture(scope="session")
+def trained_run_path(small_store_path, tmp_path_factory) -> Path:
+    """A VMM trained briefly on the small store, with checkpoints: what episodes, eval and the app open.
+    Tests that write into a run copy it first."""
+    from meqg_mlx.train.run import TrainingRun
+
+    from .train.test_trainer import small_config
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    config = small_config(steps=40, learning_rate=3e-3, warmup_steps=5)
+    config.episode.max_steps = 6
+    TrainingRun(run, small_store_path, config).train()
+    return run

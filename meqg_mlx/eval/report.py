@@ -295,3 +295,47 @@ def plot_variant_reliability(summary: dict, path: Path) -> None:
         axes.set_title(f"{name}\nECE {_fmt(v['ece'])}", fontsize=8)
     grid[0][0].set_ylabel("accuracy")
     _save(plt, figure, path)
+
+
+def read_report(directory: str | Path) -> dict:
+    """A report directory's report.json and report.md, as `meqg eval` wrote them."""
+    import json
+
+    directory = Path(directory)
+    try:
+        summary = json.loads((directory / "report.json").read_text())
+        markdown_text = (directory / "report.md").read_text()
+    except FileNotFoundError as exc:
+        raise InputError(f"{directory} holds no eval report ({Path(exc.filename).name} missing)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"corrupt eval report in {directory}: {str(exc).splitlines()[0]}") from None
+    return {"directory": str(directory), "summary": summary, "markdown": markdown_text}
+
+
+def find_reports(*roots: str | Path, depth: int = 3) -> list[Path]:
+    """Report directories (with a report.json) at most `depth` levels under each root, newest first."""
+    found = set()
+    for root in map(Path, roots):
+        for level in range(depth + 1):
+            found.update(p.parent for p in root.glob("/".join(["*"] * level + ["report.json"])))
+    return sorted(found, key=lambda p: (p / "report.json").stat().st_mtime, reverse=True)
+
+
+def verdict_lines(summary: dict) -> list[tuple[str, str]]:
+    """An ablation's kill-numbers as (line, verdict): met, not met, inconclusive or not measured (...)."""
+    return [
+        (f"{kill['name']}: {kill['verdict']} ({kill['claim']})", kill["verdict"])
+        for kill in summary.get("kill_numbers", [])
+    ]
+
+
+def cascade_curves(summary: dict) -> dict[str, list[float]]:
+    """Cascade failure by horizon: a run report's free-running, top-5 and teacher-forced curves, or
+    each ablation variant's mean."""
+    if "variants" in summary:
+        return {name: [i["mean"] for i in v["cascade_fail"]] for name, v in summary["variants"].items()}
+    return {
+        "cascade-fail": summary["cascade_fail"],
+        "top-5": summary["cascade_fail_top5"],
+        "teacher-forced error": summary["teacher_forced_error"],
+    }

@@ -7,7 +7,20 @@ from typer.testing import CliRunner
 from meqg_cli.main import app
 
 runner = CliRunner()
-COMMANDS = ("doctor", "data", "store", "encode", "train", "monitor", "run", "decode", "inverter", "serve", "demo")
+COMMANDS = (
+    "doctor",
+    "data",
+    "store",
+    "encode",
+    "train",
+    "monitor",
+    "run",
+    "decode",
+    "inverter",
+    "serve",
+    "demo",
+    "app",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

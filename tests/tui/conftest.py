@@ -21,3 +21,29 @@ def recorded_run(tmp_path) -> Path:
     run.mkdir()
     shutil.copy(RECORDED, run / "telemetry.jsonl")
     return run
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "the app did not get there in time"):
+    """Let the app run until `condition()` holds; fail after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def workbench_dir(small_store_path, tmp_path, monkeypatch) -> Path:
+    """A working directory holding `store` (the small store), `runs/` and nothing else, entered, so
+    that the app shows the same relative paths on every machine."""
+    (tmp_path / "store").symlink_to(small_store_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def workbench(first: str = "store", store: str = "store"):
+    from meqg_tui.workbench import WorkbenchApp
+
+    return WorkbenchApp(Path(store), Path("runs"), Path("."), first)
