@@ -70,6 +70,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/store.py
 
+# The README's screenshots of `meqg app`, on the store and runs `make demo` builds.
+screenshots: $(STAMP)
+	$(PY) docs/screenshots.py
+
 doctor: $(STAMP)
 	$(VENV)/bin/meqg doctor
 

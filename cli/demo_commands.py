@@ -102,7 +102,8 @@ def demo(
     out.print(f"decode: {time.perf_counter() - started:.2f} s")
 
     out.print(
-        f"\nnext: [bold]meqg monitor {run} --replay 10[/] (the run in the monitor), "
+        f"\nnext: [bold]meqg app --store {store} --runs {run.parent}[/] (the workbench: store, runs, episodes, "
+        f"eval; [bold]--web[/] for a browser), [bold]meqg monitor {run} --replay 10[/] (the run in the monitor), "
         f"[bold]meqg train --run {run} --resume --steps {2 * steps} --monitor[/], "
         f'[bold]meqg run "..." --run {run} --tools python,store[/], '
         f"[bold]meqg serve --run {run}[/] (POST /v1/diamond/run), "

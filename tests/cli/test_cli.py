@@ -133,6 +133,7 @@ def test_demo_on_an_existing_store(small_store_path, tmp_path, embedder):
     assert "concepts," in result.stdout and "'parse JSON from a string'" in result.stdout
     assert "json.loads" in result.stdout or "json.decoder" in result.stdout
     assert "next:" in result.stdout
+    assert f"meqg app --store {small_store_path} --runs {tmp_path}" in " ".join(result.stdout.split())
     assert "one Diamond episode" in result.stdout and "stopped by" in result.stdout and "episode:" in result.stdout
     assert "decode round trip" in result.stdout and "Sort a list in place. ->" in result.stdout
     round_trips = [line for line in result.stdout.split("decode round trip")[1].splitlines() if " cos " in line]
