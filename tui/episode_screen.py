@@ -15,15 +15,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Header, Input, Label, Select, Static
 
 from meqg_mlx.errors import MeqgError
 
+from .screen import WorkbenchScreen
+
 from .runs_screen import list_runs
 
 
-class EpisodeScreen(Screen):
+class EpisodeScreen(WorkbenchScreen):
     BINDINGS = [Binding("ctrl+r", "run_episode", "run episode"), Binding("slash", "focus_prompt", "prompt")]
 
     def __init__(self, **kwargs):
@@ -58,7 +59,7 @@ class EpisodeScreen(Screen):
         self.query_one("#prompt", Input).focus()
         self.load_runs()
 
-    @work(exclusive=True, group="runs")
+    @work(exclusive=True, group="runs", exit_on_error=False)
     async def load_runs(self) -> None:
         try:
             rows = await self.app.in_library(list_runs, self.app.runs_root)
@@ -79,7 +80,7 @@ class EpisodeScreen(Screen):
             return
         self.load_relations(Path(event.value))
 
-    @work(exclusive=True, group="relations")
+    @work(exclusive=True, group="relations", exit_on_error=False)
     async def load_relations(self, run: Path) -> None:
         try:
             names = await self.app.in_library(relations_of, run)
@@ -116,7 +117,7 @@ class EpisodeScreen(Screen):
         tools = [name for name in ("store", "python") if self.query_one(f"#tool-{name}", Checkbox).value]
         self.run_episode(Path(select.value), prompt, tools, seconds, str(self.query_one("#relation", Select).value))
 
-    @work(exclusive=True, group="episode")
+    @work(exclusive=True, group="episode", exit_on_error=False)
     async def run_episode(self, run: Path, prompt: str, tools: list[str], seconds: float, relation: str) -> None:
         if run not in self.engines:
             self.status(f"loading {run.name}: model, store, encoder ...", "italic")

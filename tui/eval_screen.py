@@ -14,17 +14,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
 from meqg_mlx.errors import MeqgError
 
+from .screen import WorkbenchScreen
+
 VERDICT_STYLES = {"met": "bold green", "not met": "bold red", "inconclusive": "bold yellow"}
 
 
-class EvalScreen(Screen):
+class EvalScreen(WorkbenchScreen):
     BINDINGS = [Binding("o", "focus_path", "open a directory"), Binding("r", "rescan", "rescan")]
 
     def __init__(self, **kwargs):
@@ -49,7 +50,7 @@ class EvalScreen(Screen):
         self.query_one("#reports-pane").border_title = "eval reports"
         self.action_rescan()
 
-    @work(exclusive=True, group="scan")
+    @work(exclusive=True, group="scan", exit_on_error=False)
     async def action_rescan(self) -> None:
         from meqg_mlx.eval.report import find_reports
 
@@ -75,7 +76,7 @@ class EvalScreen(Screen):
         if event.value.strip():
             self.open_report(event.value.strip())
 
-    @work(exclusive=True, group="report")
+    @work(exclusive=True, group="report", exit_on_error=False)
     async def open_report(self, directory: str) -> None:
         from meqg_mlx.eval.report import read_report
 
@@ -111,6 +112,7 @@ def draw_cascade(widget: PlotextPlot, curves: dict[str, list[float]]) -> None:
         plt.plot(list(range(1, len(values) + 1)), values, label=name, marker="braille")
     plt.title("cascade failure by horizon")
     plt.xlabel("horizon h")
+    plt.xticks(list(range(1, max(map(len, curves.values()), default=1) + 1)))
     plt.ylim(0, 1.02)
     widget.refresh()
 
@@ -131,6 +133,8 @@ def draw_reliability(widget: PlotextPlot, summary: dict) -> None:
     plt.plot([0, 1], [0, 1], label="calibrated", marker="braille")
     plt.title(title)
     plt.xlabel("confidence")
+    plt.xticks([0, 0.25, 0.5, 0.75, 1])  # plotext's own choice among the bars changes from run to run
+    plt.xlim(0, 1)
     plt.ylim(0, 1)
     widget.refresh()
 

@@ -16,10 +16,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from meqg_mlx.errors import MeqgError
+
+from .screen import WorkbenchScreen
 
 from .monitor import MonitorScreen
 from .widgets import STATUS_STYLES
@@ -27,7 +29,7 @@ from .widgets import STATUS_STYLES
 REFRESH_S = 2.0
 
 
-class RunsScreen(Screen):
+class RunsScreen(WorkbenchScreen):
     BINDINGS = [
         Binding("m", "monitor", "monitor"),
         Binding("n", "new", "new run"),
@@ -53,7 +55,7 @@ class RunsScreen(Screen):
         self.refresh_runs()
         self.set_interval(REFRESH_S, self.refresh_runs)
 
-    @work(exclusive=True, group="runs")
+    @work(exclusive=True, group="runs", exit_on_error=False)
     async def refresh_runs(self) -> None:
         try:
             rows = await self.app.in_library(list_runs, self.app.runs_root)

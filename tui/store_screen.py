@@ -15,17 +15,18 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from meqg_mlx.errors import MeqgError
 
+from .screen import WorkbenchScreen
+
 HITS = 20
 DEBOUNCE_S = 0.15  # a search starts once typing pauses this long
 
 
-class StoreScreen(Screen):
+class StoreScreen(WorkbenchScreen):
     BINDINGS = [
         Binding("slash", "focus_search", "search"),
         Binding("backspace", "back", "back", show=True),
@@ -58,7 +59,7 @@ class StoreScreen(Screen):
         self.query_one("#concept-pane").border_title = "concept"
         self.open_store()
 
-    @work(exclusive=True, group="open")
+    @work(exclusive=True, group="open", exit_on_error=False)
     async def open_store(self) -> None:
         try:
             self.store, self.embedder, stats = await self.app.in_library(open_store, self.app.store_path)
@@ -80,7 +81,7 @@ class StoreScreen(Screen):
     def query_submitted(self) -> None:
         self.query_one("#hits", DataTable).focus()
 
-    @work(exclusive=True, group="search")
+    @work(exclusive=True, group="search", exit_on_error=False)
     async def search(self, query: str) -> None:
         """The latest query wins: a newer keystroke cancels this worker while it waits or searches."""
         status = self.query_one("#search-status", Static)
@@ -125,7 +126,7 @@ class StoreScreen(Screen):
     def action_focus_search(self) -> None:
         self.query_one("#query", Input).focus()
 
-    @work(exclusive=True, group="concept")
+    @work(exclusive=True, group="concept", exit_on_error=False)
     async def show_concept(self, concept_id: int) -> None:
         try:
             row, neighbors = await self.app.in_library(concept_with_neighbors, self.store, concept_id)

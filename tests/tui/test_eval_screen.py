@@ -74,3 +74,16 @@ def test_eval_screen_snapshot(workbench_dir, snap_compare):
         await pilot.pause()
 
     assert snap_compare(workbench("eval"), terminal_size=SIZE, run_before=opened)
+
+
+async def test_a_report_the_screen_cannot_read_is_a_message_and_the_app_goes_on(workbench_dir):
+    broken = workbench_dir / "runs" / "broken"
+    broken.mkdir()
+    (broken / "report.json").write_text("{}")
+    (broken / "report.md").write_text("# not what meqg eval writes\n")
+    app = workbench("eval")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o", *"runs/broken", "enter")
+        await wait_for(pilot, lambda: any("KeyError" in n.message for n in app._notifications))
+        await pilot.press("f1")  # the app still answers
+        await wait_for(pilot, lambda: app.current_mode == "store")
