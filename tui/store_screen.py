@@ -64,7 +64,7 @@ class StoreScreen(WorkbenchScreen):
         try:
             self.store, self.embedder, stats = await self.app.in_library(open_store, self.app.store_path)
         except MeqgError as exc:
-            self.query_one("#store-stats", Static).update(Text(f"no store: {exc}", "bold red"))
+            self.query_one("#store-stats", Static).update(Text(f"store not opened: {exc}", "bold red"))
             return
         self.concepts = stats["concepts"]
         self.query_one("#store-stats", Static).update(stats_text(stats, self.app.store_path))

@@ -82,7 +82,7 @@ async def test_a_newer_query_replaces_an_older_one(workbench_dir):
 async def test_a_missing_store_is_a_message_not_a_crash(workbench_dir):
     app = workbench(store="no-such-store")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "no store" in shown(app.query_one("#store-stats")))
+        await wait_for(pilot, lambda: "store not opened" in shown(app.query_one("#store-stats")))
         assert "no-such-store" in shown(app.query_one("#store-stats"))
         await pilot.press(*"anything")  # typing into a screen without a store does nothing
         assert app.query_one("#hits").row_count == 0
