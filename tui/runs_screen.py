@@ -40,6 +40,7 @@ class RunsScreen(WorkbenchScreen):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.rows: list[dict] = []
+        self.overviews: dict = {}  # run -> (its files' mtimes and sizes, its row): unchanged runs are not re-read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -57,8 +58,10 @@ class RunsScreen(WorkbenchScreen):
 
     @work(exclusive=True, group="runs", exit_on_error=False)
     async def refresh_runs(self) -> None:
+        if not self.is_current and self.rows:
+            return  # another screen is in front: its work comes first on the library thread
         try:
-            rows = await self.app.in_library(list_runs, self.app.runs_root)
+            rows = await self.app.in_library(list_runs, self.app.runs_root, self.overviews)
         except (MeqgError, OSError) as exc:
             self.query_one("#runs-status", Static).update(Text(str(exc), "bold red"))
             return
@@ -162,23 +165,31 @@ class RunsScreen(WorkbenchScreen):
         self.notify(f"stopping {run.name} after the current step (checkpointing)")
 
 
-def list_runs(root: Path) -> list[dict]:
-    """`run_overview` of each run under root, with its validation line and whether it has a checkpoint."""
-    from meqg_mlx.runs import RunDir, runs_under
+def list_runs(root: Path, cache: dict | None = None) -> list[dict]:
+    """`run_overview` of each run under root, with its validation line and whether it has a checkpoint.
+
+    With `cache`, a run whose run.json, telemetry and checkpoint pointer are unchanged since the last
+    call is not read again (a long run's telemetry is megabytes).
+    """
+    from meqg_mlx.runs import runs_under
     from meqg_mlx.telemetry import run_overview, validation_line
 
     if not Path(root).is_dir():
         raise MeqgError(f"no runs directory {root}")
+    cache = {} if cache is None else cache
     rows = []
     for run in runs_under(root):
-        row = run_overview(run)
-        rows.append(
-            {
-                **row,
+        files = (run.meta_path, run.telemetry_path, run.checkpoints / "latest")
+        key = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.exists() else None for p in files)
+        cached = cache.get(run.path)
+        if cached is None or cached[0] != key or cached[1]["status"] == "running":  # "running" goes stale
+            row = run_overview(run)
+            row |= {
                 "validation_line": validation_line(row["validation"]),
-                "checkpoint": RunDir(run).latest_checkpoint() is not None,
+                "checkpoint": run.latest_checkpoint() is not None,
             }
-        )
+            cache[run.path] = (key, row)
+        rows.append(cache[run.path][1])
     return rows
 
 
