@@ -137,6 +137,10 @@ class InversionConfig:
     warmup_steps: int = 100
     held_out_every: int = 20  # concepts with id % this == 0 are never trained on (bench/inversion.py's)
     eval_every: int = 250
+    # every own_hypotheses_every steps, this many training texts get the inverter's own first-pass
+    # output (re-embedded) as a hypothesis: the near misses the corrector loop will really see
+    own_hypotheses: int = 0
+    own_hypotheses_every: int = 250
     # corrector loop: hypotheses re-embedded, the best by cosine kept
     correction_steps: int = 4
     candidates: int = 4  # per step and hypothesis: one greedy, the rest sampled
@@ -275,6 +279,8 @@ RANGES: dict[type, dict[str, tuple[float, float]]] = {
         "warmup_steps": (0, 1e12),
         "held_out_every": (2, 1e9),
         "eval_every": (1, 1e12),
+        "own_hypotheses": (0, 1e9),
+        "own_hypotheses_every": (1, 1e12),
         "correction_steps": (0, 1024),
         "candidates": (1, 1024),
         "beam": (1, 64),

@@ -2,8 +2,11 @@
 
 Each example is a store concept of at most `max_tokens` tokens. A third of the time
 the model sees no hypothesis (the first pass); otherwise the hypothesis is a near
-miss, as the corrector loop will see: the nearest other concept, or the concept's
-own text with a fifth of its tokens replaced, embedded by the same embedder.
+miss, as the corrector loop will see: the nearest other concept, the concept's own
+text with a fifth of its tokens replaced, or (vec2text's corrector data) the inverter's
+own first-pass text for it, regenerated for `own_hypotheses` random training texts every
+`own_hypotheses_every` steps, so the corrector learns to mend the mistakes it makes now.
+All are embedded by the same embedder.
 Concepts with id % held_out_every == 0 are never trained on: bench/inversion.py
 measures on them. A batch holds texts of one length bucket (multiples of 8 tokens),
 so it computes no more padding than its longest text needs: a third less work per
@@ -44,6 +47,7 @@ from .tokens import PAD, InverterVocab
 from ..progress import Progress, no_progress
 
 EVAL_TEXTS = 256
+OWN_HYPOTHESES = "own_hypotheses.npz"  # the rows and vectors of the inverter's own texts, in a checkpoint
 BUCKET = 8  # tokens: a batch is padded to the next multiple of this above its bucket's texts
 
 
@@ -171,6 +175,8 @@ class InverterTraining:
         self.corrupted = embed(
             embedder, corrupt(self.train_set.texts, self.vocab, self.rng), "embedding near misses", self.progress
         )
+        self.own = np.zeros_like(self.train_set.vectors)  # row i: the embedding of the inverter's text for it
+        self.has_own = np.zeros(len(self.own), bool)
         mx.random.seed(seed)  # the same store, config and seed train the same inverter
         self.model = Inverter(replace(args, concept_dim=store.dim, vocab_size=self.vocab.size))
         table = embedder.word_embeddings() if hasattr(embedder, "word_embeddings") else None
@@ -205,11 +211,28 @@ class InverterTraining:
         """A batch from one length bucket (chosen in proportion to its texts), padded to that bucket."""
         bucket = self.rng.choice(len(self.buckets.widths), p=self.buckets.shares)
         rows = self.rng.choice(self.buckets.rows[bucket], size)
-        kind = self.rng.integers(0, 3, size)[:, None]
-        hypotheses = np.where(kind == 1, self.train_set.vectors[self.neighbours[rows]], self.corrupted[rows])
-        hypotheses[kind[:, 0] == 0] = 0.0
+        kind = self.rng.choice(4, size, p=[3 / 9, 2 / 9, 2 / 9, 2 / 9])
+        kind[(kind == 3) & ~self.has_own[rows]] = 2  # no own text for the row yet: a corrupted one
+        hypotheses = np.where((kind == 1)[:, None], self.train_set.vectors[self.neighbours[rows]], self.corrupted[rows])
+        hypotheses[kind == 3] = self.own[rows[kind == 3]]
+        hypotheses[kind == 0] = 0.0
         tokens = self.tokens[rows, : self.buckets.widths[bucket]]
         return mx.array(self.train_set.vectors[rows]), mx.array(hypotheses), mx.array(tokens)
+
+    def regenerate_own_hypotheses(self, chunk: int = 256) -> None:
+        """The inverter's greedy first-pass texts for `own_hypotheses` random training rows, embedded."""
+        count = min(self.inversion.own_hypotheses, len(self.own))
+        if count == 0:
+            return
+        rows = self.rng.choice(len(self.own), count, replace=False)
+        inverter, texts = TrainedInverter(self.model, self.vocab, {}), []
+        for start in range(0, count, chunk):
+            texts += inverter.generate(self.train_set.vectors[rows[start : start + chunk]])
+            self.progress("writing own hypotheses", min(start + chunk, count), count)
+        self.own[rows] = embed(
+            self.embedder, [t if t.strip() else "." for t in texts], "embedding own hypotheses", self.progress
+        )
+        self.has_own[rows] = True
 
     def held_out_loss(self) -> tuple[float, float]:
         if self.held_tokens is None:
@@ -268,6 +291,8 @@ class InverterTraining:
                 seconds=time.perf_counter() - start,
             )
             self.progress(f"inverter loss {loss:.3f}", done, s.steps)
+            if s.own_hypotheses and done % s.own_hypotheses_every == 0 and done < s.steps:
+                self.regenerate_own_hypotheses()
             if done % s.eval_every == 0 or done == s.steps:
                 held = self.checkpoint(telemetry, done, losses, optimizer)
         if interrupted and done >= first:
@@ -304,6 +329,9 @@ class InverterTraining:
         except (OSError, ValueError, RuntimeError) as exc:
             raise InputError(f"corrupt inverter optimizer state in {directory}: {exc}") from exc
         self.rng.bit_generator.state = self.resumed["rng"]
+        if (directory / OWN_HYPOTHESES).exists():
+            with np.load(directory / OWN_HYPOTHESES) as own:
+                self.own[own["rows"]], self.has_own[own["rows"]] = own["vectors"], True
         return int(self.resumed["step"]) + 1
 
     def checkpoint(
@@ -331,10 +359,16 @@ class InverterTraining:
             {
                 OPTIMIZER: lambda path: mx.save_safetensors(str(path), dict(tree_flatten(optimizer.state))),
                 STATE: lambda path: path.write_text(json.dumps(training_state)),
+                OWN_HYPOTHESES: self._save_own_hypotheses,
             },
         )
         telemetry.emit("checkpoint", step, action="saved", path=str(self.inverter.model_dir))
         return held
+
+    def _save_own_hypotheses(self, path: Path) -> None:
+        rows = np.flatnonzero(self.has_own)
+        with path.open("wb") as f:
+            np.savez(f, rows=rows, vectors=self.own[rows])
 
 
 @dataclass

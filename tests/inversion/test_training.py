@@ -80,7 +80,8 @@ def test_a_run_on_another_store_is_refused(memorized, small_store, embedder):
 
 def test_an_inverter_is_never_replaced_silently_and_resumes_exactly(sentence_store_path, embedder, tmp_path):
     store = ConceptStore.open(sentence_store_path)
-    config = tiny_config(steps=6, eval_every=3)
+    # own hypotheses for 6 of the 11 texts after steps 2 and 4: the resume must bring step 2's back
+    config = tiny_config(steps=6, eval_every=3, own_hypotheses=6, own_hypotheses_every=2)
     straight = InverterTraining(store, tmp_path / "straight", embedder, config)
     straight.train()
     with pytest.raises(MeqgError, match=r"already holds an inverter \(step 6\): pass --resume .* or --force"):
@@ -88,8 +89,7 @@ def test_an_inverter_is_never_replaced_silently_and_resumes_exactly(sentence_sto
     with pytest.raises(MeqgError, match="no inverter to resume"):
         InverterTraining(store, tmp_path / "fresh", embedder, config, resume=True)
 
-    halted = tiny_config(steps=6, eval_every=3)
-    halted.inversion.steps = 3
+    halted = tiny_config(steps=3, eval_every=3, own_hypotheses=6, own_hypotheses_every=2)
     InverterTraining(store, tmp_path / "halted", embedder, halted).train()
     resumed = InverterTraining(store, tmp_path / "halted", embedder, config, resume=True)
     summary = resumed.train()
@@ -106,6 +106,20 @@ def test_an_inverter_is_never_replaced_silently_and_resumes_exactly(sentence_sto
     replaced.train()
     records, _ = read_telemetry(tmp_path / "halted" / "inverter" / "telemetry.jsonl")
     assert [r["step"] for r in records if r["event"] == "step"] == [1, 2] and len({r["run_id"] for r in records}) == 1
+
+
+def test_own_hypotheses_are_the_embeddings_of_what_the_inverter_writes_now(sentence_store_path, embedder, tmp_path):
+    training = InverterTraining(
+        ConceptStore.open(sentence_store_path), tmp_path / "run", embedder, tiny_config(steps=4, own_hypotheses=5)
+    )
+    training.train()  # no regeneration: own_hypotheses_every is 250
+    assert not training.has_own.any()
+    training.regenerate_own_hypotheses()
+    rows = np.flatnonzero(training.has_own)
+    assert len(rows) == 5
+    written = TrainedInverter(training.model, training.vocab, {}).generate(training.train_set.vectors[rows])
+    assert np.allclose(training.own[rows], embedder.encode([t if t.strip() else "." for t in written]), atol=1e-5)
+    assert not np.allclose(training.own[rows], training.train_set.vectors[rows], atol=0.05)  # 4 steps: near misses
 
 
 SUBJECTS = ["The old farmer", "A young girl", "The tired doctor", "My brother", "The quiet teacher", "A tall sailor"]
@@ -130,7 +144,7 @@ def test_an_inverter_writes_texts_no_store_holds_closer_than_the_nearest_stored_
     store.add(
         [NewConcept(first + i, t, v, source="test") for i, (t, v) in enumerate(zip(stored, embedder.encode(stored)))]
     )
-    config = tiny_config(steps=600, batch_size=32, eval_every=600, held_out_every=10**9)
+    config = tiny_config(steps=1000, batch_size=32, eval_every=600, held_out_every=10**9)
     config.inverter.hidden, config.inverter.heads = 96, 2
     trained = InverterTraining(store, tmp_path / "run", embedder, config)
     trained.train()
