@@ -36,6 +36,7 @@ class StoreScreen(WorkbenchScreen):
         super().__init__(**kwargs)
         self.store = self.embedder = None
         self.concepts = 0
+        self.index_ready = False
         self.concept_id: int | None = None
         self.path: list[int] = []  # concepts left by following relations, for backspace
         self.last_search: dict = {}  # query, hits, seconds: what the tests and the status line read
@@ -69,6 +70,12 @@ class StoreScreen(WorkbenchScreen):
         self.concepts = stats["concepts"]
         self.query_one("#store-stats", Static).update(stats_text(stats, self.app.store_path))
         self.query_one("#query", Input).focus()
+        status = self.query_one("#search-status", Static)
+        status.update(Text(f"loading the search index of {self.concepts:,} concepts ...", "italic"))
+        await self.app.in_library(warm_up, self.store, self.embedder)  # searches typed meanwhile wait behind it
+        self.index_ready = True
+        if status.content.plain.startswith("loading the search index"):
+            status.update(Text("ready: type to search", "dim"))
         if self.query_one("#query", Input).value:
             self.search(self.query_one("#query", Input).value)
 
@@ -162,6 +169,12 @@ def open_store(path):
     embedder = default_embedder()
     store.check_model(embedder.name, embedder.dim)
     return store, embedder, store.stats()
+
+
+def warm_up(store, embedder) -> None:
+    """Load the search index and run the encoder once: the first search would wait for both (9 s for a
+    1M-concept store here)."""
+    store.nearest(embedder.encode(["warm up"])[0], 1)
 
 
 def search(store, embedder, query: str, k: int) -> list:

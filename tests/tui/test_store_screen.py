@@ -94,7 +94,7 @@ def test_store_screen_snapshot(workbench_dir, sentence_store_path, snap_compare)
     (workbench_dir / "store").symlink_to(sentence_store_path)
 
     async def opened(pilot):
-        await wait_for(pilot, lambda: pilot.app.screen.store is not None)
+        await wait_for(pilot, lambda: pilot.app.screen.index_ready)
         await pilot.pause()
 
     assert snap_compare(workbench(), terminal_size=SIZE, run_before=opened)
