@@ -313,12 +313,13 @@ def read_report(directory: str | Path) -> dict:
 
 
 def find_reports(*roots: str | Path, depth: int = 3) -> list[Path]:
-    """Report directories (with a report.json) at most `depth` levels under each root, newest first."""
+    """Report directories (with a report.json) at most `depth` levels under each root, newest first
+    (then by path)."""
     found = set()
     for root in map(Path, roots):
         for level in range(depth + 1):
             found.update(p.parent for p in root.glob("/".join(["*"] * level + ["report.json"])))
-    return sorted(found, key=lambda p: (p / "report.json").stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda p: (-(p / "report.json").stat().st_mtime, str(p)))
 
 
 def verdict_lines(summary: dict) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 record.sh on the small test store): verdicts coloured by what they say, the cascade curves and the
 reliability diagram drawn, report.md's tables; a directory without a report is a message."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,8 @@ async def test_a_run_report_and_a_directory_without_one(workbench_dir):
 
 def test_eval_screen_snapshot(workbench_dir, snap_compare):
     shutil.copytree(REPORTS, workbench_dir / "runs" / "eval")
+    for name, when in (("ablation", 1.7e9), ("run-report", 1.6e9)):  # a clone's files all date from its checkout
+        os.utime(workbench_dir / "runs" / "eval" / name / "report.json", (when, when))
 
     async def opened(pilot):
         reports = pilot.app.screen.query_one("#reports")
