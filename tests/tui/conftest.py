@@ -23,6 +23,14 @@ def recorded_run(tmp_path) -> Path:
     return run
 
 
+def shown(widget) -> str:
+    """The plain text a Static-like widget shows."""
+    from rich.text import Text
+
+    content = widget.content
+    return content.plain if isinstance(content, Text) else str(content)
+
+
 async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "the app did not get there in time"):
     """Let the app run until `condition()` holds; fail after `timeout` seconds."""
     import time

@@ -3,19 +3,13 @@ as the engine's own telemetry has it; an empty prompt or a bad budget is a messa
 
 import shutil
 
-from rich.text import Text
 
 from meqg_tui.episode_screen import EpisodeScreen
 
-from .conftest import wait_for, workbench
+from .conftest import shown, wait_for, workbench
 
 SIZE = (160, 48)
 PROMPT = "Insert an item into a sorted list. Keep the list sorted."
-
-
-def shown(widget) -> str:
-    content = widget.content
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 async def test_an_episode_shows_each_step_its_gate_decision_and_the_final_text(workbench_dir, trained_run_path):

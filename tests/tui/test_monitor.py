@@ -4,24 +4,13 @@ import json
 import threading
 import time
 
-from rich.text import Text
 
 from meqg_tui.monitor import HelpScreen, MonitorApp
 from meqg_tui.widgets import EventsLog, ExpertsPanel, GatePanel, RunHeader
 
+from .conftest import shown, wait_for
+
 SIZE = (160, 48)
-
-
-async def wait_for(pilot, condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "monitor did not get there in time"
-        await pilot.pause(0.05)
-
-
-def text(widget) -> str:
-    content = widget.content
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 async def test_recorded_run_fills_every_panel(recorded_run):
@@ -29,13 +18,13 @@ async def test_recorded_run_fills_every_panel(recorded_run):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
-        header = text(app.query_one(RunHeader))
+        header = shown(app.query_one(RunHeader))
         assert "run 8a8e" not in header and f"run {app.monitor.state.run_id}" in header
         assert "finished" in header and "step 60/60" in header and "steps/s" in header
-        gate = text(app.query_one("#gate-summary"))
+        gate = shown(app.query_one("#gate-summary"))
         assert f"rejected {app.monitor.state.rejected}" in gate and app.monitor.state.rejected > 0
         assert "armijo" in json.dumps([d.failed for d in app.monitor.state.decisions]) or app.monitor.state.rejected
-        experts = text(app.query_one("#experts-body"))
+        experts = shown(app.query_one("#experts-body"))
         assert "expert 3" in experts and "router entropy" in experts and "RVQ level 1" in experts
         log = "\n".join(strip.text for strip in app.query_one(EventsLog).lines)
         for kind in ("regime", "recovery", "checkpoint", "eval", "run"):
@@ -48,12 +37,12 @@ async def test_keys_pause_follow_panels_screenshot_help_quit(recorded_run):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.press("p")
-        assert app.monitor.paused and "PAUSED" in text(app.query_one(RunHeader))
+        assert app.monitor.paused and "PAUSED" in shown(app.query_one(RunHeader))
         await pilot.press("p")
         assert not app.monitor.paused
         await pilot.press("f")
         assert not app.monitor.follow and not app.query_one(EventsLog).auto_scroll
-        assert "whole run" in text(app.query_one(RunHeader))
+        assert "whole run" in shown(app.query_one(RunHeader))
         focused = []
         for _ in range(4):
             await pilot.press("tab")
@@ -77,7 +66,7 @@ async def test_live_view_follows_a_writer(recorded_records, tmp_path):
     app = MonitorApp(tmp_path, tick=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.2)
-        assert "waiting" in text(app.query_one(RunHeader))
+        assert "waiting" in shown(app.query_one(RunHeader))
         now = time.time()
         with open(path, "a") as f:
             for record in recorded_records[:25]:
@@ -85,14 +74,14 @@ async def test_live_view_follows_a_writer(recorded_records, tmp_path):
         await wait_for(pilot, lambda: app.monitor.state.records == 25)
         step = app.monitor.state.step
         await pilot.pause(0.2)
-        assert "running" in text(app.query_one(RunHeader)) and f"step {step}/60" in text(app.query_one(RunHeader))
+        assert "running" in shown(app.query_one(RunHeader)) and f"step {step}/60" in shown(app.query_one(RunHeader))
         with open(path, "a") as f:
             for record in recorded_records[25:]:
                 f.write(json.dumps(record | {"ts": time.time()}) + "\n")
         await wait_for(pilot, lambda: app.monitor.state.ended == "finished")
         await pilot.pause(0.2)
-        assert "step 60/60" in text(app.query_one(RunHeader))
-        assert f"rejected {app.monitor.state.rejected}" in text(app.query_one("#gate-summary"))
+        assert "step 60/60" in shown(app.query_one(RunHeader))
+        assert f"rejected {app.monitor.state.rejected}" in shown(app.query_one("#gate-summary"))
 
 
 async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
@@ -120,7 +109,7 @@ async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
         finally:
             thread.join()
         await pilot.pause(0.2)
-        assert "step 200" in text(app.query_one(RunHeader))
+        assert "step 200" in shown(app.query_one(RunHeader))
     assert seen == list(range(1, 201))
 
 
@@ -133,7 +122,7 @@ async def test_malformed_and_truncated_lines_are_counted_and_shown(recorded_reco
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
-        header = text(app.query_one(RunHeader))
+        header = shown(app.query_one(RunHeader))
         assert "malformed lines 2" in header and "truncated last line" in header
         assert app.monitor.state.step == 60
 
@@ -145,8 +134,8 @@ async def test_older_schema_shows_n_a(recorded_records, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
         await pilot.pause(0.3)
-        assert "expert load n/a" in text(app.query_one("#experts-body"))
-        assert "unchecked 60" in text(app.query_one("#gate-summary"))
+        assert "expert load n/a" in shown(app.query_one("#experts-body"))
+        assert "unchecked 60" in shown(app.query_one("#gate-summary"))
         assert app.query_one(GatePanel) and app.query_one(ExpertsPanel)
 
 
@@ -166,7 +155,7 @@ async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended, timeout=60)
         await pilot.pause(0.2)
-        assert f"replay x{speed:g} done" in text(app.query_one(RunHeader))
+        assert f"replay x{speed:g} done" in shown(app.query_one(RunHeader))
     start = after_ticks[0][0]
     assert all(clock <= speed * (after - start) for _, after, clock, _ in after_ticks)  # never ahead of speed
     steps = [step for *_, step in after_ticks]

@@ -1,18 +1,11 @@
 """The store screen of `meqg app` on the small real store: stats, a live search, a concept and its
 typed relations followed and walked back, all by keyboard; a missing store is a message."""
 
-from rich.text import Text
-
 from meqg_mlx.concepts.search import search_subjects
 
-from .conftest import wait_for, workbench
+from .conftest import shown, wait_for, workbench
 
 SIZE = (160, 48)
-
-
-def shown(widget) -> str:
-    content = widget.content if hasattr(widget, "content") else widget.renderable
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 def a_function_with_relations(store):

@@ -22,10 +22,11 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
+needs_browser = pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
     reason="no headless browser here: install chromium and chromium-driver (make test does, as root on Debian)",
 )
+TOKEN = "a-token-of-sixteen-or-more"
 
 RECORDER = """
 (() => {
@@ -93,20 +94,23 @@ def screen_text(driver) -> str:
     return "\n".join(screen.display)
 
 
-@pytest.fixture
-def web_app(workbench_dir):
+@pytest.fixture(params=[None])
+def web_app(workbench_dir, request):
+    """`meqg app --web` on the small store; its URL. Parametrized indirectly with a token."""
     port = free_port()
     exe = Path(sys.executable).with_name("meqg")
     log = open(workbench_dir / "web.log", "wb")
+    token = ["--token", request.param] if request.param else []
     server = subprocess.Popen(
-        [str(exe), "app", "--web", "--port", str(port), "--store", "store", "--runs", "runs"],
+        [str(exe), "app", "--web", "--port", str(port), "--store", "store", "--runs", "runs", *token],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_until(lambda: answers(url) or server.poll() is not None, 60, "meqg app --web did not answer")
+        with_token = url + (f"?token={request.param}" if request.param else "")
+        wait_until(lambda: answers(with_token) or server.poll() is not None, 60, "meqg app --web did not answer")
         assert server.poll() is None, (workbench_dir / "web.log").read_text()
         yield url
     finally:
@@ -119,6 +123,22 @@ def web_app(workbench_dir):
         log.close()
 
 
+@pytest.mark.parametrize("web_app", [TOKEN], indirect=True)
+def test_with_a_token_nothing_is_served_without_it(web_app):
+    for path in ("", "static/js/textual.js", "ws"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(web_app + path, timeout=10)
+        assert refused.value.code == 401 and b"needs its token" in refused.value.read()
+    with urllib.request.urlopen(web_app + f"?token={TOKEN}", timeout=10) as page:
+        cookie = page.headers["Set-Cookie"]
+        assert page.status == 200 and "textual-terminal" in page.read().decode()
+    assert cookie.startswith(f"meqg_app_token={TOKEN};") and "HttpOnly" in cookie
+    request = urllib.request.Request(web_app + "static/js/textual.js", headers={"Cookie": cookie.split(";")[0]})
+    with urllib.request.urlopen(request, timeout=10) as script:
+        assert script.status == 200
+
+
+@needs_browser
 def test_a_search_in_the_browser_shows_a_known_concept(web_app, small_store, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
