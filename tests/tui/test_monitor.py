@@ -16,8 +16,7 @@ SIZE = (160, 48)
 async def test_recorded_run_fills_every_panel(recorded_run):
     app = MonitorApp(recorded_run)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.monitor.state.ended)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "step 60/60" in shown(app.query_one(RunHeader)))
         header = shown(app.query_one(RunHeader))
         assert "run 8a8e" not in header and f"run {app.monitor.state.run_id}" in header
         assert "finished" in header and "step 60/60" in header and "steps/s" in header
@@ -65,22 +64,24 @@ async def test_live_view_follows_a_writer(recorded_records, tmp_path):
     path.touch()
     app = MonitorApp(tmp_path, tick=0.1)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.2)
-        assert "waiting" in shown(app.query_one(RunHeader))
+        await wait_for(pilot, lambda: "waiting" in shown(app.query_one(RunHeader)))
         now = time.time()
         with open(path, "a") as f:
             for record in recorded_records[:25]:
                 f.write(json.dumps(record | {"ts": now}) + "\n")
         await wait_for(pilot, lambda: app.monitor.state.records == 25)
         step = app.monitor.state.step
-        await pilot.pause(0.2)
-        assert "running" in shown(app.query_one(RunHeader)) and f"step {step}/60" in shown(app.query_one(RunHeader))
+        await wait_for(
+            pilot,
+            lambda: (
+                "running" in shown(app.query_one(RunHeader)) and f"step {step}/60" in shown(app.query_one(RunHeader))
+            ),
+        )
         with open(path, "a") as f:
             for record in recorded_records[25:]:
                 f.write(json.dumps(record | {"ts": time.time()}) + "\n")
         await wait_for(pilot, lambda: app.monitor.state.ended == "finished")
-        await pilot.pause(0.2)
-        assert "step 60/60" in shown(app.query_one(RunHeader))
+        await wait_for(pilot, lambda: "step 60/60" in shown(app.query_one(RunHeader)))
         assert f"rejected {app.monitor.state.rejected}" in shown(app.query_one("#gate-summary"))
 
 
@@ -108,8 +109,7 @@ async def test_takes_in_a_fast_writer_in_order(recorded_records, tmp_path):
             await wait_for(pilot, lambda: app.monitor.state.records == 200, timeout=60)
         finally:
             thread.join()
-        await pilot.pause(0.2)
-        assert "step 200" in shown(app.query_one(RunHeader))
+        await wait_for(pilot, lambda: "step 200" in shown(app.query_one(RunHeader)))
     assert seen == list(range(1, 201))
 
 
@@ -121,9 +121,8 @@ async def test_malformed_and_truncated_lines_are_counted_and_shown(recorded_reco
     app = MonitorApp(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
-        await pilot.pause(0.3)
-        header = shown(app.query_one(RunHeader))
-        assert "malformed lines 2" in header and "truncated last line" in header
+        await wait_for(pilot, lambda: "malformed lines 2" in shown(app.query_one(RunHeader)))
+        assert "truncated last line" in shown(app.query_one(RunHeader))
         assert app.monitor.state.step == 60
 
 
@@ -133,8 +132,7 @@ async def test_older_schema_shows_n_a(recorded_records, tmp_path):
     app = MonitorApp(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended)
-        await pilot.pause(0.3)
-        assert "expert load n/a" in shown(app.query_one("#experts-body"))
+        await wait_for(pilot, lambda: "expert load n/a" in shown(app.query_one("#experts-body")))
         assert "unchecked 60" in shown(app.query_one("#gate-summary"))
         assert app.query_one(GatePanel) and app.query_one(ExpertsPanel)
 
@@ -154,8 +152,7 @@ async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records
     app.monitor.tick = recorded_tick
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.monitor.state.ended, timeout=60)
-        await pilot.pause(0.2)
-        assert f"replay x{speed:g} done" in shown(app.query_one(RunHeader))
+        await wait_for(pilot, lambda: f"replay x{speed:g} done" in shown(app.query_one(RunHeader)))
     start = after_ticks[0][0]
     assert all(clock <= speed * (after - start) for _, after, clock, _ in after_ticks)  # never ahead of speed
     steps = [step for *_, step in after_ticks]
@@ -165,8 +162,7 @@ async def test_replay_plays_the_run_back_at_speed(recorded_run, recorded_records
 
 def test_main_screen_snapshot(recorded_run, snap_compare):
     async def loaded(pilot):
-        while not pilot.app.monitor.state.ended:
-            await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "step 60/60" in shown(pilot.app.query_one(RunHeader)))
+        await pilot.pause()
 
     assert snap_compare(MonitorApp(recorded_run), terminal_size=SIZE, run_before=loaded)
