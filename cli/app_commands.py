@@ -9,10 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from meqg_tui import SCREENS
+
 from .options import StoreOption, check_listener
 from .progress import console
-
-SCREENS = ("store", "runs", "episode", "eval")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,6 @@ checkpoint) when it quits.
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -17,13 +16,12 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from . import SCREENS
 from .episode_screen import EpisodeScreen
 from .eval_screen import EvalScreen
 from .runs_screen import RunsScreen
 from .store_screen import StoreScreen
 from .worker import TrainingWorker
-
-SCREENS = ("store", "runs", "episode", "eval")
 
 
 class WorkbenchApp(App):
@@ -42,7 +40,6 @@ class WorkbenchApp(App):
         self.first = first
         self.library = ThreadPoolExecutor(1, thread_name_prefix="meqg-library")
         self.training: dict[Path, TrainingWorker] = {}  # training started here, by run directory
-        self.started = time.perf_counter()
 
     def on_mount(self) -> None:
         self.sub_title = f"store {self.store_path}   runs {self.runs_root}"
