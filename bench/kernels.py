@@ -41,9 +41,8 @@ from meqg_mlx.kernels.norm import residual_layer_norm
 from meqg_mlx.kernels.rvq import KERNEL_MIN_ROWS, nearest_code
 from meqg_mlx.kernels.rvq import reference as nearest_code_reference
 from meqg_mlx.kernels.softmax import cross_entropy, softmax
-from meqg_mlx.kernels.ssd import ssd_scan
+from meqg_mlx.kernels.ssd import ssd_chunked, ssd_scan, ssd_sequential
 from meqg_mlx.vmm.model import VMM, ModelArgs
-from meqg_mlx.vmm.ssd import ssd_chunked, ssd_sequential
 from mlx.utils import tree_flatten
 
 # (batch, length, heads, head_dim, groups, d_state, chunk): bench/train.py's VMM, the default

@@ -88,7 +88,7 @@ def segment_sums(a: torch.Tensor) -> torch.Tensor:
 
 
 def ssd_step(x, dt, A, B, C, D, state=None):
-    """One position of the recurrence (x (b, 1, h, p)), as `meqg_mlx.vmm.ssd.ssd_sequential`."""
+    """One position of the recurrence (x (b, 1, h, p)), as `meqg_mlx.kernels.ssd.ssd_sequential`."""
     h = x.shape[2]
     Bh, Ch = _heads(B, h)[:, 0], _heads(C, h)[:, 0]
     S = x.new_zeros(x.shape[0], h, x.shape[3], B.shape[-1]) if state is None else state
@@ -98,7 +98,7 @@ def ssd_step(x, dt, A, B, C, D, state=None):
 
 
 def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64, state=None):
-    """Mamba-2's chunked scan, as `meqg_mlx.vmm.ssd.ssd_chunked` (shapes in its docstring)."""
+    """Mamba-2's chunked scan, as `meqg_mlx.kernels.ssd.ssd_chunked` (shapes in its docstring)."""
     b, length, h, p = x.shape
     n = B.shape[-1]
     pad = (-length) % chunk_size

@@ -1,7 +1,13 @@
-"""The SSD scan as one kernel per direction (body: metal/ssd_scan.h), with its gradient.
+"""The SSD scan (Mamba-2's state-space duality) as one kernel per direction (body:
+metal/ssd_scan.h), with its gradient, and its two MLX-ops references.
 
-Same contract as `meqg_mlx.vmm.ssd.ssd_chunked` (its reference): y and the final state
-of S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t. The kernels take
+Shapes: x (b, l, h, p) per-head inputs; dt (b, l, h) positive step sizes (after
+softplus); A (h,) negative decay rates; B, C (b, l, g, n) with g groups shared by
+h // g heads each; D (h,) skip. State (b, h, p, n):
+    S_t = exp(dt_t * A) * S_{t-1} + dt_t * x_t (outer) B_t,     y_t = S_t . C_t + D * x_t
+`ssd_sequential` runs that recurrence step by step (slow, obviously right); `ssd_chunked`
+runs it as matrix products within chunks (the kernel's reference and the path without
+a kernel). The kernels take
 x, dt and D as they are and decay = exp(dt A), one per head and step, from MLX ops (which
 also chain its gradient into dt's and A's); everything of the size of x stays in the
 kernels, whose backward pass returns x's gradient and D's whole. The forward pass
@@ -54,6 +60,65 @@ def ssd_scan(x, dt, A, B, C, D, chunk_size: int = 64, state=None) -> tuple[mx.ar
     return y.astype(x.dtype), final
 
 
+def _heads(v: mx.array, heads: int) -> mx.array:
+    """(b, l, g, n) -> (b, l, h, n): each group serves heads // g consecutive heads."""
+    return mx.repeat(v, heads // v.shape[2], axis=2)
+
+
+def ssd_sequential(x, dt, A, B, C, D, state=None):
+    """The recurrence one step at a time (slow, obviously right). Returns (y, final state)."""
+    b, length, h, p = x.shape
+    Bh, Ch = _heads(B, h), _heads(C, h)
+    S = mx.zeros((b, h, p, B.shape[-1]), dtype=x.dtype) if state is None else state
+    ys = []
+    for t in range(length):
+        decay = mx.exp(dt[:, t] * A)[..., None, None]
+        S = decay * S + (dt[:, t, :, None, None] * x[:, t, :, :, None]) * Bh[:, t, :, None, :]
+        ys.append((S * Ch[:, t, :, None, :]).sum(-1) + D[:, None] * x[:, t])
+    return mx.stack(ys, axis=1), S
+
+
+def segment_sums(a: mx.array) -> mx.array:
+    """(..., Q) -> (..., Q, Q): out[i, j] = a[j+1] + ... + a[i] for i >= j, -inf above the diagonal."""
+    q = a.shape[-1]
+    cumulative = mx.cumsum(a, axis=-1)
+    sums = cumulative[..., :, None] - cumulative[..., None, :]
+    causal = mx.tril(mx.ones((q, q), dtype=mx.bool_))
+    return mx.where(causal, sums, -mx.inf)
+
+
+def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64, state=None):
+    """The same recurrence as matrix products within chunks and a short scan across chunks."""
+    b, length, h, p = x.shape
+    n = B.shape[-1]
+    pad = (-length) % chunk_size
+    if pad:  # dt = 0 and x = 0 in the padding: decay 1, no input, final state unchanged
+        x, dt = mx.pad(x, [(0, 0), (0, pad), (0, 0), (0, 0)]), mx.pad(dt, [(0, 0), (0, pad), (0, 0)])
+        B, C = (mx.pad(v, [(0, 0), (0, pad), (0, 0), (0, 0)]) for v in (B, C))
+    chunks = (length + pad) // chunk_size
+    to_chunks = lambda v: v.reshape(b, chunks, chunk_size, *v.shape[2:])  # noqa: E731
+    xdt = to_chunks(x * dt[..., None]).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, p)
+    Bh = to_chunks(_heads(B, h)).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, n)
+    Ch = to_chunks(_heads(C, h)).transpose(0, 3, 1, 2, 4)  # (b, h, c, Q, n)
+    a = to_chunks(dt * A).transpose(0, 3, 1, 2)  # (b, h, c, Q)
+    a_cum = mx.cumsum(a, axis=-1)
+
+    within = (Ch @ Bh.swapaxes(-1, -2)) * mx.exp(segment_sums(a))  # (b, h, c, Q, Q)
+    y = within @ xdt
+    to_end = mx.exp(a_cum[..., -1:] - a_cum)  # decay from step j to chunk end
+    chunk_states = (xdt * to_end[..., None]).swapaxes(-1, -2) @ Bh  # (b, h, c, p, n)
+    chunk_decay = mx.exp(a_cum[..., -1])  # (b, h, c)
+    S = mx.zeros((b, h, p, n), dtype=x.dtype) if state is None else state
+    entering = []
+    for c in range(chunks):
+        entering.append(S)
+        S = chunk_decay[:, :, c, None, None] * S + chunk_states[:, :, c]
+    entering = mx.stack(entering, axis=2)  # (b, h, c, p, n)
+    y = y + (Ch @ entering.swapaxes(-1, -2)) * mx.exp(a_cum)[..., None]
+    y = y.transpose(0, 2, 3, 1, 4).reshape(b, chunks * chunk_size, h, p)[:, :length]
+    return y + D[:, None] * x[:, :length], S
+
+
 @cache
 def _scan(chunk: int):
     def forward(x, dt, A, B, C, D, state):
@@ -79,8 +144,6 @@ def _scan(chunk: int):
         )
 
     def reference(x, dt, A, B, C, D, state):
-        from ..vmm.ssd import ssd_chunked  # vmm.ssd imports this module
-
         return ssd_chunked(x, dt, A, B, C, D, chunk, state)
 
     return kernel_function(forward, backward, reference, internal_outputs=1)

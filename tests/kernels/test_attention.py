@@ -54,18 +54,11 @@ def test_kernel_equals_sdpa_and_the_reference(kernels_on, per_query):
 
 
 @pytest.mark.parametrize("B,Lq,Lk,H,d", [(1, 1, 1, 1, 1), (2, 5, 3, 3, 7), (1, 9, 33, 2, 40)], ids=str)
-def test_odd_sizes_and_the_gradient(kernels_on, B, Lq, Lk, H, d):
+def test_odd_sizes(kernels_on, B, Lq, Lk, H, d):
+    """Forward only: the kernel's backward is the reference's own VJP (`reference_vjp`), nothing to compare."""
     q, k, v = projections(B, Lq, Lk, H, d, seed=3)
     mask = mx.random.normal((B, 1, Lq, Lk), key=mx.random.key(7))
     assert close(attention(q, k, v, d**-0.5, mask), reference(q, k, v, d**-0.5, mask))
-    weights = mx.random.normal(q.shape, key=mx.random.key(8))
-
-    def loss(fn):
-        return lambda *x: (fn(*x, d**-0.5, mask) * weights).sum()
-
-    ours = mx.grad(loss(attention), argnums=(0, 1, 2))(q, k, v)
-    want = mx.grad(loss(reference), argnums=(0, 1, 2))(q, k, v)
-    assert all(close(a, b, 1e-4) for a, b in zip(ours, want))
 
 
 def test_a_nan_key_poisons_its_heads_rows_only(kernels_on):

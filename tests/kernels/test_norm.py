@@ -30,17 +30,10 @@ def close(a, b, tolerance=2e-5):
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 7, 5), (64, 41, 384), (9, 1536)], ids=str)
-def test_values_and_gradients_match_layer_norm_of_the_sum(kernels_on, shape):
+def test_values_match_layer_norm_of_the_sum(kernels_on, shape):
+    """Forward only: the kernel's backward is the reference's own VJP (`reference_vjp`), nothing to compare."""
     args = inputs(shape)
     assert close(residual_layer_norm(*args, 1e-12), reference(*args, 1e-12))
-    weights = mx.random.normal(shape, key=mx.random.key(9))
-
-    def loss(fn):
-        return lambda *a: (fn(*a, 1e-5) * weights).sum()
-
-    ours = mx.grad(loss(residual_layer_norm), argnums=tuple(range(5)))(*args)
-    want = mx.grad(loss(reference), argnums=tuple(range(5)))(*args)
-    assert all(close(a, b, 1e-3) for a, b in zip(ours, want))
 
 
 def test_a_nan_poisons_its_row_only(kernels_on):

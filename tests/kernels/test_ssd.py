@@ -1,5 +1,6 @@
-"""The SSD scan kernel against `ssd_chunked` and `ssd_sequential` (its MLX-ops references),
-in value and in the gradient of every input, on each backend (`device` in conftest.py)."""
+"""The SSD scan: its MLX-ops references against an outside oracle (a numpy transcription of
+Mamba-2's minimal SSD) and each other, and the kernel against them in value and in the
+gradient of every input, on each backend (`device` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 
 from meqg_mlx.errors import InputError
-from meqg_mlx.kernels.ssd import ssd_scan
-from meqg_mlx.vmm.ssd import SSDArgs, SSDMixer, ssd_chunked, ssd_sequential
+from meqg_mlx.kernels.ssd import segment_sums, ssd_chunked, ssd_scan, ssd_sequential
+from meqg_mlx.vmm.ssd import SSDArgs, SSDMixer
+
+from .oracle import assert_hvp_matches_central_differences
 
 # (batch, length, heads, head_dim, groups, d_state, chunk): odd sizes, a partial last chunk,
 # grouped B/C, one decoding step, a chunk longer than the sequence, and enough work per call
@@ -37,6 +40,68 @@ def inputs(b, length, h, p, g, n, seed=0):
     D = mx.random.normal((h,), key=next(keys))
     state = mx.random.normal((b, h, p, n), key=next(keys))
     return x, dt, A, B, C, D, state
+
+
+def numpy_segsum(a: np.ndarray) -> np.ndarray:
+    cumulative = np.cumsum(a, axis=-1)
+    sums = cumulative[..., :, None] - cumulative[..., None, :]
+    return np.where(np.tril(np.ones((a.shape[-1],) * 2, bool)), sums, -np.inf)
+
+
+def minimal_ssd(x, dt, A, B, C, D, chunk, state):
+    """Mamba-2's `ssd_minimal_discrete` (its paper's listing) in float64 numpy: four einsums.
+
+    Written from the algorithm, not from our code: the oracle the references answer to."""
+    x, dt, A, B, C, D, state = (np.asarray(v, np.float64) for v in (x, dt, A, B, C, D, state))
+    b, length, h, p = x.shape
+    B, C = (np.repeat(v, h // v.shape[2], axis=2) for v in (B, C))
+    blocks = lambda v: v.reshape(b, length // chunk, chunk, *v.shape[2:])  # noqa: E731
+    X, Bc, Cc = blocks(x * dt[..., None]), blocks(B), blocks(C)
+    a = blocks(dt * A).transpose(0, 3, 1, 2)  # (b, h, c, l)
+    a_cum = np.cumsum(a, axis=-1)
+    y_diag = np.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cc, Bc, np.exp(numpy_segsum(a)), X)
+    states = np.einsum("bclhn,bhcl,bclhp->bchpn", Bc, np.exp(a_cum[..., -1:] - a_cum), X)
+    states = np.concatenate([state[:, None], states], axis=1)
+    chunk_decay = np.exp(numpy_segsum(np.pad(a_cum[..., -1], [(0, 0), (0, 0), (1, 0)])))
+    states = np.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)
+    y_off = np.einsum("bclhn,bchpn,bhcl->bclhp", Cc, states[:, :-1], np.exp(a_cum))
+    return (y_diag + y_off).reshape(b, length, h, p) + D[:, None] * x, states[:, -1]
+
+
+def test_segment_sums():
+    out = np.array(segment_sums(mx.array([1.0, 2.0, 3.0])))
+    assert out[2, 0] == 5.0 and out[1, 1] == 0.0 and out[2, 1] == 3.0 and np.isneginf(out[0, 1])
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 4, 5, 2, 7, 8), (1, 48, 2, 3, 1, 4, 16)], ids=str)
+def test_the_references_equal_mamba2s_minimal_ssd(shape):
+    *dims, chunk = shape
+    x, dt, A, B, C, D, state = inputs(*dims, seed=3)
+    y_want, final_want = minimal_ssd(x, dt, A, B, C, D, chunk, state)
+    scale = max(1.0, np.abs(y_want).max())
+    for scan, name in ((lambda *a: ssd_chunked(*a[:6], chunk, a[6]), "chunked"), (ssd_sequential, "sequential")):
+        y, final = scan(x, dt, A, B, C, D, state)
+        assert np.abs(np.array(y) - y_want).max() <= 2e-5 * scale, name
+        assert np.abs(np.array(final) - final_want).max() <= 2e-5 * max(1.0, np.abs(final_want).max()), name
+
+
+@pytest.mark.parametrize("length, chunk", [(37, 8), (64, 16), (5, 64), (1, 4)])
+def test_chunked_scan_equals_sequential_reference(length, chunk):
+    x, dt, A, B, C, D, _ = inputs(2, length, 4, 8, 2, 16)
+    y_ref, s_ref = ssd_sequential(x, dt, A, B, C, D)
+    y, s = ssd_chunked(x, dt, A, B, C, D, chunk_size=chunk)
+    scale = float(mx.abs(y_ref).max())
+    assert float(mx.abs(y - y_ref).max()) <= 1e-5 * max(scale, 1.0)
+    assert float(mx.abs(s - s_ref).max()) <= 1e-5 * max(float(mx.abs(s_ref).max()), 1.0)
+
+
+def test_carried_state_continues_the_sequence():
+    x, dt, A, B, C, D, _ = inputs(2, 40, 4, 8, 2, 16)
+    y_all, s_all = ssd_chunked(x, dt, A, B, C, D, chunk_size=8)
+    y1, s1 = ssd_chunked(x[:, :23], dt[:, :23], A, B[:, :23], C[:, :23], D, chunk_size=8)
+    y2, s2 = ssd_chunked(x[:, 23:], dt[:, 23:], A, B[:, 23:], C[:, 23:], D, chunk_size=8, state=s1)
+    assert float(mx.abs(mx.concatenate([y1, y2], axis=1) - y_all).max()) < 1e-4
+    assert float(mx.abs(s2 - s_all).max()) < 1e-4
 
 
 def loss_of(scan, chunk):
@@ -110,17 +175,11 @@ def test_the_mixer_runs_the_kernel_and_agrees_with_the_recurrence(device, monkey
     assert np.allclose(with_kernel, mixer(u, reference=True), atol=1e-5)
 
 
-def test_hessian_vector_products_match_the_reference(device):
+def test_hessian_vector_products_match_central_differences_of_the_kernels_gradient(device):
     """train/curvature.py differentiates the gradient (reverse over reverse)."""
     args = inputs(2, 11, 2, 3, 1, 4, seed=6)
     vector = inputs(2, 11, 2, 3, 1, 4, seed=7)
-
-    def hvp(scan):
-        gradient = mx.grad(loss_of(scan, 4), tuple(range(7)))
-        return mx.grad(lambda *a: sum((g * v).sum() for g, v in zip(gradient(*a), vector)), tuple(range(7)))(*args)
-
-    for name, got, want in zip(["x", "dt", "A", "B", "C", "D", "state"], hvp(ssd_scan), hvp(ssd_chunked)):
-        assert np.allclose(got, want, atol=1e-4 * max(1.0, float(mx.abs(want).max()))), name
+    assert_hvp_matches_central_differences(loss_of(ssd_scan, 4), args, tuple(range(7)), vector)
 
 
 def test_mismatched_shapes_are_refused_before_any_kernel_reads(device):
