@@ -63,6 +63,12 @@ def fitted_vectors(real: np.ndarray, n: int, clusters: int = 1024, seed: int = 0
     return out
 
 
+def real_vectors(paths: list[Path]) -> np.ndarray | None:
+    """Every vector of the stores among `paths` that exist, or None: what shapes the synthetic ones."""
+    real = [ConceptStore.open(path).all_vectors()[1] for path in paths if (path / "meqg_store.json").exists()]
+    return np.concatenate(real) if real else None
+
+
 def bench_ingest(count: int) -> np.ndarray:
     from meqg_mlx.concepts.build import source_records
     from meqg_mlx.encoder import default_embedder
@@ -237,10 +243,7 @@ def synthetic_store(directory: Path, vectors: np.ndarray) -> ConceptStore:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="*", help="[default: 100000 1000000; --scale: 1000000 10000000]")
-    parser.add_argument("--scale", action="store_true", help="bench/store_scale.py: every index at 1M-10M rows")
-    parser.add_argument("--s3", action="store_true", help="--scale: also on an S3 server (moto, on 127.0.0.1)")
-    parser.add_argument("--s3-uri", help="--scale: this s3://BUCKET/PATH (AWS_* environment) instead of moto")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ingest", type=int, default=3000, help="concepts for the ingest benchmark (0: skip)")
     parser.add_argument(
@@ -257,12 +260,8 @@ def main() -> None:
     print(f"meqg bench/store.py on {os.cpu_count()} cores; BLAS for MLX: {meqg_mlx.backend.blas_description()}")
     sample = bench_ingest(args.ingest) if args.ingest else None
     rng = np.random.default_rng(1)
-    real = None
-    for path in args.store:
-        if (path / "meqg_store.json").exists():
-            ids, vectors = ConceptStore.open(path).all_vectors()
-            real = vectors if real is None else np.concatenate([real, vectors])
-    if real is not None and not args.scale:
+    real = real_vectors(args.store)
+    if real is not None:
         held_out = rng.choice(len(real), args.queries, replace=False)
         keep = np.setdiff1d(np.arange(len(real)), held_out)
         with tempfile.TemporaryDirectory() as tmp:
@@ -282,12 +281,7 @@ def main() -> None:
     fit_on = real if real is not None else sample
     if fit_on is None:
         raise SystemExit("need real vectors to shape the synthetic ones: a store (--store) or --ingest > 0")
-    if args.scale:
-        from store_scale import run_scale
-
-        run_scale(args.sizes or [1_000_000, 10_000_000], fit_on, args.queries, args.s3, args.s3_uri, args.faiss)
-        return
-    for size in args.sizes or [100_000, 1_000_000]:
+    for size in args.sizes:
         vectors = fitted_vectors(fit_on, size + args.queries, seed=size)
         queries, vectors = vectors[: args.queries], vectors[args.queries :]
         with tempfile.TemporaryDirectory() as tmp:

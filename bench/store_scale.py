@@ -1,4 +1,4 @@
-"""`bench/store.py --scale`: the concept store's search at 1M and 10M vectors, every index in one run.
+"""The concept store's search at 1M and 10M vectors, every index in one run.
 
 For each size: synthetic unit vectors shaped like real MiniLM embeddings are written
 once to a memory-mapped file (never all in RAM), from there into a local store and,
@@ -11,11 +11,14 @@ processes, so resident memory is its own: peak RSS while building, RSS while ser
 * LanceDB's IVF_RQ disk index (`disk_index.py`), on local disk and on the S3 server;
 * with `--faiss`, Faiss IVF-flat / IVF-PQ + refine / HNSW where they fit.
 
-    python bench/store.py --scale [--sizes 1000000 10000000] [--s3] [--faiss] [--queries 200]
+    python bench/store_scale.py [--sizes 1000000 10000000] [--s3] [--faiss] [--queries 200] [--store DIR]
+
+The synthetic vectors come from `bench/store.py`'s generator, fitted to the real stores given.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -285,9 +288,33 @@ def faiss_index(name: str, store, queries: np.ndarray, truth: np.ndarray):
     return (lambda q: ids[index.search(q[None], K)[1][0]]), f"{knob} {value}"
 
 
+def main() -> None:
+    from store import real_vectors
+
+    from meqg_mlx.paths import default_store
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    parser.add_argument("--s3", action="store_true", help="also on an S3 server (moto, on 127.0.0.1)")
+    parser.add_argument("--s3-uri", help="this s3://BUCKET/PATH (AWS_* environment) instead of moto")
+    parser.add_argument("--faiss", action="store_true", help="also Faiss IVF-flat, IVF-PQ and HNSW where they fit")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--store", type=Path, nargs="*", default=[default_store()], help="real stores to fit")
+    args = parser.parse_args()
+    fit_on = real_vectors(args.store)
+    if fit_on is None:
+        raise SystemExit(f"need real vectors to shape the synthetic ones: no store at {args.store} (run `meqg demo`)")
+    run_scale(args.sizes, fit_on, args.queries, args.s3, args.s3_uri, args.faiss)
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
     sys.path.insert(0, str(Path(__file__).parent))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import meqg_mlx  # noqa: F401  (BLAS set-up)
 
     print(json.dumps(run_child(sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5]))))
+elif __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import meqg_mlx  # noqa: F401  (BLAS set-up)
+
+    main()

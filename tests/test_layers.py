@@ -1,4 +1,5 @@
-"""Imports point one way (docs/design.md, Layers): a module never imports from a layer above its own.
+"""Imports point one way (docs/design.md, Layers): a module never imports from a layer above its own,
+and no modules import each other in a loop, within a layer or among the bench scripts either.
 
 Read from the source with `ast`, so imports inside functions (the lazy ones) count too.
 """
@@ -13,6 +14,7 @@ PACKAGES = {
     "meqg_cli": ROOT / "cli",
     "meqg_tui": ROOT / "tui",
 }
+BENCH = ROOT / "bench"  # scripts that import each other by bare name (`from store import ...`)
 LAYERS = [  # bottom first; a module belongs to the longest prefix listed
     (
         "meqg_mlx",
@@ -102,3 +104,72 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     path.write_text("def f():\n    from .train.trainer import Trainer\n")
     found = list(imports("meqg_mlx.config", path, False))
     assert found == [("meqg_mlx.train.trainer", 2)] and layer_of(found[0][0]) > layer_of("meqg_mlx.config")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules it imports (a name inside a module counts as that module), its own
+    parent packages left out (Python imports those first anyway), bench scripts as `bench.NAME`."""
+    found = {module: (path, is_package) for module, path, is_package in modules()}
+    bench = {path.stem for path in BENCH.glob("*.py")}
+    found |= {f"bench.{name}": (BENCH / f"{name}.py", False) for name in bench}
+
+    def resolve(name: str) -> str | None:
+        parts = name.split(".")
+        if parts[0] in bench:
+            return f"bench.{parts[0]}"
+        while parts and ".".join(parts) not in found:
+            parts.pop()
+        return ".".join(parts) or None
+
+    graph = {}
+    for module, (path, is_package) in found.items():
+        names = imports(module, path, is_package) if not module.startswith("bench.") else bare_imports(path, bench)
+        targets = {resolve(name) for name, _ in names}
+        graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
+    return graph
+
+
+def bare_imports(path: Path, names: set[str]):
+    """meqg modules and sibling scripts a bench script imports, with the line."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found = [node.module]
+        else:
+            continue
+        for name in found:
+            if name.split(".")[0] in names or name.split(".")[0] in PACKAGES:
+                yield name, node.lineno
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import loops: each set of modules that reach one another, sorted."""
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), list(graph.get(start, ()))
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        return seen
+
+    reach = {module: reachable(module) for module in graph}
+    loops = {frozenset({m} | {o for o in reach[m] if m in reach[o]}) for m in graph if m in reach[m]}
+    return sorted(sorted(loop) for loop in loops)
+
+
+def test_no_modules_import_each_other_in_a_loop():
+    graph = import_graph()
+    loops = cycles(graph)
+    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} imports, {len(loops)} loops")
+    assert not loops, "import loops (break each with a protocol or by moving the shared part down):\n" + "\n".join(
+        " <-> ".join(loop) for loop in loops
+    )
+
+
+def test_the_cycle_check_sees_a_loop():
+    """The check itself can fail: a three-module loop and a two-module one are found, a chain is not."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e", "a"}, "g": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"], ["e", "f"]]

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -14,7 +15,6 @@ from ..encoder.base import Embedder
 from ..errors import InputError
 from .domains import compute_domains
 from .kmeans import assign
-from .ray_build import RayIngest
 from .sources import ConceptRecord
 from .store import ConceptStore, NewConcept, normalize_text
 from ..progress import Progress
@@ -114,6 +114,15 @@ class _Plan:
             self.key_to_id[alias] = self.key_to_id[key]
 
 
+class IngestEngine(Protocol):
+    """Embeds and commits a build's planned batches elsewhere (`ray_build.RayIngest`), each with
+    `write_batch`; the build has planned them and holds the store's write lock."""
+
+    def write(
+        self, store: ConceptStore, batches: list[list[PlannedConcept]], config: StoreConfig, summary, progress
+    ) -> None: ...
+
+
 def build_store(
     store_path: str | Path,
     sources: list[str],
@@ -123,13 +132,13 @@ def build_store(
     progress: Progress | None = None,
     text_column: str = "text",
     on_wait: Callable[[str], None] | None = None,
-    engine: RayIngest | None = None,
+    engine: IngestEngine | None = None,
 ) -> BuildSummary:
     """Add every new concept from `sources` to the store at `store_path` (created when missing).
 
     The store's write lock is held throughout; `on_wait` hears once if another writer has it.
-    With an `engine` (`RayIngest`, or anything with its `write` method), the engine's workers
-    embed and commit the planned batches (`ray_build.py`); without one, this process does.
+    With an `engine` (`ray_build.RayIngest`), its workers embed and commit the planned
+    batches; without one, this process does.
     """
     config = config or StoreConfig()
     if not sources:

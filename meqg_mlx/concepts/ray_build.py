@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from ..errors import MeqgError
 from ..progress import Progress
+from .build import write_batch
 
 FORWARDED_ENVIRONMENT = ("AWS_", "HF_", "MEQG_", "TOKENIZERS_PARALLELISM")
 BATCHES_IN_FLIGHT = 2  # per worker: one embedding, one queued, so a worker never waits on the driver
@@ -54,7 +55,7 @@ class RayIngest:
             )
 
     def write(self, store, batches: list, config, summary, progress: Progress | None) -> None:
-        """The build's engine: `write_on_ray` with these settings."""
+        """The build's `IngestEngine`: `write_on_ray` with these settings."""
         write_on_ray(store, batches, config, self, summary, progress)
 
 
@@ -69,8 +70,6 @@ class _Writer:
         self.centroids = self.store.domain_centroids()
 
     def write(self, batch) -> tuple[int, float, float]:
-        from .build import write_batch
-
         return write_batch(self.store, batch, self.embedder, self.centroids, take_lock=False, skip_stored=True)
 
 
