@@ -61,7 +61,7 @@ test: $(STAMP) $(KERNELS) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/meqg doctor --brief
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=25
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -131,7 +131,10 @@ def graph_store(tmp_path_factory):
 
 
 def meqg(*args: str, env: dict | None = None, timeout: float = 300):
-    """Run the installed `meqg` console script as a user would (its process group ended on timeout)."""
+    """Run the installed `meqg` console script as a user would (its process group ended on timeout).
+
+    Each launch costs ~3 s of interpreter and imports: one per command keeps the entry point
+    honest; the many error cases go through `cli`."""
     from .processes import run
 
     exe = Path(sys.executable).with_name("meqg")
@@ -234,3 +237,23 @@ def trained_run_path(small_store_path, tmp_path_factory) -> Path:
     config.episode.max_steps = 6
     TrainingRun(run, small_store_path, config).train()
     return run
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`meqg ARGS` in this process through the console script's own entry (`meqg_cli.main.run`):
+    the same exit status and `error: ...` line as `meqg(...)`, without a new interpreter."""
+    import contextlib
+    import io
+
+    from meqg_cli.main import run
+
+    stdout, stderr, argv, status = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = ["meqg", *args]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            run()
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(["meqg", *args], status, stdout.getvalue(), stderr.getvalue())

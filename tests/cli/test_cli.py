@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 
 
 def test_help_lists_the_commands():
@@ -56,37 +56,37 @@ def one_line_error(result, text):
 
 
 def test_bad_input_is_a_one_line_error(tmp_path, small_store_path):
-    one_line_error(meqg("store", "stats", "--store", str(tmp_path / "missing")), "no concept store at")
-    one_line_error(meqg("store", "show", "99999999", "--store", str(small_store_path)), "no concept with id")
-    one_line_error(meqg("encode", ""), "text #0 is empty")
-    one_line_error(meqg("encode", "--backend", "jax", "hi"), "unknown encoder backend 'jax'")
-    one_line_error(meqg("encode", "--model", str(tmp_path / "nope"), "hi"), "encoder model directory not found")
-    one_line_error(meqg("encode", "--model", str(tmp_path), "hi"), "not a sentence-transformers model directory")
-    one_line_error(meqg("encode", "--backend", "torch", "--dtype", "float16", "hi"), "need --backend mlx")
+    one_line_error(cli("store", "stats", "--store", str(tmp_path / "missing")), "no concept store at")
+    one_line_error(cli("store", "show", "99999999", "--store", str(small_store_path)), "no concept with id")
+    one_line_error(cli("encode", ""), "text #0 is empty")
+    one_line_error(cli("encode", "--backend", "jax", "hi"), "unknown encoder backend 'jax'")
+    one_line_error(cli("encode", "--model", str(tmp_path / "nope"), "hi"), "encoder model directory not found")
+    one_line_error(cli("encode", "--model", str(tmp_path), "hi"), "not a sentence-transformers model directory")
+    one_line_error(cli("encode", "--backend", "torch", "--dtype", "float16", "hi"), "need --backend mlx")
     corrupt = tmp_path / "corrupt"
     shutil.copytree(small_store_path, corrupt)
     (corrupt / "meqg_store.json").write_text("garbage")
-    one_line_error(meqg("store", "stats", "--store", str(corrupt)), "corrupt store metadata")
+    one_line_error(cli("store", "stats", "--store", str(corrupt)), "corrupt store metadata")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    one_line_error(meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(empty)), "is empty")
+    one_line_error(cli("data", "build", "--store", str(tmp_path / "new"), "--source", str(empty)), "is empty")
     one_line_error(
-        meqg("data", "build", "--store", str(tmp_path / "new"), "--source", str(tmp_path / "corrupt")),
+        cli("data", "build", "--store", str(tmp_path / "new"), "--source", str(tmp_path / "corrupt")),
         "nothing usable under",
     )
     assert not (tmp_path / "new").exists()
     config = tmp_path / "c.yaml"
     config.write_text("store:\n  comit_rows: 3\n")
     one_line_error(
-        meqg("data", "build", "--store", str(tmp_path / "new"), "--source", "pydoc", "--config", str(config)),
+        cli("data", "build", "--store", str(tmp_path / "new"), "--source", "pydoc", "--config", str(config)),
         "unknown config key 'store.comit_rows'",
     )
 
 
 def test_search_by_vector_file_and_bad_vectors(tmp_path, small_store_path):
-    encoded = meqg("encode", "insert an item into a sorted list")
+    encoded = cli("encode", "insert an item into a sorted list")
     (tmp_path / "v.json").write_text(encoded.stdout)
-    found = meqg("store", "search", "--vector", str(tmp_path / "v.json"), "--store", str(small_store_path), "--json")
+    found = cli("store", "search", "--vector", str(tmp_path / "v.json"), "--store", str(small_store_path), "--json")
     assert found.returncode == 0, found.stderr
     assert any(h["key"].startswith("py:bisect.insort") for h in json.loads(found.stdout))
     for content, message in [
@@ -97,9 +97,9 @@ def test_search_by_vector_file_and_bad_vectors(tmp_path, small_store_path):
     ]:
         (tmp_path / "bad.json").write_text(content)
         one_line_error(
-            meqg("store", "search", "--vector", str(tmp_path / "bad.json"), "--store", str(small_store_path)), message
+            cli("store", "search", "--vector", str(tmp_path / "bad.json"), "--store", str(small_store_path)), message
         )
-    one_line_error(meqg("store", "search", "--store", str(small_store_path)), "give either a query TEXT")
+    one_line_error(cli("store", "search", "--store", str(small_store_path)), "give either a query TEXT")
 
 
 def test_data_build_from_user_files(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 
 from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import memorized_on_a_copy, meqg, tiny_config
+from ..conftest import cli, memorized_on_a_copy, meqg, tiny_config
 from ..train.test_trainer import small_config
 
 
@@ -27,9 +27,9 @@ def test_decode_texts_and_vectors_through_a_runs_store(small_store, small_store_
     texts = [r["text"] for r in json.loads(result.stdout)]
     assert texts == [small_store.get([i])[0]["text"] for i in ids[:3].tolist()]
     np.save(tmp_path / "bad.npy", np.ones((2, 5)))
-    bad = meqg("decode", "--run", str(run), "--vectors", str(tmp_path / "bad.npy"))
+    bad = cli("decode", "--run", str(run), "--vectors", str(tmp_path / "bad.npy"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "dimension 5" in bad.stderr
-    missing = meqg("decode", "--run", str(tmp_path / "nope"), "x")
+    missing = cli("decode", "--run", str(tmp_path / "nope"), "x")
     assert missing.returncode == 2 and "run.json missing" in missing.stderr
 
 
@@ -45,7 +45,7 @@ def test_inverter_train_refuses_resumes_and_its_poor_texts_never_reach_the_store
     trained = meqg(*train, "--config", str(tmp_path / "tiny.yaml"))
     assert trained.returncode == 0, trained.stderr
     assert "finished at step 3" in trained.stdout and "11 texts trained, 1 held out" in trained.stdout
-    again = meqg(*train, "--config", str(tmp_path / "tiny.yaml"))
+    again = cli(*train, "--config", str(tmp_path / "tiny.yaml"))
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
     resumed = meqg("inverter", "train", "--run", str(run), "--resume", "--steps", "4")
     assert resumed.returncode == 0 and "finished at step 4" in resumed.stdout, resumed.stderr
@@ -93,7 +93,7 @@ def test_inverter_train_errors_are_one_line(small_store_path, tmp_path):
         (["--resume"], "no inverter to resume"),
         (["--resume", "--force"], "drop --force/--config"),
     ):
-        bad = meqg("inverter", "train", "--run", str(tmp_path / "run"), *args)
+        bad = cli("inverter", "train", "--run", str(tmp_path / "run"), *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
 
 
@@ -105,5 +105,5 @@ def test_decode_errors_are_one_line(memorized, tmp_path):
         (["--steps", "-1", "A text."], "correction steps must be >= 0"),
         (["--write-back", "--write-back-min", "2", "A recipe for soup."], "write-back floor is a cosine"),
     ):
-        bad = meqg("decode", "--run", str(run), "--threshold", "0.999", *args)
+        bad = cli("decode", "--run", str(run), "--threshold", "0.999", *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

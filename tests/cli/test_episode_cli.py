@@ -2,15 +2,12 @@
 
 import json
 
-from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import meqg
-from ..train.test_trainer import small_config
+from ..conftest import cli, meqg
 
 
-def test_run_prints_concepts_tools_and_budget(small_store_path, tmp_path):
-    run = tmp_path / "run"
-    TrainingRun(run, small_store_path, small_config(steps=40, learning_rate=3e-3, warmup_steps=5)).train()
+def test_run_prints_concepts_tools_and_budget(trained_run_path, tmp_path):
+    run = trained_run_path
     prompt = "Insert an item into a sorted list.\n```python\nprint(6 * 7)\n```"
     result = meqg("run", prompt, "--run", str(run), "--tools", "python", "--budget-seconds", "5")
     assert result.returncode == 0, result.stderr
@@ -27,5 +24,5 @@ def test_run_prints_concepts_tools_and_budget(small_store_path, tmp_path):
         (["x", "--run", str(run), "--relation", "meronym"], "unknown relation 'meronym'; this run knows next"),
         (["x", "--run", str(tmp_path / "nope")], "run.json missing"),
     ):
-        bad = meqg("run", *args)
+        bad = cli("run", *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr

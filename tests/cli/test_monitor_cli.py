@@ -11,17 +11,17 @@ import termios
 import threading
 from pathlib import Path
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..processes import end_group, wait_until
 from .test_train_cli import train_args
 
 
 def test_bad_run_dir_and_replay_speed_are_one_line_errors(tmp_path):
-    missing = meqg("monitor", str(tmp_path / "nope"))
+    missing = cli("monitor", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stderr == f"error: no run directory {tmp_path / 'nope'}\n"
-    zero = meqg("monitor", str(tmp_path), "--replay", "0")
+    zero = cli("monitor", str(tmp_path), "--replay", "0")
     assert zero.returncode == 2 and zero.stderr.count("\n") == 1 and "--replay" in zero.stderr
-    nothing = meqg("monitor", str(tmp_path), "--replay", "5")
+    nothing = cli("monitor", str(tmp_path), "--replay", "5")
     assert nothing.returncode == 2 and "nothing to replay" in nothing.stderr
     elsewhere = tmp_path / "photos"
     elsewhere.mkdir()

@@ -8,7 +8,7 @@ import pytest
 
 from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..train.test_trainer import small_config
 from .test_serve_cli import free_port
 
@@ -33,9 +33,9 @@ def test_commands_on_a_run_whose_store_moved_say_so_and_take_store(moved):
     recorded = json.loads((run / "run.json").read_text())
     assert recorded["store_record"]["dim"] == 384 and recorded["store_record"]["concepts"] > 100
     gone = "is not there (moved or deleted): pass --store with where it is now"
-    one_line(meqg("run", "Sort a list.", "--run", str(run)), gone)
-    one_line(meqg("decode", "--run", str(run), "parse JSON"), gone)
-    one_line(meqg("inverter", "train", "--run", str(run), "--steps", "1"), gone)
+    one_line(cli("run", "Sort a list.", "--run", str(run)), gone)
+    one_line(cli("decode", "--run", str(run), "parse JSON"), gone)
+    one_line(cli("inverter", "train", "--run", str(run), "--steps", "1"), gone)
     episode = meqg("run", "Sort a list.", "--run", str(run), "--store", str(store), "--json")
     assert episode.returncode == 0 and json.loads(episode.stdout)["concepts"], episode.stderr
     decoded = meqg("decode", "--run", str(run), "--store", str(store), "parse JSON from a string", "--json")
@@ -50,6 +50,6 @@ def test_a_store_that_is_not_the_runs_is_refused(moved, graph_store, tmp_path):
     run, _ = moved
     other = graph_store.uri  # another encoder's vectors, 32-d
     for command in (["run", "Sort a list."], ["decode", "parse JSON"]):
-        one_line(meqg(*command, "--run", str(run), "--store", other), f"{other} holds ", "the run trained on")
+        one_line(cli(*command, "--run", str(run), "--store", other), f"{other} holds ", "the run trained on")
     served = meqg("serve", "--run", str(run), "--store", other, "--port", str(free_port()))  # after "loading"
     assert served.returncode == 2 and served.stderr.splitlines()[-1].startswith(f"error: {other} holds "), served.stderr

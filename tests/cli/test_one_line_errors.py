@@ -8,7 +8,7 @@ import pytest
 
 from meqg_mlx.runs import RunDir
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from .test_cli import one_line_error
 from .test_train_cli import small_yaml, train_args
 
@@ -31,7 +31,7 @@ def test_damaged_store_metadata(small_store_path, tmp_path, meta, reason):
     store = tmp_path / "store"
     shutil.copytree(small_store_path, store)
     (store / "meqg_store.json").write_text(meta)
-    result = meqg("store", "stats", "--store", str(store))
+    result = cli("store", "stats", "--store", str(store))
     one_line_error(result, f"corrupt store metadata {store / 'meqg_store.json'}")
     assert reason in result.stderr
 
@@ -43,7 +43,7 @@ def test_missing_lance_data_files(small_store_path, tmp_path):
     # is in Lance's manifest, which meqg does not read
     for data_file in (store / "lance" / "concepts.lance" / "data").glob("*.lance"):
         data_file.unlink()
-    one_line_error(meqg("store", "search", "--store", str(store), "sorting"), "concepts table unreadable")
+    one_line_error(cli("store", "search", "--store", str(store), "sorting"), "concepts table unreadable")
 
 
 def test_arguments_that_are_not_utf8(small_store_path):
@@ -55,19 +55,19 @@ def test_arguments_that_are_not_utf8(small_store_path):
 def test_run_directories_that_cannot_be_runs(small_store_path, tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a run")
-    one_line_error(meqg(*train_args(small_store_path, a_file, 2, tmp_path)), "is a file, not a run directory")
-    one_line_error(meqg("run", "Sort a list.", "--run", str(a_file)), "is a file, not a run directory")
+    one_line_error(cli(*train_args(small_store_path, a_file, 2, tmp_path)), "is a file, not a run directory")
+    one_line_error(cli("run", "Sort a list.", "--run", str(a_file)), "is a file, not a run directory")
     one_line_error(
-        meqg(*train_args(small_store_path, a_file / "run", 2, tmp_path)), f"cannot write the run directory {a_file}/run"
+        cli(*train_args(small_store_path, a_file / "run", 2, tmp_path)), f"cannot write the run directory {a_file}/run"
     )
 
 
 def test_resume_episodes_and_eval_need_a_checkpoint(small_store_path, tmp_path):
     run = RunDir(tmp_path / "run")
     run.create(small_store_path, small_yaml(tmp_path).read_text())  # a run killed before its first checkpoint
-    one_line_error(meqg("train", "--run", str(run), "--resume"), "has no checkpoint yet")
+    one_line_error(cli("train", "--run", str(run), "--resume"), "has no checkpoint yet")
     for command in (["run", "Sort a list.", "--run", str(run)], ["eval", "--run", str(run)]):
-        one_line_error(meqg(*command), f"no checkpoint in {run}: train it first")
+        one_line_error(cli(*command), f"no checkpoint in {run}: train it first")
 
 
 def test_a_checkpoint_whose_state_lacks_keys(small_store_path, tmp_path):
@@ -77,7 +77,7 @@ def test_a_checkpoint_whose_state_lacks_keys(small_store_path, tmp_path):
     state = json.loads(state_path.read_text())
     del state["rng"], state["gate_schedule"]
     state_path.write_text(json.dumps(state))
-    one_line_error(meqg("train", "--run", str(run), "--resume", "--steps", "3"), "state.json lacks gate_schedule, rng")
+    one_line_error(cli("train", "--run", str(run), "--resume", "--steps", "3"), "state.json lacks gate_schedule, rng")
     state["gate_schedule"], state["rng"] = "x", {"bit_generator": "nope"}
     state_path.write_text(json.dumps(state))
-    one_line_error(meqg("train", "--run", str(run), "--resume", "--steps", "3"), "state.json has a bad value")
+    one_line_error(cli("train", "--run", str(run), "--resume", "--steps", "3"), "state.json has a bad value")

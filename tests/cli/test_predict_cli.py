@@ -7,7 +7,7 @@ import pytest
 from meqg_mlx.concepts import ConceptStore
 from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..train.test_trainer import small_config
 
 
@@ -48,5 +48,5 @@ def test_bad_predict_input_is_one_line(run):
         (["--id", "99999999"], "no concept with id 99999999"),
         (["sort", "--relation", "meronym"], "unknown relation 'meronym'; this run knows next"),
     ):
-        done = meqg("predict", "--run", str(run), *args)
+        done = cli("predict", "--run", str(run), *args)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and reason in done.stderr, (args, done.stderr)

@@ -4,7 +4,7 @@ import json
 
 from meqg_mlx.train.run import TrainingRun
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..train.test_trainer import small_config
 
 
@@ -29,6 +29,6 @@ def test_runs_lists_each_run_with_its_status_and_last_validation(small_store_pat
     table = meqg("runs", str(runs))
     assert table.returncode == 0 and first["run_id"] in table.stdout and "finished" in table.stdout
     assert f"next {versus['model']:.3f} vs {versus['baseline']}" in table.stdout
-    assert meqg("runs", str(runs / "notes")).stdout.startswith("no runs under")
-    missing = meqg("runs", str(tmp_path / "nowhere"))
+    assert cli("runs", str(runs / "notes")).stdout.startswith("no runs under")
+    missing = cli("runs", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and missing.stderr == f"error: no runs directory {tmp_path / 'nowhere'}\n"

@@ -17,10 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from meqg_mlx.train.run import TrainingRun
 
 from ..processes import child, wait_until
-from ..train.test_trainer import small_config
 
 TOKEN = "t0ken-for-the-guarded-test-server"
 
@@ -40,13 +38,6 @@ def call(url: str, body: object | None = None, raw: bytes | None = None, token: 
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-@pytest.fixture(scope="module")
-def run_dir(small_store_path, tmp_path_factory):
-    run = tmp_path_factory.mktemp("serve") / "run"
-    TrainingRun(run, small_store_path, small_config(steps=20, learning_rate=3e-3, warmup_steps=5)).train()
-    return run
 
 
 def start_server(run, log_path, *flags, token=None):
@@ -78,17 +69,17 @@ def serving(run, log_path, *flags, token=None):
 
 
 @pytest.fixture(scope="module")
-def server(run_dir, tmp_path_factory):
+def server(trained_run_path, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve-log") / "server.log"
-    for base, _ in serving(run_dir, log, "--allow-python"):
-        yield base, run_dir, log
+    for base, _ in serving(trained_run_path, log, "--allow-python"):
+        yield base, trained_run_path, log
 
 
 @pytest.fixture(scope="module")
-def guarded(run_dir, tmp_path_factory):
+def guarded(trained_run_path, tmp_path_factory):
     log = tmp_path_factory.mktemp("guarded-log") / "server.log"
     flags = ["--token", TOKEN, "--max-queue", "1", "--request-timeout", "2", "--max-seconds", "30"]
-    for base, _ in serving(run_dir, log, *flags, token=TOKEN):
+    for base, _ in serving(trained_run_path, log, *flags, token=TOKEN):
         yield base, log
 
 
@@ -137,21 +128,22 @@ FREE_RUN_PROMPTS = [  # an episode also ends when it decodes the same concept tw
 
 
 def test_a_flop_budget_stops_the_episode_at_its_exact_count(server):
-    """A budget of two steps' FLOPs (measured on an unbudgeted run of the same prompt) stops at two."""
+    """A budget of one step's FLOPs (measured on an unbudgeted run of the same prompt) stops after one:
+    the second step is refused before it computes."""
     base = server[0]
     free_runs = (
         (prompt, call(base + "/v1/diamond/run", {"prompt": prompt, "config": {"episode": {"converge_cosine": 1.0}}})[1])
         for prompt in FREE_RUN_PROMPTS
     )
-    prompt, free = next(((p, f) for p, f in free_runs if len(f["telemetry"]["steps"]) >= 3), (None, None))
-    assert free is not None, "no prompt ran three steps without a budget"
+    prompt, free = next(((p, f) for p, f in free_runs if len(f["telemetry"]["steps"]) >= 2), (None, None))
+    assert free is not None, "no prompt ran two steps without a budget"
     steps = free["telemetry"]["steps"]
     assert sum(step["flops"] for step in steps) == pytest.approx(free["telemetry"]["budget"]["flops"])
-    limit = steps[0]["flops"] + steps[1]["flops"] + 1.0  # room for exactly two steps
+    limit = steps[0]["flops"] + 1.0  # room for exactly one step
     body = {"prompt": prompt, "budget": {"max_flops": limit}, "config": {"episode": {"converge_cosine": 1.0}}}
     status, capped = call(base + "/v1/diamond/run", body)
     assert status == 200 and capped["telemetry"]["stopped_by"] == "max_flops"
-    assert len(capped["telemetry"]["steps"]) == 2
+    assert len(capped["telemetry"]["steps"]) == 1
     assert capped["telemetry"]["budget"]["flops"] == pytest.approx(limit - 1.0)
 
 
@@ -251,6 +243,9 @@ def test_concurrent_requests_each_get_their_own_answer_and_settings(server):
         for step in telemetry["steps"]:
             terms = step["objective"]
             assert terms["Delta"] - terms["S_geo"] - terms["S_ent"] == pytest.approx(0.1 * (i + 1) * terms["S_mod"])
+    # the check above holds for any lambda where S_mod is 0: most episodes must have measured some
+    modal = [any(step["objective"]["S_mod"] > 0 for step in r["telemetry"]["steps"]) for _, r in together]
+    assert sum(modal) >= 6, modal
     assert [c["concept_id"] for c in after["concepts"]] == [c["concept_id"] for c in before["concepts"]]
     assert after["telemetry"]["budget"]["limits"] == before["telemetry"]["budget"]["limits"]
     # one model, one episode at a time: the last in line waited for at least one other episode
@@ -305,13 +300,13 @@ def test_a_full_queue_answers_503(guarded):
     assert all("queued" in response["error"] for status, response in answers if status == 503)
 
 
-def test_a_port_in_use_is_one_line_before_the_model_loads(run_dir):
+def test_a_port_in_use_is_one_line_before_the_model_loads(trained_run_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run_dir), "--port", str(port)],
+            [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(trained_run_path), "--port", str(port)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
@@ -319,14 +314,14 @@ def test_a_port_in_use_is_one_line_before_the_model_loads(run_dir):
     assert "loading" not in done.stdout and "http://" not in done.stdout
 
 
-def test_bad_server_flags_are_one_line_errors(run_dir):
+def test_bad_server_flags_are_one_line_errors(trained_run_path):
     for flags, reason in (
         (["--host", "0.0.0.0"], "needs --token"),
         (["--port", "70000"], "error: Invalid value for '--port'"),
         (["--token", "short"], "at least 16 characters"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(run_dir), *flags],
+            [sys.executable, "-m", "meqg_cli.main", "serve", "--run", str(trained_run_path), *flags],
             capture_output=True,
             text=True,
             timeout=120,

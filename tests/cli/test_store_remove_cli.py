@@ -9,7 +9,7 @@ import numpy as np
 from meqg_mlx.concepts import ConceptStore
 from meqg_mlx.concepts.store import NewConcept
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 
 
 def pointing(store: ConceptStore, ids: set[int]) -> int:
@@ -31,7 +31,7 @@ def test_remove_deletes_concepts_and_their_incoming_relations_in_one_version(sma
     vectors, version, count = store.vectors(gone), store.table.version, store.count()
     assert pointing(store, set(gone)) == counts[gone[0]] + counts[gone[1]] > 0
 
-    unknown = meqg("store", "remove", str(gone[0]), "99999999", "--store", str(path))
+    unknown = cli("store", "remove", str(gone[0]), "99999999", "--store", str(path))
     assert (
         unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "no concept with id 99999999" in unknown.stderr
     )
@@ -60,7 +60,7 @@ def test_remove_by_source_takes_the_write_back_concepts(small_store_path, tmp_pa
     done = meqg("store", "remove", "--source", "inversion", "--store", str(path))
     assert done.returncode == 0 and "removed 2 concepts" in done.stdout, done.stderr
     assert ConceptStore.open(path).columns(["concept_id"], where="source = 'inversion'").num_rows == 0
-    again = meqg("store", "remove", "--source", "inversion", "--store", str(path))
+    again = cli("store", "remove", "--source", "inversion", "--store", str(path))
     assert again.returncode == 2 and "no concept of source 'inversion'" in again.stderr
-    nothing = meqg("store", "remove", "--store", str(path))
+    nothing = cli("store", "remove", "--store", str(path))
     assert nothing.returncode == 2 and "give the concept ids to remove, or --source SOURCE" in nothing.stderr

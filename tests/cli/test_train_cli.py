@@ -11,7 +11,7 @@ import pytest
 from meqg_cli.train_commands import train_with_torchrun
 from meqg_mlx.errors import MeqgError
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..processes import child, wait_until
 
 SMALL = """\
@@ -43,12 +43,12 @@ def test_train_prints_progress_and_metrics_then_resumes(small_store_path, tmp_pa
     for method in ("model", "copy_last", "context_mean", "ridge", "knn_successor@8", "mlp", "transformer", "describes"):
         assert method in result.stdout
     assert "model - " in result.stdout and "95% paired bootstrap" in result.stdout and "candidates" in result.stdout
-    again = meqg("train", "--store", str(small_store_path), "--run", str(run))
+    again = cli("train", "--store", str(small_store_path), "--run", str(run))
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--resume" in again.stderr
     more = meqg("train", "--run", str(run), "--resume", "--steps", "6")
     assert more.returncode == 0, more.stderr
     assert "finished at step 6" in more.stdout
-    behind = meqg("train", "--run", str(run), "--resume", "--steps", "3")
+    behind = cli("train", "--run", str(run), "--resume", "--steps", "3")
     assert behind.returncode == 2 and behind.stderr.count("\n") == 1
     assert "already at step 6, so --steps 3 leaves nothing to train" in behind.stderr
     assert "steps: 6" in (run / "config.yaml").read_text()  # the refused call changed nothing
@@ -90,7 +90,7 @@ def test_bad_train_input_is_a_one_line_error(small_store_path, tmp_path):
         (["--store", str(small_store_path), "--run", str(tmp_path / "c"), "--steps", "0"], "at least 1"),
     ]
     for args, message in cases:
-        result = meqg("train", *args)
+        result = cli("train", *args)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 

@@ -10,7 +10,7 @@ from meqg_mlx.concepts.store import ConceptStore, NewConcept
 from meqg_mlx.encoder.mlx_encoder import MLXSentenceEncoder
 from meqg_mlx.errors import InputError, StoreError
 
-from ..conftest import meqg
+from ..conftest import cli, meqg
 from ..encoder.tiny_models import build_tiny_gtr
 
 
@@ -88,7 +88,7 @@ def test_cli_add_vectors_and_project(store, gtr_dir):
     assert "gtr_mean_to_gtr.npz" in fitted.stdout
     stats = meqg("store", "stats", "--store", store.uri)
     assert "column gtr_mean: 32-d from gtr:mean (unnormalised)" in stats.stdout
-    bad = meqg("store", "add-vectors", "--store", store.uri, "--column", "Bad-Name", "--model", str(gtr_dir))
+    bad = cli("store", "add-vectors", "--store", store.uri, "--column", "Bad-Name", "--model", str(gtr_dir))
     assert bad.returncode != 0 and "bad vector column name 'Bad-Name'" in bad.stderr
 
 
@@ -105,5 +105,5 @@ def test_the_identity_map_fits_exactly_and_a_ridge_says_its_lambda(store):
     fitted = meqg("store", "project", "--store", store.uri, "--source", "vector", "--target", "vector")
     assert fitted.returncode == 0, fitted.stderr
     assert "held-out 0.0000" in fitted.stdout and "plain least squares" in fitted.stdout
-    bad = meqg("store", "project", "--store", store.uri, "--source", "vector", "--target", "vector", "--ridge", "-1")
+    bad = cli("store", "project", "--store", store.uri, "--source", "vector", "--target", "vector", "--ridge", "-1")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--ridge" in bad.stderr

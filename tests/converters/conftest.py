@@ -1,19 +1,9 @@
-"""A run trained briefly on the small real store, for the exports."""
+"""What every exporter must refuse, checked the same way for each."""
 
 import pytest
 
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
-from meqg_mlx.train.run import TrainingRun
-
-from ..train.test_trainer import small_config
-
-
-@pytest.fixture(scope="session")
-def trained_run(small_store_path, tmp_path_factory):
-    run = tmp_path_factory.mktemp("export") / "run"
-    TrainingRun(run, small_store_path, small_config(steps=12, learning_rate=3e-3, warmup_steps=2)).train()
-    return run
 
 
 def refuses_taken_outputs_and_untrained_runs(export, trained_run, store_path, tmp_path) -> None:

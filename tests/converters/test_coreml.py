@@ -43,14 +43,14 @@ from .conftest import refuses_taken_outputs_and_untrained_runs
 macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predicts only on macOS (Linux converts)")
 
 
-def test_the_traced_step_decodes_as_the_mlx_run_does(trained_run, small_store):
-    run = RunDir(trained_run)
+def test_the_traced_step_decodes_as_the_mlx_run_does(trained_run_path, small_store):
+    run = RunDir(trained_run_path)
     step = VMMStep(load_checkpoint_vmm(run.latest_checkpoint()))
     args = step.vmm.args
     traced = trace(step, step.example())
     for name in step.state_names:  # tracing ran a step: start from empty states, as Core ML does
         getattr(traced, name).zero_()
-    trained = TrainedRun.open(trained_run)
+    trained = TrainedRun.open(trained_run_path)
     concepts = small_store.all_vectors()[1][:37].astype(np.float32)  # chunk 16: the step must not care
     relations = np.arange(len(concepts)) % len(args.relations)  # each step follows a relation of its own
     assert args.memory_slots and trained.memory is not None  # each step reads the store too
@@ -82,8 +82,8 @@ def memory_batch(memory: Memory) -> Memory:
     return Memory(*(part[None] for part in memory))
 
 
-def test_the_traced_encoder_embeds_as_the_run_encoder(trained_run, embedder):
-    _, config = load_run(RunDir(trained_run))
+def test_the_traced_encoder_embeds_as_the_run_encoder(trained_run_path, embedder):
+    _, config = load_run(RunDir(trained_run_path))
     directory = encoder_directory(config)
     encoder = SentenceEncoder(directory, config.store.max_tokens)
     traced = trace(encoder, (torch.zeros(1, encoder.length, dtype=torch.int32),) * 2)
@@ -96,10 +96,10 @@ def test_the_traced_encoder_embeds_as_the_run_encoder(trained_run, embedder):
 
 
 @pytest.fixture(scope="module")
-def bundle(trained_run, tmp_path_factory):
+def bundle(trained_run_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml") / "bundle"
     started = time.perf_counter()
-    result = meqg("export", "coreml", "--run", str(trained_run), "--out", str(out))
+    result = meqg("export", "coreml", "--run", str(trained_run_path), "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out, time.perf_counter() - started
 
@@ -123,12 +123,12 @@ def test_the_bundle_holds_what_an_app_needs(bundle, small_store):
     assert table["texts"][row] == small_store.get([int(ids[5])])[0]["text"]
 
 
-def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_run):
+def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_run_path):
     """Checked: spec version >= 9 (iOS 18 / macOS 15: states), names, shapes and dtypes of inputs, outputs
     and states, every op in DEVICE_OPS (no control flow, no data-dependent shapes, no custom layers), and
     float32 only in the casts at the inputs and outputs (compute in float16)."""
     out, _ = bundle
-    args = load_checkpoint_vmm(RunDir(trained_run).latest_checkpoint()).args
+    args = load_checkpoint_vmm(RunDir(trained_run_path).latest_checkpoint()).args
     step = package_spec(out / "vmm_step.mlpackage")
     assert step["specification_version"] >= 9 and spec_problems(step) == []
     assert len(args.relations) > 1  # the run's store holds typed relations: the step takes the one to follow
@@ -162,10 +162,10 @@ def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_ru
     assert "while_loop" not in DEVICE_OPS
 
 
-def test_bad_exports_are_one_line_errors_and_leave_nothing(trained_run, small_store_path, tmp_path):
-    refuses_taken_outputs_and_untrained_runs(export_coreml, trained_run, small_store_path, tmp_path)
+def test_bad_exports_are_one_line_errors_and_leave_nothing(trained_run_path, small_store_path, tmp_path):
+    refuses_taken_outputs_and_untrained_runs(export_coreml, trained_run_path, small_store_path, tmp_path)
     other = tmp_path / "mpnet-run"
-    shutil.copytree(trained_run, other)
+    shutil.copytree(trained_run_path, other)
     mpnet, _ = build_tiny_mpnet(tmp_path / "mpnet", seed=0)
     config = RunDir(other).config_path
     config.write_text(config.read_text().replace("model: ''", f"model: {mpnet}"))

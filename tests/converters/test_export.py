@@ -71,9 +71,9 @@ PLAIN_TORCH = textwrap.dedent(
 )
 
 
-def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, small_store, tmp_path):
+def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run_path, small_store, tmp_path):
     out = tmp_path / "export"
-    result = meqg("export", "torch", "--run", str(trained_run), "--out", str(out))
+    result = meqg("export", "torch", "--run", str(trained_run_path), "--out", str(out))
     assert result.returncode == 0, result.stderr
     files = ["README.md", "config.json", "memory.safetensors", "model.safetensors", "modeling_meqg.py"]
     assert sorted(p.name for p in out.iterdir()) == files
@@ -85,16 +85,18 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
         "concepts": small_store.count(),
         "version": small_store.table.version,
     }
-    assert config["model_args"]["concept_dim"] == small_store.dim and config["run"]["step"] == 12
+    run = RunDir(trained_run_path)
+    assert config["model_args"]["concept_dim"] == small_store.dim
+    assert run.checkpoint(config["run"]["step"]) == run.latest_checkpoint()
     assert config["rvq"]["levels"] == 2 and config["rvq"]["codes"] == 16
     relations = config["model_args"]["relations"]  # the run's ids, for callers that pass relations=
     assert relations[0] == "next" and "defined_in" in relations
-    assert relations == yaml.safe_load((RunDir(trained_run).config_path).read_text())["vmm"]["relations"]
+    assert relations == yaml.safe_load((RunDir(trained_run_path).config_path).read_text())["vmm"]["relations"]
 
     ids, rows = small_store.all_vectors()
     concepts = np.stack([rows[:37], rows[40:77]]).astype(np.float32)  # 37 steps: across chunks of 16
     relations = np.arange(2 * 37).reshape(2, 37) % len(relations)  # and reading the store's memory
-    trained = TrainedRun.open(trained_run)
+    trained = TrainedRun.open(trained_run_path)
     read = trained.memory.read(concepts, relations)
     memory = trained.memory.model_memory(read)
     np.savez(
@@ -137,11 +139,11 @@ def test_the_export_runs_in_plain_torch_as_the_run_does_in_mlx(trained_run, smal
     assert ran.returncode == 0 and f"torch.Size([1, 5, {small_store.dim}])" in ran.stdout, ran.stderr
 
 
-def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run, small_store_path, tmp_path):
+def test_bad_exports_are_one_line_errors_and_write_nothing(trained_run_path, small_store_path, tmp_path):
     """(`meqg` turns every MeqgError into one line and exit 2: tests/cli/test_one_line_errors.py.)"""
-    refuses_taken_outputs_and_untrained_runs(export_torch, trained_run, small_store_path, tmp_path)
+    refuses_taken_outputs_and_untrained_runs(export_torch, trained_run_path, small_store_path, tmp_path)
     broken = tmp_path / "broken-run"
-    shutil.copytree(trained_run, broken)
+    shutil.copytree(trained_run_path, broken)
     weights = RunDir(broken).latest_checkpoint() / WEIGHTS
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(MeqgError, match="cannot load .* into the PyTorch VMM") as error:

@@ -13,24 +13,13 @@ from meqg_mlx.episode.budget import Budget
 from meqg_mlx.episode.engine import DiamondEngine, code_in
 from meqg_mlx.errors import InputError, MeqgError
 from meqg_mlx.inversion.training import InverterTraining
-from meqg_mlx.train.run import TrainingRun
 
 from ..conftest import tiny_config
-from ..train.test_trainer import small_config
 
 
 @pytest.fixture(scope="module")
-def run_dir(small_store_path, tmp_path_factory):
-    run = tmp_path_factory.mktemp("episode") / "run"
-    config = small_config(steps=40, learning_rate=3e-3, warmup_steps=5)
-    config.episode.max_steps = 6
-    TrainingRun(run, small_store_path, config).train()
-    return run
-
-
-@pytest.fixture(scope="module")
-def engine(run_dir, embedder):
-    engine = DiamondEngine.from_run(run_dir, embedder)
+def engine(trained_run_path, embedder):
+    engine = DiamondEngine.from_run(trained_run_path, embedder)
     engine.run("warm up", [], Budget())
     return engine
 
@@ -196,9 +185,11 @@ def test_bad_prompts_tools_and_runs_are_one_line_errors(engine, tmp_path):
         DiamondEngine.from_run(tmp_path)
 
 
-def test_store_misses_show_the_closer_of_the_inverters_and_the_nearest_text(run_dir, small_store, embedder, tmp_path):
+def test_store_misses_show_the_closer_of_the_inverters_and_the_nearest_text(
+    trained_run_path, small_store, embedder, tmp_path
+):
     run_with_inverter = tmp_path / "run"  # a copy: the module's run stays without an inverter
-    shutil.copytree(run_dir, run_with_inverter)
+    shutil.copytree(trained_run_path, run_with_inverter)
     InverterTraining(small_store, run_with_inverter, embedder, tiny_config(steps=40)).train()
     engine = DiamondEngine.from_run(run_with_inverter, embedder)
     assert engine.corrector is not None

@@ -9,20 +9,10 @@ from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.errors import InputError
 from meqg_mlx.eval.evaluate import evaluate_run
 from meqg_mlx.eval.tasks import read_chains_file
-from meqg_mlx.train.run import TrainingRun
-
-from ..train.test_trainer import small_config
 
 
-@pytest.fixture(scope="module")
-def trained_run(small_store_path, tmp_path_factory):
-    run = tmp_path_factory.mktemp("eval") / "run"
-    TrainingRun(run, small_store_path, small_config(steps=30, learning_rate=3e-3, warmup_steps=5)).train()
-    return run
-
-
-def test_a_run_is_evaluated_on_its_held_out_chains(trained_run):
-    report = evaluate_run(trained_run, horizon=4)
+def test_a_run_is_evaluated_on_its_held_out_chains(trained_run_path):
+    report = evaluate_run(trained_run_path, horizon=4)
     assert report.chains > 0 and report.calibration_chains > 0 and report.temperature > 0
     cascade = np.array(report.cascade_fail)
     assert len(cascade) == 4 and np.all(np.diff(cascade) >= 0) and 0 <= cascade[0] <= 1
@@ -35,16 +25,16 @@ def test_a_run_is_evaluated_on_its_held_out_chains(trained_run):
     json.dumps(report.as_dict())
 
 
-def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run, small_store_path, tmp_path, embedder):
+def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run_path, small_store_path, tmp_path, embedder):
     texts = ConceptStore.open(small_store_path).columns(["text"])["text"].to_pylist()[:40]
     lines = [[texts[i], texts[i + 1], f"An invented sentence number {i} about heaps."] for i in range(0, 36, 3)]
     path = tmp_path / "chains.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    report = evaluate_run(trained_run, chains_file=path, horizon=2, embedder=embedder)
+    report = evaluate_run(trained_run_path, chains_file=path, horizon=2, embedder=embedder)
     assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
 
 
-def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store_path, tmp_path, embedder):
+def test_chains_with_relations_shorter_than_the_horizon(trained_run_path, small_store_path, tmp_path, embedder):
     """Object lines name each step's relation; plain lists mean `next`; chains of 2-3 texts under the
     default horizon 8 report as many steps as the longest chain has. An unknown relation is one line."""
     store = ConceptStore.open(small_store_path)
@@ -58,7 +48,7 @@ def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store
     lines += [[text_of[a], text_of[b], text_of[c]] for a, b, c in zip(*[iter(sorted(text_of)[:48])] * 3)]
     path = tmp_path / "chains.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    report = evaluate_run(trained_run, chains_file=path, embedder=embedder)
+    report = evaluate_run(trained_run_path, chains_file=path, embedder=embedder)
     assert report.chains + report.calibration_chains == len(lines) and len(report.cascade_fail) == 2
     # the baselines rolled out on the same chains, each step by the map fitted for its relation
     assert {"copy_last", "context_mean", "ridge", "knn_successor@8", "ridge+knn", "mlp", "transformer"} <= set(
@@ -67,12 +57,12 @@ def test_chains_with_relations_shorter_than_the_horizon(trained_run, small_store
     for cascade in report.baselines.values():
         assert len(cascade) == 2 and 0 <= min(cascade) <= max(cascade) <= 1  # h 2: only the 3-text chains
     assert min(report.baselines[n][0] for n in ("ridge", "knn_successor@8")) < report.baselines["copy_last"][0]
-    snapped = evaluate_run(trained_run, chains_file=path, embedder=embedder, snap=True)
+    snapped = evaluate_run(trained_run_path, chains_file=path, embedder=embedder, snap=True)
     assert snapped.snap and not report.snap and set(snapped.baselines) == set(report.baselines)
     assert snapped.cascade_fail[0] == report.cascade_fail[0]  # the first step is fed the same true concept
     path.write_text(json.dumps({"texts": ["a b", "c d"], "relations": ["meronym"]}) + "\n")
     with pytest.raises(InputError, match="chain 1: unknown relation 'meronym'; this run knows next, contains"):
-        evaluate_run(trained_run, chains_file=path, embedder=embedder)
+        evaluate_run(trained_run_path, chains_file=path, embedder=embedder)
 
 
 @pytest.mark.parametrize(
@@ -98,25 +88,25 @@ def test_bad_chain_files_are_one_line_errors(tmp_path, content, reason):
         read_chains_file(tmp_path / "missing.jsonl")
 
 
-def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run, tmp_path):
-    from ..conftest import meqg
+def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run_path, tmp_path):
+    from ..conftest import cli, meqg
 
     out = tmp_path / "report"
-    args = ["eval", "--run", str(trained_run), "--horizon", "3", "--tool-budgets", "30", "--tool-tasks", "2"]
+    args = ["eval", "--run", str(trained_run_path), "--horizon", "3", "--tool-budgets", "30", "--tool-tasks", "2"]
     result = meqg(*args, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "cascade" in result.stdout and len(result.stdout.strip().splitlines()) >= 5 + 2
     data = json.loads((out / "report.json").read_text())
-    assert len(data["cascade_fail"]) == 3 and data["run"] == str(trained_run)
+    assert len(data["cascade_fail"]) == 3 and data["run"] == str(trained_run_path)
     assert data["tools"]["tool_answered"] == [1.0] and data["tools"]["tasks"] == 2
     # the chains table and the baselines' (a header and one row per horizon each), then the tools table
     # (header, 3 rows for 1 budget)
     assert (out / "report.md").read_text().count("\n| ") == (3 + 1) * 2 + (1 + 3)
     for png in ("cascade.png", "reliability.png", "tools.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = meqg("eval", "--run", str(trained_run), "--out", str(out))
+    again = cli("eval", "--run", str(trained_run_path), "--out", str(out))
     assert again.returncode == 2 and again.stderr.strip() == f"error: {out} exists: choose a new --out directory"
-    bad = meqg("eval", "--run", str(trained_run), "--tool-budgets", "0.1,soon")
+    bad = cli("eval", "--run", str(trained_run_path), "--tool-budgets", "0.1,soon")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --tool-budgets: 'soon' is not a number of seconds"
 
 

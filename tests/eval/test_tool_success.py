@@ -52,14 +52,8 @@ def test_bad_budgets_are_one_line_errors(text, message):
 
 
 @pytest.fixture(scope="module")
-def engine(small_store_path, embedder, tmp_path_factory):
-    from meqg_mlx.train.run import TrainingRun
-
-    from ..train.test_trainer import small_config
-
-    run = tmp_path_factory.mktemp("tools") / "run"
-    TrainingRun(run, small_store_path, small_config(steps=10, learning_rate=3e-3, warmup_steps=2)).train()
-    return DiamondEngine.from_run(run, embedder)
+def engine(trained_run_path, embedder):
+    return DiamondEngine.from_run(trained_run_path, embedder)
 
 
 def scored(engine, tasks):
