@@ -20,6 +20,8 @@ os.environ.setdefault("MEQG_HOME", tempfile.mkdtemp(prefix="meqg-home-"))
 
 import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 
+from .skips import pytest_collection_modifyitems, pytest_sessionfinish, pytest_terminal_summary  # noqa: E402,F401
+
 SMALL_SOURCES = ["stdlib:json,heapq,bisect,textwrap,string,functools,fractions,statistics,shlex,difflib"]
 
 

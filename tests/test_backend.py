@@ -1,4 +1,3 @@
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +6,12 @@ import pytest
 
 from meqg_mlx import backend
 
-needs_system_openblas = pytest.mark.skipif(
-    platform.system() != "Linux" or backend.system_openblas() is None,
-    reason="needs Linux with a system OpenBLAS (Debian: libopenblas0-pthread)",
-)
+
+def needs_system_openblas(test):
+    """Linux only; on Linux a missing OpenBLAS is a skip that fails the run (tests/skips.py)."""
+    no_openblas = backend.system_openblas() is None
+    reason = "needs a system OpenBLAS (Debian: libopenblas0-pthread)"
+    return pytest.mark.linux(pytest.mark.skipif(no_openblas, reason=reason)(test))
 
 
 def test_doctor_reports_backend_blas_and_a_measured_matmul():
@@ -59,7 +60,7 @@ def test_missing_override_path_means_no_openblas(monkeypatch, tmp_path):
     assert backend.system_openblas() == str(Path(__file__))
 
 
-@pytest.mark.skipif(platform.system() != "Linux", reason="glibc malloc tuning is Linux-only")
+@pytest.mark.linux  # glibc malloc tuning
 def test_freed_mlx_buffers_are_kept_for_reuse():
     """meqg_mlx's import asks glibc to keep freed buffers (MLX CPU page-faulted every op output in again)."""
     assert backend.doctor_report(measure=False)["malloc"] == "glibc: buffers <= 32 MiB reused from the heap"

@@ -7,7 +7,6 @@ the tests that predict with Core ML are marked macos.
 
 import json
 import shutil
-import sys
 import time
 
 import mlx.core as mx
@@ -40,7 +39,7 @@ from ..conftest import meqg
 from ..encoder.tiny_models import build_tiny_mpnet
 from .conftest import refuses_taken_outputs_and_untrained_runs
 
-macos = pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predicts only on macOS (Linux converts)")
+macos = pytest.mark.macos  # Core ML predicts only on macOS (Linux converts)
 
 
 def test_the_traced_step_decodes_as_the_mlx_run_does(trained_run_path, small_store):
@@ -175,9 +174,8 @@ def test_bad_exports_are_one_line_errors_and_leave_nothing(trained_run_path, sma
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh-run", "mpnet", "mpnet-run", "taken"]  # no partial
 
 
+@pytest.mark.linux  # on macOS `meqg coreml check` predicts (test_core_ml_predicts_as_pytorch)
 def test_prediction_needs_macos_elsewhere(bundle):
-    if sys.platform == "darwin":
-        pytest.skip("on macOS `meqg coreml check` predicts (test_core_ml_predicts_as_pytorch)")
     result = meqg("coreml", "check", str(bundle[0]))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "only on macOS" in result.stderr
 

@@ -14,8 +14,8 @@ import pytest
 from meqg_mlx.sandbox import isolation, run_python
 from meqg_mlx.sandbox.runner import OUTPUT_KILL_BYTES
 
-linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bubblewrap sandbox: Linux only")
-macos = pytest.mark.skipif(sys.platform != "darwin", reason="sandbox-exec: macOS only")
+linux = pytest.mark.linux  # bubblewrap
+macos = pytest.mark.macos  # sandbox-exec
 
 
 def sandboxed(code: str, **limits):
