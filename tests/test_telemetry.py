@@ -1,6 +1,6 @@
 import pytest
 
-from meqg_mlx.telemetry import SCHEMA_VERSION, TelemetryWriter, read_telemetry
+from meqg_mlx.telemetry import SCHEMA_VERSION, TelemetryWriter, read_telemetry, step_loss
 
 
 def test_records_are_flushed_per_event_and_read_back(tmp_path):
@@ -23,3 +23,10 @@ def test_records_are_flushed_per_event_and_read_back(tmp_path):
 def test_unknown_event_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown telemetry event"):
         TelemetryWriter(tmp_path, "r").emit("party", 0)
+
+
+def test_a_steps_loss_is_its_own_field_else_the_schema_1_sum():
+    assert step_loss({"loss": 5.25, "terms": {"distance": 1.0, "contrastive": 2.0}}) == 5.25
+    assert step_loss({"terms": {"distance": 1.0, "contrastive": 2.5}}) == 3.5  # schema 1 wrote no loss
+    assert step_loss({"loss": True, "terms": {"distance": 1.0}}) is None
+    assert step_loss({"terms": {"distance": "x", "contrastive": 1.0}}) is None and step_loss({}) is None

@@ -2,13 +2,16 @@
 
 import json
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
 from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.errors import InputError
-from meqg_mlx.eval.evaluate import evaluate_run
-from meqg_mlx.eval.tasks import read_chains_file
+from meqg_mlx.eval.evaluate import DEFAULT_PREFIX, evaluate_chains, evaluate_run
+from meqg_mlx.eval.tasks import held_out_chains, read_chains_file, store_candidates
+from meqg_mlx.train.trained import TrainedRun
+from meqg_mlx.vmm.model import VMM
 
 
 def test_a_run_is_evaluated_on_its_held_out_chains(trained_run_path):
@@ -23,6 +26,20 @@ def test_a_run_is_evaluated_on_its_held_out_chains(trained_run_path):
     assert report.ece_per_step[0] == pytest.approx(report.ece[0]) and len(report.brier_per_step) == 4
     assert sum(report.reliability["count"]) > 0 and len(report.reliability["edges"]) == 16
     json.dumps(report.as_dict())
+    # the report is the checkpoint's: the same chains through the loaded model give it again, and through an
+    # untrained model of the same shape (about a copy of the last concept here) something else
+    trained = TrainedRun.open(trained_run_path)
+    candidates = store_candidates(trained.store, trained.table)
+    chains = held_out_chains(
+        trained.store, trained.table, trained.config.train.validation_fraction, DEFAULT_PREFIX + 4, trained.vocabulary
+    )
+    again = evaluate_chains(trained.next_vectors, candidates, chains)
+    assert again.cascade_fail == report.cascade_fail and again.temperature == pytest.approx(report.temperature)
+    mx.random.seed(0)
+    trained.__dict__["model"] = VMM(trained.args)  # replaces the loaded checkpoint (a cached property)
+    untrained = evaluate_chains(trained.next_vectors, candidates, chains)
+    assert untrained.chains == report.chains
+    assert (untrained.cascade_fail, untrained.temperature) != (report.cascade_fail, pytest.approx(report.temperature))
 
 
 def test_chains_from_a_file_may_hold_texts_the_store_lacks(trained_run_path, small_store_path, tmp_path, embedder):

@@ -162,14 +162,19 @@ def test_a_rejected_step_leaves_weights_rvq_codes_and_optimizer_state_bit_identi
     assert len(state) > 2 and trainer.state.step == 2 and trainer.state.accepted == 1
 
 
-def test_adaptive_gate_interval_checks_less_often_after_clean_accepts(small_store):
-    config = small_config(steps=16)
+def test_adaptive_gate_interval_doubles_to_its_cap_and_falls_back_to_every_step(small_store):
+    """Gaps 2, 4, 4 while checks pass cleanly (check_interval 4 caps them); after a rejection, every step."""
+    config = small_config(steps=18)
     config.gate.check_interval = 4
     trainer = Trainer(small_store, config)
-    reports = [trainer.step() for _ in range(16)]
-    checked = [r.step for r in reports if r.gate is not None]
-    assert checked[:3] == [1, 3, 7] and 4 <= len(checked) < 16  # gaps 2, 4, then at most 4
-    assert all(math.isfinite(r.terms["Delta"]) for r in reports)
+    clean = [trainer.step() for _ in range(12)]
+    assert [r.step for r in clean if r.gate is not None] == [1, 3, 7, 11]
+    assert all(r.gate.accepted and r.gate.retries == 0 for r in clean if r.gate is not None)
+    trainer.gate.config.alpha = 1e6  # from here Armijo cannot hold: every check rejects
+    rejected = [trainer.step() for _ in range(6)]  # steps 13-18: the next check is due at 15
+    assert [r.step for r in rejected if r.gate is not None] == [15, 16, 17, 18]
+    assert not any(r.gate.accepted for r in rejected if r.gate is not None)
+    assert all(math.isfinite(r.terms["Delta"]) for r in clean + rejected)
 
 
 def test_compute_is_counted_in_forwards_and_gate_checks_cost_more(small_store):

@@ -157,11 +157,10 @@ def test_planner_teacher_forcing_matches_its_distribution_and_feeds_the_ledger()
 def test_expert_centroids_steer_routing():
     mx.random.seed(3)
     model = VMM(ModelArgs(**{**TINY.__dict__, "router_beta": 100.0, "top_k": 1}))
-    x = unit((1, 8, 16), seed=4)
-    centroids = mx.zeros((4, 16))
-    centroids = mx.concatenate([centroids[:3], x[0, :1]], axis=0)  # expert 3 owns the first concept's domain
-    model.set_expert_centroids(centroids)
-    assert int(model(x).router[0].load[3]) >= 1
+    x = unit((1, 1, 16), seed=4)
+    for owner in (3, 1):  # the expert whose centroid is the concept gets it, in every layer
+        model.set_expert_centroids(mx.zeros((4, 16)).at[owner].add(x[0, 0]))
+        assert [np.array(r.load).tolist() for r in model(x).router] == [np.eye(4, dtype=int)[owner].tolist()] * 2
     with pytest.raises(ValueError, match="expert centroids"):
         model.set_expert_centroids(mx.zeros((2, 16)))
 
