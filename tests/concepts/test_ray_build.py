@@ -61,7 +61,7 @@ def test_a_ray_build_stores_what_the_in_process_build_does_even_when_a_worker_is
         build.wait(600)
     log = (tmp_path / "ray.log").read_text() + (tmp_path / "ray.err").read_text()
     assert killed and build.returncode == 0, log
-    assert not ray_writers()  # the local cluster went with the build
+    wait_until(lambda: not ray_writers(), 60, "the local cluster's workers ending with the build")
 
     in_process = meqg("data", "build", "--store", str(tmp_path / "here"), *common, timeout=600)
     assert in_process.returncode == 0, in_process.stderr

@@ -17,6 +17,7 @@ import pytest
 from meqg_mlx.concepts import ConceptStore, build_store
 from meqg_mlx.concepts.index import PartitionedIndex
 from meqg_mlx.concepts.location import S3Prefix, open_location
+from meqg_mlx.concepts.lock import LOCK_FILE
 from meqg_mlx.config import StoreConfig
 from meqg_mlx.errors import InputError, StoreError
 
@@ -137,14 +138,14 @@ def test_a_live_writers_lease_is_renewed_and_not_taken_over(s3_store):
         import sys
         from meqg_mlx.concepts import ConceptStore
         from meqg_mlx.config import StoreConfig
-        with ConceptStore.open({s3_store!r}, StoreConfig(lock_lease_s=1.0)).writing():
+        with ConceptStore.open({s3_store!r}, StoreConfig(lock_lease_s=2.0)).writing():
             print("held", flush=True)
             sys.stdin.readline()
         """
     )
     with child([sys.executable, "-c", holder_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
         assert holder.stdout.readline().strip() == "held"
-        store = ConceptStore.open(s3_store, StoreConfig(lock_lease_s=1.0))
+        store = ConceptStore.open(s3_store, StoreConfig(lock_lease_s=2.0))
         heard, taken = [], threading.Event()
 
         def take():
@@ -155,7 +156,14 @@ def test_a_live_writers_lease_is_renewed_and_not_taken_over(s3_store):
         waiter.start()
         wait_until(lambda: heard, 30, "the waiting writer hearing who holds the lock")
         assert f"pid {holder.pid}" in heard[0]
-        assert not taken.wait(4.0)  # four leases long: the holder renews, so nobody takes over
+        location = open_location(s3_store)
+        renewed = lambda: location.call("head_object", Key=location.key(LOCK_FILE))["LastModified"]  # noqa: E731
+        first = renewed()
+        # two leases of renewals seen by the server's clock, while the waiter kept trying: a stale lease
+        # (unrenewed for a lease + 1 s) would have been taken over by now
+        seen = lambda: taken.is_set() or (renewed() - first).total_seconds() >= 4.0  # noqa: E731
+        wait_until(seen, 60, "the holder renewing its lease")
+        assert not taken.is_set() and holder.poll() is None
         holder.stdin.write("\n")
         holder.stdin.flush()
         waiter.join(30)

@@ -7,7 +7,6 @@ the tests that predict with Core ML are marked macos.
 
 import json
 import shutil
-import time
 
 import mlx.core as mx
 import numpy as np
@@ -97,15 +96,13 @@ def test_the_traced_encoder_embeds_as_the_run_encoder(trained_run_path, embedder
 @pytest.fixture(scope="module")
 def bundle(trained_run_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml") / "bundle"
-    started = time.perf_counter()
     result = meqg("export", "coreml", "--run", str(trained_run_path), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    return out, time.perf_counter() - started
+    return out  # how long it takes: bench/export.py
 
 
 def test_the_bundle_holds_what_an_app_needs(bundle, small_store):
-    out, seconds = bundle
-    assert seconds < 60
+    out = bundle
     names = {"concepts.bin", "concepts.json", "encoder.mlpackage", "manifest.json", "tokenizer.json", "memory.bin"}
     assert {p.name for p in out.iterdir()} == names | {"vmm_step.mlpackage"}
     manifest = json.loads((out / "manifest.json").read_text())
@@ -126,7 +123,7 @@ def test_the_saved_specs_are_static_float16_and_on_device_ops(bundle, trained_ru
     """Checked: spec version >= 9 (iOS 18 / macOS 15: states), names, shapes and dtypes of inputs, outputs
     and states, every op in DEVICE_OPS (no control flow, no data-dependent shapes, no custom layers), and
     float32 only in the casts at the inputs and outputs (compute in float16)."""
-    out, _ = bundle
+    out = bundle
     args = load_checkpoint_vmm(RunDir(trained_run_path).latest_checkpoint()).args
     step = package_spec(out / "vmm_step.mlpackage")
     assert step["specification_version"] >= 9 and spec_problems(step) == []
@@ -176,19 +173,19 @@ def test_bad_exports_are_one_line_errors_and_leave_nothing(trained_run_path, sma
 
 @pytest.mark.linux  # on macOS `meqg coreml check` predicts (test_core_ml_predicts_as_pytorch)
 def test_prediction_needs_macos_elsewhere(bundle):
-    result = meqg("coreml", "check", str(bundle[0]))
+    result = meqg("coreml", "check", str(bundle))
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "only on macOS" in result.stderr
 
 
 @macos
 def test_core_ml_predicts_as_pytorch(bundle):
-    result = check_bundle(bundle[0], count=8)
+    result = check_bundle(bundle, count=8)
     assert min(result["min_cosine"].values()) >= 0.999
     assert result["same_codes"] >= 7
 
 
 @macos
 def test_bench_times_every_compute_unit(bundle):
-    result = meqg("coreml", "bench", str(bundle[0]), "--steps", "10")
+    result = meqg("coreml", "bench", str(bundle), "--steps", "10")
     assert result.returncode == 0, result.stderr
     assert all(unit in result.stdout for unit in ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"))

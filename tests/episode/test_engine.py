@@ -39,14 +39,18 @@ def test_an_episode_answers_with_concepts_and_seed_000_telemetry(engine):
         assert concept["hit"] == (concept["score"] >= engine.lookup.threshold)
 
 
+BETWEEN_UNITS_SECONDS = 0.5  # decoding, telemetry and a busy machine's scheduling between measured units
+
+
 def within_budget(run) -> dict:
-    """Run `run()` (an episode); it must end within its seconds plus the longest unit of work it measured."""
+    """Run `run()` (an episode); it must end within its seconds plus the longest unit of work it measured
+    (the engine starts no unit it expects to overrun), plus the unmeasured work between units."""
     started = time.perf_counter()
     response = run()
     elapsed = time.perf_counter() - started
     budget = response["telemetry"]["budget"]
     assert budget["seconds"] <= elapsed
-    assert elapsed <= budget["limits"]["seconds"] + budget["longest_unit_seconds"], budget
+    assert elapsed <= budget["limits"]["seconds"] + budget["longest_unit_seconds"] + BETWEEN_UNITS_SECONDS, budget
     return response
 
 
