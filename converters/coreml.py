@@ -41,7 +41,7 @@ from meqg_mlx.runs import RunDir
 
 from .export import require_new_output
 from .torch_bert import SentenceEncoder
-from .torch_vmm import CONV_KERNEL, VMM, Memory, VMMCache
+from .torch_vmm import VMM, Memory, VMMCache
 from .weights import load_checkpoint_vmm
 
 FORMAT = "meqg-coreml"
@@ -76,7 +76,7 @@ class VMMStep(nn.Module):
         args, mixer = vmm.args, vmm.blocks[0].mixer
         self.state_names = []
         for i in range(args.n_layers):
-            self._state(f"conv_{i}", (1, CONV_KERNEL - 1, mixer.conv.in_channels))
+            self._state(f"conv_{i}", (1, args.conv_kernel - 1, mixer.conv.in_channels))
             self._state(f"ssm_{i}", (1, mixer.n_heads, args.head_dim, args.d_state))
         self._state("context", (1, args.context_lags - 1, args.concept_dim))
 
@@ -113,7 +113,7 @@ class VMMStep(nn.Module):
         """concept (1, dim) and the other `inputs` in order -> next concept (1, dim), planner logits
         (1, levels, codes); the states advance."""
         args, given = self.vmm.args, dict(zip(list(self.inputs)[1:], rest))
-        cache = VMMCache(args.n_layers, CONV_KERNEL, args.context_lags)
+        cache = VMMCache(args.n_layers, args.conv_kernel, args.context_lags)
         for i, layer in enumerate(cache.layers):
             layer.conv.state, layer.ssm = getattr(self, f"conv_{i}"), getattr(self, f"ssm_{i}")
         cache.concepts.state = self.context

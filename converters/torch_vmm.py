@@ -9,6 +9,10 @@ PyTorch way: each expert runs on the tokens routed to it) where MLX uses `gather
 This file imports only torch and safetensors: `meqg export torch` ships it as the export's
 `modeling_meqg.py`, and `load_pretrained(directory)` there needs nothing else. `args` is
 any object with `meqg_mlx.vmm.model.ModelArgs`'s fields (the one definition of them).
+
+Twin of, part by part: meqg_mlx.vmm.model, meqg_mlx.vmm.moe, meqg_mlx.vmm.cache, meqg_mlx.vmm.ssd,
+meqg_mlx.vmm.rvq and the scan references in meqg_mlx.kernels.ssd; tests/converters/test_twins.py
+fails when a name or a module's attribute is in one and not the other, unless declared there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 RMS_EPS = 1e-5  # mlx.nn.RMSNorm's default
-CONV_KERNEL = 4  # the MLX SSDArgs.conv_kernel
 MASKED = 1e4  # subtracted from the logits of what is masked out: exp(-1e4) is 0, and 1e4 fits float16
 
 
@@ -132,14 +135,14 @@ def ssd_chunked(x, dt, A, B, C, D, chunk_size: int = 64, state=None):
 
 
 class SSDMixer(nn.Module):
-    def __init__(self, args, n_groups: int = 1, conv_kernel: int = CONV_KERNEL):
+    def __init__(self, args, n_groups: int = 1):
         super().__init__()
         self.args, self.n_groups = args, n_groups
         self.d_inner = args.expand * args.d_model
         self.n_heads = self.d_inner // args.head_dim
         conv_dim = self.d_inner + 2 * n_groups * args.d_state
         self.in_proj = nn.Linear(args.d_model, self.d_inner + conv_dim + self.n_heads, bias=False)
-        self.conv = nn.Conv1d(conv_dim, conv_dim, conv_kernel, groups=conv_dim)  # causal: inputs come left-padded
+        self.conv = nn.Conv1d(conv_dim, conv_dim, args.conv_kernel, groups=conv_dim)  # causal: inputs come left-padded
         self.dt_bias = nn.Parameter(torch.zeros(self.n_heads))
         self.A_log = nn.Parameter(torch.zeros(self.n_heads))
         self.D = nn.Parameter(torch.ones(self.n_heads))
@@ -405,7 +408,7 @@ class VMM(nn.Module):
         self.register_buffer("expert_centroids", torch.zeros(args.n_experts, args.concept_dim))
 
     def make_cache(self) -> VMMCache:
-        return VMMCache(self.args.n_layers, CONV_KERNEL, self.args.context_lags)
+        return VMMCache(self.args.n_layers, self.args.conv_kernel, self.args.context_lags)
 
     def forward(
         self,

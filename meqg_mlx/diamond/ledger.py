@@ -9,6 +9,8 @@ H(q) from exact log q of samples, each block marginal q_b(z_b) by likelihood
 weighting (levels outside the block are sampled given the fixed block values,
 those inside contribute their conditional probability), which is unbiased for q_b.
 Phi = S_mod at the finest view / (sum_k H(q_k) - max_k H(q_k)), in [0, 1].
+
+PyTorch twin of the surrogate: converters/torch_ledger.py (tests/converters/test_twins.py).
 """
 
 from __future__ import annotations

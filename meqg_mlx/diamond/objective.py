@@ -22,7 +22,6 @@ from ..kernels.softmax import cross_entropy
 from ..vmm.model import ModelArgs
 
 BYTES_PER_FLOAT = 4
-CONV_KERNEL = 4  # SSDArgs.conv_kernel, which ModelArgs does not change
 
 
 def _row_weights(rows: int, mask: mx.array | None) -> mx.array:
@@ -83,7 +82,7 @@ def flops_per_token(args: ModelArgs) -> float:
     d, di = args.d_model, args.expand * args.d_model
     heads = di // args.head_dim
     conv_dim = di + 2 * args.d_state
-    mixer = 2 * d * (di + conv_dim + heads) + 2 * CONV_KERNEL * conv_dim
+    mixer = 2 * d * (di + conv_dim + heads) + 2 * args.conv_kernel * conv_dim
     scan = 2 * args.chunk_size * heads * (args.d_state + args.head_dim) + 4 * heads * args.head_dim * args.d_state
     mixer += scan + 2 * di * d
     moe = 2 * d * args.n_experts + args.top_k * 6 * d * args.d_ff
@@ -95,7 +94,7 @@ def state_bytes(args: ModelArgs, batch: int = 1) -> float:
     """Recurrent state carried between tokens: SSM states and conv windows of every layer."""
     di = args.expand * args.d_model
     ssm = (di // args.head_dim) * args.head_dim * args.d_state
-    conv = (CONV_KERNEL - 1) * (di + 2 * args.d_state)
+    conv = (args.conv_kernel - 1) * (di + 2 * args.d_state)
     return float(batch * args.n_layers * (ssm + conv) * BYTES_PER_FLOAT)
 
 

@@ -15,6 +15,8 @@ also keeps the state entering every chunk of `chunk_size` steps; the backward pa
 recomputes each chunk's states from there, so memory stays O(l / chunk) states, not O(l).
 A single step (l = 1, a decoding step from a cache) is the same kernel. Second derivatives
 (Hessian-vector products) go through the reference's gradient.
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ times, each call continuing where the last one ended. Per layer the cache holds 
 scan state and the convolution's last inputs; for the next-concept head, the last
 concepts fed (its context mixture looks back `context_lags` concepts). All of it is
 fixed-size: the state does not grow with the context.
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations

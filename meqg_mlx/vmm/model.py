@@ -14,6 +14,8 @@ concept's nearest neighbours lead along its relation (`train.memory`), and the m
 weighs those targets beside the context, by their similarity and by h.
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class ModelArgs:
     expand: int = 2
     head_dim: int = 32
     chunk_size: int = 32
+    conv_kernel: int = SSDArgs.conv_kernel  # the mixer's causal convolution width (set there once)
     n_experts: int = 4
     top_k: int = 2
     d_ff: int = 256
@@ -81,7 +84,14 @@ class Block(nn.Module):
         super().__init__()
         self.mixer_norm = nn.RMSNorm(args.d_model)
         self.mixer = SSDMixer(
-            SSDArgs(args.d_model, args.d_state, args.expand, args.head_dim, chunk_size=args.chunk_size)
+            SSDArgs(
+                args.d_model,
+                args.d_state,
+                args.expand,
+                args.head_dim,
+                conv_kernel=args.conv_kernel,
+                chunk_size=args.chunk_size,
+            )
         )
         self.ffn_norm = nn.RMSNorm(args.d_model)
         self.ffn = MoEFeedForward(args.d_model, args.d_ff, args.n_experts, args.top_k, args.router_beta)
@@ -261,7 +271,7 @@ class VMM(nn.Module):
         self.expert_centroids = centroids
 
     def make_cache(self) -> VMMCache:
-        return VMMCache(self.args.n_layers, self.blocks[0].mixer.args.conv_kernel, self.args.context_lags)
+        return VMMCache(self.args.n_layers, self.args.conv_kernel, self.args.context_lags)
 
     def __call__(
         self,

@@ -3,6 +3,8 @@
 Router logits = learned projection + beta * prior, where the prior is the cosine of
 each token's concept vector to the expert's domain centroid (computed once per
 sequence by the model). Only the k chosen experts run for each token.
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Codebooks are updated by exponential moving averages (not by the optimizer); a c
 whose usage falls below `dead_threshold` is re-seeded from a residual of the
 current batch and gets a fresh code id, so an id, once issued, always names the
 same code (ids are append-only; slots are reused).
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 The scan itself (its kernel and the MLX-ops references `ssd_chunked` and `ssd_sequential`)
 lives in `meqg_mlx.kernels.ssd`.
+
+PyTorch twin: converters/torch_vmm.py (tests/converters/test_twins.py keeps the two in step).
 """
 
 from __future__ import annotations
