@@ -443,6 +443,6 @@ def load_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
 
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
-    model = VMM(SimpleNamespace(**config["model_args"]))
+    model = VMM(SimpleNamespace(**{"conv_kernel": 4, **config["model_args"]}))  # older exports: always 4
     model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
     return model.to(device).eval()
