@@ -3,12 +3,14 @@
 The meter refuses a step *before* it is taken when the step would overrun a limit, so
 the FLOP count never exceeds max_flops and an episode ends within its seconds plus its
 longest unit of work (an encode, a tool call, a step, the inversion pass), which the
-meter measures and reports.
+meter measures and reports. A meter given a `cancelled` event (set when the client that
+asked has gone: `meqg serve`) refuses every later step, with stopped_by "cancelled".
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +51,7 @@ class BudgetMeter:
     started: float = field(default_factory=time.perf_counter)
     stopped_by: str | None = None
     longest: float = 0.0  # seconds of the longest unit of work so far
+    cancelled: threading.Event | None = None
 
     @contextmanager
     def unit(self) -> Iterator[None]:
@@ -70,6 +73,7 @@ class BudgetMeter:
         """The limit a step costing this much would overrun (None: it fits); remembered as stopped_by."""
         b = self.budget
         for name, over in (
+            ("cancelled", self.cancelled is not None and self.cancelled.is_set()),
             ("max_flops", self.flops + flops > b.max_flops),
             ("max_kv_bytes", kv_bytes > b.max_kv_bytes),
             ("seconds", self.seconds + seconds > b.seconds),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -116,13 +117,15 @@ class DiamondEngine:
         telemetry: bool = True,
         allow_unsafe_python: bool = False,
         relation: str = NEXT,
+        cancelled: threading.Event | None = None,
     ) -> dict:
         """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}.
 
         The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`); every
         step follows `relation` from the concept before it (one of the run's, `meqg_mlx.train.relations`).
+        Once `cancelled` is set no further step starts and nothing is inverted (stopped_by "cancelled").
         """
-        return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python, relation).response
+        return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python, relation, cancelled).response
 
     def episode(
         self,
@@ -132,10 +135,11 @@ class DiamondEngine:
         telemetry: bool = True,
         allow_unsafe_python: bool = False,
         relation: str = NEXT,
+        cancelled: threading.Event | None = None,
     ) -> EpisodeResult:
         """`run`'s response together with the vector the episode ended on (what `meqg eval` decodes)."""
         check_prompt(prompt, self.config.episode.max_prompt_chars)
-        meter = BudgetMeter(budget or Budget())
+        meter = BudgetMeter(budget or Budget(), cancelled=cancelled)
         episode = _Episode(self, meter, self.vocabulary.id(relation))
         chosen = make_tools(list(tools), self.store, self.embedder, allow_unsafe_python)
         with meter.unit():
@@ -155,7 +159,8 @@ class DiamondEngine:
             episode.latency_ms += observation.latency_ms
             episode.tools.append(dataclasses.asdict(observation))
         stopped_by = episode.roll_out(context)
-        if self.corrector is not None and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS:
+        inverting = stopped_by != "cancelled" and meter.budget.seconds - meter.seconds >= self.INVERT_SECONDS
+        if self.corrector is not None and inverting:
             with meter.unit():
                 episode.invert_misses(self.corrector, meter.started + meter.budget.seconds - self.EMBED_SECONDS)
         response = {

@@ -10,7 +10,9 @@ python tool unless the server allows it; loosen the server's limits (`request.py
 send a body over `max_body_bytes` (counted while it arrives), JSON nested deeper
 than `max_json_depth`, numbers longer than `max_number_digits` or lone surrogates;
 hold a connection by sending slowly (headers and body each have a deadline); queue
-more than `max_queue` episodes (503). Every error is a one-line JSON object.
+more than `max_queue` episodes (503); keep a queue slot after leaving (a client that
+disconnects cancels its episode: one still waiting gives its slot back at once, a running
+one stops before its next step). Every error is a one-line JSON object.
 """
 
 from __future__ import annotations
@@ -156,13 +158,29 @@ def create_app(engine, run: Path, limits: ServerLimits):
             }
         )
 
-    def episode(parsed: EpisodeRequest, arrived: float) -> dict:
-        with lock:
+    def episode(parsed: EpisodeRequest, arrived: float, cancelled: threading.Event) -> dict | None:
+        """The episode's answer once the model is free; None when its client left first."""
+        while not lock.acquire(timeout=0.05):
+            if cancelled.is_set():
+                return None
+        try:
             waited = time.perf_counter() - arrived
             response = engine.with_config(parsed.config).run(
-                parsed.prompt, parsed.tools, parsed.budget, parsed.telemetry, relation=parsed.relation
+                parsed.prompt,
+                parsed.tools,
+                parsed.budget,
+                parsed.telemetry,
+                relation=parsed.relation,
+                cancelled=cancelled,
             )
+        finally:
+            lock.release()
         return {"model": run_id, **response, "queue_seconds": waited}  # one run answers, whatever was asked
+
+    async def client_left(request) -> None:
+        """Returns when the client disconnects (the body is read: the next message says so)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
     async def diamond_run(request):
         nonlocal queued
@@ -184,13 +202,23 @@ def create_app(engine, run: Path, limits: ServerLimits):
         if queued >= limits.max_queue:
             return error(503, f"{queued} episodes are queued, the limit; retry later", {"Retry-After": "1"})
         queued += 1
+        cancelled = threading.Event()
+        job = asyncio.ensure_future(run_in_threadpool(episode, parsed, arrived, cancelled))
+        left = asyncio.ensure_future(client_left(request))
         try:
-            answer = await run_in_threadpool(episode, parsed, arrived)
+            await asyncio.wait({job, left}, return_when=asyncio.FIRST_COMPLETED)
+            if not job.done():
+                cancelled.set()
+                await asyncio.wait({job})  # at once while it waited; before its next step while it ran
+                job.exception()  # an error of an answer nobody reads: retrieved, not reported
+                return Response(status_code=499)  # nginx's "client closed request": in the log, read by nobody
+            answer = job.result()
             request.state.queue_seconds = answer["queue_seconds"]
             return JSONResponse(json_safe(answer))
         except MeqgError as exc:
             return error(400, str(exc))
         finally:
+            left.cancel()
             queued -= 1
 
     async def http_error(request, exc: HTTPException):

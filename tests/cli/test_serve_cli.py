@@ -262,6 +262,43 @@ def test_a_disconnecting_client_leaves_no_traceback(server):
     assert "Traceback" not in server[2].read_text()
 
 
+def queued(base: str) -> int:
+    return call(base + "/healthz")[1]["queued"]
+
+
+def test_healthz_answers_during_an_episode_and_clients_that_leave_give_their_slots_back(server):
+    """Five clients that send an episode and leave while it waits behind a running one held their
+    queue slots until their turn (measured: of 40 concurrent requests, 37 got 503 meanwhile)."""
+    base, _, log = server
+    host, port = base.removeprefix("http://").split(":")
+    sleeper = {
+        "prompt": "Wait a while.\n```python\nimport time\ntime.sleep(4.5)\nprint('woke')\n```",  # the tool's limit: 5 s
+        "tools": ["python"],
+        "budget": {"seconds": 30},
+    }
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(call, base + "/v1/diamond/run", sleeper)
+        wait_until(lambda: queued(base) == 1, 30, "the sleeping episode queued")
+        started = time.monotonic()
+        assert call(base + "/healthz")[0] == 200 and time.monotonic() - started < 2 and not running.done()
+        body = json.dumps({"prompt": "Sort a list."}).encode()
+        request = b"POST /v1/diamond/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        leavers = [socket.create_connection((host, int(port))) for _ in range(5)]
+        try:
+            for sock in leavers:
+                sock.sendall(request + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            wait_until(lambda: queued(base) == 6, 30, "five more episodes waiting behind the first")
+        finally:
+            for sock in leavers:
+                sock.close()
+        wait_until(lambda: queued(base) == 1, 5, "the five slots given back")
+        status, answer = running.result(timeout=60)
+    assert status == 200 and answer["telemetry"]["tools"][0]["text"] == "woke"
+    # they never ran: cancelled while they waited (before, each ran in turn and answered 200 to nobody)
+    wait_until(lambda: log.read_text().count(" 499 ") == 5, 10, "five cancelled episodes in the log")
+    assert "Traceback" not in log.read_text()
+
+
 def test_the_guarded_server_needs_its_token(guarded):
     base, _ = guarded
     assert call(base + "/healthz")[0] == 401

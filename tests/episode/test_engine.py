@@ -2,6 +2,7 @@
 
 import dataclasses
 import shutil
+import threading
 import time
 
 import mlx.core as mx
@@ -222,3 +223,13 @@ def test_episode_steps_report_the_trainers_gate_decision(engine):
     steps = engine.run("Sort a list. Then reverse it.", [], Budget())["telemetry"]["steps"]
     fields = {f.name for f in dataclasses.fields(GateDecision)} | {"failed"}
     assert steps and all(fields <= set(step["gate"]) for step in steps)
+
+
+def test_a_cancelled_episode_starts_no_step(engine):
+    """`meqg serve` sets the event when the client has gone: nothing more is computed for it."""
+    cancelled = threading.Event()
+    cancelled.set()
+    response = engine.run("Insert an item into a sorted list.", [], Budget(seconds=5), cancelled=cancelled)
+    telemetry = response["telemetry"]
+    assert telemetry["stopped_by"] == telemetry["budget"]["stopped_by"] == "cancelled"
+    assert telemetry["steps"] == [] and response["concepts"] == [] and telemetry["budget"]["flops"] == 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,28 @@ def test_nothing_outside_the_workdir_can_be_written(tmp_path, attempt):
     assert not result.ok and result.stdout == "", result.stdout
     assert sorted(os.listdir(tmp_path)) == before and victim.read_text() == "mine"
     assert victim.stat().st_mode & 0o777 == 0o644 and not os.listxattr(victim)
+
+
+@linux
+def test_no_host_file_outside_the_read_only_roots_can_be_read(tmp_path):
+    """Only /usr and the interpreter's own prefix are visible: not /tmp, /etc, the home, nor this repository."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2")
+    secret.chmod(0o644)
+    paths = [str(secret), "/etc/passwd", "/etc/hostname", str(Path.home() / ".bashrc"), __file__]
+    result = sandboxed(
+        f"""
+        for path in {paths!r}:
+            try:
+                print(path, "read", len(open(path).read()))
+            except OSError as error:
+                print(path, type(error).__name__)
+        """
+    )
+    assert result.ok, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(paths) and not any(" read " in line for line in lines), result.stdout
+    assert Path(__file__).is_file() and "hunter2" not in result.stdout
 
 
 @linux
