@@ -11,6 +11,7 @@ Bottom layer: it reads and writes files and knows nothing of their contents beyo
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -79,9 +80,30 @@ class RunDir:
         """Every checkpoint directory, newest first."""
         return sorted(self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*"), reverse=True)
 
+    def discard_after(self, step: int) -> list[str]:
+        """Remove what a killed run left that a resume from `step` must not read: half-written checkpoint
+        directories (`.step-*`, `atomic.replaced_dir`'s) and checkpoints of later steps that `latest` never
+        came to name (a recovery revert would take them for its own). Returns their names."""
+        later = [p for p in self.checkpoint_dirs() if int(p.name.removeprefix(CHECKPOINT_PREFIX)) > step]
+        leftovers = sorted(self.checkpoints.glob(f".{CHECKPOINT_PREFIX}*")) + later
+        for path in leftovers:
+            shutil.rmtree(path)
+        return [path.name for path in leftovers]
+
     def latest_checkpoint(self) -> Path | None:
+        """The checkpoint `latest` names (None before the first); a name whose directory is gone is a
+        one-line error rather than a fall-back, so a resume never silently starts from older weights."""
         pointer = self.checkpoints / "latest"
-        return self.checkpoints / pointer.read_text().strip() if pointer.is_file() else None
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text().strip()
+        if not (self.checkpoints / name).is_dir():
+            kept = ", ".join(p.name for p in self.checkpoint_dirs()) or "none"
+            raise MeqgError(
+                f"{pointer}: latest names {name}, which is not there (checkpoints kept: {kept}); "
+                f"write one of them into it, or remove the run to start over"
+            )
+        return self.checkpoints / name
 
     def require_checkpoint(self) -> Path:
         """The latest checkpoint, for what needs a trained model (episodes, eval); none is a one-line error."""

@@ -42,7 +42,9 @@ EVENTS: dict[str, frozenset[str]] = {  # event -> the fields its records may car
     "gate": frozenset({"gate"}),
     "regime": frozenset({"regime", "phi"}),
     "recovery": frozenset({"action", "phi", "lr_scale", "checkpoint", "skipped", "scale"}),
-    "checkpoint": frozenset({"action", "path", "stable", "parameters", "rvq", "config_steps", "bands", "superseded"}),
+    "checkpoint": frozenset(
+        {"action", "path", "stable", "parameters", "rvq", "config_steps", "bands", "superseded", "discarded"}
+    ),
     "eval": frozenset(
         {"metrics", "tables", "versus", "candidates", "rvq", "train_loss", "held_out_loss", "held_out_token_accuracy"}
     ),

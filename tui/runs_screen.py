@@ -186,7 +186,7 @@ def list_runs(root: Path, cache: dict | None = None) -> list[dict]:
             row = run_overview(run)
             row |= {
                 "validation_line": validation_line(row["validation"]),
-                "checkpoint": run.latest_checkpoint() is not None,
+                "checkpoint": bool(run.checkpoint_dirs()),  # opening one whose `latest` is broken says why
             }
             cache[run.path] = (key, row)
         rows.append(cache[run.path][1])

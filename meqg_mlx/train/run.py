@@ -73,8 +73,10 @@ class TrainingRun:
         checkpoint = run.latest_checkpoint() if resume else None
         if resume and checkpoint is None:
             raise MeqgError(f"nothing to resume in {run}: it has no checkpoint yet (remove it to start over)")
+        discarded = []
         if checkpoint is not None:
             load_checkpoint(checkpoint, self.trainer)
+            discarded = run.discard_after(self.trainer.state.step)
         if resume and steps is not None and self.trainer.state.step >= steps:
             raise MeqgError(
                 f"{run} is already at step {self.trainer.state.step}, so --steps {steps} leaves nothing to train: "
@@ -95,6 +97,7 @@ class TrainingRun:
                 action="resumed",
                 path=str(checkpoint),
                 superseded=self.telemetry.superseded,
+                discarded=discarded,
             )
 
     def train(

@@ -31,3 +31,19 @@ def test_corrupt_checkpoint_is_a_one_line_error(small_store, tmp_path):
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(MeqgError, match="corrupt checkpoint"):
         load_checkpoint(path, Trainer(small_store, small_config(steps=2)))
+
+
+def test_a_corrupt_optimizer_file_and_a_dangling_latest_are_one_line_errors(small_store, tmp_path):
+    trainer = Trainer(small_store, small_config(steps=2))
+    trainer.step()
+    path = save_checkpoint(tmp_path / "run", trainer)
+    data = (path / "optimizer.safetensors").read_bytes()
+    (path / "optimizer.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MeqgError, match="corrupt checkpoint") as error:
+        load_checkpoint(path, Trainer(small_store, small_config(steps=2)))
+    assert "\n" not in str(error.value)
+    run = RunDir(tmp_path / "run")
+    run.point_latest(run.checkpoints / "step-0000099")  # a checkpoint removed by hand, `latest` left naming it
+    with pytest.raises(MeqgError, match="latest names step-0000099, which is not there") as error:
+        run.latest_checkpoint()
+    assert "\n" not in str(error.value)

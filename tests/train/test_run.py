@@ -1,8 +1,11 @@
 """TrainingRun on a real store: telemetry per DESIGN.md, checkpoints, exact resume, recovery events."""
 
 import json
+import os
 import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -14,7 +17,8 @@ from meqg_mlx.runs import RunDir
 from meqg_mlx.telemetry import read_telemetry
 from meqg_mlx.train.run import TrainingRun
 
-from ..processes import child
+from ..conftest import meqg
+from ..processes import child, wait_until
 from .test_trainer import small_config
 
 STEP_FIELDS = {
@@ -108,6 +112,29 @@ def test_breakdown_triggers_cooldown_revert_and_perturbation(small_store_path, t
     assert json.loads((tmp_path / "run" / "checkpoints" / "step-0000014" / "state.json").read_text())["stable"] is False
 
 
+def test_a_measured_phi_over_the_threshold_starts_the_recovery(small_store_path, tmp_path):
+    """No forced threshold: the Phi values a run measures, and a breakdown threshold between them. A second,
+    identical run acts exactly at the first measurement above it, and not before."""
+    config = run_config(8)
+    TrainingRun(tmp_path / "probe", small_store_path, config).train()
+    records, _ = read_telemetry(tmp_path / "probe" / "telemetry.jsonl")
+    every = config.train.phi_every  # step records carry the last Phi between measurements
+    measured = [(r["step"], r["phi"]) for r in records if r["event"] == "step" and r["step"] % every == 0]
+    values = sorted({phi for _, phi in measured})
+    assert len(measured) == 4 and len(values) >= 2 and all(0 <= phi <= 1 for phi in values), measured
+    threshold = (values[-2] + values[-1]) / 2  # only the highest measurement is above it
+    first = next(step for step, phi in measured if phi > threshold)
+    config.regime.phi_breakdown = threshold
+    TrainingRun(tmp_path / "run", small_store_path, config).train()
+    records, _ = read_telemetry(tmp_path / "run" / "telemetry.jsonl")
+    breakdowns = [r for r in records if r["event"] == "regime" and r["regime"] == "breakdown"]
+    recoveries = [r for r in records if r["event"] == "recovery"]
+    assert breakdowns and breakdowns[0]["step"] == first
+    assert recoveries and recoveries[0]["step"] == first and recoveries[0]["action"] == "cooldown"
+    steps = {r["step"]: r for r in records if r["event"] == "step"}
+    assert steps[first]["phi"] == dict(measured)[first] > threshold  # the same run up to there
+
+
 def binding_config(steps: int):
     """A config under which resuming is hard: the trust radius binds, the gate interval adapts."""
     config = run_config(steps)
@@ -198,11 +225,87 @@ def test_kill_9_while_a_checkpoint_is_saved_then_resume(small_store_path, tmp_pa
     assert RunDir(run).latest_checkpoint().name == "step-0000004"  # the one being saved never became latest
     records, _ = read_telemetry(RunDir(run).telemetry_path)
     assert max(r["step"] for r in records if r["event"] == "step") == 8  # steps 5-8 ran, then were lost
+    debris = [p.name for p in RunDir(run).checkpoints.iterdir() if p.name.startswith(".step-0000008")]
+    assert debris, "the half-written checkpoint should be there to clean up"
     resumed = TrainingRun(run, resume=True)
     assert resumed.telemetry.superseded > 0
     resumed.train()
     assert steps_once(run) == steps_once(tmp_path / "straight")
     assert_same_state(run, tmp_path / "straight")
+    assert no_debris(run)
+
+
+def no_debris(run) -> bool:
+    """Only the checkpoints a straight run writes, and `latest`."""
+    names = sorted(p.name for p in RunDir(run).checkpoints.iterdir())
+    return names == ["latest", "step-0000004", "step-0000008", "step-0000012"]
+
+
+KILLED_BEFORE_LATEST = """
+import os, signal, sys
+from meqg_mlx.config import load_config  # first: meqg_mlx sets MLX's BLAS up when MLX loads
+from meqg_mlx.runs import RunDir
+from meqg_mlx.train.run import TrainingRun
+
+point = RunDir.point_latest
+def point_then_die(self, checkpoint):
+    if checkpoint.name == "step-0000008":  # published by its rename, not yet named by latest: kill -9 now
+        os.kill(os.getpid(), signal.SIGKILL)
+    point(self, checkpoint)
+RunDir.point_latest = point_then_die
+TrainingRun(sys.argv[1], sys.argv[2], load_config(sys.argv[3])).train()
+"""
+
+
+def test_kill_9_between_publishing_a_checkpoint_and_naming_it_latest_then_resume(small_store_path, tmp_path):
+    """The later checkpoint is complete but `latest` never named it: the resume starts from the earlier one,
+    discards the later (a recovery revert would otherwise take it for its own) and ends where a straight run
+    does."""
+    config = binding_config(12)
+    TrainingRun(tmp_path / "straight", small_store_path, config).train()
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(to_yaml(config))
+    run = tmp_path / "killed"
+    with child([sys.executable, "-c", KILLED_BEFORE_LATEST, str(run), str(small_store_path), str(config_file)]) as p:
+        p.wait(timeout=600)
+    assert p.returncode == -signal.SIGKILL
+    assert RunDir(run).latest_checkpoint().name == "step-0000004" and RunDir(run).checkpoint(8).is_dir()
+    resumed = TrainingRun(run, resume=True)
+    resumed.train()
+    records, _ = read_telemetry(RunDir(run).telemetry_path)
+    assert [r["discarded"] for r in records if r["event"] == "checkpoint" and r["action"] == "resumed"] == [
+        ["step-0000008"]
+    ]
+    assert steps_once(run) == steps_once(tmp_path / "straight")
+    assert_same_state(run, tmp_path / "straight")
+    assert no_debris(run)
+
+
+def test_meqg_train_killed_at_any_moment_resumes_exactly(small_store_path, tmp_path):
+    """A real `meqg train` process, SIGKILLed from outside once it has passed step 6 (mid-step, mid-save
+    or between: wherever it is), then `meqg train --resume`: the same steps and state as a straight run."""
+    config = binding_config(12)
+    TrainingRun(tmp_path / "straight", small_store_path, config).train()
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(to_yaml(config))
+    run = tmp_path / "killed"
+    command = ["train", "--store", str(small_store_path), "--run", str(run), "--config", str(config_file)]
+    exe = Path(sys.executable).with_name("meqg")
+
+    def past_step_6() -> bool:
+        records = read_telemetry(RunDir(run).telemetry_path)[0] if RunDir(run).telemetry_path.exists() else []
+        return any(r["event"] == "step" and r["step"] >= 6 for r in records)
+
+    with child([str(exe), *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        wait_until(past_step_6, 300, "the run past step 6", interval=0.01, process=process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    resumed = meqg("train", "--run", str(run), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert steps_once(run) == steps_once(tmp_path / "straight")
+    assert_same_state(run, tmp_path / "straight")
+    assert no_debris(run)
 
 
 def test_a_store_without_documents_trains_on_walks_and_keeps_its_relation_ids(graph_store, tmp_path):
