@@ -24,11 +24,18 @@ def recorded_run(tmp_path) -> Path:
 
 
 def shown(widget) -> str:
-    """The plain text a Static-like widget shows."""
+    """The plain text a Static-like widget shows (a rich renderable, such as a table, rendered 200 wide)."""
+    import io
+
+    from rich.console import Console
     from rich.text import Text
 
     content = widget.content
-    return content.plain if isinstance(content, Text) else str(content)
+    if isinstance(content, (Text, str)):
+        return content.plain if isinstance(content, Text) else content
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(content)
+    return console.file.getvalue()
 
 
 async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "the app did not get there in time"):

@@ -22,7 +22,9 @@ async def test_recorded_run_fills_every_panel(recorded_run):
         assert "finished" in header and "step 60/60" in header and "steps/s" in header
         gate = shown(app.query_one("#gate-summary"))
         assert f"rejected {app.monitor.state.rejected}" in gate and app.monitor.state.rejected > 0
-        assert "armijo" in json.dumps([d.failed for d in app.monitor.state.decisions]) or app.monitor.state.rejected
+        rejected = [d for d in app.monitor.state.decisions if not d.accepted]
+        decisions = shown(app.query_one("#gate-decisions"))
+        assert rejected and rejected[-1].failed and "reject" in decisions and rejected[-1].failed in decisions
         experts = shown(app.query_one("#experts-body"))
         assert "expert 3" in experts and "router entropy" in experts and "RVQ level 1" in experts
         log = "\n".join(strip.text for strip in app.query_one(EventsLog).lines)
