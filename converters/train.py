@@ -334,9 +334,9 @@ class TorchTrainer(Trainer):
             evaluations.append(loss(view, grad))
             return evaluations[-1]
 
-        if self._gate_due():
+        if self.gate_due():
             decision = self._gated_step(recorded)
-            self._gate_checked(decision)
+            self.gate_schedule.checked(self.state.step, decision)
         else:
             decision = None
             self._plain_step(recorded)
@@ -436,7 +436,7 @@ class TorchTrainer(Trainer):
         self._adamw(grads)
         if self.gate is not None and not self._finite():
             restore()
-            self._next_check = self.state.step
+            self.gate_schedule.check_next(self.state.step)
 
     def measure_kappa(self) -> float:
         """kappa-hat of the MLX model (kept in step with the twin) on the last batch."""

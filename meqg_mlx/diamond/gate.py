@@ -62,6 +62,36 @@ class GateDecision:
         return None
 
 
+@dataclass
+class GateSchedule:
+    """Which steps the gate checks (both trainers' one rule): the gap between checks doubles after each
+    clean accept, up to `cap` (gate.check_interval), and falls back to 1 after any backtrack or
+    rejection; a step whose unchecked update went non-finite has the next step checked."""
+
+    cap: int
+    gap: int = 1
+    next_check: int = 0
+
+    def due(self, step: int) -> bool:
+        """Whether step `step` (counted from 0 before it is taken) is checked."""
+        return step >= self.next_check
+
+    def checked(self, step: int, decision: GateDecision) -> None:
+        clean = decision.accepted and decision.retries == 0
+        self.gap = min(2 * self.gap, self.cap) if clean else 1
+        self.next_check = step + self.gap
+
+    def check_next(self, step: int) -> None:
+        self.next_check = step
+
+    def state(self) -> list[int]:
+        """What a checkpoint keeps (`gate_schedule` in state.json)."""
+        return [self.gap, self.next_check]
+
+    def load_state(self, state: list[int]) -> None:
+        self.gap, self.next_check = state
+
+
 def all_finite(tree) -> bool:
     """Whether every array in `tree` is finite, in one sync (one per array costs more than a step)."""
     return bool(mx.stack([mx.isfinite(v).all() for _, v in tree_flatten(tree)]).all())

@@ -25,7 +25,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
-from ..diamond.gate import GateDecision, NullStabilityGate, all_finite, copy_tree
+from ..diamond.gate import GateDecision, GateSchedule, NullStabilityGate, all_finite, copy_tree
 from ..diamond.ledger import phi_mc, s_mod_surrogate
 from ..diamond.objective import Objective, ObjectiveTerms, context_penalty
 from ..diamond.view import View
@@ -103,7 +103,7 @@ class Trainer:
         self.view = View.finest(self.args.rvq_levels)
         self.state = TrainState()
         self.kappa = 0.0  # the last kappa-hat measured (S_geo prices it when lambda_kappa > 0)
-        self._gate_gap, self._next_check = 1, 0
+        self.gate_schedule = GateSchedule(config.gate.check_interval)
         self._graphs: dict[tuple[View, bool], Callable] = {}  # compiled batch losses (Trainer.compiled)
         self._update_graph: tuple[float, Callable] | None = None  # (lr scale, compiled AdamW step)
 
@@ -121,7 +121,7 @@ class Trainer:
             "trust_radius": self.gate.trust_radius if self.gate else None,
             "recovery": self.recovery.state(),
             "kappa": self.kappa,
-            "gate_schedule": [self._gate_gap, self._next_check],
+            "gate_schedule": self.gate_schedule.state(),
             "stable": self.recovery.regime != "breakdown",
             "forwards": self.state.forwards,
         }
@@ -130,7 +130,7 @@ class Trainer:
         self.rng.bit_generator.state = state["rng"]
         self.recovery.load_state(state["recovery"])
         self.kappa = state["kappa"]
-        self._gate_gap, self._next_check = state["gate_schedule"]
+        self.gate_schedule.load_state(state["gate_schedule"])
         self.model.rvq.next_code_id = state["next_code_id"]
         if self.gate and state["trust_radius"] is not None:
             self.gate.trust_radius = state["trust_radius"]
@@ -311,7 +311,7 @@ class Trainer:
         loss = self.loss_fn(inputs, targets, mask, key, relations=relations)
         self._last_batch, self._last_loss = (inputs, targets, mask, relations), loss
         lr = float(self.optimizer.learning_rate)
-        if self._gate_due():
+        if self.gate_due():
             decision = self.gate.step(
                 self.model,
                 self.optimizer,
@@ -320,7 +320,7 @@ class Trainer:
                 value_and_grad=loss.value_and_grad,
                 update=self.apply_update,
             )
-            self._gate_checked(decision)
+            self.gate_schedule.checked(self.state.step, decision)
         else:
             decision = None
             self._plain_step(loss)
@@ -343,15 +343,9 @@ class Trainer:
         )
         return report
 
-    def _gate_due(self) -> bool:
-        """Adaptive gate interval: the gap between checks doubles after each clean accept, up to
-        gate.check_interval, and falls back to 1 after any backtrack or rejection."""
-        return self.gate is not None and self.state.step >= self._next_check
-
-    def _gate_checked(self, decision: GateDecision) -> None:
-        clean = decision.accepted and decision.retries == 0
-        self._gate_gap = min(2 * self._gate_gap, self.config.gate.check_interval) if clean else 1
-        self._next_check = self.state.step + self._gate_gap
+    def gate_due(self) -> bool:
+        """Whether the gate checks this step (`GateSchedule`); never without a gate."""
+        return self.gate is not None and self.gate_schedule.due(self.state.step)
 
     def _plain_step(self, loss: "BatchLoss") -> None:
         """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
@@ -361,7 +355,7 @@ class Trainer:
         if self.gate is not None and not all_finite(self.model.trainable_parameters()):
             self.model.update(params)
             self.optimizer.state = opt_state
-            self._next_check = self.state.step
+            self.gate_schedule.check_next(self.state.step)
 
     def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
         """Phi of the planner, averaged over the ledger positions of the last training batch."""

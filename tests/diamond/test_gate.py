@@ -10,7 +10,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from meqg_mlx.config import GateConfig
-from meqg_mlx.diamond.gate import GatePolicy, NullStabilityGate
+from meqg_mlx.diamond.gate import GateDecision, GatePolicy, GateSchedule, NullStabilityGate
 from meqg_mlx.diamond.ledger import s_mod_exact
 from meqg_mlx.diamond.view import View
 
@@ -225,3 +225,26 @@ def test_the_policy_decides_on_plain_numbers_and_backtracks():
     assert decision.accepted and seen == [1.0, 0.5, 0.25] and scale == 0.25 and decision.retries == 2
     never, _ = policy.backtrack(lambda sc: policy.decide(delta=1.0, delta_new=2.0, allowance=-sc, **common))
     assert not never.accepted and never.retries == 3
+
+
+def decision(accepted: bool, retries: int = 0) -> GateDecision:
+    nan = float("nan")
+    return GateDecision(accepted, accepted, True, True, True, retries, 1, nan, nan, nan, nan, nan, nan, nan)
+
+
+def test_the_schedule_doubles_to_its_cap_and_falls_back_after_a_backtrack_or_rejection():
+    schedule, checked = GateSchedule(cap=4), []
+    outcomes = iter(
+        [decision(True)] * 4 + [decision(True, retries=1), decision(False), decision(True)] + [decision(True)] * 9
+    )
+    for step in range(30):
+        if schedule.due(step):
+            checked.append(step)
+            schedule.checked(step, next(outcomes))
+    # clean: gaps 2, 4, 4, 4; a backtrack (step 14): 1; a rejection (15): 1; clean again: 2, 4, 4
+    assert checked == [0, 2, 6, 10, 14, 15, 16, 18, 22, 26]
+    schedule.check_next(27)
+    assert schedule.state() == [4, 27] and schedule.due(27) and not schedule.due(26)  # a non-finite unchecked step
+    restored = GateSchedule(cap=4)
+    restored.load_state(schedule.state())
+    assert restored == schedule
