@@ -38,7 +38,6 @@ import mlx.core as mx
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from mlx.utils import tree_flatten, tree_unflatten
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -53,6 +52,7 @@ from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
 
 from .torch_ledger import s_mod_surrogate
+from .torch_objective import context_penalty, next_concept_losses, planner_nll
 from .torch_vmm import VMM, Memory
 from .weights import mlx_to_torch, torch_to_mlx
 
@@ -252,15 +252,12 @@ class TorchTrainer(Trainer):
                     concepts, relation_ids, memory, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
                 )
                 predicted = out.next_vector.reshape(-1, self.args.concept_dim)
-                distance = (((predicted - target_vectors) ** 2).sum(-1) * weight).sum()
-                similarity = (out.next_vector @ concepts.transpose(-1, -2)).masked_fill(~counts_t, -2.0)
-                outranked = similarity.amax(-1).reshape(-1) - (predicted * target_vectors).sum(-1)
-                context = (outranked.clamp(min=0.0) * weight).sum()  # objective.context_penalty
-                logits = (predicted @ candidate_vectors.T / tc.temperature + log_keep).masked_fill(excluded_t, -1e9)
-                contrastive = (F.cross_entropy(logits, own_index, reduction="none") * weight).sum()
-                flat_logits = planner_logits.reshape(-1, planner_logits.shape[-1])
-                nll = F.cross_entropy(flat_logits, codes.reshape(-1), reduction="none")
-                planner = (nll.reshape(-1, self.args.rvq_levels).sum(-1) * weight).sum()
+                against = (candidate_vectors, tc.temperature, weight, log_keep, excluded_t, own_index)
+                distance, contrastive = next_concept_losses(predicted, target_vectors, *against)
+                context = context_penalty(
+                    out.next_vector, target_vectors.reshape(out.next_vector.shape), concepts, counts_t, weight
+                )
+                planner = planner_nll(planner_logits, codes, weight)
                 load = torch.stack([s.load for s in out.router])  # (layers, E): this rank's tokens
                 self._all_reduce(load)
                 fraction = load / (tokens_total * self.args.top_k)

@@ -9,6 +9,9 @@ compute: analytic FLOPs and recurrent-state bytes of the model, tool latency,
 expert density and (with lambda_kappa) the last measured curvature max(kappa-hat, 0); it is
 constant in the weights, so it shifts Delta for the gate
 and the ledger of a run without steering gradients.
+
+PyTorch twin of the weight-dependent terms: converters/torch_objective.py (tests/converters/
+test_twins.py pairs the names, test_torch_objective.py the values).
 """
 
 from __future__ import annotations

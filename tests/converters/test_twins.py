@@ -61,6 +61,16 @@ TWINS = [
         },
     ),
     Twin(
+        "converters/torch_objective.py",
+        ["meqg_mlx/diamond/objective.py"],
+        only_mlx={
+            "Objective": "the PyTorch trainer uses the MLX Objective's S_geo and term weights",
+            "ObjectiveTerms": "the trainer reports the summed terms itself (all-reduced over ranks)",
+            "flops_per_token": "S_geo's analytic FLOPs: constant in the weights",
+            "state_bytes": "S_geo's state bytes: constant in the weights",
+        },
+    ),
+    Twin(
         "converters/torch_ledger.py",
         ["meqg_mlx/diamond/ledger.py"],
         only_mlx={  # the twin holds what the PyTorch trainer's objective needs: the Monte-Carlo surrogate
