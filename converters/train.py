@@ -48,6 +48,7 @@ from meqg_mlx.diamond.gate import GateDecision
 from meqg_mlx.diamond.view import View
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.report import progress_line, summary_lines
+from meqg_mlx.train.sequences import context_counts, excluded_candidates
 from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
 
@@ -209,14 +210,10 @@ class TorchTrainer(Trainer):
         candidates = np.concatenate([targets.reshape(-1), negatives])
         positions = (rows[:, None] * steps + np.arange(steps)).reshape(-1)  # this rank's flat positions
         local_targets = targets[rows].reshape(-1)
-        causal = np.arange(steps)[None, :] <= np.arange(steps)[:, None]
-        seen = np.where(causal[None], inputs[rows][:, None, :], -1).reshape(len(positions), steps)
-        own = np.zeros((len(positions), len(candidates)), dtype=bool)
-        own[np.arange(len(positions)), positions] = True
-        excluded = (candidates[None, :, None] == seen[:, None, :]).any(-1) | (
-            (candidates[None] == local_targets[:, None]) & ~own
-        )
-        counts = (seen >= 0) & (seen != self.table.pad_row) & (seen != local_targets[:, None])  # context_counts
+        # the whole batch's, as the MLX trainer computes them, then this rank's rows
+        batch_inputs, batch_targets = mx.array(inputs), mx.array(targets)
+        excluded = np.array(excluded_candidates(batch_inputs, batch_targets, mx.array(negatives)))[positions]
+        counts = np.array(context_counts(batch_inputs, batch_targets, self.table.pad_row))[rows]
         keep = np.concatenate([mask.reshape(-1), np.ones(len(negatives), dtype=np.float32)])
         ledger = np.flatnonzero(mask.reshape(-1))[: tc.ledger_positions]
         row_of = {int(p): row for row, p in enumerate(positions)}  # this rank's row of a global position
@@ -242,7 +239,7 @@ class TorchTrainer(Trainer):
         log_keep = torch.log(tensor(keep, torch.float32) + 1e-9)[None]
         excluded_t, own_index = tensor(excluded), tensor(positions, torch.long)
         weight = tensor(mask[rows].reshape(-1), torch.float32) / count
-        counts_t = tensor(counts.reshape(len(rows), steps, steps))
+        counts_t = tensor(counts)
         ledger_t = tensor(ledger_rows, torch.long)
 
         def evaluate(view: View, grad: bool) -> Evaluation:
