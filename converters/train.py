@@ -50,7 +50,7 @@ from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.report import progress_line, summary_lines
 from meqg_mlx.train.sequences import context_counts, excluded_candidates
 from meqg_mlx.train.run import TrainingRun
-from meqg_mlx.train.trainer import BACKWARD_COST, StepReport, Trainer
+from meqg_mlx.train.trainer import BACKWARD_COST, BatchLoss, StepReport, Trainer
 
 from .torch_ledger import s_mod_surrogate
 from .torch_objective import context_penalty, next_concept_losses, planner_nll
@@ -317,7 +317,7 @@ class TorchTrainer(Trainer):
         inputs, targets, mask, relations = self.draw_batch()
         key = int(self.rng.integers(2**31))
         negatives = self.draw_negatives()
-        self._last_batch = (inputs, targets, mask, relations)
+        self.last_batch = (inputs, targets, mask, relations)
         self._last_arrays = (inputs, targets, mask, key, negatives, relations)
         batch = (np.array(inputs), np.array(targets), np.array(mask))
         loss = self._loss(*batch, key, negatives, np.array(relations))
@@ -432,10 +432,9 @@ class TorchTrainer(Trainer):
             restore()
             self.gate_schedule.check_next(self.state.step)
 
-    def measure_kappa(self) -> float:
-        """kappa-hat of the MLX model (kept in step with the twin) on the last batch."""
-        self._last_loss = self.loss_fn(*self._last_arrays)
-        return super().measure_kappa()
+    def last_batch_loss(self) -> BatchLoss:
+        """The MLX loss of the last batch, for kappa-hat of the MLX model (kept in step with the twin)."""
+        return self.loss_fn(*self._last_arrays)
 
 
 # ----- the torchrun entry point -----------------------------------------------------------------

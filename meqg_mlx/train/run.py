@@ -187,10 +187,10 @@ class TrainingRun:
             "forwards": trainer.state.forwards,
         }
         if tc.phi_every and step % tc.phi_every == 0:
-            self.phi = trainer.measure_phi()
+            self.phi = trainer.measure_phi(trainer.last_batch)
             self._recover(step, self.phi)
         if tc.kappa_every and step % tc.kappa_every == 0:
-            self.kappa = trainer.measure_kappa()
+            self.kappa = trainer.measure_kappa(trainer.last_batch_loss())
         record.update(phi=self.phi, kappa=self.kappa, regime=trainer.recovery.regime)
         return record
 

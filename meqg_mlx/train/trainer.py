@@ -309,7 +309,7 @@ class Trainer:
         inputs, targets, mask, relations = self.draw_batch()
         key = mx.random.key(int(self.rng.integers(2**31)))
         loss = self.loss_fn(inputs, targets, mask, key, relations=relations)
-        self._last_batch, self._last_loss = (inputs, targets, mask, relations), loss
+        self.last_batch, self._last_loss = (inputs, targets, mask, relations), loss
         lr = float(self.optimizer.learning_rate)
         if self.gate_due():
             decision = self.gate.step(
@@ -357,9 +357,10 @@ class Trainer:
             self.optimizer.state = opt_state
             self.gate_schedule.check_next(self.state.step)
 
-    def measure_phi(self, samples: int = 64, inner: int = 16) -> float:
-        """Phi of the planner, averaged over the ledger positions of the last training batch."""
-        inputs, _, mask, relations = self._last_batch
+    def measure_phi(self, batch: tuple, samples: int = 64, inner: int = 16) -> float:
+        """Phi of the planner, averaged over the ledger positions of `batch` (inputs, targets, mask,
+        relations: a step's, such as `last_batch`)."""
+        inputs, _, mask, relations = batch
         positions = self._valid_positions(mask, max(self.config.train.ledger_positions, 1))
         memory = self.memory_of(*self.memory_arrays(inputs, relations, mask))
         hidden = self.model(self.table.matrix[inputs], relations=relations, memory=memory).hidden
@@ -374,9 +375,12 @@ class Trainer:
             )
         )
 
-    def measure_kappa(self) -> float:
-        """kappa-hat: the top Hessian eigenvalue of Delta on the last training batch."""
-        loss = self._last_loss
+    def last_batch_loss(self) -> "BatchLoss":
+        """The loss of the last training batch, what `measure_kappa` differentiates."""
+        return self._last_loss
+
+    def measure_kappa(self, loss: "BatchLoss") -> float:
+        """kappa-hat: the top Hessian eigenvalue of Delta on `loss`'s batch; kept for S_geo's price."""
         iterations = self.config.train.kappa_iterations
         self.kappa = top_hessian_eigenvalue(
             self.model, lambda m: loss.evaluate(m, self.view)[0], iterations, seed=self.state.step
