@@ -16,7 +16,8 @@ from ..errors import InputError
 from .domains import compute_domains
 from .kmeans import assign
 from .sources import ConceptRecord
-from .store import ConceptStore, NewConcept, normalize_text
+from .store import ConceptStore, NewConcept
+from .text import normalize_text
 from ..progress import Progress
 
 

@@ -27,10 +27,10 @@ import pyarrow as pa
 from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
-from .disk_index import INDEX_NAME as DISK_INDEX_NAME, DiskIndex
-from .index import ExactIndex, PartitionedIndex, merge_hits
+from .index import PartitionedIndex
 from .location import open_location
 from .lock import LOCK_FILE, write_lock
+from .search_index import SearchIndex
 from .schema import (
     CONCEPTS_TABLE,
     DOMAINS_TABLE,
@@ -48,11 +48,6 @@ COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STORE_FORMAT = "meqg-concept-store"
 SCHEMA_VERSION = 1
 RANDOM_READS_MAX = 1024  # sample_vectors: up to this many rows by random reads, more by a scan
-
-
-def normalize_text(text: str) -> str:
-    """Dedup key: case-folded, whitespace collapsed."""
-    return re.sub(r"\s+", " ", text).strip().casefold()
 
 
 @dataclass
@@ -98,7 +93,7 @@ class ConceptStore:
         self.db = db
         self.table = table
         self.config = config
-        self._index = None
+        self.search_index = SearchIndex(self)
         self._positions: tuple[int, np.ndarray] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -215,6 +210,10 @@ class ConceptStore:
             "version": self.table.version,
         }
 
+    def write_meta(self) -> None:
+        """`meqg_store.json` as `self.meta` now says (atomically; under the write lock)."""
+        _write_json(self.location, self.meta)
+
     def check_model(self, origin_model: str, dim: int) -> None:
         """Refuse to mix models or dims in one vector column."""
         if dim != self.dim:
@@ -235,7 +234,8 @@ class ConceptStore:
     def refresh(self) -> None:
         """See the table's latest version (rows other processes committed since this one last looked)."""
         self.table.checkout_latest()
-        self._index = self._positions = None
+        self._positions = None
+        self.search_index.forget()
 
     def remove_if_empty(self) -> None:
         """Delete the store if it holds no concept (a build that failed before writing any)."""
@@ -250,7 +250,7 @@ class ConceptStore:
         with self.writing():
             first = max(int(self.meta["next_id"]), self._max_id() + 1)
             self.meta["next_id"] = first + count
-            _write_json(self.location, self.meta)
+            self.write_meta()
             return first
 
     def add(self, concepts: list[NewConcept], take_lock: bool = True) -> int:
@@ -306,7 +306,7 @@ class ConceptStore:
                     pa.nulls(n, pa.list_(pa.float32(), column["dim"])),
                 )
             self.table.add(data)
-            self._index = None
+            self.search_index.forget()
             return self.table.version
 
     def remove(self, ids: list[int]) -> dict:
@@ -341,7 +341,8 @@ class ConceptStore:
             )
             merge = self.table.merge_insert("concept_id").when_matched_update_all()
             merge.when_not_matched_by_source_delete(f"concept_id IN ({', '.join(map(str, gone))})").execute(update)
-            self._index = self._positions = None
+            self._positions = None
+            self.search_index.forget()
             self.recount_domains()
             if PartitionedIndex.load(self.location) is not None:
                 self.build_index(force=True, kind="memory")  # its partitions held the removed vectors
@@ -368,7 +369,7 @@ class ConceptStore:
                 **self.vector_columns(),
                 name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
             }
-            _write_json(self.location, self.meta)
+            self.write_meta()
 
     def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
         column = self._column(name)
@@ -538,87 +539,25 @@ class ConceptStore:
     # ----- search ----------------------------------------------------------------------------
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         query = check_vectors(vector, self.dim, "query vector")[0]
-        ids, scores = self._search_ids(query, k)
+        ids, scores = self.search_index.search(query, k)
         rows = {r["concept_id"]: r for r in self.get(ids.tolist())}
         return [Hit.from_row(rows[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist()) if i in rows]
 
     def nearest(self, vector: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Ids and cosines of the k nearest concepts, without fetching their rows (fast)."""
-        return self._search_ids(check_vectors(vector, self.dim, "query vector")[0], k)
-
-    def _search_ids(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._index is None:
-            self._index = self._load_index()
-        return self._index(query, k)
-
-    def _load_index(self):
-        disk = DiskIndex.from_meta(self.meta.get("disk_index"))
-        if disk is not None:
-            return lambda q, k: disk.search(self.table, q, k)  # LanceDB scans rows added since, exactly
-        partitioned = PartitionedIndex.load(self.location)
-        if partitioned is None:
-            exact = ExactIndex(*self.all_vectors())
-            return exact.search
-        delta = ExactIndex(*self.all_vectors(f"concept_id > {partitioned.max_id}"))
-        return lambda q, k: merge_hits(partitioned.search(q, k), delta.search(q, k), k=k)
+        return self.search_index.search(check_vectors(vector, self.dim, "query vector")[0], k)
 
     def build_index(self, force: bool = False, kind: str | None = None) -> bool:
         """(Re)build the search index when the store is large enough; returns whether it did.
 
         `kind` "memory" (IVF-flat, `index.py`) or "disk" (LanceDB IVF_RQ, `disk_index.py`);
         by default "disk" from `store.disk_index_min_rows` rows on. An index that already
-        covers >= 90% of the rows is kept: the rest is searched exactly.
+        covers >= 90% of the rows is kept: the rest is searched exactly (`search_index.py`).
         """
-        if kind not in (None, "memory", "disk"):
-            raise InputError(f"unknown index kind {kind!r}: memory or disk")
-        with self.writing():
-            n = self.count()
-            self._index = None
-            if n < self.config.exact_search_max_rows and not force:
-                self._drop_disk_index()
-                PartitionedIndex.remove(self.location)
-                return False
-            kind = kind or ("disk" if n >= self.config.disk_index_min_rows else "memory")
-            if kind == "disk":
-                existing = DiskIndex.from_meta(self.meta.get("disk_index"))
-                if existing is not None and not force and _still_covers(existing.rows, n):
-                    return False
-                index = DiskIndex.build(
-                    self.table, self.vector_batches(), n, self.config.ann_target_recall, self.sample_vectors(128)
-                )
-                self.meta["disk_index"] = index.to_meta()
-                _write_json(self.location, self.meta)
-                PartitionedIndex.remove(self.location)
-                return True
-            self._drop_disk_index()
-            existing = PartitionedIndex.load(self.location)
-            if existing is not None and not force and _still_covers(existing.rows, n):
-                return False
-            sample_ids, sample = self.sample_vectors(PartitionedIndex.training_rows(n))
-            index = PartitionedIndex.build(
-                self.vector_batches(), sample_ids, sample, n, target_recall=self.config.ann_target_recall
-            )
-            index.save(self.location, self.table.version)
-            return True
-
-    def _drop_disk_index(self) -> None:
-        if self.meta.pop("disk_index", None) is not None:
-            _write_json(self.location, self.meta)
-        if any(index.name == DISK_INDEX_NAME for index in self.table.list_indices()):
-            self.table.drop_index(DISK_INDEX_NAME)
+        return self.search_index.build(force, kind)
 
     def index_kind(self) -> str:
-        disk = DiskIndex.from_meta(self.meta.get("disk_index"))
-        if disk is not None:
-            return disk.describe(self.location.bytes_under(f"lance/{CONCEPTS_TABLE}.lance/_indices"))
-        saved = PartitionedIndex.saved_meta(self.location)
-        if saved is None:
-            return f"exact (in-memory matrix, {self.count() * self.dim * 4 / 2**20:.1f} MB in RAM)"
-        return (
-            f"Faiss IVF-flat: {saved['partitions']} partitions, nprobe {saved['nprobe']} "
-            f"(calibrated to recall@10 {saved['target_recall']}), {saved['rows']} rows indexed, "
-            f"{saved['rows'] * self.dim * 4 / 2**20:.1f} MB of vectors in RAM"
-        )
+        return self.search_index.describe()
 
     # ----- domains ---------------------------------------------------------------------------
     def has_domains(self) -> bool:
@@ -721,11 +660,6 @@ def _table_names(db) -> list[str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _still_covers(indexed: int, rows: int) -> bool:
-    """An index over `indexed` rows is kept while the rows added since are under 10% of it."""
-    return rows - indexed < 0.1 * indexed
 
 
 def _connect(location):

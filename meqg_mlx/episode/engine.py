@@ -37,7 +37,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ..concepts.sources.prose import split_sentences
+from ..concepts.text import split_sentences
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
 from ..encoder.base import Embedder

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..concepts.sources.files import jsonl_values
-from ..concepts.store import ConceptStore, normalize_text
+from ..concepts.store import ConceptStore
+from ..concepts.text import normalize_text
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
 from ..train.relations import NEXT, RelationVocabulary, held_out_rows

@@ -219,7 +219,7 @@ def evaluate_run_tools(
 ) -> ToolReport:
     """The run's latest checkpoint (on its store, or at `store_path`: moved) in Diamond episodes with the
     python tool (it needs the OS sandbox)."""
-    from ..concepts.store import normalize_text
+    from ..concepts.text import normalize_text
     from ..episode.engine import DiamondEngine
     from ..train.sequences import ConceptTable
     from .tasks import store_candidates, with_texts

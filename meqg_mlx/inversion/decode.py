@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..concepts.columns import LinearProjection
-from ..concepts.store import ConceptStore, NewConcept, normalize_text
+from ..concepts.store import ConceptStore, NewConcept
+from ..concepts.text import normalize_text
 from ..config import InversionConfig, MeqgConfig, load_config, load_run
 from ..encoder import embedder_from_config, load_embedder
 from ..encoder.base import Embedder, check_texts, check_vectors

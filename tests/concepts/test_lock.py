@@ -14,7 +14,8 @@ import pytest
 
 from meqg_mlx.concepts.location import StoreDir
 from meqg_mlx.concepts.lock import LOCK_FILE, write_lock
-from meqg_mlx.concepts.store import ConceptStore, normalize_text
+from meqg_mlx.concepts.store import ConceptStore
+from meqg_mlx.concepts.text import normalize_text
 
 from ..processes import child, run, wait_until
 

@@ -15,7 +15,7 @@ def sentences(small_store):
     """1,000 real sentences: the small store's concepts, then pydoc topic sentences."""
     from pydoc_data.topics import topics
 
-    from meqg_mlx.concepts.sources.prose import split_sentences
+    from meqg_mlx.concepts.text import split_sentences
 
     texts = small_store.columns(["text"])["text"].to_pylist()
     for topic in sorted(topics):

@@ -9,7 +9,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from meqg_mlx.concepts.sources.prose import split_sentences
+from meqg_mlx.concepts.text import split_sentences
 from meqg_mlx.episode.budget import Budget
 from meqg_mlx.episode.engine import DiamondEngine, code_in
 from meqg_mlx.errors import InputError, MeqgError

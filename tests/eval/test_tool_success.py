@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from meqg_mlx.concepts.store import normalize_text
+from meqg_mlx.concepts.text import normalize_text
 from meqg_mlx.episode.budget import Budget
 from meqg_mlx.episode.engine import DiamondEngine
 from meqg_mlx.errors import InputError

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from meqg_mlx.concepts.store import ConceptStore, normalize_text
+from meqg_mlx.concepts.store import ConceptStore
+from meqg_mlx.concepts.text import normalize_text
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.inversion.checkpoint import TrainedInverter
 from meqg_mlx.inversion.training import InverterTraining, split_examples

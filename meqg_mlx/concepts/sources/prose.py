@@ -1,43 +1,11 @@
-"""Prose as concept sequences: sentence splitting and `next` chains; pydoc topics."""
+"""Prose as concept sequences: `next` chains of its sentences (`concepts/text.py` splits them); pydoc topics."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
+from ..text import split_sentences
 from . import ConceptRecord
-
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "Mr.", "Dr.", "No.", "approx.", "resp.")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"'(`*])")
-MIN_SENTENCE_CHARS = 12
-MAX_SENTENCE_CHARS = 600
-
-
-def paragraphs(text: str) -> list[str]:
-    """Blank-line separated blocks, each with its whitespace collapsed."""
-    return [re.sub(r"\s+", " ", block).strip() for block in re.split(r"\n\s*\n", text) if block.strip()]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of prose, short fragments dropped and very long ones cut at a word boundary."""
-    sentences: list[str] = []
-    for paragraph in paragraphs(text):
-        pending = ""
-        for piece in _SENTENCE_END.split(paragraph):
-            pending = f"{pending} {piece}".strip() if pending else piece.strip()
-            if pending.endswith(_ABBREVIATIONS):
-                continue
-            sentences.append(pending)
-            pending = ""
-        if pending:
-            sentences.append(pending)
-    return [_cut(s) for s in sentences if len(s) >= MIN_SENTENCE_CHARS and re.search(r"[A-Za-z]{2}", s)]
-
-
-def _cut(sentence: str) -> str:
-    if len(sentence) <= MAX_SENTENCE_CHARS:
-        return sentence
-    return sentence[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " ..."
 
 
 def document_records(doc_key: str, text: str, source: str, about: str | None = None) -> list[ConceptRecord]:

@@ -27,7 +27,8 @@ from ...sandbox import SandboxUnavailable, isolation, run_python
 from ...sandbox.runner import OUTPUT_KILL_BYTES
 from ...errors import InputError
 from . import ConceptRecord
-from .prose import document_records, paragraphs
+from ..text import paragraphs
+from .prose import document_records
 from ...progress import Progress
 
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
