@@ -23,22 +23,24 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(small_store, tmp_path):
     assert done + rest == expected
 
 
-def test_corrupt_checkpoint_is_a_one_line_error(small_store, tmp_path):
+def checkpoint_cut_in_half(small_store, run, name: str):
+    """A one-step checkpoint in `run` whose file `name` lost its second half."""
     trainer = Trainer(small_store, small_config(steps=2))
     trainer.step()
-    path = save_checkpoint(tmp_path / "run", trainer)
-    data = (path / "model.safetensors").read_bytes()
-    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    path = save_checkpoint(run, trainer)
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(small_store, tmp_path):
+    path = checkpoint_cut_in_half(small_store, tmp_path / "run", "model.safetensors")
     with pytest.raises(MeqgError, match="corrupt checkpoint"):
         load_checkpoint(path, Trainer(small_store, small_config(steps=2)))
 
 
 def test_a_corrupt_optimizer_file_and_a_dangling_latest_are_one_line_errors(small_store, tmp_path):
-    trainer = Trainer(small_store, small_config(steps=2))
-    trainer.step()
-    path = save_checkpoint(tmp_path / "run", trainer)
-    data = (path / "optimizer.safetensors").read_bytes()
-    (path / "optimizer.safetensors").write_bytes(data[: len(data) // 2])
+    path = checkpoint_cut_in_half(small_store, tmp_path / "run", "optimizer.safetensors")
     with pytest.raises(MeqgError, match="corrupt checkpoint") as error:
         load_checkpoint(path, Trainer(small_store, small_config(steps=2)))
     assert "\n" not in str(error.value)

@@ -196,6 +196,24 @@ def test_a_stop_between_checkpoints_resumes_bit_for_bit_under_a_binding_gate_and
     assert_same_state(tmp_path / "split", tmp_path / "straight")
 
 
+def straight_run_and_its_config(store_path, tmp_path) -> Path:
+    """A straight 12-step run under `binding_config` in tmp_path/straight, what a killed run must end as;
+    returns the config file the killed run trains with."""
+    config = binding_config(12)
+    TrainingRun(tmp_path / "straight", store_path, config).train()
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(to_yaml(config))
+    return config_file
+
+
+def killed_by(script: str, store_path, config_file: Path, run: Path) -> Path:
+    """Train `run` in a child running `script`, which SIGKILLs itself at the moment it is written for."""
+    with child([sys.executable, "-c", script, str(run), str(store_path), str(config_file)]) as process:
+        process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL
+    return run
+
+
 KILLED_WHILE_SAVING = """
 import os, signal, sys
 from meqg_mlx.config import load_config  # first: meqg_mlx sets MLX's BLAS up when MLX loads
@@ -214,14 +232,8 @@ TrainingRun(sys.argv[1], sys.argv[2], load_config(sys.argv[3])).train()
 
 
 def test_kill_9_while_a_checkpoint_is_saved_then_resume(small_store_path, tmp_path):
-    config = binding_config(12)
-    TrainingRun(tmp_path / "straight", small_store_path, config).train()
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(to_yaml(config))
-    run = tmp_path / "killed"
-    with child([sys.executable, "-c", KILLED_WHILE_SAVING, str(run), str(small_store_path), str(config_file)]) as p:
-        p.wait(timeout=600)
-    assert p.returncode == -signal.SIGKILL
+    config_file = straight_run_and_its_config(small_store_path, tmp_path)
+    run = killed_by(KILLED_WHILE_SAVING, small_store_path, config_file, tmp_path / "killed")
     assert RunDir(run).latest_checkpoint().name == "step-0000004"  # the one being saved never became latest
     records, _ = read_telemetry(RunDir(run).telemetry_path)
     assert max(r["step"] for r in records if r["event"] == "step") == 8  # steps 5-8 ran, then were lost
@@ -261,14 +273,8 @@ def test_kill_9_between_publishing_a_checkpoint_and_naming_it_latest_then_resume
     """The later checkpoint is complete but `latest` never named it: the resume starts from the earlier one,
     discards the later (a recovery revert would otherwise take it for its own) and ends where a straight run
     does."""
-    config = binding_config(12)
-    TrainingRun(tmp_path / "straight", small_store_path, config).train()
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(to_yaml(config))
-    run = tmp_path / "killed"
-    with child([sys.executable, "-c", KILLED_BEFORE_LATEST, str(run), str(small_store_path), str(config_file)]) as p:
-        p.wait(timeout=600)
-    assert p.returncode == -signal.SIGKILL
+    config_file = straight_run_and_its_config(small_store_path, tmp_path)
+    run = killed_by(KILLED_BEFORE_LATEST, small_store_path, config_file, tmp_path / "killed")
     assert RunDir(run).latest_checkpoint().name == "step-0000004" and RunDir(run).checkpoint(8).is_dir()
     resumed = TrainingRun(run, resume=True)
     resumed.train()
@@ -284,10 +290,7 @@ def test_kill_9_between_publishing_a_checkpoint_and_naming_it_latest_then_resume
 def test_meqg_train_killed_at_any_moment_resumes_exactly(small_store_path, tmp_path):
     """A real `meqg train` process, SIGKILLed from outside once it has passed step 6 (mid-step, mid-save
     or between: wherever it is), then `meqg train --resume`: the same steps and state as a straight run."""
-    config = binding_config(12)
-    TrainingRun(tmp_path / "straight", small_store_path, config).train()
-    config_file = tmp_path / "config.yaml"
-    config_file.write_text(to_yaml(config))
+    config_file = straight_run_and_its_config(small_store_path, tmp_path)
     run = tmp_path / "killed"
     command = ["train", "--store", str(small_store_path), "--run", str(run), "--config", str(config_file)]
     exe = Path(sys.executable).with_name("meqg")
