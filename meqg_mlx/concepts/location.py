@@ -2,7 +2,8 @@
 
 A store is a handful of small named objects beside a LanceDB database: the metadata
 file, the index, fitted projections, and the write lock. `StoreDir` and `S3Prefix`
-give those objects the same five operations, so `ConceptStore` never asks where it is.
+give those objects the same operations, the `Location` protocol below, so `ConceptStore`
+never asks where it is; a third kind of place is one more class that meets it.
 
 Making writes safe without rename. Locally every write goes to a temporary sibling
 that is renamed into place (`atomic.py`). S3 has no rename, but a single PUT is
@@ -21,6 +22,7 @@ strongly consistent, so:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlparse
 
 
@@ -67,7 +69,7 @@ def resolve_storage_options(configured: dict[str, str] | None = None) -> dict[st
     return options
 
 
-def open_location(uri: str | Path, storage_options: dict[str, str] | None = None, lease_s: float = 30.0):
+def open_location(uri: str | Path, storage_options: dict[str, str] | None = None, lease_s: float = 30.0) -> Location:
     """The `StoreDir` or `S3Prefix` for a store URI; other schemes are refused in one line."""
     text = str(uri)
     if not is_remote(text):
@@ -79,6 +81,46 @@ def open_location(uri: str | Path, storage_options: dict[str, str] | None = None
             "(S3-compatible servers through AWS_ENDPOINT_URL or store.storage_options)"
         )
     return S3Prefix(store_uri(text), resolve_storage_options(storage_options), lease_s)
+
+
+class Writer(Protocol):
+    """Files written under a name nobody reads until `publishing` ends."""
+
+    def write_file(self, name: str, fill: Callable[[str], None]) -> None: ...
+    def write_text(self, name: str, text: str) -> None: ...
+
+
+class Reader(Protocol):
+    """The files last published under a name."""
+
+    def read_file(self, name: str, read: Callable[[str], T]) -> T: ...
+    def read_text(self, name: str) -> str: ...
+
+
+@runtime_checkable
+class Location(Protocol):
+    """What a store needs of the place it lives (`StoreDir`, `S3Prefix`)."""
+
+    uri: str
+    remote: bool
+
+    @property
+    def lance_uri(self) -> str: ...
+    @property
+    def storage_options(self) -> dict[str, str] | None: ...
+    @property
+    def lock_key(self) -> str: ...
+    def new_lock(self): ...
+    def exists(self) -> bool: ...
+    def names(self) -> list[str]: ...
+    def read_bytes(self, name: str) -> bytes | None: ...
+    def write_bytes(self, name: str, data: bytes) -> None: ...  # whole, atomically
+    def remove(self, name: str) -> None: ...
+    def remove_store(self, keep: str) -> None: ...
+    def remove_empty_dir(self, lock_name: str) -> None: ...
+    def bytes_under(self, name: str) -> int: ...
+    def publishing(self, name: str) -> contextlib.AbstractContextManager[Writer]: ...
+    def published(self, name: str) -> Reader | None: ...
 
 
 class StoreDir:

@@ -28,7 +28,7 @@ from ..config import StoreConfig
 from ..encoder.base import check_vectors
 from ..errors import InputError, StoreError
 from .index import PartitionedIndex
-from .location import open_location
+from .location import Location, open_location
 from .lock import LOCK_FILE, write_lock
 from .search_index import SearchIndex
 from .schema import (
@@ -86,7 +86,7 @@ class Hit:
 class ConceptStore:
     """`meqg_store.json` and a LanceDB database under `lance/`, in a directory or on S3 (`location.py`)."""
 
-    def __init__(self, location, meta: dict, db, table, config: StoreConfig):
+    def __init__(self, location: Location, meta: dict, db, table, config: StoreConfig):
         self.location = location
         self.uri: str = location.uri
         self.meta = meta

@@ -16,7 +16,7 @@ import pytest
 
 from meqg_mlx.concepts import ConceptStore, build_store
 from meqg_mlx.concepts.index import PartitionedIndex
-from meqg_mlx.concepts.location import S3Prefix, open_location
+from meqg_mlx.concepts.location import Location, S3Prefix, open_location
 from meqg_mlx.concepts.lock import LOCK_FILE
 from meqg_mlx.config import StoreConfig
 from meqg_mlx.errors import InputError, StoreError
@@ -202,3 +202,16 @@ def test_storage_options_come_from_the_environment_overlaid_by_the_config(monkey
     }
     assert store_uri("s3://bucket/path/") == "s3://bucket/path"
     assert store_uri("file:///tmp/x/../y") == "/tmp/y"
+
+
+def test_a_local_directory_and_an_s3_prefix_are_both_locations(s3_store, tmp_path):
+    """`location.Location` is what a store needs of its place; the check itself refuses a partial one."""
+    assert isinstance(open_location(tmp_path / "here"), Location) and isinstance(open_location(s3_store), Location)
+
+    class OnlyReads:
+        uri, remote = "mem://x", False
+
+        def read_bytes(self, name):
+            return None
+
+    assert not isinstance(OnlyReads(), Location)
