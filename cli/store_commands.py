@@ -202,7 +202,7 @@ def add_vectors(
     embedder = load_embedder(backend, str(model or ""), "float32", max_tokens, output)
     with progress_bar() as update:
         added = fill_vector_column(concepts, column, embedder, progress=update)
-    info = concepts.vector_columns()[column]
+    info = concepts.vector_columns.declared()[column]
     print(
         f"{column}: +{added} vectors ({info['dim']}-d from {info['origin_model']}"
         f"{'' if info['normalized'] else ', unnormalised'}), {concepts.count()} concepts"

@@ -64,10 +64,23 @@ def modules():
             yield ".".join(parts), path, is_package
 
 
-def imports(module: str, path: Path, is_package: bool):
-    """Every meqg module `module` imports, with the line."""
+def annotation_only(tree: ast.Module) -> set[ast.AST]:
+    """The import statements under `if TYPE_CHECKING:`: they never run, so they make no import loop."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            guarded |= {child for statement in node.body for child in ast.walk(statement)}
+    return guarded
+
+
+def imports(module: str, path: Path, is_package: bool, running_only: bool = False):
+    """Every meqg module `module` imports, with the line (`running_only`: not those for annotations)."""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped = annotation_only(tree) if running_only else set()
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -107,8 +120,8 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the modules it imports (a name inside a module counts as that module), its own
-    parent packages left out (Python imports those first anyway), bench scripts as `bench.NAME`."""
+    """Module -> the modules it imports when it runs (a name inside a module counts as that module), its
+    own parent packages left out (Python imports those first anyway), bench scripts as `bench.NAME`."""
     found = {module: (path, is_package) for module, path, is_package in modules()}
     bench = {path.stem for path in BENCH.glob("*.py")}
     found |= {f"bench.{name}": (BENCH / f"{name}.py", False) for name in bench}
@@ -123,7 +136,9 @@ def import_graph() -> dict[str, set[str]]:
 
     graph = {}
     for module, (path, is_package) in found.items():
-        names = imports(module, path, is_package) if not module.startswith("bench.") else bare_imports(path, bench)
+        names = (
+            imports(module, path, is_package, True) if not module.startswith("bench.") else bare_imports(path, bench)
+        )
         targets = {resolve(name) for name, _ in names}
         graph[module] = {t for t in targets if t and t != module and not module.startswith(t + ".")}
     return graph
@@ -173,3 +188,13 @@ def test_the_cycle_check_sees_a_loop():
     """The check itself can fail: a three-module loop and a two-module one are found, a chain is not."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e", "a"}, "g": {"a"}}
     assert cycles(graph) == [["a", "b", "c"], ["e", "f"]]
+
+
+def test_imports_for_annotations_only_make_no_loop(tmp_path):
+    """`if TYPE_CHECKING:` imports never run: the loop check skips them, the layer check still sees them."""
+    path = tmp_path / "columns.py"
+    lines = ["from typing import TYPE_CHECKING", "if TYPE_CHECKING:", "    from .store import S", "from .text import t"]
+    path.write_text("\n".join(lines) + "\n")
+    running = [name for name, _ in imports("meqg_mlx.concepts.columns", path, False, running_only=True)]
+    assert running == ["meqg_mlx.concepts.text"]
+    assert len(list(imports("meqg_mlx.concepts.columns", path, False))) == 2

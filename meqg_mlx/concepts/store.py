@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from ..errors import InputError, StoreError
 from .index import PartitionedIndex
 from .location import Location, open_location
 from .lock import LOCK_FILE, write_lock
+from .columns import VectorColumns
 from .search_index import SearchIndex
 from .schema import (
     CONCEPTS_TABLE,
@@ -44,7 +44,6 @@ from .schema import (
 )
 
 META_FILE = "meqg_store.json"
-COLUMN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 STORE_FORMAT = "meqg-concept-store"
 SCHEMA_VERSION = 1
 RANDOM_READS_MAX = 1024  # sample_vectors: up to this many rows by random reads, more by a scan
@@ -94,6 +93,7 @@ class ConceptStore:
         self.table = table
         self.config = config
         self.search_index = SearchIndex(self)
+        self.vector_columns = VectorColumns(self)  # extra columns from other models (columns.py)
         self._positions: tuple[int, np.ndarray] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class ConceptStore:
             schema=concepts_schema(self.dim),
         )
         with self.writing() if take_lock else contextlib.nullcontext():
-            for name, column in self.vector_columns().items():  # filled later by `meqg store add-vectors`
+            for name, column in self.vector_columns.declared().items():  # filled later by `meqg store add-vectors`
                 data = data.append_column(
                     pa.field(name, pa.list_(pa.float32(), column["dim"])),
                     pa.nulls(n, pa.list_(pa.float32(), column["dim"])),
@@ -348,74 +348,6 @@ class ConceptStore:
                 self.build_index(force=True, kind="memory")  # its partitions held the removed vectors
             return {"removed": len(gone), "relations_dropped": dropped, "version": self.table.version}
 
-    # ----- more vector columns (concepts/columns.py) ------------------------------------------------
-    def vector_columns(self) -> dict[str, dict]:
-        """Extra vector columns: name -> {origin_model, dim, normalized}; `vector` is the main one."""
-        return dict(self.meta.get("vector_columns", {}))
-
-    def declare_vector_column(self, name: str, origin_model: str, dim: int, normalized: bool) -> None:
-        """A second vector column, from another model; re-declaring with the same model is a no-op."""
-        if not COLUMN_NAME.match(name) or name in concepts_schema(self.dim).names:
-            raise InputError(
-                f"bad vector column name {name!r}: lower-case letters, digits and _, not one of the store's own columns"
-            )
-        with self.writing():
-            if self.vector_columns().get(name) is not None:
-                self.check_column_model(name, origin_model, dim)
-                return
-            if name not in self.table.schema.names:  # present after a crash between the two commits below
-                self.table.add_columns(pa.field(name, pa.list_(pa.float32(), dim)))
-            self.meta["vector_columns"] = {
-                **self.vector_columns(),
-                name: {"origin_model": origin_model, "dim": dim, "normalized": normalized},
-            }
-            self.write_meta()
-
-    def check_column_model(self, name: str, origin_model: str, dim: int) -> None:
-        column = self._column(name)
-        if dim != column["dim"] or origin_model != column["origin_model"]:
-            raise StoreError(
-                f"vector column {name!r} holds {column['dim']}-d vectors from {column['origin_model']}; "
-                f"refusing {dim}-d vectors from {origin_model}"
-            )
-
-    def _column(self, name: str) -> dict:
-        if name == "vector":
-            return {"origin_model": self.origin_model, "dim": self.dim, "normalized": True}
-        columns = self.vector_columns()
-        if name not in columns:
-            raise StoreError(f"store {self.uri} has no vector column {name!r} (has: {', '.join(['vector', *columns])})")
-        return columns[name]
-
-    def write_column(self, name: str, origin_model: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Set column `name` for the given concepts in one merge commit (unit rows if the column is normalized)."""
-        column = self._column(name)
-        if name == "vector":
-            raise StoreError("the main vector column is written by add(), not write_column")
-        vectors = np.asarray(vectors, dtype=np.float32)
-        self.check_column_model(name, origin_model, vectors.shape[-1] if vectors.ndim == 2 else -1)
-        checked = check_vectors(vectors, column["dim"], f"vectors for column {name!r}")
-        update = pa.table(
-            {
-                "concept_id": pa.array(np.asarray(ids), pa.int64()),
-                name: vectors_column(checked if column["normalized"] else vectors, column["dim"]),
-            }
-        )
-        with self.writing():
-            self.table.merge_insert("concept_id").when_matched_update_all().execute(update)
-
-    def read_column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the concepts that have column `name` set."""
-        column = self._column(name)
-        table = self.columns(["concept_id", name], f"{name} IS NOT NULL")
-        return table["concept_id"].to_numpy().astype(np.int64), vectors_from_column(table[name], column["dim"])
-
-    def missing_from_column(self, name: str) -> tuple[np.ndarray, list[str]]:
-        """(ids, texts) of the concepts column `name` has no vector for yet."""
-        self._column(name)
-        table = self.columns(["concept_id", "text"], f"{name} IS NULL")
-        return table["concept_id"].to_numpy().astype(np.int64), table["text"].to_pylist()
-
     def optimize(self) -> None:
         """Compact small fragments left by batched appends; keep a B-tree on concept_id for lookups."""
         with self.writing():
@@ -455,7 +387,9 @@ class ConceptStore:
         offsets = self._offsets(ids)
         if not offsets:
             return []
-        names = [f.name for f in self.table.schema if f.name != "vector" and f.name not in self.vector_columns()]
+        names = [
+            f.name for f in self.table.schema if f.name != "vector" and f.name not in self.vector_columns.declared()
+        ]
         rows = {r["concept_id"]: r for r in self.table.take_offsets(offsets).select(names).to_arrow().to_pylist()}
         return [rows[i] for i in ids if i in rows]
 
@@ -637,8 +571,8 @@ class ConceptStore:
             "dim": self.dim,
             "origin_model": self.origin_model,
             "vector_columns": {
-                name: {**column, "filled": info.num_rows - len(self.missing_from_column(name)[0])}
-                for name, column in self.vector_columns().items()
+                name: {**column, "filled": info.num_rows - len(self.vector_columns.missing(name)[0])}
+                for name, column in self.vector_columns.declared().items()
             },
             "table_version": self.table.version,
             "fragments": table_stats["fragment_stats"]["num_fragments"],

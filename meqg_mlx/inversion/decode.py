@@ -43,7 +43,7 @@ def vec2text_corrector(store: ConceptStore, inversion: InversionConfig, embedder
     from .vec2text import Vec2TextInverter
 
     name = inversion.vec2text_column
-    column = store.vector_columns().get(name)
+    column = store.vector_columns.declared().get(name)
     if column is None or not inversion.vec2text_embedder:
         raise InputError(
             f"vec2text needs inversion.vec2text_embedder and a store vector column of its vectors "
@@ -52,7 +52,7 @@ def vec2text_corrector(store: ConceptStore, inversion: InversionConfig, embedder
     vec2text_embedder = load_embedder(
         "mlx", inversion.vec2text_embedder, output="sentence" if column["normalized"] else "mean"
     )
-    store.check_column_model(name, vec2text_embedder.name, vec2text_embedder.dim)
+    store.vector_columns.check_model(name, vec2text_embedder.name, vec2text_embedder.dim)
     inverter = Vec2TextInverter(
         inversion.vec2text_inverter,
         Path(inversion.vec2text_embedder) / "tokenizer.json",

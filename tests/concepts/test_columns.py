@@ -28,20 +28,26 @@ def store(tmp_path, small_store_path):
 def test_a_second_column_keeps_unnormalised_vectors_and_refuses_another_model(store, gtr_dir, embedder):
     mean = MLXSentenceEncoder(gtr_dir, output="mean")
     assert fill_vector_column(store, "gtr_mean", mean, batch_size=200) == store.count()
-    ids, vectors = store.read_column("gtr_mean")
+    ids, vectors = store.vector_columns.read("gtr_mean")
     texts = {row["concept_id"]: row["text"] for row in store.get(ids[:5].tolist())}
     assert np.allclose(vectors[:5], mean.encode([texts[i] for i in ids[:5]]), atol=1e-6)
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
     with pytest.raises(StoreError, match="holds 32-d vectors from gtr:mean; refusing 24-d vectors from gtr"):
         fill_vector_column(store, "gtr_mean", MLXSentenceEncoder(gtr_dir))
     reopened = ConceptStore.open(store.uri)
-    assert reopened.vector_columns()["gtr_mean"] == {"origin_model": "gtr:mean", "dim": 32, "normalized": False}
+    assert reopened.vector_columns.declared()["gtr_mean"] == {
+        "origin_model": "gtr:mean",
+        "dim": 32,
+        "normalized": False,
+    }
     # new concepts arrive without the column; filling again embeds only those
     first = reopened.reserve_ids(1)
     reopened.add([NewConcept(first, "A brand new concept.", embedder.encode(["A brand new concept."])[0])])
-    assert reopened.missing_from_column("gtr_mean")[0].tolist() == [first]
+    assert reopened.vector_columns.missing("gtr_mean")[0].tolist() == [first]
     assert "gtr_mean" not in reopened.get([first])[0]
-    assert fill_vector_column(reopened, "gtr_mean", mean) == 1 and len(reopened.missing_from_column("gtr_mean")[0]) == 0
+    assert (
+        fill_vector_column(reopened, "gtr_mean", mean) == 1 and len(reopened.vector_columns.missing("gtr_mean")[0]) == 0
+    )
     assert reopened.stats()["vector_columns"]["gtr_mean"]["filled"] == reopened.count()
 
 
@@ -57,7 +63,7 @@ def test_projection_fits_a_linear_relation_and_reports_worse_fits(store, gtr_dir
     assert far.report.held_out_relative_error > near.report.held_out_relative_error
     near.save(store)
     loaded = LinearProjection.load(store, "gtr_mean", "gtr")
-    _, x = store.read_column("gtr_mean")
+    _, x = store.vector_columns.read("gtr_mean")
     projected = loaded(x[:4])
     assert np.allclose(projected, near(x[:4])) and np.allclose(np.linalg.norm(projected, axis=1), 1.0, atol=1e-5)
     with pytest.raises(InputError, match="takes 32-d rows"):
@@ -96,7 +102,7 @@ def test_the_identity_map_fits_exactly_and_a_ridge_says_its_lambda(store):
     identity = LinearProjection.fit(store, "vector", "vector")
     assert identity.report.ridge == 0.0
     assert identity.report.held_out_relative_error < 1e-5 and identity.report.held_out_mean_cosine > 1 - 1e-6
-    _, x = store.read_column("vector")
+    _, x = store.vector_columns.read("vector")
     assert np.allclose(identity(x[:50]), x[:50], atol=1e-5)
     shrunk = LinearProjection.fit(store, "vector", "vector", ridge=0.1)
     gram_mean_eigenvalue = float((x.astype(np.float64) ** 2).sum() + len(x)) / (store.dim + 1)
