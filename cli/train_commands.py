@@ -109,11 +109,13 @@ class TorchrunFailure:
     `[rankN]: ` prefix) or the signal that ended it, else the first exception any process raised."""
 
     RANK_PREFIX = re.compile(r"^\[rank(\d+)\]: ?")
+    FATAL = ("terminate called", "Fatal Python error", "libc++abi")  # what a process says as it aborts
 
     def __init__(self):
         self.errors: list[str] = []
         self.exceptions: dict[str, str] = {}  # rank ("" for none given) -> its first exception
         self.root: dict[str, str] = {}
+        self.fatal: dict[str, str] = {}  # rank ("" for unprefixed lines) -> its first abort message
         self._traceback: str | None = None  # the rank whose traceback is being read
         self._in_root = False
         self._last = ""
@@ -125,6 +127,8 @@ class TorchrunFailure:
         text = line[prefix.end() :] if prefix else line
         if text.startswith("error: "):
             self.errors.append(text.removeprefix("error: "))
+        elif text.startswith(self.FATAL):
+            self.fatal.setdefault(rank, text)
         elif text == "Traceback (most recent call last):":
             self._traceback = rank
         elif self._traceback == rank and text and not text[0].isspace():
@@ -147,7 +151,7 @@ class TorchrunFailure:
             status = self.root.get("exitcode", "?")
             signal_name = re.search(r"\((SIG\w+)\)", status)
             status = signal_name.group(1) if signal_name else f"exit code {status.split(' ')[0]}"
-            exception = self.exceptions.get(rank)
+            exception = self.exceptions.get(rank) or self.fatal.get(rank) or self.fatal.get("")
             return f"rank {rank} failed ({status})" + (f": {exception[:300]}" if exception else "")
         if self.exceptions:
             return f"torchrun failed: {next(iter(self.exceptions.values()))[:300]}"

@@ -529,6 +529,8 @@ def main(argv: list[str] | None = None) -> None:
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
             rank = dist.get_rank()
         train(args, rank, should_stop)
+        if distributed:
+            dist.barrier()  # every rank done before any tears its connections down (a gloo peer gone mid-use aborts)
     except MeqgError as exc:
         sys.exit(f"error: rank {rank}: {exc}")
     except Stopped as exc:

@@ -109,6 +109,10 @@ time.sleep(300)  # rank 0 ends by torchrun's SIGTERM only, so rank 1 is the firs
     [
         ("raise ValueError('rank one cannot go on')", "rank 1 failed (exit code 1): ValueError: rank one cannot go on"),
         ("os.kill(os.getpid(), signal.SIGKILL)", "rank 1 failed (SIGKILL)"),
+        (
+            "import sys; sys.stderr.write('terminate called after throwing gloo::IoException\\n'); os.abort()",
+            "rank 1 failed (SIGABRT): terminate called after throwing gloo::IoException",
+        ),
     ],
 )
 def test_a_rank_that_fails_without_a_meqg_error_is_named_with_its_cause(tmp_path, failure, message):
