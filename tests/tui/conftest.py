@@ -38,6 +38,15 @@ def shown(widget) -> str:
     return console.file.getvalue()
 
 
+def drawn(app, *texts: str) -> bool:
+    """Whether the frame the app would draw now (what a snapshot compares) shows every one of `texts`."""
+    import html
+    import re
+
+    frame = html.unescape(re.sub(r"<[^>]+>", "", app.export_screenshot())).replace("\xa0", " ")
+    return all(text in frame for text in texts)
+
+
 async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "the app did not get there in time"):
     """Let the app run until `condition()` holds; fail after `timeout` seconds."""
     import time

@@ -6,7 +6,7 @@ import shutil
 
 from meqg_tui.episode_screen import EpisodeScreen
 
-from .conftest import shown, wait_for, workbench
+from .conftest import drawn, shown, wait_for, workbench
 
 SIZE = (160, 48)
 PROMPT = "Insert an item into a sorted list. Keep the list sorted."
@@ -60,8 +60,6 @@ async def test_no_trained_run_is_a_message(workbench_dir):
 
 def test_episode_screen_snapshot(workbench_dir, snap_compare):
     async def ready(pilot):
-        await wait_for(
-            pilot, lambda: "no run with a checkpoint" in shown(pilot.app.screen.query_one("#episode-status"))
-        )
+        await wait_for(pilot, lambda: drawn(pilot.app, "no run with a checkpoint", "f4 eval"))
 
     assert snap_compare(workbench("episode"), terminal_size=SIZE, run_before=ready)
