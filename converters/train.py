@@ -249,8 +249,16 @@ class TorchTrainer(Trainer):
                     concepts, relation_ids, memory, codes, ledger_t, seeds, view, tc.ledger_samples, tc.ledger_inner
                 )
                 predicted = out.next_vector.reshape(-1, self.args.concept_dim)
-                against = (candidate_vectors, tc.temperature, weight, log_keep, excluded_t, own_index)
-                distance, contrastive = next_concept_losses(predicted, target_vectors, *against)
+                distance, contrastive = next_concept_losses(
+                    predicted,
+                    target_vectors,
+                    candidate_vectors,
+                    tc.temperature,
+                    weight,
+                    log_keep,
+                    excluded_t,
+                    own_index,
+                )
                 context = context_penalty(
                     out.next_vector, target_vectors.reshape(out.next_vector.shape), concepts, counts_t, weight
                 )
