@@ -38,7 +38,7 @@ def timed_export(kind: str, run: Path, out: Path) -> tuple[float, float]:
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"meqg export {kind} failed: {done.stderr.strip()}")
+        raise SystemExit(f"meqg export {kind} failed: {done.stderr.strip().splitlines()[0]}")  # not the peak line
     return seconds, int(done.stderr.strip().splitlines()[-1].split()[-1]) / 1024
 
 
@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a trained run (meqg train or meqg demo)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     print(f"meqg bench/export.py on {os.cpu_count()} cores, run {args.run}")
     times: dict[str, list[float]] = {"torch": [], "coreml": []}
     peaks: dict[str, float] = {}
