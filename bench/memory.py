@@ -1,4 +1,4 @@
-"""The store-as-memory reads (meqg_mlx/train/memory.py) against numpy doing the same exact search.
+"""The store-as-memory reads (meqg_mlx/corpus/memory.py) against numpy doing the same exact search.
 
 1. Batch reads (what `prepare` computes once per store version): N concept rows along one
    relation, top-`slots` edges by source cosine, own document left out; MLX (matmul,
@@ -19,10 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 import numpy as np  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
+from meqg_mlx.corpus.memory import RelationMemory  # noqa: E402
+from meqg_mlx.corpus.relations import RelationVocabulary, document_groups, store_edges  # noqa: E402
+from meqg_mlx.corpus.sequences import ConceptTable  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
-from meqg_mlx.train.memory import RelationMemory  # noqa: E402
-from meqg_mlx.train.relations import RelationVocabulary, document_groups, store_edges  # noqa: E402
-from meqg_mlx.train.sequences import ConceptTable  # noqa: E402
 
 
 def numpy_reads(vectors, groups, edges, rows, slots):

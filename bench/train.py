@@ -34,11 +34,11 @@ from meqg_converters.weights import load_vmm  # noqa: E402
 from meqg_mlx.backend import doctor_report  # noqa: E402
 from meqg_mlx.concepts import ConceptStore  # noqa: E402
 from meqg_mlx.config import MeqgConfig, from_dict  # noqa: E402
+from meqg_mlx.corpus.sequences import windows  # noqa: E402
 from meqg_mlx.kernels import status as kernel_status  # noqa: E402
 from meqg_mlx.kernels.softmax import cross_entropy  # noqa: E402
 from meqg_mlx.paths import default_store  # noqa: E402
 from meqg_mlx.train.trainer import Trainer  # noqa: E402
-from meqg_mlx.train.sequences import windows  # noqa: E402
 
 SETTINGS = {
     "vmm": {

@@ -121,7 +121,7 @@ def roll_held_out_chain(run: Path, steps: int = 2) -> None:
     import numpy as np
 
     from meqg_mlx.eval.tasks import held_out_chains
-    from meqg_mlx.train.trained import TrainedRun
+    from meqg_mlx.trained import TrainedRun
 
     trained = TrainedRun.open(run)
     table, vocabulary = trained.table, trained.vocabulary

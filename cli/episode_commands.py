@@ -44,13 +44,13 @@ def run_episode(
 ) -> None:
     """Roll the prompt out as gated concept steps under a budget and decode them by store lookup."""
     from meqg_mlx.config import load_run
+    from meqg_mlx.corpus.relations import RelationVocabulary
     from meqg_mlx.episode.budget import Budget
     from meqg_mlx.episode.engine import DiamondEngine
     from meqg_mlx.episode.request import check_prompt
     from meqg_mlx.episode.tools import check_tool_names
     from meqg_mlx.runs import RunDir
     from meqg_mlx.telemetry import json_safe
-    from meqg_mlx.train.relations import RelationVocabulary
 
     budget = Budget(seconds=budget_seconds, max_flops=max_flops, max_kv_bytes=max_kv_bytes)
     names = check_tool_names([name for item in tools or [] for name in item.split(",") if name])

@@ -30,12 +30,12 @@ def predict(
 ) -> None:
     """The model's top-k next concepts (texts and cosines), one step or several greedily."""
     from meqg_mlx.config import load_run
+    from meqg_mlx.corpus.relations import RelationVocabulary
     from meqg_mlx.encoder import embedder_from_config
     from meqg_mlx.encoder.base import check_texts
     from meqg_mlx.errors import InputError
     from meqg_mlx.runs import RunDir
-    from meqg_mlx.train.relations import RelationVocabulary
-    from meqg_mlx.train.trained import TrainedRun
+    from meqg_mlx.trained import TrainedRun
 
     if (text is None) == (concept_id is None):
         raise InputError("give a TEXT to start from or --id ID, not both or neither")

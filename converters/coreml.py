@@ -35,9 +35,9 @@ from torch import nn
 
 from meqg_mlx.atomic import replaced_dir
 from meqg_mlx.config import load_run
-from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
+from meqg_mlx.trained import TrainedRun
 
 from .export import require_new_output
 from .torch_bert import SentenceEncoder
@@ -87,7 +87,7 @@ class VMMStep(nn.Module):
     @property
     def inputs(self) -> dict[str, tuple[tuple[int, ...], type]]:
         """The step's inputs, name -> (shape, dtype): the concept; the relation to follow (0 = next) when the
-        model reads one; what the concept read from the store (`meqg_mlx.train.memory`: the targets' vectors,
+        model reads one; what the concept read from the store (`meqg_mlx.corpus.memory`: the targets' vectors,
         their sources' similarity, 1 where a slot holds an edge) when it has memory slots."""
         args = self.vmm.args
         inputs = {"concept": ((1, args.concept_dim), np.float32)}

@@ -25,9 +25,9 @@ import torch
 from safetensors.torch import save_file
 
 from meqg_mlx.atomic import replaced_dir
-from meqg_mlx.train.trained import TrainedRun
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import STATE
+from meqg_mlx.trained import TrainedRun
 
 from . import torch_vmm
 from .weights import load_checkpoint_vmm

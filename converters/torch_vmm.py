@@ -257,7 +257,7 @@ class Memory(NamedTuple):
 class StoreMemory:
     """A run's memory (an export's memory.safetensors: edges between store concepts, by concept id, and the
     relation of each) over the store's vectors: a read of a concept along a relation returns the targets
-    of the `slots` edges of that relation whose sources are most similar to it (meqg_mlx.train.memory)."""
+    of the `slots` edges of that relation whose sources are most similar to it (meqg_mlx.corpus.memory)."""
 
     def __init__(self, edges: dict[str, torch.Tensor], ids: torch.Tensor, vectors: torch.Tensor, slots: int):
         """`ids` (N,) and `vectors` (N, dim) unit rows: the store's concepts (every id the edges name)."""

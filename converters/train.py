@@ -44,11 +44,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.config import MeqgConfig, load_config, to_yaml
+from meqg_mlx.corpus.sequences import context_counts, excluded_candidates
 from meqg_mlx.diamond.gate import GateDecision
 from meqg_mlx.diamond.view import View
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.train.report import progress_line, summary_lines
-from meqg_mlx.train.sequences import context_counts, excluded_candidates
 from meqg_mlx.train.run import TrainingRun
 from meqg_mlx.train.trainer import BACKWARD_COST, BatchLoss, StepReport, Trainer
 

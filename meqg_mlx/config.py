@@ -86,7 +86,7 @@ class TrainConfig:
     validation_windows: int = 64
     validation_edges: int = 1000  # held-out edges per relation in the validation tables
     baseline_mlp_steps: int = 400  # the MLP baseline's training steps (batches of 256 pairs)
-    # relation walks (train/relations.py) beside documents: the share of batches that are walks (all of
+    # relation walks (corpus/relations.py) beside documents: the share of batches that are walks (all of
     # them when the store has no documents), their length in steps, and the relations they follow ([]: all)
     walk_share: float = 0.5
     walk_length: int = 4

@@ -181,8 +181,8 @@ def load_engine(run: Path):
 def relations_of(run: Path) -> list[str]:
     """The relations the run's model follows, `next` first (its config's vmm.relations)."""
     from meqg_mlx.config import load_run
+    from meqg_mlx.corpus.relations import RelationVocabulary
     from meqg_mlx.runs import RunDir
-    from meqg_mlx.train.relations import RelationVocabulary
 
     return list(RelationVocabulary.of_model(load_run(RunDir(run))[1].vmm.relations).names)
 

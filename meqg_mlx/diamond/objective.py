@@ -24,8 +24,6 @@ from ..config import ObjectiveConfig
 from ..kernels.softmax import cross_entropy
 from ..vmm.model import ModelArgs
 
-BYTES_PER_FLOAT = 4
-
 
 def _row_weights(rows: int, mask: mx.array | None) -> mx.array:
     """Per-row weights summing to 1 over the rows `mask` keeps (all rows when None)."""
@@ -80,27 +78,6 @@ def planner_nll(logits: mx.array, codes: mx.array, mask: mx.array | None = None)
     return (per_position * _row_weights(per_position.shape[0], mask)).sum()
 
 
-def flops_per_token(args: ModelArgs) -> float:
-    """Forward multiply-adds x2 of one token through the VMM (analytic)."""
-    d, di = args.d_model, args.expand * args.d_model
-    heads = di // args.head_dim
-    conv_dim = di + 2 * args.d_state
-    mixer = 2 * d * (di + conv_dim + heads) + 2 * args.conv_kernel * conv_dim
-    scan = 2 * args.chunk_size * heads * (args.d_state + args.head_dim) + 4 * heads * args.head_dim * args.d_state
-    mixer += scan + 2 * di * d
-    moe = 2 * d * args.n_experts + args.top_k * 6 * d * args.d_ff
-    heads_out = 2 * args.concept_dim * d * 2 + args.rvq_levels * (2 * d * d + 2 * d * args.rvq_codes)
-    return float(args.n_layers * (mixer + moe) + heads_out)
-
-
-def state_bytes(args: ModelArgs, batch: int = 1) -> float:
-    """Recurrent state carried between tokens: SSM states and conv windows of every layer."""
-    di = args.expand * args.d_model
-    ssm = (di // args.head_dim) * args.head_dim * args.d_state
-    conv = (args.conv_kernel - 1) * (di + 2 * args.d_state)
-    return float(batch * args.n_layers * (ssm + conv) * BYTES_PER_FLOAT)
-
-
 @dataclass
 class ObjectiveTerms:
     delta: mx.array
@@ -147,8 +124,8 @@ class Objective:
         sparsity = 1.0 - a.top_k / a.n_experts
         curvature = mx.maximum(kappa, 0.0) if isinstance(kappa, mx.array) else max(kappa, 0.0)
         return (
-            c.lambda_flop * flops_per_token(a) * tokens
-            + c.lambda_kv * state_bytes(a)
+            c.lambda_flop * a.flops_per_token() * tokens
+            + c.lambda_kv * a.state_bytes()
             + c.lambda_lat * tool_latency_ms
             + c.lambda_sparse * (1.0 - sparsity)
             + c.lambda_kappa * curvature

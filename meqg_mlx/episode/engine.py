@@ -37,24 +37,24 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ..concepts.text import split_sentences
 from ..concepts.store import ConceptStore
+from ..concepts.text import split_sentences
 from ..config import MeqgConfig
+from ..corpus.memory import RelationMemory
+from ..corpus.relations import NEXT, RelationVocabulary
+from ..diamond.gate import GateDecision, GatePolicy
+from ..diamond.ledger import s_mod_mc
+from ..diamond.objective import Objective
+from ..diamond.view import View
 from ..encoder.base import Embedder
 from ..inversion.corrector import Corrector
 from ..inversion.decode import RunDecoder
 from ..inversion.lookup import StoreLookup
-from ..train.memory import RelationMemory
-from ..train.trained import TrainedRun
-from ..train.relations import NEXT, RelationVocabulary
-from ..vmm.model import VMM
+from ..trained import TrainedRun
+from ..vmm.model import BYTES_PER_FLOAT, VMM
 from .budget import Budget, BudgetMeter
-from ..diamond.gate import GateDecision, GatePolicy
-from ..diamond.ledger import s_mod_mc
-from ..diamond.objective import BYTES_PER_FLOAT, Objective, flops_per_token, state_bytes
 from .request import check_prompt
 from .tools import make_tools
-from ..diamond.view import View
 
 _CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
 
@@ -92,8 +92,8 @@ class DiamondEngine:
         self.objective = Objective(config.objective, self.args)
         self.gate = GatePolicy(config.gate)
         self.vocabulary = RelationVocabulary.of_model(self.args.relations)
-        self.flops_per_concept = flops_per_token(self.args)
-        self.state_bytes = state_bytes(self.args)
+        self.flops_per_concept = self.args.flops_per_token()
+        self.state_bytes = self.args.state_bytes()
 
     @classmethod
     def from_run(
@@ -122,7 +122,7 @@ class DiamondEngine:
         """{text, concepts, telemetry{objective, gate, budget, steps, tools, stopped_by}}.
 
         The python tool needs OS isolation unless `allow_unsafe_python` (see `meqg_mlx.sandbox`); every
-        step follows `relation` from the concept before it (one of the run's, `meqg_mlx.train.relations`).
+        step follows `relation` from the concept before it (one of the run's, `meqg_mlx.corpus.relations`).
         Once `cancelled` is set no further step starts and nothing is inverted (stopped_by "cancelled").
         """
         return self.episode(prompt, tools, budget, telemetry, allow_unsafe_python, relation, cancelled).response

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import EpisodeConfig, MeqgConfig, ObjectiveConfig, with_values
+from ..corpus.relations import NEXT, RelationVocabulary
 from ..errors import ConfigError, InputError
-from ..train.relations import NEXT, RelationVocabulary
 from .budget import LIMITS, Budget
 from .tools import check_tool_names
 

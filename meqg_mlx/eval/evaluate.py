@@ -168,7 +168,7 @@ def evaluate_run(
     """The run's latest checkpoint on held-out chains of its store (or the file's chains); `snap` feeds
     each free-running step the concept it decodes to; `store_path`: the run's store, moved."""
     from ..encoder import embedder_from_config
-    from ..train.trained import TrainedRun
+    from ..trained import TrainedRun
     from .tasks import file_chains, held_out_chains, store_candidates
 
     if horizon < 1 or prefix < 1:

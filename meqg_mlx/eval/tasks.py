@@ -1,6 +1,6 @@
 """Where chains come from: a run's held-out documents, or a user's `--chains F.jsonl`.
 
-Held-out means the trainer's own validation documents (`train.sequences.split_documents`
+Held-out means the trainer's own validation documents (`corpus.sequences.split_documents`
 with the run's `validation_fraction`), so no chain concept was trained on. A chains
 file holds one chain per line: a JSON list of texts (each step follows `next`), or
 {"texts": [...], "relations": [...]} with the relation each step follows; a text the store
@@ -17,10 +17,10 @@ import numpy as np
 from ..concepts.sources.files import jsonl_values
 from ..concepts.store import ConceptStore
 from ..concepts.text import normalize_text
+from ..corpus.relations import NEXT, RelationVocabulary, held_out_rows
+from ..corpus.sequences import ConceptTable, documents, split_documents
 from ..encoder.base import Embedder, check_texts
 from ..errors import InputError
-from ..train.relations import NEXT, RelationVocabulary, held_out_rows
-from ..train.sequences import ConceptTable, documents, split_documents
 from .chains import Candidates, Chain, cut
 
 

@@ -220,8 +220,8 @@ def evaluate_run_tools(
     """The run's latest checkpoint (on its store, or at `store_path`: moved) in Diamond episodes with the
     python tool (it needs the OS sandbox)."""
     from ..concepts.text import normalize_text
+    from ..corpus.sequences import ConceptTable
     from ..episode.engine import DiamondEngine
-    from ..train.sequences import ConceptTable
     from .tasks import store_candidates, with_texts
 
     require_sandbox()

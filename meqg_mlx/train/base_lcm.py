@@ -20,11 +20,11 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from ..corpus.sequences import ConceptTable, Document, context_counts, excluded_candidates, windows
 from ..diamond.objective import context_penalty, next_concept_losses
 from ..progress import Progress, no_progress
 from ..schedules import warmup_cosine
 from .metrics import CHUNK, Queries
-from .sequences import ConceptTable, Document, context_counts, excluded_candidates, windows
 
 
 @dataclass

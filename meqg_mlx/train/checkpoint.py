@@ -31,19 +31,6 @@ def save_checkpoint(run: RunDir | str | Path, trainer) -> Path:
     return target
 
 
-def load_model(checkpoint: str | Path, args):
-    """The VMM (`args`: its ModelArgs) with a checkpoint's weights, for inference: episodes, eval, export."""
-    from ..vmm.model import VMM
-
-    model = VMM(args)
-    try:
-        model.load_weights(str(Path(checkpoint) / WEIGHTS), strict=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise MeqgError(f"corrupt checkpoint {checkpoint}: {str(exc).splitlines()[0]}") from exc
-    mx.eval(model.parameters())
-    return model
-
-
 def last_stable_checkpoint(run: RunDir) -> Path | None:
     """The newest checkpoint written outside the breakdown regime."""
     for path in run.checkpoint_dirs():

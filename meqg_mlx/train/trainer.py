@@ -25,6 +25,9 @@ from mlx.utils import tree_flatten, tree_unflatten
 from ..concepts.kmeans import spherical_kmeans
 from ..concepts.store import ConceptStore
 from ..config import MeqgConfig
+from ..corpus.memory import RelationMemory
+from ..corpus.relations import NEXT, RelationVocabulary, TrainingSplit, WalkSampler, document_groups
+from ..corpus.sequences import ConceptTable, context_counts, documents, excluded_candidates, tiled_windows, windows
 from ..diamond.gate import GateDecision, GateSchedule, NullStabilityGate, all_finite, copy_tree
 from ..diamond.ledger import phi_mc, s_mod_surrogate
 from ..diamond.objective import Objective, ObjectiveTerms, context_penalty
@@ -33,14 +36,11 @@ from ..progress import Progress, no_progress
 from ..schedules import warmup_cosine
 from ..vmm.model import VMM, Memory
 from ..vmm.moe import RouterStats
-from .curvature import top_hessian_eigenvalue
 from .base_lcm import Budget, document_predictor, fit_base_lcm
 from .baselines import Pairs, Predictor
-from .memory import RelationMemory
+from .curvature import top_hessian_eigenvalue
 from .metrics import score
 from .regime import RecoveryPolicy
-from .relations import NEXT, RelationVocabulary, TrainingSplit, WalkSampler, document_groups
-from .sequences import ConceptTable, context_counts, documents, excluded_candidates, tiled_windows, windows
 from .validation import (
     QuerySet,
     Validation,

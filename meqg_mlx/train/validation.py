@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text
+from ..corpus.relations import NEXT, Edges, RelationVocabulary
 from .baselines import Pairs, Predictor, fit_baselines
 from .metrics import Queries, Scored, paired_difference, score
-from .relations import NEXT, Edges, RelationVocabulary
 
 CACHE_VERSION = 3  # bump when a baseline, the query sets or the memory change: old cache entries are then ignored
 

@@ -10,7 +10,7 @@ h (mixing in concept space generalizes to concepts never seen in training) and b
 that mixture with a vector generated from h by a learned share, so it can name a
 concept outside its context (a pointer-generator's copy-or-generate gate). The store is
 its memory: with `memory_slots`, each position also reads where the edges of its
-concept's nearest neighbours lead along its relation (`train.memory`), and the mixture
+concept's nearest neighbours lead along its relation (`corpus.memory`), and the mixture
 weighs those targets beside the context, by their similarity and by h.
 Expert routing gets a prior: the cosine of the input concept to each expert's
 domain centroid (taken from the concept store's domains).
@@ -34,6 +34,8 @@ from .cache import MixerCache, VMMCache, WindowCache
 from .moe import MoEFeedForward, RouterStats
 from .rvq import ResidualVQ, RVQArgs
 from .ssd import SSDArgs, SSDMixer
+
+BYTES_PER_FLOAT = 4  # float32 state and vectors
 
 
 @dataclass
@@ -61,7 +63,26 @@ class ModelArgs:
     # relation names by id, `next` first (the trainer records the store's); with more than `next` each
     # position reads the relation it follows
     relations: list[str] = field(default_factory=list)
-    memory_slots: int = 16  # store edges read per position (train/memory.py); 0 reads none
+    memory_slots: int = 16  # store edges read per position (corpus/memory.py); 0 reads none
+
+    def flops_per_token(self) -> float:
+        """Forward multiply-adds x2 of one token through the VMM (analytic): S_geo's compute price."""
+        d, di = self.d_model, self.expand * self.d_model
+        heads = di // self.head_dim
+        conv_dim = di + 2 * self.d_state
+        mixer = 2 * d * (di + conv_dim + heads) + 2 * self.conv_kernel * conv_dim
+        scan = 2 * self.chunk_size * heads * (self.d_state + self.head_dim) + 4 * heads * self.head_dim * self.d_state
+        mixer += scan + 2 * di * d
+        moe = 2 * d * self.n_experts + self.top_k * 6 * d * self.d_ff
+        heads_out = 2 * self.concept_dim * d * 2 + self.rvq_levels * (2 * d * d + 2 * d * self.rvq_codes)
+        return float(self.n_layers * (mixer + moe) + heads_out)
+
+    def state_bytes(self, batch: int = 1) -> float:
+        """Recurrent state carried between tokens: SSM states and conv windows of every layer."""
+        di = self.expand * self.d_model
+        ssm = (di // self.head_dim) * self.head_dim * self.d_state
+        conv = (self.conv_kernel - 1) * (di + 2 * self.d_state)
+        return float(batch * self.n_layers * (ssm + conv) * BYTES_PER_FLOAT)
 
 
 class Memory(NamedTuple):
@@ -282,7 +303,7 @@ class VMM(nn.Module):
     ) -> VMMOutput:
         """concepts (B, T, concept_dim) unit rows -> prediction of each next concept; `relations` (B, T)
         the relation id to follow from each position (None: `next`, id 0, everywhere); `memory` what each
-        position read from the store along its relation (`train.memory.RelationMemory`).
+        position read from the store along its relation (`corpus.memory.RelationMemory`).
 
         With `cache` (from `make_cache`), the concepts continue the sequence fed into it so far, and
         the outputs are those of the whole sequence's forward at these positions.

@@ -31,7 +31,7 @@ from meqg_mlx.config import load_run
 from meqg_mlx.encoder.base import load_tokenizer
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import RunDir
-from meqg_mlx.train.trained import TrainedRun
+from meqg_mlx.trained import TrainedRun
 from meqg_mlx.vmm.model import Memory
 
 from ..conftest import meqg

@@ -13,8 +13,8 @@ import pytest
 from meqg_converters.export import export_torch
 from meqg_mlx.errors import MeqgError
 from meqg_mlx.runs import WEIGHTS, RunDir
-from meqg_mlx.train.checkpoint import load_model
-from meqg_mlx.train.trained import TrainedRun
+from meqg_mlx.trained import TrainedRun
+from meqg_mlx.vmm.load import load_model
 from meqg_mlx.vmm.model import ModelArgs
 
 from ..conftest import meqg

@@ -10,7 +10,7 @@ from meqg_mlx.concepts.store import ConceptStore
 from meqg_mlx.errors import InputError
 from meqg_mlx.eval.evaluate import DEFAULT_PREFIX, evaluate_chains, evaluate_run
 from meqg_mlx.eval.tasks import held_out_chains, read_chains_file, store_candidates
-from meqg_mlx.train.trained import TrainedRun
+from meqg_mlx.trained import TrainedRun
 from meqg_mlx.vmm.model import VMM
 
 
@@ -128,10 +128,10 @@ def test_meqg_eval_prints_the_table_and_writes_the_report(trained_run_path, tmp_
 
 
 def test_relation_chains_follow_contains_and_never_touch_a_trained_concept(small_store_path, monkeypatch):
+    from meqg_mlx.corpus.relations import RelationVocabulary, held_out_rows
+    from meqg_mlx.corpus.sequences import ConceptTable, documents, split_documents
     from meqg_mlx.eval import tasks
     from meqg_mlx.eval.tasks import held_out_chains, relation_chains
-    from meqg_mlx.train.relations import RelationVocabulary, held_out_rows
-    from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
 
     store = ConceptStore.open(small_store_path)
     table = ConceptTable(store)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from meqg_mlx.concepts.text import normalize_text
+from meqg_mlx.corpus.sequences import ConceptTable
 from meqg_mlx.episode.budget import Budget
 from meqg_mlx.episode.engine import DiamondEngine
 from meqg_mlx.errors import InputError
@@ -14,7 +15,6 @@ from meqg_mlx.eval.ablation import tight, tool_kill_number
 from meqg_mlx.eval.tasks import store_candidates, with_texts
 from meqg_mlx.eval.tool_success import FAMILIES, ToolReport, evaluate_tools, generate_tasks, parse_budgets
 from meqg_mlx.sandbox import isolation, run_python
-from meqg_mlx.train.sequences import ConceptTable
 
 needs_sandbox = pytest.mark.skipif(not isolation().safe, reason="tool episodes need the OS sandbox (bubblewrap)")
 

@@ -4,10 +4,10 @@ import mlx.core as mx
 import numpy as np
 
 from meqg_mlx.concepts.store import ConceptStore, NewConcept
+from meqg_mlx.corpus.sequences import ConceptTable, documents, split_documents, tiled_windows
 from meqg_mlx.train.base_lcm import BaseLCM, Budget, ModelArgs, document_predictor, fit_base_lcm
 from meqg_mlx.train.baselines import copy_last
 from meqg_mlx.train.metrics import score
-from meqg_mlx.train.sequences import ConceptTable, documents, split_documents, tiled_windows
 from meqg_mlx.train.validation import Pairs, document_queries
 
 DIM, DOCS, LENGTH = 16, 60, 10

@@ -38,8 +38,8 @@ def test_knn_successor_names_the_category_of_the_nearest_training_member(graph_s
     """Members cluster around their category: the hypernym of a held-out member is the hypernym of its
     most similar training members. A held-out category is no training target (its members' hypernym
     edges would state its hyponyms), so its members' queries have no answer to find."""
-    from meqg_mlx.train.relations import RelationVocabulary, held_out_rows, store_edges, trainable
-    from meqg_mlx.train.sequences import ConceptTable
+    from meqg_mlx.corpus.relations import RelationVocabulary, held_out_rows, store_edges, trainable
+    from meqg_mlx.corpus.sequences import ConceptTable
     from meqg_mlx.train.validation import relation_queries
 
     table = ConceptTable(graph_store)

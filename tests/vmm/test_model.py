@@ -126,6 +126,18 @@ def test_shapes_unit_outputs_and_parameter_count():
     assert model.parameter_count(trainable_only=False) > model.parameter_count()
 
 
+def test_the_state_bytes_priced_are_the_bytes_a_cache_carries():
+    """S_geo prices `state_bytes`; a cache after a prompt holds exactly that many bytes of scan state and
+    convolution window (the concept window is the context mixture's, priced per held concept)."""
+    model = VMM(TINY)
+    cache = model.make_cache()
+    mx.eval(model(unit((3, 7, 16)), cache=cache).next_vector)
+    carried = sum(layer.ssm.nbytes + layer.conv.state.nbytes for layer in cache.layers)
+    assert carried == TINY.state_bytes(batch=3) > 0
+    deeper = dataclasses.replace(TINY, n_layers=4)
+    assert deeper.state_bytes() == 2 * TINY.state_bytes() and deeper.flops_per_token() > TINY.flops_per_token()
+
+
 def test_model_is_causal():
     mx.random.seed(1)
     model = VMM(dataclasses.replace(TINY, next_correction=True))

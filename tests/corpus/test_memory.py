@@ -3,12 +3,12 @@ held-out edge, the same from the table as by search, and kept in the cache."""
 
 import numpy as np
 
-from meqg_mlx.train.memory import RelationMemory
-from meqg_mlx.train.relations import RelationVocabulary, TrainingSplit, document_groups, held_out_rows, store_edges
-from meqg_mlx.train.sequences import ConceptTable
+from meqg_mlx.corpus.memory import RelationMemory
+from meqg_mlx.corpus.relations import RelationVocabulary, TrainingSplit, document_groups, held_out_rows, store_edges
+from meqg_mlx.corpus.sequences import ConceptTable
 from meqg_mlx.train.trainer import Trainer
 
-from .test_trainer import small_config
+from ..train.test_trainer import small_config
 
 SLOTS = 4
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from ..concepts.store import ConceptStore
-from ..config import MeqgConfig, load_run
-from ..runs import RunDir
-from ..vmm.model import VMM, ModelArgs
-from .checkpoint import load_model
-from .memory import RelationMemory
-from .relations import Edges, RelationVocabulary, TrainingSplit, document_groups
-from .sequences import ConceptTable
+from .concepts.store import ConceptStore
+from .config import MeqgConfig, load_run
+from .corpus.memory import RelationMemory
+from .corpus.relations import Edges, RelationVocabulary, TrainingSplit, document_groups
+from .corpus.sequences import ConceptTable
+from .runs import RunDir
+from .vmm.load import load_model
+from .vmm.model import VMM, ModelArgs
 
 
 @dataclass

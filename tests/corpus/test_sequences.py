@@ -1,6 +1,6 @@
 import numpy as np
 
-from meqg_mlx.train.sequences import document_name, documents, split_documents, windows
+from meqg_mlx.corpus.sequences import document_name, documents, split_documents, windows
 
 
 def testdocument_names():
@@ -25,7 +25,7 @@ def test_documents_split_without_overlap_and_windows_follow_reading_order(small_
 
 
 def test_concept_table_rows_and_padding(small_store):
-    from meqg_mlx.train.sequences import ConceptTable, seen_before
+    from meqg_mlx.corpus.sequences import ConceptTable, seen_before
 
     table = ConceptTable(small_store)
     ids = table.ids[:3]
@@ -40,7 +40,7 @@ def test_seen_among_says_what_comparing_with_seen_before_says():
     """The trainer's InfoNCE exclusions: a candidate seen at or before a position, repeats included."""
     import mlx.core as mx
 
-    from meqg_mlx.train.sequences import seen_among, seen_before
+    from meqg_mlx.corpus.sequences import seen_among, seen_before
 
     rng = np.random.default_rng(0)
     inputs = mx.array(rng.integers(0, 12, (5, 9)))  # few ids: repeats within rows

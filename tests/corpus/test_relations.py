@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from meqg_mlx.errors import ConfigError, InputError
-from meqg_mlx.train.relations import (
+from meqg_mlx.corpus.relations import (
     INVERSES,
     NEXT,
     RelationVocabulary,
@@ -11,7 +11,7 @@ from meqg_mlx.train.relations import (
     store_edges,
     trainable,
 )
-from meqg_mlx.train.sequences import ConceptTable, documents, split_documents
+from meqg_mlx.corpus.sequences import ConceptTable, documents, split_documents
 
 from ..conftest import GRAPH_CHILDREN, GRAPH_ROOTS
 
@@ -83,7 +83,7 @@ def test_held_out_concepts_are_the_validation_documents(small_store):
 
 
 def test_an_empty_edge_set_cannot_be_walked():
-    from meqg_mlx.train.relations import Edges
+    from meqg_mlx.corpus.relations import Edges
 
     empty = np.zeros(0, np.int64)
     with pytest.raises(InputError, match="no relation edges to walk"):
