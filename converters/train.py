@@ -341,7 +341,7 @@ class TorchTrainer(Trainer):
             self.gate_schedule.checked(self.state.step, decision)
         else:
             decision = None
-            self._plain_step(recorded)
+            self._ungated_step(recorded)
         taken = None if decision is None else (decision.accepted, decision.retries, decision.failed, decision.view_size)
         self.decisions.update(repr(taken).encode())
         self.state.accepted += decision.accepted if decision else 1
@@ -431,7 +431,7 @@ class TorchTrainer(Trainer):
         start_values = (start.delta, start.s_mod)
         return self.gate.judge(sizes, norms, slope, start_values, self.view, candidate, reference, restore)
 
-    def _plain_step(self, evaluate) -> None:
+    def _ungated_step(self, evaluate) -> None:
         """AdamW without the gate; when the gate is on but not due, non-finite weights are still refused."""
         _, restore = self._snapshot()
         _, grads = self._backward(evaluate)

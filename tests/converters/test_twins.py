@@ -152,3 +152,18 @@ def test_each_twin_defines_what_its_mlx_files_do(twin):
     assert sorted(only_mlx) == sorted(twin.only_mlx), f"in the MLX files, not in {twin.torch} (add or declare)"
     assert sorted(only_torch) == sorted(twin.only_torch), f"in {twin.torch}, not in its MLX files (add or declare)"
 
+
+def class_methods(path: Path, name: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    (cls,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+    return {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_torch_trainer_replaces_only_public_methods_of_the_mlx_trainer():
+    """`TorchTrainer` keeps the MLX trainer's loop, recovery and telemetry and replaces its public steps
+    (`step`, `measure_phi`, ...); a private helper of the same name would silently take the MLX one's
+    place wherever the base class calls it, with other arguments."""
+    torch_methods = class_methods(ROOT / "converters/train.py", "TorchTrainer")
+    mlx_methods = class_methods(ROOT / "meqg_mlx/train/trainer.py", "Trainer")
+    shadowed = {m for m in torch_methods & mlx_methods if m.startswith("_") and not m.startswith("__")}
+    assert not shadowed, f"TorchTrainer redefines the MLX Trainer's private {sorted(shadowed)}"
