@@ -63,7 +63,10 @@ MEQG_FN float meqg_log1p_unit(float e) {
   return 2.0f * s * p;
 }
 
-MEQG_FN float meqg_silu(float x) { return x * meqg_sigmoid(x); }
+// x / (1 + e^-x) rather than x * sigmoid(x): GCC's vectorised loop folded the product to 0 where the
+// clamp in meqg_exp makes sigmoid a constant 0, so silu(-inf) was 0 there and NaN (MLX's answer) in
+// the scalar tail; a quotient keeps -inf / inf = NaN on every path.
+MEQG_FN float meqg_silu(float x) { return x / (1.0f + meqg_exp(-x)); }
 
 MEQG_FN float meqg_silu_grad(float x) {
   float s = meqg_sigmoid(x);
