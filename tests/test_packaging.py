@@ -35,5 +35,7 @@ def test_every_library_package_is_listed_in_pyproject():
 
     root = Path(__file__).resolve().parents[1]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "meqg_mlx").rglob("__init__.py")}
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "meqg_mlx").rglob("*.py")}
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
+    unmarked = sorted(name for name in found if not (root / name.replace(".", "/") / "__init__.py").exists())
+    assert not unmarked, f"give each package an __init__.py (an installed wheel skips the others): {unmarked}"
