@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -15,8 +16,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# tests never write into the user's meqg home (default stores, runs, the baseline cache)
-os.environ.setdefault("MEQG_HOME", tempfile.mkdtemp(prefix="meqg-home-"))
+# tests never write into the user's meqg home (default stores, runs, the baseline cache); the one they
+# write into goes with the session (child processes inherit it and make none of their own)
+if "MEQG_HOME" not in os.environ:
+    os.environ["MEQG_HOME"] = tempfile.mkdtemp(prefix="meqg-home-")
+    atexit.register(shutil.rmtree, os.environ["MEQG_HOME"], ignore_errors=True)
 
 import meqg_mlx  # noqa: E402,F401  (sets up BLAS for when mlx is first imported)
 
